@@ -1,0 +1,38 @@
+# geoseg developer commands. Each target creates .venv on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+
+.PHONY: env test lint run-default train-default bench clean
+
+$(BIN)/geoseg: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+	touch $(BIN)/geoseg
+
+env: $(BIN)/geoseg
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+run-default: env
+	mkdir -p out
+	$(BIN)/geoseg run --bbox -113.10,37.15,-112.95,37.30 --bbox-crs EPSG:4326 \
+		--datetime 2015-08-18 --model landcover-landsat \
+		--out out/zion_landcover.gpkg --labels out/zion_landcover.tif
+
+train-default: env
+	$(BIN)/python -m workflows.train_defaults
+
+bench: env
+	$(BIN)/python benchmarks/bench_predict.py
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

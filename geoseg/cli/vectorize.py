@@ -1,0 +1,14 @@
+"""``geoseg vectorize``: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import click
+
+from geoseg.errors import GeosegError
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def vectorize(args: tuple[str, ...]) -> None:
+    """Not implemented yet."""
+    raise GeosegError("'geoseg vectorize' is not implemented yet")

@@ -1,0 +1,66 @@
+"""Atomic file outputs: write beside the target, then rename over it.
+
+A crash or an exception while writing leaves the previous file (if any)
+untouched and no partial file at the final path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from geoseg.errors import OutputError
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise OutputError(f"{path}: the output directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: the output directory {parent} is not writable")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, copy_existing: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it to ``path`` on success.
+
+    Parameters
+    ----------
+    path
+        The final output path.
+    copy_existing
+        Start the temporary file as a copy of the existing ``path`` (for
+        updating one layer of a GeoPackage while keeping the others).
+
+    Yields
+    ------
+    Path
+        Where to write. On a clean exit it replaces ``path`` atomically; on an
+        exception it is deleted and ``path`` is left as it was.
+    """
+    final = Path(path)
+    _check_parent(final)
+    descriptor, name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=f".partial{final.suffix}", dir=final.parent
+    )
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        if copy_existing and final.exists():
+            shutil.copy2(final, temporary)
+        else:
+            temporary.unlink()
+        yield temporary
+        if not temporary.exists():
+            raise OutputError(f"{final}: nothing was written")
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise

@@ -1,0 +1,1 @@
+"""Segmentation models: architectures, the registry, model cards and checkpoints."""

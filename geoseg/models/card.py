@@ -1,0 +1,157 @@
+"""The model card: everything needed to use a trained model correctly.
+
+A model directory holds ``card.json`` (this schema) and the weights in
+safetensors. The card says which bands the model reads and in what order, how a
+scene's values are scaled before the forward pass, the classes it predicts and
+their colours, the tile geometry it was trained for, how it was trained and how
+it scored on held-out data, and the SHA-256 of the weights.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from geoseg.config import StrictModel
+
+CARD_FILENAME = "card.json"
+WEIGHTS_FILENAME = "weights.safetensors"
+LABEL_NODATA = 255
+"""Label value written where the input is nodata; no class may use it."""
+
+_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class BandSpec(StrictModel):
+    """One input band, by common name (``blue``, ``green``, ``red``, ``nir``, ...)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class ClassSpec(StrictModel):
+    """One output class."""
+
+    id: int = Field(ge=0, le=254)
+    name: str = Field(min_length=1)
+    color: str = Field(description="#rrggbb")
+
+    @field_validator("color")
+    @classmethod
+    def _check_colour(cls, value: str) -> str:
+        if not _HEX_COLOUR.match(value):
+            raise ValueError(f"colour must look like '#1a2b3c', got {value!r}")
+        return value.lower()
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The colour as an ``(r, g, b)`` tuple of 0-255 ints."""
+        return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+
+
+class InputScaling(StrictModel):
+    """How a scene's band values become model inputs.
+
+    Step 1 (scene to physical units) uses the scene's own per-band scale and
+    offset (``physical = raw * scale + offset``) from its catalog entry, the
+    raster's band metadata or the command line; ``units`` names the physical
+    quantity the model expects after that step.
+
+    Step 2 (normalisation):
+
+    - ``"standardize"``: ``(physical - mean) / std`` per band, with the
+      training statistics in ``mean`` and ``std``.
+    - ``"scene_percentile"``: per band, the scene's ``percentiles[0]`` and
+      ``percentiles[1]`` percentiles of valid pixels (computed once over the
+      whole scene) map to 0 and 1. This makes the model insensitive to linear
+      differences in units between sensors and processing levels.
+    """
+
+    units: str = Field(min_length=1, description="e.g. 'reflectance' (0-1)")
+    method: Literal["standardize", "scene_percentile"]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    percentiles: tuple[float, float] = (2.0, 98.0)
+
+    @model_validator(mode="after")
+    def _check_method_fields(self) -> InputScaling:
+        if self.method == "standardize":
+            if self.mean is None or self.std is None:
+                raise ValueError("method 'standardize' needs 'mean' and 'std' (one per band)")
+            if len(self.mean) != len(self.std):
+                raise ValueError("'mean' and 'std' must have one value per band")
+            if any(value <= 0 for value in self.std):
+                raise ValueError("every 'std' value must be > 0")
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
+        return self
+
+
+class TrainingInfo(StrictModel):
+    """How the weights were produced."""
+
+    data: list[str] = Field(default_factory=list, description="training datasets")
+    split: str = Field("", description="how train/validation/test were separated")
+    epochs: int | None = None
+    seed: int | None = None
+    loss: str = ""
+    command: str = Field("", description="command that reproduces the weights")
+    duration_s: float | None = None
+
+
+class ModelCard(StrictModel):
+    """Validated model card (``card.json`` of a model directory)."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(min_length=1)
+    description: str = ""
+    architecture: str = Field(min_length=1, description="registry name, e.g. 'unet'")
+    encoder: str = Field("", description="smp encoder name, e.g. 'resnet18'")
+    architecture_options: dict[str, Any] = Field(default_factory=dict)
+    bands: list[BandSpec] = Field(min_length=1)
+    scaling: InputScaling
+    classes: list[ClassSpec] = Field(min_length=1)
+    pixel_size_m: float = Field(gt=0)
+    tile_size: int = Field(ge=16)
+    overlap: int = Field(ge=0)
+    training: TrainingInfo = Field(default_factory=TrainingInfo)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    attribution: str = ""
+    weights_file: str = WEIGHTS_FILENAME
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ModelCard:
+        ids = [spec.id for spec in self.classes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"class ids must be unique, got {ids}")
+        names = [band.name for band in self.bands]
+        if len(set(names)) != len(names):
+            raise ValueError(f"band names must be unique, got {names}")
+        if self.scaling.mean is not None and len(self.scaling.mean) != len(self.bands):
+            raise ValueError(
+                f"scaling has {len(self.scaling.mean)} mean values for {len(self.bands)} bands"
+            )
+        if 2 * self.overlap >= self.tile_size:
+            raise ValueError(
+                f"overlap {self.overlap} must be less than half the tile size {self.tile_size}"
+            )
+        return self
+
+    @property
+    def band_names(self) -> list[str]:
+        """Input band names in model order."""
+        return [band.name for band in self.bands]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output channels (classes are output channels in id order)."""
+        return len(self.classes)
+
+    @property
+    def class_ids(self) -> list[int]:
+        """Label value written for each output channel, in channel order."""
+        return [spec.id for spec in self.classes]
