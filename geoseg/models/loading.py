@@ -1,0 +1,80 @@
+"""Resolving a model by shipped name or directory, and building it with its weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from geoseg.errors import ModelError
+from geoseg.io.checkpoint import read_card, read_weights
+from geoseg.models.card import CARD_FILENAME, ModelCard
+from geoseg.models.registry import build_model
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+"""Folder of the default models shipped inside the package, one sub-folder each."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in evaluation mode on the CPU, with its card and where it came from."""
+
+    module: nn.Module
+    card: ModelCard
+    directory: Path
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped with geoseg."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CARD_FILENAME).exists())
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A model directory from a shipped model name or a path.
+
+    Raises
+    ------
+    ModelError
+        Neither a shipped name nor a model directory; lists the shipped names.
+    """
+    candidate = Path(name_or_path)
+    if (candidate / CARD_FILENAME).exists():
+        return candidate
+    shipped = SHIPPED_DIR / str(name_or_path)
+    if (shipped / CARD_FILENAME).exists():
+        return shipped
+    names = ", ".join(shipped_models()) or "(none shipped)"
+    raise ModelError(
+        f"{name_or_path!r} is neither a shipped model nor a model directory with {CARD_FILENAME}; "
+        f"shipped models: {names}"
+    )
+
+
+def build_from_card(card: ModelCard) -> nn.Module:
+    """An untrained module with the architecture the card describes."""
+    return build_model(
+        card.architecture,
+        encoder=card.encoder,
+        in_channels=len(card.bands),
+        num_classes=card.num_classes,
+        options=card.architecture_options,
+    )
+
+
+def load_model(name_or_path: str | Path) -> LoadedModel:
+    """Load a model (shipped name or directory): verified weights, eval mode, on CPU."""
+    directory = resolve_model_dir(name_or_path)
+    card = read_card(directory)
+    module = build_from_card(card)
+    state = read_weights(directory, card)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(
+            f"{directory}: weights do not fit {card.architecture}/{card.encoder}: "
+            f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
+        )
+    module.eval()
+    return LoadedModel(module=module, card=card, directory=directory)
