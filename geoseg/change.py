@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from geoseg.classmap import EXCLUDED, ClassSpec
 from geoseg.errors import ConfigError
+from geoseg.grid import RasterGrid
 
 AREA_UNITS_PER_M2 = 10_000  # areas are accumulated in integer cm2
 AREA_UNITS_PER_HA = AREA_UNITS_PER_M2 * 10_000
@@ -99,6 +100,44 @@ def merge_classes(before: Sequence[ClassSpec], after: Sequence[ClassSpec]) -> tu
             )
         merged[spec.id] = spec
     return tuple(merged[key] for key in sorted(merged))
+
+
+def set_forest_classes(
+    classes: Sequence[ClassSpec], forest_ids: Sequence[int]
+) -> tuple[ClassSpec, ...]:
+    """``classes`` whose forest flags are exactly ``forest_ids`` (``--forest-classes``).
+
+    Raises
+    ------
+    ConfigError
+        When an id is not one of the classes.
+    """
+    known = sorted(spec.id for spec in classes)
+    unknown = sorted(set(forest_ids) - set(known))
+    if unknown:
+        raise ConfigError(f"--forest-classes {unknown} are not classes; the classes are {known}")
+    return tuple(spec.model_copy(update={"is_forest": spec.id in forest_ids}) for spec in classes)
+
+
+def grid_summary(grid: RasterGrid, *, before: str, after: str, regions: str) -> pd.DataFrame:
+    """One row stating the common grid and the counting rules, for the outputs."""
+    return pd.DataFrame(
+        {
+            "before": [before],
+            "after": [after],
+            "regions": [regions],
+            "grid_crs": [grid.crs.to_string()],
+            "grid_transform": [",".join(f"{value:.12g}" for value in tuple(grid.transform)[:6])],
+            "grid_height": [grid.height],
+            "grid_width": [grid.width],
+            "rule": [
+                "common grid = BEFORE's grid clipped to the overlap of both rasters; each "
+                "raster resampled onto it by nearest neighbour; a pixel is in a region when "
+                "its centre is; only pixels valid at both dates count; areas are ground areas "
+                "(planimetric on projected grids, geodesic per row on geographic grids)"
+            ],
+        }
+    )
 
 
 def class_index_lookup(classes: Sequence[ClassSpec]) -> NDArray[np.int64]:

@@ -218,18 +218,23 @@ def class_names_from_tags(tags: dict[str, str], source: str) -> dict[int, str] |
         ) from None
 
 
-def with_forest_classes(class_map: ClassMap, forest_ids: Iterable[int]) -> ClassMap:
-    """A copy of ``class_map`` whose forest classes are exactly ``forest_ids``."""
-    forest = set(forest_ids)
-    known = {rule.id for rule in class_map.classes}
-    if not forest & known:
+def class_map_for_raster(class_map: ClassMap | None, tags: dict[str, str], source: str) -> ClassMap:
+    """``class_map``, else the identity map named by the raster's ``GEOSEG_CLASS_NAMES`` tag.
+
+    Raises
+    ------
+    ConfigError
+        When there is neither.
+    """
+    if class_map is not None:
+        return class_map
+    names = class_names_from_tags(tags, source)
+    if names is None:
         raise ConfigError(
-            f"--forest-classes {sorted(forest)} names none of the classes {sorted(known)}"
+            f"{source}: the raster has no class names (tag {CLASS_NAMES_TAG}); pass "
+            f"--class-map with a YAML file or a preset ({', '.join(sorted(PRESETS))})"
         )
-    rules = tuple(
-        rule.model_copy(update={"is_forest": rule.id in forest}) for rule in class_map.classes
-    )
-    return ClassMap(classes=rules)
+    return identity_class_map(names)
 
 
 def code_lookup(class_map: ClassMap, dtype: np.dtype[np.generic]) -> NDArray[np.uint8] | None:

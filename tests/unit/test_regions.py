@@ -1,0 +1,129 @@
+"""Regions: validation messages, reprojection, pixel-centre masks, tagging."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+
+from geoseg.errors import InputError, VectorReadError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.regions import (
+    EmptyRegionWarning,
+    prepare_regions,
+    region_masks,
+    tag_with_regions,
+    warn_empty_regions,
+)
+
+# 10 x 10 pixels of 30 m: x 300000..300300, y 4149700..4150000
+GRID = RasterGrid(CRS.from_epsg(32612), Affine(30.0, 0.0, 300000.0, 0.0, -30.0, 4150000.0), 10, 10)
+
+
+def _frame(geometries: list[shapely.Geometry], **columns: list[object]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(columns, geometry=geometries, crs="EPSG:32612")
+
+
+def test_ids_from_field_default_id_or_numbers() -> None:
+    box = shapely.box(300000, 4149700, 300300, 4150000)
+    named = prepare_regions(
+        _frame([box, box], code=["a", "b"]), GRID, id_field="code", source="r.gpkg"
+    )
+    assert named.ids == ("a", "b")
+    default = prepare_regions(_frame([box], id=[7]), GRID, id_field=None, source="r.gpkg")
+    assert default.ids == (7,)
+    numbered = prepare_regions(
+        _frame([box, box], name=["x", "y"]), GRID, id_field=None, source="r.gpkg"
+    )
+    assert numbered.ids == (1, 2)
+
+
+def test_missing_id_field_lists_the_fields() -> None:
+    box = shapely.box(300000, 4149700, 300300, 4150000)
+    with pytest.raises(VectorReadError, match=r"r\.gpkg.*'NAME'.*\['code', 'state'\]"):
+        prepare_regions(
+            _frame([box], code=[1], state=["x"]), GRID, id_field="NAME", source="r.gpkg"
+        )
+
+
+def test_repeated_or_missing_ids() -> None:
+    box = shapely.box(300000, 4149700, 300300, 4150000)
+    with pytest.raises(InputError, match="repeat"):
+        prepare_regions(_frame([box, box], code=["a", "a"]), GRID, id_field="code", source="r")
+    with pytest.raises(InputError, match="no 'code'"):
+        prepare_regions(_frame([box, box], code=["a", None]), GRID, id_field="code", source="r")
+
+
+def test_invalid_geometry_names_the_region_and_file() -> None:
+    bowtie = shapely.Polygon(
+        [(300000, 4150000), (300300, 4149700), (300300, 4150000), (300000, 4149700)]
+    )
+    good = shapely.box(300000, 4149700, 300300, 4150000)
+    frame = _frame([good, bowtie], code=["ok", "bowtie"])
+    with pytest.raises(
+        InputError, match=r"regions\.gpkg: region 'bowtie'.*Self-intersection.*make_valid"
+    ):
+        prepare_regions(frame, GRID, id_field="code", source="regions.gpkg")
+
+
+def test_no_overlap_and_no_crs() -> None:
+    far = shapely.box(0, 0, 10, 10)
+    with pytest.raises(InputError, match="no region overlaps"):
+        prepare_regions(_frame([far], code=[1]), GRID, id_field="code", source="r")
+    frame = gpd.GeoDataFrame({"code": [1]}, geometry=[far])
+    with pytest.raises(InputError, match="no CRS"):
+        prepare_regions(frame, GRID, id_field="code", source="r")
+
+
+def test_regions_are_reprojected_to_the_grid_crs() -> None:
+    box = shapely.box(300000, 4149700, 300300, 4150000)
+    geographic = _frame([box], code=[1]).to_crs("EPSG:4326")
+    regions = prepare_regions(geographic, GRID, id_field="code", source="r")
+    assert regions.crs == GRID.crs
+    assert regions.geometries[0].area == pytest.approx(box.area, rel=1e-6)
+
+
+def test_masks_follow_the_pixel_centre_rule_and_may_overlap() -> None:
+    # left ends 40% into column 3 (its centre is at 50%: out); right starts 40% into column 2
+    # (its centre is in): column 2 belongs to both
+    left = shapely.box(300000, 4149700, 300000 + 3.4 * 30, 4150000)
+    right = shapely.box(300000 + 2.4 * 30, 4149700, 300300, 4150000)
+    outside = shapely.box(400000, 4149700, 400300, 4150000)
+    regions = prepare_regions(
+        _frame([left, right, outside], code=[1, 2, 3]), GRID, id_field="code", source="r"
+    )
+    masks = dict(region_masks(regions, GRID, PixelWindow(2, 0, 4, 10)))
+    assert set(masks) == {0, 1}
+    assert masks[0].shape == (4, 10)
+    assert masks[0][0].tolist() == [True] * 3 + [False] * 7
+    assert masks[1][0].tolist() == [False] * 2 + [True] * 8
+    # a window entirely left of region 2's pixels gives no mask for it
+    assert set(dict(region_masks(regions, GRID, PixelWindow(0, 0, 10, 2)))) == {0}
+
+
+def test_empty_regions_warn_and_all_empty_raise() -> None:
+    with pytest.warns(EmptyRegionWarning, match=r"\['b'\]"):
+        warn_empty_regions(("a", "b"), np.array([5, 0]), "r.gpkg")
+    with pytest.raises(InputError, match="no region holds"):
+        warn_empty_regions(("a", "b"), np.array([0, 0]), "r.gpkg")
+
+
+def test_tag_with_regions_skips_boundary_touches() -> None:
+    west = shapely.box(300000, 4149700, 300150, 4150000)
+    east = shapely.box(300150, 4149700, 300300, 4150000)
+    regions = prepare_regions(
+        _frame([west, east], code=["w", "e"]), GRID, id_field="code", source="r"
+    )
+    polygons = gpd.GeoDataFrame(
+        geometry=[
+            shapely.box(300000, 4149900, 300060, 4150000),  # inside west
+            shapely.box(300120, 4149900, 300180, 4150000),  # straddles
+            shapely.box(300090, 4149700, 300150, 4149760),  # touches east only along x=300150
+            shapely.box(500000, 0, 500030, 30),  # outside
+        ],
+        crs="EPSG:32612",
+    )
+    assert tag_with_regions(polygons, regions) == ["w", "w,e", "w", ""]
