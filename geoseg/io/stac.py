@@ -1,0 +1,93 @@
+"""Reading STAC: a static catalog on disk (pystac) or a STAC API (pystac-client).
+
+Both return plain item dictionaries with their asset hrefs exactly as stored,
+plus the id of the collection each item belongs to; :mod:`geoseg.catalog`
+turns them into scene entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from geoseg.errors import CatalogError
+
+
+def catalog_file(location: str | Path) -> Path:
+    """The ``catalog.json`` of a static catalog given as the file or its folder."""
+    path = Path(location)
+    if path.is_dir():
+        path = path / "catalog.json"
+    if not path.is_file():
+        raise CatalogError(
+            f"{location}: no STAC catalog there (expected catalog.json); give a catalog.json, "
+            "its folder, or an http(s) STAC API URL"
+        )
+    return path
+
+
+def read_static_catalog(location: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The root catalog's fields and all its items (recursively), hrefs untouched.
+
+    Returns
+    -------
+    tuple
+        ``(catalog fields, items)``; each item dict gets the key ``collection``
+        set to the id of the collection holding it.
+    """
+    import pystac
+
+    path = catalog_file(location)
+    try:
+        catalog = pystac.Catalog.from_file(str(path))
+        items = []
+        for item in catalog.get_items(recursive=True):
+            data = item.to_dict(include_self_link=False, transform_hrefs=False)
+            data["collection"] = item.collection_id or ""
+            items.append(data)
+    except (pystac.STACError, OSError, ValueError, KeyError) as error:
+        raise CatalogError(f"{path}: not a readable STAC catalog ({error})") from None
+    fields = catalog.to_dict(include_self_link=False, transform_hrefs=False)
+    return fields, items
+
+
+def search_stac_api(
+    url: str,
+    *,
+    bboxes: Sequence[tuple[float, float, float, float]],
+    datetime: str | None,
+    collections: Sequence[str] | None,
+    max_items: int = 500,
+) -> list[dict[str, Any]]:
+    """Items of a STAC API matching any of ``bboxes`` (lon/lat) and ``datetime``."""
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = Client.open(url)
+        found: dict[str, dict[str, Any]] = {}
+        for bbox in bboxes:
+            search = client.search(
+                bbox=list(bbox),
+                datetime=datetime,
+                collections=list(collections) if collections else None,
+                max_items=max_items,
+            )
+            for item in search.items():
+                found[item.id] = item.to_dict(include_self_link=False, transform_hrefs=False)
+                found[item.id]["collection"] = item.collection_id or ""
+    except (APIError, OSError, ValueError) as error:
+        raise CatalogError(f"{url}: STAC API search failed ({error})") from None
+    return list(found.values())
+
+
+def list_stac_api_collections(url: str) -> list[str]:
+    """Ids of the collections a STAC API offers."""
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
+    try:
+        return sorted(collection.id for collection in Client.open(url).get_collections())
+    except (APIError, OSError, ValueError) as error:
+        raise CatalogError(f"{url}: cannot list the STAC API's collections ({error})") from None
