@@ -37,7 +37,7 @@ HREF_BASE = "data_dir"
 EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
 ]
 
@@ -341,7 +341,7 @@ def raster_item(entry: RasterEntry) -> pystac.Item:
         end_datetime=_parse_time(entry.end),
         stac_extensions=list(EXTENSIONS),
     )
-    item.properties["proj:epsg"] = grid.crs.to_epsg()
+    item.properties["proj:code"] = f"EPSG:{grid.crs.to_epsg()}"
     item.properties["proj:shape"] = [grid.height, grid.width]
     item.properties["proj:transform"] = list(grid.transform)[:6]
     eo_bands = []
@@ -410,8 +410,7 @@ def region_item(entry: RegionEntry) -> pystac.Item:
         },
         stac_extensions=list(EXTENSIONS),
     )
-    item.properties["proj:wkt2"] = crs.to_wkt()
-    item.properties["proj:epsg"] = crs.to_epsg()
+    item.properties["proj:code"] = f"EPSG:{crs.to_epsg()}"
     media = (
         "application/geopackage+sqlite3"
         if entry.href.endswith(".gpkg")

@@ -163,15 +163,14 @@ def _checksum(fields: dict[str, Any]) -> str | None:
 
 
 def _grid(properties: dict[str, Any]) -> RasterGrid | None:
-    epsg, shape, transform = (
-        properties.get("proj:epsg"),
-        properties.get("proj:shape"),
-        properties.get("proj:transform"),
-    )
-    if epsg is None or shape is None or transform is None:
+    code = properties.get("proj:code")
+    if code is None and properties.get("proj:epsg") is not None:
+        code = f"EPSG:{properties['proj:epsg']}"
+    shape, transform = properties.get("proj:shape"), properties.get("proj:transform")
+    if code is None or shape is None or transform is None:
         return None
     return RasterGrid(
-        CRS.from_epsg(int(epsg)), Affine(*transform[:6]), int(shape[0]), int(shape[1])
+        CRS.from_user_input(code), Affine(*transform[:6]), int(shape[0]), int(shape[1])
     )
 
 
