@@ -1,0 +1,400 @@
+"""Running a job's periods: claim, pick the scene pair, run change, publish, record.
+
+One period of a job goes through :func:`execute_period`:
+
+1. the scenes matching the job are listed, and :func:`~geoseg.jobs.history.choose_pair`
+   picks the last processed scene and the newest one after it (none: "no new data");
+2. the change runner writes into a staging folder beside the run's own folder,
+   then the job adds the tagged polygons, the per-region table, the HTML report
+   and a manifest, and the staging folder is renamed into place;
+3. the cumulative GeoPackage (all polygons with their period, and the
+   per-region time series) is rebuilt from every run folder and replaced atomically;
+4. the run's row is closed in the state store.
+
+Every output is a function of the scene pair, the model and the spec only, so
+a run retried after its process died writes the same bytes an uninterrupted
+run would have written. While a period runs, a thread refreshes its heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+import pandas as pd
+
+from geoseg.errors import GeosegError, JobError
+from geoseg.io.checksums import sha256_file
+from geoseg.io.jobs import (
+    publish_folder,
+    read_run_tables,
+    staging_folder,
+    write_cumulative,
+    write_json,
+    write_run_tables,
+)
+from geoseg.io.report import write_html
+from geoseg.jobs.history import (
+    check_regions,
+    choose_pair,
+    cumulative_polygons,
+    cumulative_timeseries,
+    run_folder_name,
+    tag_polygons,
+    tag_regions,
+)
+from geoseg.jobs.interfaces import JobBackend, SceneRef
+from geoseg.jobs.schedule import Period, due_periods, next_tick
+from geoseg.jobs.spec import JobSpec, as_utc
+from geoseg.jobs.state import Claim, JobRecord, JobStore, RunStatus
+from geoseg.report import ReportInputs, build_report
+
+Clock = Callable[[], datetime]
+MANIFEST_FILE = "run.json"
+REPORT_FILE = "report.html"
+CUMULATIVE_FILE = "forest_loss.gpkg"
+RUNS_FOLDER = "runs"
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (the default :data:`Clock`)."""
+    return datetime.now(UTC)
+
+
+def worker_id() -> str:
+    """An id for this process in the state store: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How runs are claimed and retried.
+
+    Attributes
+    ----------
+    stale_after
+        A running run whose heartbeat is older than this belongs to a dead
+        process and is retried.
+    max_attempts
+        A period that failed this many times is no longer retried.
+    """
+
+    stale_after: timedelta = timedelta(minutes=10)
+    max_attempts: int = 3
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: a quarter of the staleness limit."""
+        return max(0.05, self.stale_after.total_seconds() / 4)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened to one period of a job."""
+
+    job: str
+    period_key: str
+    run_id: int
+    status: RunStatus
+    message: str
+    output_dir: Path | None = None
+
+
+class _Heartbeat:
+    """Refreshes a claim's heartbeat from a background thread while a period runs."""
+
+    def __init__(self, store: JobStore, claim: Claim, clock: Clock, every: float) -> None:
+        self._store, self._claim, self._clock, self._every = store, claim, clock, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="geoseg-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            if not self._store.beat(self._claim, self._clock()):
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _manifest(
+    spec: JobSpec, before: SceneRef, after: SceneRef, model_hash: str, folder: Path
+) -> dict[str, object]:
+    files = sorted(
+        path for path in folder.rglob("*") if path.is_file() and path.name != MANIFEST_FILE
+    )
+    return {
+        "job": spec.name,
+        "spec_hash": spec.spec_hash(),
+        "model": spec.model,
+        "model_hash": model_hash,
+        "before": {"id": before.id, "datetime": as_utc(before.datetime).isoformat()},
+        "after": {"id": after.id, "datetime": as_utc(after.datetime).isoformat()},
+        "files": {path.relative_to(folder).as_posix(): sha256_file(path) for path in files},
+    }
+
+
+def _produce_run_folder(
+    spec: JobSpec,
+    store: JobStore,
+    backend: JobBackend,
+    claim: Claim,
+    before: SceneRef,
+    after: SceneRef,
+    model_hash: str,
+    final: Path,
+) -> None:
+    staging = staging_folder(final, claim.attempt)
+    change_dir = staging / "change"
+    change_dir.mkdir()
+    outputs = backend.runner.run(before, after, spec.area, spec.model, change_dir)
+    regions = check_regions(outputs.regions, f"job {spec.name}")
+    polygons = tag_polygons(outputs.polygons, before, after)
+    tagged = tag_regions(regions, before, after)
+    write_run_tables(staging, polygons, tagged, timestamp=as_utc(after.datetime))
+    timeseries = cumulative_timeseries([*_earlier_tables(store, spec.name, final), tagged])
+    report = build_report(
+        ReportInputs(
+            title=f"geoseg job {spec.name}: forest loss "
+            f"{as_utc(before.datetime):%Y-%m-%d} to {as_utc(after.datetime):%Y-%m-%d}",
+            facts={
+                "before scene": f"{before.id} ({as_utc(before.datetime):%Y-%m-%d %H:%M} UTC)",
+                "after scene": f"{after.id} ({as_utc(after.datetime):%Y-%m-%d %H:%M} UTC)",
+                "model": f"{spec.model} (sha256 {model_hash[:16]})",
+                "job spec": f"sha256 {spec.spec_hash()[:16]}",
+                "total forest loss": f"{float(regions['forest_loss_ha'].sum()):,.2f} ha",
+            },
+            regions=regions,
+            polygons=polygons,
+            quicklook=outputs.quicklook,
+            timeseries=timeseries,
+        )
+    )
+    write_html(staging / REPORT_FILE, report)
+    write_json(staging / MANIFEST_FILE, _manifest(spec, before, after, model_hash, staging))
+    publish_folder(staging, final)
+
+
+def _earlier_tables(store: JobStore, job: str, exclude: Path) -> list[pd.DataFrame]:
+    tables: list[pd.DataFrame] = []
+    for run in store.succeeded_runs(job):
+        if run.output_dir is None or Path(run.output_dir) == exclude:
+            continue
+        _, regions = read_run_tables(Path(run.output_dir))
+        tables.append(regions)
+    return tables
+
+
+def _rebuild_cumulative(spec: JobSpec, store: JobStore, newest: Path) -> Path:
+    folders = [Path(run.output_dir) for run in store.succeeded_runs(spec.name) if run.output_dir]
+    if newest not in folders:
+        folders.append(newest)
+    polygon_parts, region_parts = [], []
+    for folder in folders:
+        polygons, regions = read_run_tables(folder)
+        polygon_parts.append(polygons)
+        region_parts.append(regions)
+    timeseries = cumulative_timeseries(region_parts)
+    latest = max(str(value) for value in timeseries["period_end"]) if len(timeseries) else ""
+    stamp = datetime.fromisoformat(latest).replace(tzinfo=UTC) if latest else datetime(1970, 1, 1)
+    path = spec.output_dir / CUMULATIVE_FILE
+    write_cumulative(path, cumulative_polygons(polygon_parts), timeseries, stamp)
+    return path
+
+
+def _process(
+    spec: JobSpec, store: JobStore, backend: JobBackend, claim: Claim, period: Period
+) -> RunResult:
+    model_hash = backend.runner.model_hash(spec.model)
+    last = store.last_processed(spec.name)
+    pair = choose_pair(
+        backend.scenes.scenes(spec.area, spec.catalog),
+        None if last is None else last.after_scene,
+        None if last is None else last.after_datetime,
+        period.end,
+    )
+    before, after = pair.before, pair.after
+    store.record_pair(
+        claim,
+        spec.model,
+        model_hash,
+        None if before is None else (before.id, before.datetime),
+        None if after is None else (after.id, after.datetime),
+    )
+    if after is None:
+        since = "" if last is None or last.after_scene is None else f" after {last.after_scene}"
+        return RunResult(spec.name, period.key, claim.run_id, "no_new_data", f"no new scene{since}")
+    if before is None:
+        return RunResult(
+            spec.name, period.key, claim.run_id, "baseline", f"baseline scene {after.id}"
+        )
+    name = run_folder_name(before, after, model_hash, spec.spec_hash())
+    final = spec.output_dir / RUNS_FOLDER / name
+    if not (final / MANIFEST_FILE).exists():
+        _produce_run_folder(spec, store, backend, claim, before, after, model_hash, final)
+    _rebuild_cumulative(spec, store, final)
+    return RunResult(
+        spec.name,
+        period.key,
+        claim.run_id,
+        "succeeded",
+        f"change {before.id} -> {after.id}",
+        output_dir=final,
+    )
+
+
+def execute_period(
+    record: JobRecord,
+    store: JobStore,
+    backend: JobBackend,
+    claim: Claim,
+    period: Period,
+    clock: Clock,
+    settings: RunSettings,
+) -> RunResult:
+    """Run one claimed period of a job and close its row (failures are recorded, not raised).
+
+    An interruption (``KeyboardInterrupt``, ``SystemExit``) marks the run failed,
+    so it is retried later, and is then raised again.
+    """
+    spec = record.spec
+    try:
+        with _Heartbeat(store, claim, clock, settings.heartbeat_every):
+            result = _process(spec, store, backend, claim, period)
+    except BaseException as error:
+        if isinstance(error, GeosegError):
+            message = str(error)
+        else:
+            message = "".join(traceback.format_exception_only(error)).strip() or repr(error)
+        store.finish(claim, "failed", clock(), error=message)
+        if not isinstance(error, Exception):
+            raise
+        return RunResult(spec.name, period.key, claim.run_id, "failed", message)
+    outputs: tuple[str, ...] = ()
+    if result.output_dir is not None:
+        outputs = (
+            *sorted(path.as_posix() for path in result.output_dir.rglob("*") if path.is_file()),
+            (spec.output_dir / CUMULATIVE_FILE).as_posix(),
+        )
+    store.finish(
+        claim,
+        result.status,
+        clock(),
+        output_dir=None if result.output_dir is None else str(result.output_dir),
+        outputs=outputs,
+    )
+    return result
+
+
+def run_due_job(
+    record: JobRecord,
+    store: JobStore,
+    backend: JobBackend,
+    clock: Clock,
+    settings: RunSettings,
+    worker: str,
+) -> list[RunResult]:
+    """Run what is due for one job: retries of failed or dead runs first, then new periods.
+
+    Stops at the first period it cannot claim (another process is running the job).
+    """
+    spec = record.spec
+    results: list[RunResult] = []
+    retries = store.retryable(spec.name, clock(), settings.stale_after, settings.max_attempts)
+    pending = [Period(start=run.period_start, end=run.period_end) for run in retries]
+    pending += due_periods(
+        spec.schedule, record.anchor, store.last_scheduled_end(spec.name), clock(), spec.misfire
+    )
+    for period in pending:
+        claim = store.claim(
+            spec.name,
+            period,
+            "schedule",
+            record.spec_hash,
+            worker,
+            clock(),
+            settings.stale_after,
+            settings.max_attempts,
+        )
+        if claim is None:
+            break
+        results.append(execute_period(record, store, backend, claim, period, clock, settings))
+    return results
+
+
+def run_due(
+    store: JobStore,
+    backend: JobBackend,
+    clock: Clock = utc_now,
+    settings: RunSettings | None = None,
+    worker: str | None = None,
+) -> list[RunResult]:
+    """Run whatever is due for every job, then return (for cron, systemd timers, CronJobs)."""
+    settings = settings or RunSettings()
+    worker = worker or worker_id()
+    results: list[RunResult] = []
+    for record in store.jobs():
+        results.extend(run_due_job(record, store, backend, clock, settings, worker))
+    return results
+
+
+def run_now(
+    store: JobStore,
+    name: str,
+    backend: JobBackend,
+    clock: Clock = utc_now,
+    settings: RunSettings | None = None,
+    worker: str | None = None,
+) -> RunResult:
+    """Run job ``name`` now, outside its schedule.
+
+    Raises
+    ------
+    JobError
+        When the job is running in another process.
+    """
+    settings = settings or RunSettings()
+    record = store.job(name)
+    now = clock()
+    period = Period(start=as_utc(now), end=as_utc(now))
+    claim = store.claim(
+        name,
+        period,
+        "manual",
+        record.spec_hash,
+        worker or worker_id(),
+        now,
+        settings.stale_after,
+        settings.max_attempts,
+    )
+    if claim is None:
+        raise JobError(f"job {name!r} is running in another process; try again when it finishes")
+    return execute_period(record, store, backend, claim, period, clock, settings)
+
+
+def next_due(store: JobStore, now: datetime) -> datetime | None:
+    """The earliest time any job's next period ends after ``now`` (None without jobs)."""
+    times = []
+    for record in store.jobs():
+        last = store.last_scheduled_end(record.spec.name)
+        start = max(as_utc(now), as_utc(last) if last is not None else record.anchor)
+        times.append(next_tick(record.spec.schedule, record.anchor, start))
+    return min(times) if times else None
