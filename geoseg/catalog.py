@@ -84,6 +84,8 @@ class SceneEntry:
     @property
     def date_text(self) -> str:
         """The acquisition date, or the interval for multi-date items."""
+        if self.start.year <= 1900 and self.end.year >= 2100:
+            return "any time"
         if self.start == self.end:
             return self.start.isoformat().replace("+00:00", "Z")
         return f"{self.start.date()}/{self.end.date()}"
@@ -364,3 +366,21 @@ def describe(entry: SceneEntry) -> dict[str, Any]:
         "bbox": ",".join(f"{value:.4f}" for value in entry.footprint.bounds),
         "href": entry.data.href,
     }
+
+
+REGIONS = "regions"
+"""Collection of the embedded catalog holding region outlines."""
+
+
+def region_file(name_or_path: str | Path, *, location: str | Path | None = None) -> Path:
+    """A regions file: a region item id of the catalog (verified), or a path as given."""
+    if Path(name_or_path).exists():
+        return Path(name_or_path)
+    entries = {entry.id: entry for entry in open_catalog(location).collection(REGIONS)}
+    entry = entries.get(str(name_or_path))
+    if entry is None:
+        raise CatalogError(
+            f"regions {name_or_path!r}: neither a file nor a region of the catalog; "
+            f"catalog regions: {', '.join(sorted(entries))}"
+        )
+    return Path(verify_entry(entry))
