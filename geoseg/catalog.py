@@ -157,6 +157,11 @@ def parse_datetime_range(text: str | None) -> tuple[datetime, datetime]:
     return start, stop
 
 
+def _href(text: Any) -> str:
+    href = str(text)
+    return href if is_api_url(href) else href.removeprefix("./")
+
+
 def _checksum(fields: dict[str, Any]) -> str | None:
     multihash = fields.get("file:checksum") or fields.get("checksum:multihash")
     if isinstance(multihash, str) and multihash.startswith("1220") and len(multihash) == 68:
@@ -216,9 +221,9 @@ def entry_from_item(item: dict[str, Any]) -> SceneEntry:
             footprint=footprint,
             grid=_grid(properties),
             bands=_bands(data),
-            data=AssetFile(str(data["href"]), _checksum(data)),
+            data=AssetFile(_href(data["href"]), _checksum(data)),
             other_files=tuple(
-                AssetFile(str(asset["href"]), _checksum(asset))
+                AssetFile(_href(asset["href"]), _checksum(asset))
                 for key, asset in sorted(assets.items())
                 if key != data_key
             ),
