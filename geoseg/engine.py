@@ -1,0 +1,260 @@
+"""The two task bodies of a prediction run, and the plan they share.
+
+A :class:`PredictPlan` is the normalised, picklable description of a run: the
+source, which of its bands feed the model, the model, the tile layout, the
+scaling and where the work directory is. :func:`forward_batch` computes the
+weighted probabilities of one batch of tiles (a fixed group of the global tile
+order) and stores them; :func:`assemble_chunk` blends the stored tile outputs
+touching one output chunk in canonical order and writes the chunk's label (and
+probability) GeoTIFFs. ``workflows/predict.py`` wires these into Dask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.blending import (
+    blend_window,
+    labels_from_probabilities,
+    quantize_probabilities,
+    weight_probabilities,
+)
+from geoseg.grid import PixelWindow
+from geoseg.inference import (
+    ModelKey,
+    Precision,
+    cached_model,
+    forward_probabilities,
+    model_key,
+    select_device,
+    select_precision,
+)
+from geoseg.io.checkpoint import read_card
+from geoseg.io.cog import write_chunk
+from geoseg.io.workdir import (
+    ChunkSummary,
+    batch_path,
+    chunk_path,
+    read_tile_batch,
+    write_summary,
+    write_tile_batch,
+)
+from geoseg.models.card import LABEL_NODATA, InputScaling
+from geoseg.preprocess import (
+    SceneStatistics,
+    normalize,
+    reflect_pad,
+    resolve_band_indexes,
+    sample_windows,
+    scene_statistics,
+)
+from geoseg.sources import RasterSource
+from geoseg.tiling import TileLayout, make_layout, tiles_touching
+
+WORK_FORMAT = 1
+"""Version of the work-directory layout; part of its hash."""
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """Everything a task needs, validated once on the client."""
+
+    source: RasterSource
+    band_positions: tuple[int, ...]
+    model: ModelKey
+    layout: TileLayout
+    scaling: InputScaling
+    statistics: SceneStatistics | None
+    precision: Precision
+    class_ids: tuple[int, ...]
+    work_dir: Path
+    write_probabilities: bool
+
+    @property
+    def num_classes(self) -> int:
+        """Number of model output channels."""
+        return len(self.class_ids)
+
+
+def tile_inputs(plan: PredictPlan, index: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Scaled model inputs ``(bands, tile, tile)`` and validity of tile ``index``."""
+    window = plan.layout.window(index)
+    data, valid = plan.source.read(window)
+    data = data[list(plan.band_positions)]
+    inside = window.clip(plan.layout.height, plan.layout.width).shift(-window.row, -window.col)
+    data, valid = reflect_pad(data, valid, inside)
+    return normalize(data, valid, plan.scaling, plan.statistics), valid
+
+
+def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:
+    """Compute and store the weighted probabilities of one batch of tiles.
+
+    Tiles without any valid pixel are not run through the model (their stored
+    output is zero; no valid pixel can depend on it). A batch file left by an
+    earlier, interrupted run of the same work directory is reused.
+
+    Returns
+    -------
+    Path
+        The batch file (``(tiles, classes, tile, tile)`` float32).
+    """
+    path = batch_path(plan.work_dir, batch_number)
+    if path.exists():
+        return path
+    tile = plan.layout.tile
+    outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
+    inputs = [tile_inputs(plan, index) for index in indexes]
+    active = [position for position, (_, valid) in enumerate(inputs) if valid.any()]
+    if active:
+        loaded = cached_model(plan.model)
+        batch = np.stack([inputs[position][0] for position in active])
+        probabilities = forward_probabilities(loaded, batch, plan.model.device, plan.precision)
+        for row, position in enumerate(active):
+            outputs[position] = weight_probabilities(
+                plan.layout, indexes[position], probabilities[row]
+            )
+    write_tile_batch(path, outputs)
+    return path
+
+
+def assemble_chunk(
+    plan: PredictPlan,
+    window: PixelWindow,
+    batches: Sequence[tuple[Sequence[int], Path]],
+) -> ChunkSummary:
+    """Blend the tiles touching ``window`` and write the chunk's GeoTIFF(s).
+
+    Parameters
+    ----------
+    plan
+        The run.
+    window
+        The output chunk.
+    batches
+        ``(tile indexes, batch file)`` of every batch holding a tile that
+        touches ``window``.
+
+    Returns
+    -------
+    ChunkSummary
+        Valid-pixel and per-class counts; also written beside the chunk.
+    """
+    touching = set(tiles_touching(plan.layout, window))
+    _, valid = plan.source.read(window)
+    contributions: list[tuple[int, NDArray[np.float32] | None]] = []
+    for indexes, path in batches:
+        outputs = read_tile_batch(path)
+        contributions.extend(
+            (index, outputs[position])
+            for position, index in enumerate(indexes)
+            if index in touching
+        )
+    probabilities = blend_window(plan.layout, window, contributions, valid, plan.num_classes)
+    labels = labels_from_probabilities(probabilities, valid, list(plan.class_ids), LABEL_NODATA)
+    grid = plan.source.grid
+    if plan.write_probabilities:
+        quantized = quantize_probabilities(probabilities, valid, LABEL_NODATA)
+        write_chunk(chunk_path(plan.work_dir, window, "probabilities"), grid, window, quantized)
+    write_chunk(chunk_path(plan.work_dir, window, "labels"), grid, window, labels[None])
+    values, counts = np.unique(labels[valid], return_counts=True)
+    summary = ChunkSummary(
+        window=window,
+        valid_pixels=int(valid.sum()),
+        class_pixels={int(v): int(c) for v, c in zip(values, counts, strict=True)},
+    )
+    write_summary(chunk_path(plan.work_dir, window, "summary"), summary)
+    return summary
+
+
+def make_plan(
+    source: RasterSource,
+    model: str | Path,
+    *,
+    tile: int | None,
+    overlap: int | None,
+    device: str,
+    precision: str,
+    work_root: Path,
+    write_probabilities: bool,
+    batch_size: int,
+    chunk_size: int,
+) -> PredictPlan:
+    """Validate a run's inputs once and describe it as a :class:`PredictPlan`.
+
+    Resolves the device and precision, the model (by name or directory), the
+    model's bands among the source's, the tile geometry (default: the card's),
+    and for ``scene_percentile`` scaling the scene's statistics from a fixed
+    sample lattice. The work directory is ``work_root`` / a hash of everything
+    that determines the outputs, so a rerun with the same inputs resumes.
+
+    Raises
+    ------
+    GeosegError
+        Any invalid input, with a message naming it (band mismatch, bad tile
+        geometry, unknown device, all-nodata scene...).
+    """
+    resolved_device = select_device(device)
+    resolved_precision = select_precision(precision, resolved_device)
+    key = model_key(model, resolved_device)
+    card = read_card(key.directory)
+    indexes = resolve_band_indexes(source.label, card.band_names, source.band_names)
+    positions = tuple(index - 1 for index in indexes)
+    tile_size = card.tile_size if tile is None else tile
+    tile_overlap = card.overlap if overlap is None else overlap
+    grid = source.grid
+    layout = make_layout(grid.height, grid.width, tile_size, tile_overlap)
+    statistics = None
+    if card.scaling.method == "scene_percentile":
+        samples = []
+        for window in sample_windows(grid):
+            data, valid = source.read(window)
+            samples.append((data[list(positions)], valid))
+        statistics = scene_statistics(source.label, samples, card.scaling.percentiles)
+    description = {
+        "source": source.identity,
+        "model": key.directory,
+        "weights_sha256": key.weights_sha256,
+        "device": resolved_device,
+        "precision": resolved_precision,
+        "bands": list(positions),
+        "tile": tile_size,
+        "overlap": tile_overlap,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+        "probabilities": write_probabilities,
+        "statistics": None if statistics is None else [statistics.low, statistics.high],
+        "format": WORK_FORMAT,
+    }
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    return PredictPlan(
+        source=source,
+        band_positions=positions,
+        model=key,
+        layout=layout,
+        scaling=card.scaling,
+        statistics=statistics,
+        precision=resolved_precision,
+        class_ids=tuple(card.class_ids),
+        work_dir=work_root / f".geoseg-work-{digest[:20]}",
+        write_probabilities=write_probabilities,
+    )
+
+
+def check_model_runs(plan: PredictPlan) -> None:
+    """Run the model once on a blank tile, so a bad tile size fails before the run.
+
+    Raises
+    ------
+    ModelError
+        The model cannot run on tiles of this size.
+    """
+    tile = plan.layout.tile
+    blank = np.zeros((1, len(plan.band_positions), tile, tile), dtype=np.float32)
+    forward_probabilities(cached_model(plan.model), blank, plan.model.device, plan.precision)

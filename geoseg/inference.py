@@ -1,0 +1,155 @@
+"""Running a segmentation model on batches of tiles.
+
+Device selection (``auto`` | ``cpu`` | ``cuda``), precision (``fp32`` | ``bf16``
+| ``fp16`` | ``auto``, applied as autocast), channels-last memory layout and
+``torch.inference_mode``. Models are cached per process, keyed by their
+directory and weights hash, so a Dask worker loads a model once, not per task.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from geoseg.errors import ConfigError, ModelError
+from geoseg.io.checkpoint import read_card
+from geoseg.models.loading import LoadedModel, load_model, resolve_model_dir
+
+Precision = Literal["fp32", "bf16", "fp16"]
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# bf16 autocast on this machine's CPU was measured slower than fp32 and below
+# the 99.5% label-agreement bar (see ARCHITECTURE.md), so ``auto`` keeps fp32
+# on CPU; on CUDA it uses bf16 where the GPU supports it.
+_AUTO_CPU_PRECISION: Precision = "fp32"
+
+_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def select_device(device: str) -> str:
+    """Resolve ``auto`` | ``cpu`` | ``cuda`` to ``cpu`` or ``cuda``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, or ``cuda`` asked for on a machine without a CUDA device.
+    """
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available; use cpu")
+    return device
+
+
+def select_precision(precision: str, device: str) -> Precision:
+    """Resolve the autocast precision for a resolved ``device``.
+
+    ``auto`` is bf16 on GPUs that support it (else fp16) and fp32 on CPU.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, or fp16 on CPU (not supported by CPU autocast kernels).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return _AUTO_CPU_PRECISION
+    if precision == "fp16" and device == "cpu":
+        raise ConfigError("fp16 is not supported on the CPU; use fp32 or bf16")
+    resolved: Precision = precision  # type: ignore[assignment]
+    return resolved
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Identity of a model in the per-process cache."""
+
+    directory: str
+    weights_sha256: str
+    device: str
+
+
+_CACHE: dict[ModelKey, LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+_LOADS = {"count": 0}
+
+
+def model_key(name_or_dir: str | Path, device: str) -> ModelKey:
+    """The cache key of a model: resolved directory, weights hash and device."""
+    directory = resolve_model_dir(name_or_dir).resolve()
+    card = read_card(directory)
+    return ModelKey(str(directory), card.weights_sha256, device)
+
+
+def cached_model(key: ModelKey) -> LoadedModel:
+    """The model for ``key``, loaded (and moved to its device) once per process."""
+    with _CACHE_LOCK:
+        loaded = _CACHE.get(key)
+        if loaded is None:
+            loaded = load_model(key.directory)
+            module = loaded.module.to(key.device).to(memory_format=torch.channels_last)
+            loaded = LoadedModel(module=module, card=loaded.card, directory=loaded.directory)
+            _CACHE[key] = loaded
+            _LOADS["count"] += 1
+        return loaded
+
+
+def model_loads() -> int:
+    """How many times this process has loaded a model from disk (for tests)."""
+    return _LOADS["count"]
+
+
+def forward_probabilities(
+    loaded: LoadedModel, inputs: NDArray[np.float32], device: str, precision: Precision
+) -> NDArray[np.float32]:
+    """Softmax class probabilities of a batch.
+
+    Parameters
+    ----------
+    loaded
+        A model from :func:`cached_model`.
+    inputs
+        ``(batch, bands, h, w)`` scaled model inputs.
+    device, precision
+        Resolved by :func:`select_device` and :func:`select_precision`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(batch, classes, h, w)`` float32 probabilities.
+
+    Raises
+    ------
+    ModelError
+        The model rejects the input shape (e.g. a tile size it cannot divide).
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(device)
+    tensor = tensor.contiguous(memory_format=torch.channels_last)
+    dtype = _DTYPES.get(precision)
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None),
+        ):
+            logits = loaded.module(tensor)
+    except RuntimeError as error:
+        raise ModelError(
+            f"{loaded.directory}: the model cannot run on tiles of shape "
+            f"{tuple(inputs.shape[-2:])}: {error}. Choose a tile size the model accepts "
+            "(usually a multiple of 32)."
+        ) from None
+    probabilities = torch.softmax(logits.float(), dim=1)
+    result: NDArray[np.float32] = probabilities.cpu().numpy().astype(np.float32, copy=False)
+    return result

@@ -1,0 +1,169 @@
+"""Writing prediction outputs: chunk GeoTIFFs, then one Cloud Optimized GeoTIFF.
+
+Workers write each output chunk as a small GeoTIFF in a work directory (each
+atomically, so a killed run never leaves a half-written chunk). The finished
+chunks are mosaicked by a VRT (written here as XML: every chunk lies on the
+scene grid, so the VRT only places them) and copied by GDAL's COG driver into
+the final file: tiled, DEFLATE-compressed, overviews with NEAREST resampling,
+exactly the scene's CRS, transform and shape, with the colour table, class
+names (tag ``GEOSEG_CLASS_NAMES``, JSON ``{"id": "name"}``), band descriptions
+and scales carried over. The final file appears atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from numpy.typing import NDArray
+from rasterio.errors import RasterioIOError
+
+from geoseg.errors import OutputError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.atomic import atomic_path
+
+CLASS_NAMES_TAG = "GEOSEG_CLASS_NAMES"
+"""Dataset tag holding the class names as JSON ``{"<id>": "<name>"}``."""
+
+COG_BLOCK = 512
+GDAL_CACHE_MB = 256
+
+
+@dataclass(frozen=True)
+class OutputStyle:
+    """What the final raster carries besides pixels."""
+
+    band_descriptions: tuple[str, ...]
+    nodata: int
+    colormap: Mapping[int, tuple[int, int, int]] | None = None
+    tags: Mapping[str, str] | None = None
+    scale: float = 1.0
+
+
+def class_names_tag(class_names: Mapping[int, str]) -> str:
+    """The ``GEOSEG_CLASS_NAMES`` tag value for ``{id: name}``."""
+    return json.dumps({str(key): value for key, value in sorted(class_names.items())})
+
+
+def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray[np.uint8]) -> None:
+    """Write one chunk ``(bands, h, w)`` uint8 atomically, georeferenced on ``grid``."""
+    profile = {
+        "driver": "GTiff",
+        "height": window.height,
+        "width": window.width,
+        "count": data.shape[0],
+        "dtype": "uint8",
+        "crs": grid.crs,
+        "transform": grid.window_transform(window),
+        "compress": "deflate",
+        "tiled": window.height >= 256 and window.width >= 256,
+    }
+    if profile["tiled"]:
+        profile.update(blockxsize=256, blockysize=256)
+    with atomic_path(path) as temporary, rasterio.open(temporary, "w", **profile) as dataset:
+        dataset.write(data)
+
+
+def _vrt_xml(
+    grid: RasterGrid, chunks: Sequence[tuple[PixelWindow, Path]], bands: int, style: OutputStyle
+) -> str:
+    transform = grid.transform
+    geotransform = ", ".join(
+        repr(float(v))
+        for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e)
+    )
+    lines = [
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">',
+        f"  <SRS>{escape(grid.crs.to_wkt())}</SRS>",
+        f"  <GeoTransform>{geotransform}</GeoTransform>",
+    ]
+    if style.tags:
+        lines.append("  <Metadata>")
+        for key, value in style.tags.items():
+            lines.append(f"    <MDI key={quoteattr(key)}>{escape(value)}</MDI>")
+        lines.append("  </Metadata>")
+    for band in range(1, bands + 1):
+        lines.append(f'  <VRTRasterBand dataType="Byte" band="{band}">')
+        lines.append(f"    <Description>{escape(style.band_descriptions[band - 1])}</Description>")
+        lines.append(f"    <NoDataValue>{style.nodata}</NoDataValue>")
+        if style.scale != 1.0:
+            lines.append(f"    <Scale>{style.scale!r}</Scale>")
+            lines.append("    <Offset>0</Offset>")
+        if style.colormap is not None and bands == 1:
+            lines.append("    <ColorInterp>Palette</ColorInterp>")
+            lines.append("    <ColorTable>")
+            for entry in range(256):
+                red, green, blue = style.colormap.get(entry, (0, 0, 0))
+                alpha = 255 if entry in style.colormap else 0
+                lines.append(f'      <Entry c1="{red}" c2="{green}" c3="{blue}" c4="{alpha}"/>')
+            lines.append("    </ColorTable>")
+        for window, path in chunks:
+            size = f'xSize="{window.width}" ySize="{window.height}"'
+            lines.extend(
+                [
+                    "    <SimpleSource>",
+                    f"      <SourceFilename>{escape(str(path.resolve()))}</SourceFilename>",
+                    f"      <SourceBand>{band}</SourceBand>",
+                    f'      <SrcRect xOff="0" yOff="0" {size}/>',
+                    f'      <DstRect xOff="{window.col}" yOff="{window.row}" {size}/>',
+                    "    </SimpleSource>",
+                ]
+            )
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    return "\n".join(lines) + "\n"
+
+
+def assemble_cog(
+    out: Path,
+    grid: RasterGrid,
+    chunks: Sequence[tuple[PixelWindow, Path]],
+    bands: int,
+    style: OutputStyle,
+    work_dir: Path,
+) -> None:
+    """Mosaic the chunk files into the final COG at ``out`` (atomically).
+
+    Parameters
+    ----------
+    out
+        Final path of the COG.
+    grid
+        The scene grid; the chunks must tile it exactly.
+    chunks
+        ``(window, chunk file)`` for every chunk.
+    bands
+        Bands per chunk file.
+    style
+        Descriptions, nodata, colour table, tags and scale of the output.
+    work_dir
+        Where the mosaic VRT is written.
+
+    Raises
+    ------
+    OutputError
+        The output directory is missing or not writable, or GDAL fails.
+    """
+    vrt = work_dir / f"{out.stem}.vrt"
+    vrt.write_text(_vrt_xml(grid, chunks, bands, style), encoding="utf-8")
+    options = {
+        "compress": "DEFLATE",
+        "blocksize": COG_BLOCK,
+        "overview_resampling": "NEAREST",
+        "resampling": "NEAREST",
+        "bigtiff": "IF_SAFER",
+    }
+    try:
+        with (
+            atomic_path(out) as temporary,
+            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_PAM_ENABLED="NO"),
+        ):
+            rasterio.shutil.copy(str(vrt), str(temporary), driver="COG", **options)
+    except RasterioIOError as error:
+        raise OutputError(f"{out}: writing the COG failed ({error})") from None

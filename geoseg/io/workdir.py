@@ -1,0 +1,93 @@
+"""The resumable work directory of a prediction run.
+
+It holds the weighted tile outputs of each batch (``.npy``, read back
+memory-mapped so a chunk only pages in the parts of tiles it needs), the chunk
+GeoTIFFs and one small JSON summary per finished chunk. Every file is written
+atomically; a chunk is finished exactly when its summary exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.grid import PixelWindow
+from geoseg.io.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class ChunkSummary:
+    """What a finished chunk reports back (small: no pixels)."""
+
+    window: PixelWindow
+    valid_pixels: int
+    class_pixels: dict[int, int]
+
+
+def batch_path(work_dir: Path, batch_number: int) -> Path:
+    """File of the weighted outputs of batch ``batch_number``."""
+    return work_dir / f"batch_{batch_number:07d}.npy"
+
+
+def chunk_path(work_dir: Path, window: PixelWindow, kind: str) -> Path:
+    """File of one output chunk (``kind`` is ``labels``, ``probabilities`` or ``summary``)."""
+    suffix = ".json" if kind == "summary" else ".tif"
+    return work_dir / f"{kind}_r{window.row:07d}_c{window.col:07d}{suffix}"
+
+
+def write_tile_batch(path: Path, outputs: NDArray[np.float32]) -> None:
+    """Write ``(tiles, classes, h, w)`` float32 atomically."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.save(handle, outputs, allow_pickle=False)
+
+
+def read_tile_batch(path: Path) -> NDArray[np.float32]:
+    """Memory-map a batch written by :func:`write_tile_batch` (read-only)."""
+    array: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array
+
+
+def write_summary(path: Path, summary: ChunkSummary) -> None:
+    """Write a chunk summary atomically."""
+    data: dict[str, Any] = asdict(summary)
+    data["class_pixels"] = {str(key): value for key, value in summary.class_pixels.items()}
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+
+
+def read_summary(path: Path) -> ChunkSummary | None:
+    """A chunk summary, or None when the chunk is not finished (no or unreadable file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return ChunkSummary(
+        window=PixelWindow(**data["window"]),
+        valid_pixels=int(data["valid_pixels"]),
+        class_pixels={int(key): int(value) for key, value in data["class_pixels"].items()},
+    )
+
+
+def prepare_work_dir(work_dir: Path, description: dict[str, Any]) -> None:
+    """Create the work directory and record what it is for (``run.json``)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    record = work_dir / "run.json"
+    if not record.exists():
+        with atomic_path(record) as temporary:
+            temporary.write_text(json.dumps(description, indent=2, sort_keys=True), "utf-8")
+
+
+def remove_file(path: Path) -> None:
+    """Delete ``path`` if it exists."""
+    path.unlink(missing_ok=True)
+
+
+def remove_work_dir(work_dir: Path) -> None:
+    """Delete the work directory and everything in it."""
+    shutil.rmtree(work_dir, ignore_errors=True)

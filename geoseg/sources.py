@@ -1,0 +1,169 @@
+"""Where the engine's pixels come from: the small ``RasterSource`` protocol.
+
+The prediction engine needs only three things from its input: the pixel grid,
+the names of the bands it delivers, and boundless windowed reads in physical
+units with a validity mask. :class:`FileSource` implements this over one
+GeoTIFF; a mosaic of several scenes warped onto one grid can implement the
+same protocol. Sources must be picklable (they travel to Dask workers) and
+cheap to pickle: they hold paths and metadata, never open datasets or pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.errors import InputError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.raster import read_info, read_valid_mask, read_window
+from geoseg.preprocess import band_names_from_descriptions, resolve_band_indexes
+
+
+@runtime_checkable
+class RasterSource(Protocol):
+    """A scene the engine can read window by window.
+
+    Attributes
+    ----------
+    grid
+        The pixel grid of the scene (the output has exactly this grid).
+    band_names
+        Common names of the bands :meth:`read` returns, in that order.
+    identity
+        A string that changes whenever the pixels may change (path, size and
+        modification time, or checksums); it keys resumable work directories.
+    label
+        A short human name (a path) for messages.
+    """
+
+    @property
+    def grid(self) -> RasterGrid:
+        """The scene's pixel grid."""
+        ...
+
+    @property
+    def band_names(self) -> list[str]:
+        """Names of the bands :meth:`read` returns."""
+        ...
+
+    @property
+    def identity(self) -> str:
+        """Changes whenever the source's pixels may change."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """Human name for messages."""
+        ...
+
+    def read(self, window: PixelWindow) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Read ``window`` (may extend past the scene).
+
+        Returns
+        -------
+        tuple
+            ``(bands, h, w)`` float32 values in physical units and an ``(h, w)``
+            validity mask; pixels outside the scene are invalid.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """One raster file as a :class:`RasterSource`.
+
+    Build it with :meth:`open`, which reads the metadata once.
+    """
+
+    path: Path
+    grid: RasterGrid
+    band_names: list[str]
+    band_indexes: tuple[int, ...]
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    nodata: float | None
+    identity: str
+
+    @property
+    def label(self) -> str:
+        """The file path."""
+        return str(self.path)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        band_map: Mapping[str, int] | None = None,
+        scales: Sequence[float] | None = None,
+        offsets: Sequence[float] | None = None,
+    ) -> FileSource:
+        """Describe ``path`` as a source.
+
+        Parameters
+        ----------
+        path
+            The raster file.
+        band_map
+            ``{name: 1-based index}``: the source then delivers exactly these
+            bands in this order. Default: every band, named from the raster's
+            band descriptions (``B2_blue`` -> ``blue``).
+        scales, offsets
+            Per delivered band, overriding the raster's own scale/offset
+            (``physical = raw * scale + offset``).
+
+        Raises
+        ------
+        RasterReadError
+            Missing, unreadable or not a raster.
+        InputError
+            No CRS, or scale/offset overrides of the wrong length.
+        BandMismatchError
+            ``band_map`` names a band index the raster lacks.
+        """
+        path = Path(path)
+        info = read_info(path)
+        available = band_names_from_descriptions(info.descriptions)
+        if band_map is not None:
+            names = list(band_map)
+            indexes = resolve_band_indexes(str(path), names, available, band_map)
+        else:
+            names = available
+            indexes = list(range(1, info.count + 1))
+        band_scales = [info.scales[i - 1] for i in indexes] if scales is None else list(scales)
+        band_offsets = [info.offsets[i - 1] for i in indexes] if offsets is None else list(offsets)
+        if len(band_scales) != len(indexes) or len(band_offsets) != len(indexes):
+            raise InputError(
+                f"{path}: give one scale and one offset per band ({len(indexes)} bands)"
+            )
+        stat = path.stat()
+        identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{indexes}"
+        return cls(
+            path=path,
+            grid=info.grid,
+            band_names=names,
+            band_indexes=tuple(indexes),
+            scales=tuple(float(v) for v in band_scales),
+            offsets=tuple(float(v) for v in band_offsets),
+            nodata=info.nodata,
+            identity=f"{identity}|{band_scales}|{band_offsets}",
+        )
+
+    def read(self, window: PixelWindow) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Boundless read of ``window`` in physical units, with its validity mask."""
+        raw = read_window(self.path, window, bands=list(self.band_indexes))
+        valid = read_valid_mask(self.path, window)
+        if self.nodata is not None:
+            valid &= ~np.any(raw == self.nodata, axis=0)
+        data = raw.astype(np.float32)
+        scales = np.asarray(self.scales, dtype=np.float32)[:, None, None]
+        offsets = np.asarray(self.offsets, dtype=np.float32)[:, None, None]
+        if np.any(scales != 1) or np.any(offsets != 0):
+            data = data * scales + offsets
+        valid &= np.all(np.isfinite(data), axis=0)
+        return data, valid

@@ -1,0 +1,330 @@
+"""``geoseg predict`` as a Dask computation: wiring only.
+
+Two kinds of tasks (bodies in :mod:`geoseg.engine`):
+
+- *forward* tasks, one per batch of tiles; batches are fixed groups of the
+  global tile order (independent of the chunk size), so every tile is computed
+  exactly once, always in the same batch;
+- *chunk* tasks, one per output chunk, depending on the forward tasks of the
+  tiles that touch the chunk; each blends, writes its GeoTIFF into the work
+  directory and returns a small summary (no pixels travel to the client).
+
+Memory stays bounded by the chunk and batch sizes: forward tasks store their
+outputs in the work directory (chunk tasks memory-map the parts they need)
+instead of keeping them in worker memory, chunks are submitted in row-major
+order with at most a few in flight, and each batch file is deleted as soon as
+the last chunk needing it is done. A rerun with the same inputs finds the same
+work directory and skips finished chunks; the directory is deleted after the
+final COGs are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from distributed import Client, Future, as_completed
+from tqdm import tqdm
+
+from geoseg.engine import PredictPlan, assemble_chunk, check_model_runs, forward_batch, make_plan
+from geoseg.errors import InputError, OutputError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.checkpoint import read_card
+from geoseg.io.cog import CLASS_NAMES_TAG, OutputStyle, assemble_cog, class_names_tag
+from geoseg.io.workdir import (
+    ChunkSummary,
+    batch_path,
+    chunk_path,
+    prepare_work_dir,
+    read_summary,
+    remove_file,
+    remove_work_dir,
+)
+from geoseg.models.card import LABEL_NODATA, ModelCard
+from geoseg.sources import FileSource, RasterSource
+from geoseg.tiling import chunk_windows, tile_batches, tiles_touching
+from workflows.cluster import dask_client
+
+CHUNKS_IN_FLIGHT_PER_WORKER = 2
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What a prediction run produced."""
+
+    labels: Path
+    probabilities: Path | None
+    grid: RasterGrid
+    valid_pixels: int
+    class_pixels: dict[int, int]
+    tiles: int
+    chunks_computed: int
+    chunks_reused: int
+    device: str
+    precision: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    window: PixelWindow
+    batches: tuple[int, ...]
+
+
+@contextlib.contextmanager
+def _client_for(client: Client | None) -> Iterator[Client]:
+    if client is not None:
+        yield client
+        return
+    with dask_client(None) as started:
+        yield started
+
+
+def _check_output(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: the output directory {path.parent} does not exist")
+
+
+def _run_chunks(
+    client: Client,
+    plan: PredictPlan,
+    jobs: list[_ChunkJob],
+    batches: list[tuple[int, ...]],
+    progress: bool,
+) -> list[ChunkSummary]:
+    """Submit chunk jobs in row-major order, a few at a time; return their summaries."""
+    remaining_users = Counter(number for job in jobs for number in job.batches)
+    forward: dict[int, Future[Path]] = {}
+    queue = deque(jobs)
+    running = as_completed()
+    job_of: dict[Future[ChunkSummary], _ChunkJob] = {}
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    limit = CHUNKS_IN_FLIGHT_PER_WORKER * workers
+
+    def submit_next() -> None:
+        job = queue.popleft()
+        inputs = []
+        for number in job.batches:
+            if number not in forward:
+                forward[number] = client.submit(
+                    forward_batch, plan, number, batches[number], pure=False, priority=0
+                )
+            inputs.append((batches[number], forward[number]))
+        future = client.submit(assemble_chunk, plan, job.window, inputs, pure=False, priority=10)
+        job_of[future] = job
+        running.add(future)
+
+    for _ in range(min(limit, len(queue))):
+        submit_next()
+    summaries = []
+    with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
+        for future in running:
+            summaries.append(future.result())
+            job = job_of.pop(future)
+            for number in job.batches:
+                remaining_users[number] -= 1
+                if remaining_users[number] == 0:
+                    forward.pop(number).release()
+                    remove_file(batch_path(plan.work_dir, number))
+            bar.update(1)
+            if queue:
+                submit_next()
+    return summaries
+
+
+def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
+    names = {spec.id: spec.name for spec in card.classes}
+    tags = {
+        CLASS_NAMES_TAG: class_names_tag(names),
+        "GEOSEG_MODEL": card.name,
+        "GEOSEG_MODEL_SHA256": card.weights_sha256,
+    }
+    labels = OutputStyle(
+        band_descriptions=("class",),
+        nodata=LABEL_NODATA,
+        colormap={spec.id: spec.rgb for spec in card.classes},
+        tags=tags,
+    )
+    probabilities = OutputStyle(
+        band_descriptions=tuple(f"probability of {spec.name}" for spec in card.classes),
+        nodata=LABEL_NODATA,
+        tags={**tags, "GEOSEG_PROBABILITY_ENCODING": "uint8 = round(p * 254); 255 nodata"},
+        scale=1.0 / 254.0,
+    )
+    return labels, probabilities
+
+
+def predict_source(
+    source: RasterSource,
+    model: str | Path,
+    *,
+    labels_out: Path,
+    probabilities_out: Path | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    chunk_size: int = 2048,
+    device: str = "auto",
+    precision: str = "auto",
+    client: Client | None = None,
+    work_dir: Path | None = None,
+    progress: bool = True,
+) -> PredictResult:
+    """Segment ``source`` with ``model`` and write the label (and probability) COGs.
+
+    Parameters
+    ----------
+    source
+        The scene (any :class:`~geoseg.sources.RasterSource`).
+    model
+        Shipped model name or model directory.
+    labels_out
+        Final label COG (uint8, nodata 255, colour table, class names).
+    probabilities_out
+        Optional per-class probability COG (uint8 ``round(p * 254)``, 255 nodata,
+        band scale 1/254).
+    tile, overlap
+        Tile geometry; default the model card's.
+    batch_size
+        Tiles per forward pass.
+    chunk_size
+        Output chunk side in pixels; the outputs do not depend on it.
+    device, precision
+        ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``.
+    client
+        A Dask client; default a local cluster (or ``$DASK_SCHEDULER_ADDRESS``).
+        Workers must see the same filesystem (work directory, model, input).
+    work_dir
+        Folder for the resumable work directory; default the output's folder.
+    progress
+        Show a progress bar.
+
+    Raises
+    ------
+    GeosegError
+        Invalid input or output (nothing is written at the output paths then).
+    """
+    started = time.perf_counter()
+    labels_out = Path(labels_out)
+    outputs = [labels_out] + ([Path(probabilities_out)] if probabilities_out else [])
+    for path in outputs:
+        _check_output(path)
+    plan = make_plan(
+        source,
+        model,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        precision=precision,
+        work_root=Path(work_dir) if work_dir is not None else labels_out.parent,
+        write_probabilities=probabilities_out is not None,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+    )
+    check_model_runs(plan)
+    card = read_card(plan.model.directory)
+    layout = plan.layout
+    batches = tile_batches(layout, batch_size)
+    batch_of = {index: number for number, group in enumerate(batches) for index in group}
+    windows = chunk_windows(layout.height, layout.width, chunk_size)
+    prepare_work_dir(plan.work_dir, {"source": source.label, "model": plan.model.directory})
+    summaries: list[ChunkSummary] = []
+    jobs = []
+    for window in windows:
+        done = read_summary(chunk_path(plan.work_dir, window, "summary"))
+        if done is not None:
+            summaries.append(done)
+            continue
+        numbers = sorted({batch_of[index] for index in tiles_touching(layout, window)})
+        jobs.append(_ChunkJob(window, tuple(numbers)))
+    reused = len(summaries)
+    if jobs:
+        with _client_for(client) as active:
+            summaries.extend(_run_chunks(active, plan, jobs, batches, progress))
+    valid_pixels = sum(summary.valid_pixels for summary in summaries)
+    if valid_pixels == 0:
+        remove_work_dir(plan.work_dir)
+        raise InputError(
+            f"{source.label}: every pixel is nodata; nothing to segment (check the file's "
+            "nodata value and mask)"
+        )
+    labels_style, probabilities_style = _styles(card)
+    grid = source.grid
+    if probabilities_out is not None:
+        probability_chunks = [
+            (window, chunk_path(plan.work_dir, window, "probabilities")) for window in windows
+        ]
+        assemble_cog(
+            Path(probabilities_out),
+            grid,
+            probability_chunks,
+            plan.num_classes,
+            probabilities_style,
+            plan.work_dir,
+        )
+    label_chunks = [(window, chunk_path(plan.work_dir, window, "labels")) for window in windows]
+    assemble_cog(labels_out, grid, label_chunks, 1, labels_style, plan.work_dir)
+    remove_work_dir(plan.work_dir)
+    class_pixels: Counter[int] = Counter()
+    for summary in summaries:
+        class_pixels.update(summary.class_pixels)
+    return PredictResult(
+        labels=labels_out,
+        probabilities=Path(probabilities_out) if probabilities_out else None,
+        grid=grid,
+        valid_pixels=valid_pixels,
+        class_pixels=dict(sorted(class_pixels.items())),
+        tiles=layout.count,
+        chunks_computed=len(summaries) - reused,
+        chunks_reused=reused,
+        device=plan.model.device,
+        precision=plan.precision,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def predict_file(
+    input: Path,
+    model: str | Path,
+    *,
+    labels_out: Path,
+    probabilities_out: Path | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    chunk_size: int = 2048,
+    device: str = "auto",
+    precision: str = "auto",
+    client: Client | None = None,
+    work_dir: Path | None = None,
+    progress: bool = True,
+    band_map: dict[str, int] | None = None,
+) -> PredictResult:
+    """Segment the GeoTIFF ``input``; see :func:`predict_source` for the parameters.
+
+    ``band_map`` (``{name: 1-based index}``) names the raster's bands when its
+    band descriptions do not (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``).
+    """
+    input = Path(input)
+    if Path(labels_out).resolve() == input.resolve():
+        raise OutputError(f"{labels_out}: the output would overwrite the input; choose another")
+    source = FileSource.open(input, band_map=band_map)
+    return predict_source(
+        source,
+        model,
+        labels_out=labels_out,
+        probabilities_out=probabilities_out,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        device=device,
+        precision=precision,
+        client=client,
+        work_dir=work_dir,
+        progress=progress,
+    )
