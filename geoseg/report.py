@@ -39,6 +39,8 @@ PALETTE = (
 MAX_CHART_REGIONS = 10
 """The chart draws the regions with the most loss, at most this many."""
 CHART_WIDTH, CHART_HEIGHT = 760, 320
+MAP_WIDTH = 760
+"""Display width of the map in CSS pixels (the picture keeps its own pixel grid)."""
 
 _STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; }
@@ -152,7 +154,7 @@ def map_svg(polygons: gpd.GeoDataFrame, quicklook: Quicklook | None) -> str:
             minx, miny, maxx, maxy = (float(value) for value in polygons.total_bounds)
         else:
             minx, miny, maxx, maxy = 0.0, 0.0, 1.0, 1.0
-        cols = 600
+        cols = MAP_WIDTH
         rows = max(1, round(cols * (maxy - miny) / max(maxx - minx, 1e-12)))
         background = f'<rect x="0" y="0" width="{cols}" height="{rows}" fill="#d9d9d9"/>'
     scale_x = cols / max(maxx - minx, 1e-12)
@@ -166,8 +168,10 @@ def map_svg(polygons: gpd.GeoDataFrame, quicklook: Quicklook | None) -> str:
             points = [f"{(x - minx) * scale_x:.2f},{(maxy - y) * scale_y:.2f}" for x, y, *_ in ring]
             commands.append("M" + " L".join(points) + " Z")
         paths.append(f'<path class="loss-polygon" d="{" ".join(commands)}"/>')
+    display_height = round(MAP_WIDTH * rows / cols)
     return (
-        f'<svg id="map" xmlns="http://www.w3.org/2000/svg" width="{cols}" height="{rows}" '
+        f'<svg id="map" xmlns="http://www.w3.org/2000/svg" width="{MAP_WIDTH}" '
+        f'height="{display_height}" '
         f'viewBox="0 0 {cols} {rows}" role="img" aria-label="forest loss polygons">'
         f"{background}"
         '<g fill="#ff00ff" fill-opacity="0.45" stroke="#ff00ff" stroke-width="1" '
