@@ -196,9 +196,13 @@ def job_spec_from_json(text: str, source: str) -> JobSpec:
 
 
 def resolve_relative_paths(spec: JobSpec, base: Path) -> JobSpec:
-    """Make the spec's output folder and regions file absolute, relative to ``base``."""
+    """Make the output folder, regions file and local catalog absolute, relative to ``base``."""
     area = spec.area
     if area.regions is not None and not area.regions.is_absolute():
         area = area.model_copy(update={"regions": base / area.regions})
+    catalog = spec.catalog
+    location = catalog.catalog
+    if location is not None and "://" not in location and not Path(location).is_absolute():
+        catalog = catalog.model_copy(update={"catalog": str(base / location)})
     output_dir = spec.output_dir if spec.output_dir.is_absolute() else base / spec.output_dir
-    return spec.model_copy(update={"area": area, "output_dir": output_dir})
+    return spec.model_copy(update={"area": area, "catalog": catalog, "output_dir": output_dir})
