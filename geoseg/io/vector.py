@@ -1,0 +1,269 @@
+"""Vector files: reading regions, and writing GeoPackages atomically with QGIS styles.
+
+A GeoPackage is always built at a temporary path beside the target (a copy of
+the existing file, if any) and renamed over it only when every layer and style
+has been written, so an error mid-write leaves the previous file byte-identical.
+Writing a layer replaces only that layer; the file's other layers and their
+styles are kept. Layers get the GeoPackage R-tree spatial index, and QGIS
+styles go into the standard ``layer_styles`` table, which QGIS applies when
+the layer is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+from pyogrio.errors import DataLayerError, DataSourceError
+
+from geoseg.errors import OutputError, VectorReadError
+from geoseg.io.atomic import atomic_path
+
+STYLES_LAYER = "layer_styles"
+_STYLE_COLUMNS = (
+    "f_table_catalog",
+    "f_table_schema",
+    "f_table_name",
+    "f_geometry_column",
+    "styleName",
+    "styleQML",
+    "styleSLD",
+    "useAsDefault",
+    "description",
+    "owner",
+    "ui",
+    "update_time",
+)
+
+
+@dataclass(frozen=True)
+class StyleCategory:
+    """One class of a categorized style: attribute value, legend label, fill colour."""
+
+    value: int
+    label: str
+    colour: tuple[int, int, int]
+
+
+def categorized_style_qml(field: str, categories: Sequence[StyleCategory]) -> str:
+    """A QGIS QML document: solid fills categorized by the integer ``field``."""
+    root = ElementTree.Element("qgis", version="3.28.0", styleCategories="Symbology")
+    renderer = ElementTree.SubElement(
+        root,
+        "renderer-v2",
+        type="categorizedSymbol",
+        attr=field,
+        symbollevels="0",
+        enableorderby="0",
+        forceraster="0",
+    )
+    listed = ElementTree.SubElement(renderer, "categories")
+    symbols = ElementTree.SubElement(renderer, "symbols")
+    for index, category in enumerate(categories):
+        ElementTree.SubElement(
+            listed,
+            "category",
+            value=str(category.value),
+            label=category.label,
+            symbol=str(index),
+            render="true",
+            type="integer",
+        )
+        symbol = ElementTree.SubElement(
+            symbols, "symbol", type="fill", name=str(index), alpha="1", clip_to_extent="1"
+        )
+        layer = ElementTree.SubElement(
+            symbol, "layer", attrib={"class": "SimpleFill", "enabled": "1", "pass": "0"}
+        )
+        options = ElementTree.SubElement(layer, "Option", type="Map")
+        red, green, blue = category.colour
+        for name, value in (
+            ("color", f"{red},{green},{blue},255"),
+            ("style", "solid"),
+            ("outline_color", f"{red // 2},{green // 2},{blue // 2},255"),
+            ("outline_style", "solid"),
+            ("outline_width", "0.1"),
+            ("outline_width_unit", "MM"),
+        ):
+            ElementTree.SubElement(options, "Option", type="QString", name=name, value=value)
+    body = ElementTree.tostring(root, encoding="unicode")
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body
+
+
+def _write_frame(frame: gpd.GeoDataFrame, path: Path, layer: str, *, append: bool) -> None:
+    """Write (or append) one layer with pyogrio; split out so tests can inject failures."""
+    multi = bool(len(frame)) and bool((frame.geom_type == "MultiPolygon").any())
+    pyogrio.write_dataframe(
+        frame,
+        path,
+        layer=layer,
+        driver="GPKG",
+        append=append,
+        geometry_type="MultiPolygon" if multi else "Polygon",
+        promote_to_multi=multi,
+        layer_options=None if append else {"SPATIAL_INDEX": "YES"},
+    )
+
+
+class GeoPackageWriter:
+    """Writes layers and styles into a GeoPackage being built at a temporary path.
+
+    Obtain one from :func:`open_geopackage`. The first write to a layer
+    replaces any layer of that name; later writes append to it.
+    """
+
+    def __init__(self, path: Path, final: Path) -> None:
+        self._path = path
+        self._final = final
+        self._started: set[str] = set()
+        self._counts: dict[str, int] = {}
+        self._styles: dict[str, str] = {}
+
+    def write(self, layer: str, frame: gpd.GeoDataFrame) -> None:
+        """Write ``frame`` to ``layer`` (replacing the layer on its first write)."""
+        append = layer in self._started
+        if append and len(frame) == 0:
+            return
+        try:
+            _write_frame(frame, self._path, layer, append=append)
+        except (DataSourceError, DataLayerError) as error:
+            raise OutputError(f"{self._final}: writing layer {layer!r} failed ({error})") from None
+        self._started.add(layer)
+        self._counts[layer] = self._counts.get(layer, 0) + len(frame)
+
+    def set_style(self, layer: str, qml: str) -> None:
+        """Make ``qml`` the default QGIS style of ``layer``."""
+        self._styles[layer] = qml
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Features written per layer so far."""
+        return dict(self._counts)
+
+    def write_styles(self) -> None:
+        """Store the styles in ``layer_styles``, keeping other layers' rows."""
+        if not self._styles:
+            return
+        rows = pd.DataFrame(
+            [_style_row(layer, qml) for layer, qml in self._styles.items()],
+            columns=list(_STYLE_COLUMNS),
+        )
+        if STYLES_LAYER in _layer_names(self._path):
+            existing = pyogrio.read_dataframe(self._path, layer=STYLES_LAYER, read_geometry=False)
+            kept = existing.loc[~existing["f_table_name"].isin(list(self._styles))]
+            rows = pd.concat([kept[list(_STYLE_COLUMNS)], rows], ignore_index=True)
+        rows["useAsDefault"] = rows["useAsDefault"].astype(bool)
+        rows["update_time"] = pd.to_datetime(rows["update_time"], utc=True)
+        pyogrio.write_dataframe(
+            rows, self._path, layer=STYLES_LAYER, driver="GPKG", layer_options={"FID": "id"}
+        )
+
+
+def _style_row(layer: str, qml: str) -> dict[str, Any]:
+    return {
+        "f_table_catalog": "",
+        "f_table_schema": "",
+        "f_table_name": layer,
+        "f_geometry_column": "geom",
+        "styleName": layer,
+        "styleQML": qml,
+        "styleSLD": "",
+        "useAsDefault": True,
+        "description": "geoseg class colours",
+        "owner": "",
+        "ui": "",
+        "update_time": datetime.now(UTC),
+    }
+
+
+def _layer_names(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [str(name) for name in pyogrio.list_layers(path)[:, 0]]
+
+
+@contextlib.contextmanager
+def open_geopackage(path: str | Path) -> Iterator[GeoPackageWriter]:
+    """Yield a writer for the GeoPackage ``path``; it appears there atomically on success.
+
+    The writer starts from a copy of the existing file, so layers not written
+    are kept. On an exception the temporary copy is removed and ``path`` is
+    left byte-identical.
+    """
+    final = Path(path)
+    with atomic_path(final, copy_existing=True) as temporary:
+        writer = GeoPackageWriter(temporary, final)
+        yield writer
+        writer.write_styles()
+
+
+def write_layers(
+    path: str | Path,
+    layers: Mapping[str, gpd.GeoDataFrame],
+    *,
+    styles: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Write several layers (and their QML styles) into a GeoPackage atomically.
+
+    Returns
+    -------
+    dict
+        Feature count per layer written.
+    """
+    with open_geopackage(path) as writer:
+        for layer, frame in layers.items():
+            writer.write(layer, frame)
+            if styles and layer in styles:
+                writer.set_style(layer, styles[layer])
+    return writer.counts
+
+
+def read_vector(
+    path: str | Path, layer: str | None = None, *, columns: Sequence[str] | None = None
+) -> gpd.GeoDataFrame:
+    """Read a vector file (GeoPackage, shapefile...) into a GeoDataFrame.
+
+    Parameters
+    ----------
+    path
+        The file.
+    layer
+        Layer name (default: the only or first layer).
+    columns
+        Fields that must exist (all are read).
+
+    Raises
+    ------
+    VectorReadError
+        Missing or unreadable file, unknown layer (the message lists the
+        layers), a missing field, or a layer without CRS.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VectorReadError(f"{path}: no such file")
+    try:
+        names = _layer_names(path)
+    except DataSourceError as error:
+        raise VectorReadError(f"{path}: not a readable vector file ({error})") from None
+    if layer is not None and layer not in names:
+        raise VectorReadError(f"{path}: no layer {layer!r}; the file has layers {names}")
+    try:
+        frame = pyogrio.read_dataframe(path, layer=layer)
+    except (DataSourceError, DataLayerError) as error:
+        raise VectorReadError(f"{path}: reading layer {layer!r} failed ({error})") from None
+    where = f"{path} (layer {layer or names[0]!r})"
+    missing = [name for name in columns or () if name not in frame.columns]
+    if missing:
+        fields = [name for name in frame.columns if name != "geometry"]
+        raise VectorReadError(f"{where}: no field(s) {missing}; the layer has fields {fields}")
+    if not isinstance(frame, gpd.GeoDataFrame) or frame.crs is None:
+        raise VectorReadError(f"{where}: the layer has no geometry or no CRS; assign a CRS")
+    return frame
