@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,9 @@ from typing import Literal
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
+from geoseg.bbox import BBox, make_bbox
 from geoseg.config import StrictModel, load_yaml_config, validate_mapping
+from geoseg.errors import BBoxError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -46,6 +47,9 @@ def as_utc(moment: datetime) -> datetime:
 
 class AreaSpec(StrictModel):
     """Where the job looks: a bbox in any CRS, a regions file with the ids to watch, or both.
+
+    The bbox follows :func:`geoseg.bbox.make_bbox` (in longitude/latitude,
+    ``minx > maxx`` crosses the antimeridian).
 
     With a regions file, change statistics are reported per region; with a bbox
     only, the bbox itself is the one region (id ``"bbox"``).
@@ -70,16 +74,17 @@ class AreaSpec(StrictModel):
                 "or as 'regions: FILE' with 'region_ids'"
             )
         if self.bbox is not None:
-            minx, miny, maxx, maxy = self.bbox
-            if not all(math.isfinite(value) for value in self.bbox):
-                raise ValueError(f"bbox {list(self.bbox)} holds a NaN or infinite value")
-            if minx >= maxx or miny >= maxy:
-                raise ValueError(
-                    f"bbox {list(self.bbox)} must be [minx, miny, maxx, maxy] with min < max"
-                )
+            try:
+                make_bbox(self.bbox, self.bbox_crs)
+            except BBoxError as error:
+                raise ValueError(str(error)) from None
         if self.region_ids and self.regions is None:
             raise ValueError("'region_ids' needs 'regions: FILE' naming the regions file")
         return self
+
+    def validated_bbox(self) -> BBox | None:
+        """The bbox as a :class:`geoseg.bbox.BBox` (None for a regions-only area)."""
+        return None if self.bbox is None else make_bbox(self.bbox, self.bbox_crs)
 
 
 class CatalogQuery(StrictModel):

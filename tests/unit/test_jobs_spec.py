@@ -61,7 +61,12 @@ def test_interval_forms(tmp_path: Path, text: str, interval: timedelta) -> None:
             ("  bbox: [462405, 1734315, 469905, 1741815]\n  bbox_crs: EPSG:32615\n", "  {}\n"),
             "give the area as 'bbox",
         ),
-        (("[462405, 1734315, 469905, 1741815]", "[469905, 1734315, 462405, 1741815]"), "min < max"),
+        (
+            ("[462405, 1734315, 469905, 1741815]", "[469905, 1734315, 462405, 1741815]"),
+            "minx must be less than maxx",
+        ),
+        (("EPSG:32615", "EPSG:999999"), "unknown CRS 'EPSG:999999'"),
+        (("[462405, 1734315, 469905, 1741815]", "[.nan, 0, 1, 1]"), "finite number"),
         (("misfire: each", "misfire: sometimes"), "misfire: Input should be 'once' or 'each'"),
         (('cron: "0 6 * * *"', 'cron: "0 6 * * *"\n  interval: 6h'), "exactly one of"),
         (("name: chiapas-forest", "name: ../escape"), "job name '../escape'"),
@@ -98,3 +103,11 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_job_spec(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_job_spec(write(tmp_path, "name: [unclosed"))
+
+
+def test_bbox_crossing_the_antimeridian_is_accepted(tmp_path: Path) -> None:
+    text = VALID.replace("[462405, 1734315, 469905, 1741815]", "[170, -10, -170, 10]").replace(
+        "EPSG:32615", "EPSG:4326"
+    )
+    bbox = load_job_spec(write(tmp_path, text)).area.validated_bbox()
+    assert bbox is not None and bbox.crosses_antimeridian
