@@ -14,6 +14,7 @@ never a single id raster, and only for the regions whose bounds touch the window
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import shapely
 from geopandas import GeoDataFrame
 from numpy.typing import NDArray
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import geometry_mask
 from shapely.geometry.base import BaseGeometry
 
@@ -33,6 +35,7 @@ from geoseg.grid import PixelWindow, RasterGrid
 DEFAULT_ID_FIELD = "id"
 
 RegionId = str | int
+_RASTERIZE_LOCK = threading.Lock()
 
 
 class EmptyRegionWarning(UserWarning):
@@ -170,13 +173,18 @@ def region_masks(
     transform = grid.window_transform(window)
     masks: list[tuple[int, NDArray[np.bool_]]] = []
     for index in np.flatnonzero(touching).tolist():
-        mask = geometry_mask(
-            [regions.geometries[index]],
-            out_shape=window.shape,
-            transform=transform,
-            invert=True,
-            all_touched=False,
-        )
+        with _RASTERIZE_LOCK, warnings.catch_warnings():
+            # rasterio's in-memory target sometimes warns that it has no geotransform
+            # when rasterising from several threads (rasterio/odc-geo issue, spurious:
+            # the transform is applied); the lock keeps the filter change thread-safe.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            mask = geometry_mask(
+                [regions.geometries[index]],
+                out_shape=window.shape,
+                transform=transform,
+                invert=True,
+                all_touched=False,
+            )
         if mask.any():
             masks.append((index, mask))
     return masks

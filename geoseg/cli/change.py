@@ -1,14 +1,99 @@
-"""``geoseg change``: placeholder until its issue lands."""
+"""``geoseg change``: per-region change statistics between two class maps."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from geoseg.errors import GeosegError
+from geoseg.classmap import ClassMap, load_class_map
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def change(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg change' is not implemented yet")
+def _class_map(value: str | None) -> ClassMap | None:
+    return None if value is None else load_class_map(value)
+
+
+@click.command()
+@click.argument("before", type=click.Path(path_type=Path))
+@click.argument("after", type=click.Path(path_type=Path))
+@click.option(
+    "--regions",
+    "regions",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Vector file of region polygons (GeoPackage, shapefile...).",
+)
+@click.option("--region-layer", default=None, help="Layer of the region file.")
+@click.option(
+    "--region-id-field",
+    default=None,
+    help="Field holding region ids (default: 'id', else feature numbers).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="GeoPackage to write.")
+@click.option(
+    "--stats",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Table of region x class rows (.csv or .parquet); transitions and regions beside it.",
+)
+@click.option(
+    "--forest-classes",
+    multiple=True,
+    type=int,
+    help="Class id counted as forest (repeat for several; default: the class map's).",
+)
+@click.option(
+    "--class-map",
+    default=None,
+    help="Class map YAML or preset (prodes, hansen-loss, hansen-treecover30, forest).",
+)
+@click.option("--before-class-map", default=None, help="Class map of BEFORE only.")
+@click.option("--after-class-map", default=None, help="Class map of AFTER only.")
+@click.option("--chunk-size", default=4096, show_default=True, type=int, help="Window size.")
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: local).")
+def change(
+    before: Path,
+    after: Path,
+    regions: Path,
+    region_layer: str | None,
+    region_id_field: str | None,
+    out: Path,
+    stats: Path | None,
+    forest_classes: tuple[int, ...],
+    class_map: str | None,
+    before_class_map: str | None,
+    after_class_map: str | None,
+    chunk_size: int,
+    scheduler: str | None,
+) -> None:
+    """Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation."""
+    from workflows.change import change_file
+    from workflows.cluster import dask_client
+
+    maps = {
+        "class_map": _class_map(class_map),
+        "before_class_map": _class_map(before_class_map),
+        "after_class_map": _class_map(after_class_map),
+    }
+    with dask_client(scheduler) as client:
+        result = change_file(
+            before,
+            after,
+            regions,
+            out,
+            region_layer=region_layer,
+            region_id_field=region_id_field,
+            stats=stats,
+            forest_classes=list(forest_classes) or None,
+            chunk_size=chunk_size,
+            client=client,
+            **maps,
+        )
+    summary = result.statistics.regions
+    click.echo(
+        f"{out}: {len(summary)} regions, {summary.deforestation_ha.sum():.2f} ha deforested "
+        f"({len(result.deforestation)} polygons) on the common grid {result.grid.crs} "
+        f"{result.grid.height}x{result.grid.width} px"
+    )
+    for path in result.tables:
+        click.echo(f"{path}: written")
