@@ -1,14 +1,63 @@
-"""``geoseg vectorize``: placeholder until its issue lands."""
+"""``geoseg vectorize``: class-map GeoTIFF to seam-free GeoPackage polygons."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from geoseg.errors import GeosegError
 
+@click.command()
+@click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="GeoPackage."
+)
+@click.option(
+    "--probabilities",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Per-class probability raster on the same grid: adds mean_probability.",
+)
+@click.option("--classes", "classes", multiple=True, type=int, help="Only these class ids.")
+@click.option("--min-area-m2", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--simplify-m",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Topology-preserving simplification tolerance in metres.",
+)
+@click.option("--layer", help="Layer name (default: the raster's file name).")
+@click.option("--layer-per-class", is_flag=True, help="One layer per class.")
+@click.option("--chunk-size", type=click.IntRange(min=16), default=4096, show_default=True)
+@click.option("--scheduler", help="Dask scheduler address (default: a local cluster).")
+def vectorize(
+    labels: Path,
+    out: Path,
+    probabilities: Path | None,
+    classes: tuple[int, ...],
+    min_area_m2: float,
+    simplify_m: float,
+    layer: str | None,
+    layer_per_class: bool,
+    chunk_size: int,
+    scheduler: str | None,
+) -> None:
+    """Polygonize the class map LABELS into GeoPackage layers, seam-free and out of core."""
+    from workflows.cluster import dask_client
+    from workflows.vectorize import vectorize_file
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def vectorize(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg vectorize' is not implemented yet")
+    with dask_client(scheduler) as client:
+        counts = vectorize_file(
+            labels,
+            out,
+            layer=layer,
+            probabilities=probabilities,
+            classes=list(classes) or None,
+            min_area_m2=min_area_m2,
+            simplify_m=simplify_m,
+            layer_per_class=layer_per_class,
+            chunk_size=chunk_size,
+            client=client,
+        )
+    for name, count in counts.items():
+        click.echo(f"{out}: layer {name}: {count} polygons")

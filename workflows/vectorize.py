@@ -1,0 +1,397 @@
+"""Seam-free vectorization of a class map on Dask.
+
+One task per chunk polygonizes it (:func:`geoseg.vectorize.polygonize_chunk`)
+and returns its finished polygons plus the pieces cut by a chunk seam, with
+the piece ids along the chunk's edges. The client writes finished polygons as
+chunks complete (so workers polygonize while the client writes) and merges the
+seam pieces at the end. With simplification, every polygon is gathered first:
+coverage simplification needs all neighbours at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from dask.base import compute
+from dask.delayed import delayed
+from distributed import Client, as_completed
+from numpy.typing import NDArray
+
+from geoseg.errors import GridMismatchError, InputError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
+from geoseg.io.vector import StyleCategory, categorized_style_qml, open_geopackage
+from geoseg.polygons import (
+    CLASS_NAMES_TAG,
+    class_probability,
+    default_colour,
+    drop_small,
+    parse_class_names,
+    pixel_size_m,
+    polygon_table,
+    probability_bands,
+    provenance_values,
+    simplify_coverage,
+)
+from geoseg.vectorize import (
+    ChunkPolygons,
+    PolygonPieces,
+    concat_pieces,
+    empty_pieces,
+    merge_seam_pieces,
+    polygonize_chunk,
+)
+
+MODEL_TAG = "GEOSEG_MODEL"
+
+
+def chunk_windows(grid: RasterGrid, chunk_size: int) -> list[list[PixelWindow]]:
+    """Rows of ``chunk_size`` windows covering ``grid`` (the last ones smaller)."""
+    if chunk_size < 1:
+        raise InputError(f"--chunk-size must be a positive number of pixels, got {chunk_size}")
+    return [
+        [
+            PixelWindow(
+                row, col, min(chunk_size, grid.height - row), min(chunk_size, grid.width - col)
+            )
+            for col in range(0, grid.width, chunk_size)
+        ]
+        for row in range(0, grid.height, chunk_size)
+    ]
+
+
+def _read_labels(path: Path, window: PixelWindow) -> NDArray[np.uint8]:
+    return np.asarray(read_window(path, window, bands=[1])[0], dtype=np.uint8)
+
+
+def _read_probability(
+    path: Path, window: PixelWindow, labels: NDArray[np.uint8], band_of_class: dict[int, int]
+) -> NDArray[np.float32]:
+    return class_probability(labels, read_window(path, window), band_of_class)
+
+
+def lazy_labels(path: Path, grid: RasterGrid, chunk_size: int) -> tuple[da.Array, da.Array]:
+    """The label band and its validity mask as dask arrays, one chunk per window."""
+    windows = chunk_windows(grid, chunk_size)
+    labels = da.block(
+        [
+            [
+                da.from_delayed(
+                    delayed(_read_labels, pure=True)(path, window), window.shape, np.uint8
+                )
+                for window in row
+            ]
+            for row in windows
+        ]
+    )
+    valid = da.block(
+        [
+            [
+                da.from_delayed(
+                    delayed(read_valid_mask, pure=True)(path, window), window.shape, bool
+                )
+                for window in row
+            ]
+            for row in windows
+        ]
+    )
+    return labels, valid
+
+
+def lazy_probability(
+    path: Path, labels: da.Array, grid: RasterGrid, band_of_class: dict[int, int]
+) -> da.Array:
+    """Per pixel, the probability of its labelled class, chunked like ``labels``."""
+    blocks = labels.to_delayed()
+    rows: list[list[da.Array]] = []
+    row_start = 0
+    for block_row, height in enumerate(labels.chunks[0]):
+        col_start = 0
+        row: list[da.Array] = []
+        for block_col, width in enumerate(labels.chunks[1]):
+            window = PixelWindow(row_start, col_start, height, width)
+            task = delayed(_read_probability, pure=True)(
+                path, window, blocks[block_row, block_col], band_of_class
+            )
+            row.append(da.from_delayed(task, window.shape, np.float32))
+            col_start += width
+        rows.append(row)
+        row_start += height
+    stacked: da.Array = da.block(rows)
+    return stacked
+
+
+def _chunk_tasks(
+    labels: da.Array,
+    valid: da.Array | None,
+    probability: da.Array | None,
+    grid: RasterGrid,
+    classes: Sequence[int] | None,
+) -> list[Any]:
+    if labels.ndim != 2 or labels.shape != grid.shape:
+        raise InputError(f"labels must be a 2-D array of shape {grid.shape}, got {labels.shape}")
+    label_blocks = labels.to_delayed()
+    valid_blocks = None if valid is None else valid.rechunk(labels.chunks).to_delayed()
+    probability_blocks = (
+        None if probability is None else probability.rechunk(labels.chunks).to_delayed()
+    )
+    tasks = []
+    row_start = 0
+    for block_row, height in enumerate(labels.chunks[0]):
+        col_start = 0
+        for block_col, width in enumerate(labels.chunks[1]):
+            index = (block_row, block_col)
+            tasks.append(
+                delayed(polygonize_chunk, pure=True)(
+                    label_blocks[index],
+                    None if valid_blocks is None else valid_blocks[index],
+                    PixelWindow(row_start, col_start, height, width),
+                    grid.shape,
+                    classes=None if classes is None else list(classes),
+                    probability=None if probability_blocks is None else probability_blocks[index],
+                )
+            )
+            col_start += width
+        row_start += height
+    return tasks
+
+
+def _completed(tasks: list[Any], client: Client | None) -> Iterator[ChunkPolygons]:
+    if client is None:
+        yield from compute(*tasks)
+        return
+    for future in as_completed(client.compute(tasks), loop=client.loop):
+        chunk = future.result()
+        future.release()
+        yield chunk
+
+
+def polygon_batches(
+    labels: da.Array,
+    valid: da.Array | None,
+    grid: RasterGrid,
+    *,
+    probability: da.Array | None = None,
+    classes: Sequence[int] | None = None,
+    client: Client | None = None,
+) -> Iterator[PolygonPieces]:
+    """Finished polygons (pixel coordinates) batch by batch, as chunks complete.
+
+    Each chunk's polygons that touch no seam come as soon as the chunk is
+    done; the polygons merged across seams come last.
+    """
+    with_probability = probability is not None
+    seams: list[ChunkPolygons] = []
+    for chunk in _completed(_chunk_tasks(labels, valid, probability, grid, classes), client):
+        yield chunk.interior
+        seams.append(replace(chunk, interior=empty_pieces(with_probability)))
+    yield merge_seam_pieces(seams, with_probability)
+
+
+def vectorize_labels(
+    labels: da.Array,
+    valid: da.Array | None,
+    grid: RasterGrid,
+    *,
+    probability: da.Array | None = None,
+    classes: Sequence[int] | None = None,
+    min_area_m2: float = 0,
+    simplify_m: float = 0,
+    client: Client | None = None,
+    class_names: Mapping[int, str] | None = None,
+    provenance: Mapping[str, str] | None = None,
+) -> gpd.GeoDataFrame:
+    """Polygons of a dask-backed class map, equal to whole-raster polygonization.
+
+    Parameters
+    ----------
+    labels
+        2-D uint8 class ids on ``grid``; its chunks are the vectorize chunks.
+    valid
+        Pixels holding data (None: every pixel whose label is not 255).
+    grid
+        The raster grid of ``labels``.
+    probability
+        Per pixel, the probability (0-1) of its labelled class; adds
+        ``mean_probability``.
+    classes
+        Polygonize only these class ids.
+    min_area_m2
+        Drop polygons smaller than this ground area.
+    simplify_m
+        Coverage-simplification tolerance in metres (0: none).
+    client
+        Dask client (None: the default local scheduler).
+    class_names
+        Names per class id for ``class_name``.
+    provenance
+        ``source``, ``model``, ``run_time`` columns.
+    """
+    with_probability = probability is not None
+    pieces = concat_pieces(
+        list(
+            polygon_batches(
+                labels, valid, grid, probability=probability, classes=classes, client=client
+            )
+        ),
+        with_probability,
+    )
+    if simplify_m > 0:
+        tolerance = simplify_m / pixel_size_m(grid)
+        pieces = replace(pieces, geometries=simplify_coverage(pieces.geometries, tolerance))
+    table = polygon_table(pieces, grid, class_names=class_names, provenance=provenance)
+    return drop_small(table, min_area_m2)
+
+
+def _class_names(info: RasterInfo, given: Mapping[int, str] | None) -> dict[int, str]:
+    if given is not None:
+        return dict(given)
+    tag = info.tags.get(CLASS_NAMES_TAG)
+    return {} if tag is None else parse_class_names(tag, str(info.path))
+
+
+def _colours(
+    info: RasterInfo, given: Mapping[int, tuple[int, int, int]] | None
+) -> dict[int, tuple[int, int, int]]:
+    if given is not None:
+        return dict(given)
+    table = info.colormap or {}
+    return {class_id: (rgba[0], rgba[1], rgba[2]) for class_id, rgba in table.items()}
+
+
+def _layer_name(text: str) -> str:
+    cleaned = "".join(character if character.isalnum() else "_" for character in text)
+    return cleaned.strip("_") or "polygons"
+
+
+def _style(
+    class_ids: Sequence[int],
+    names: Mapping[int, str],
+    colours: Mapping[int, tuple[int, int, int]],
+) -> str:
+    categories = [
+        StyleCategory(
+            class_id,
+            names.get(class_id, f"class {class_id}"),
+            colours.get(class_id, default_colour(class_id)),
+        )
+        for class_id in sorted(class_ids)
+    ]
+    return categorized_style_qml("class_id", categories)
+
+
+def vectorize_file(
+    labels: Path,
+    out: Path,
+    *,
+    layer: str | None = None,
+    probabilities: Path | None = None,
+    classes: list[int] | None = None,
+    min_area_m2: float = 0,
+    simplify_m: float = 0,
+    layer_per_class: bool = False,
+    chunk_size: int = 4096,
+    client: Client | None = None,
+    class_names: dict[int, str] | None = None,
+    colours: dict[int, tuple[int, int, int]] | None = None,
+    provenance: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Vectorize a class-map GeoTIFF into GeoPackage layers (atomically).
+
+    Class names come from ``class_names`` or the raster's ``GEOSEG_CLASS_NAMES``
+    tag, colours from ``colours`` or its colour table. With
+    ``layer_per_class`` each class gets a layer ``<layer>_<class name>``;
+    otherwise one layer (default: the raster's file stem) holds every class.
+
+    Returns
+    -------
+    dict
+        Feature count per layer written.
+    """
+    labels, out = Path(labels), Path(out)
+    info = read_info(labels)
+    grid = info.grid
+    names = _class_names(info, class_names)
+    colour_of = _colours(info, colours)
+    filled = provenance_values(
+        {"source": str(labels), "model": info.tags.get(MODEL_TAG, ""), **(provenance or {})}
+    )
+    label_array, valid = lazy_labels(labels, grid, chunk_size)
+    probability = None
+    if probabilities is not None:
+        probability_info = read_info(probabilities)
+        if probability_info.grid != grid:
+            raise GridMismatchError(
+                f"{probabilities}: its grid differs from {labels}; write the probabilities "
+                "on the label raster's grid"
+            )
+        bands = probability_bands(
+            probability_info.count, probability_info.descriptions, names, str(probabilities)
+        )
+        probability = lazy_probability(probabilities, label_array, grid, bands)
+    base = _layer_name(layer or labels.stem)
+    requested = set(classes) if classes is not None else set(names)
+
+    def layer_of(class_id: int) -> str:
+        return f"{base}_{_layer_name(names.get(class_id, f'class {class_id}'))}"
+
+    def table_of(batch: PolygonPieces) -> gpd.GeoDataFrame:
+        return polygon_table(batch, grid, class_names=names, provenance=filled)
+
+    tables: Iterator[gpd.GeoDataFrame]
+    if simplify_m > 0:
+        tables = iter(
+            [
+                vectorize_labels(
+                    label_array,
+                    valid,
+                    grid,
+                    probability=probability,
+                    classes=classes,
+                    min_area_m2=min_area_m2,
+                    simplify_m=simplify_m,
+                    client=client,
+                    class_names=names,
+                    provenance=filled,
+                )
+            ]
+        )
+    else:
+        tables = (
+            drop_small(
+                polygon_table(batch, grid, class_names=names, provenance=filled), min_area_m2
+            )
+            for batch in polygon_batches(
+                label_array, valid, grid, probability=probability, classes=classes, client=client
+            )
+        )
+    seen: set[int] = set()
+    empty: gpd.GeoDataFrame | None = None
+    with open_geopackage(out) as writer:
+        for table in tables:
+            empty = table.iloc[:0]
+            class_ids = table["class_id"].to_numpy()
+            seen.update(int(value) for value in pd.unique(class_ids))
+            if not layer_per_class:
+                writer.write(base, table)
+                continue
+            for class_id in pd.unique(class_ids):
+                writer.write(layer_of(int(class_id)), table.loc[class_ids == class_id])
+        all_ids = sorted(seen | requested)
+        if layer_per_class:
+            for class_id in all_ids:
+                if empty is not None and layer_of(class_id) not in writer.counts:
+                    writer.write(layer_of(class_id), empty)
+                writer.set_style(layer_of(class_id), _style([class_id], names, colour_of))
+        else:
+            if empty is not None and base not in writer.counts:
+                writer.write(base, empty)
+            writer.set_style(base, _style(all_ids, names, colour_of))
+    return writer.counts
