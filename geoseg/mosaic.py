@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -120,7 +121,10 @@ def target_grid(
         anchor = xy_(
             (reference.transform.c / resolution) % 1.0, (reference.transform.f / resolution) % 1.0
         )
-    geobox = GeoBox.from_bbox(clipped.bounds, clipped.crs, resolution=resolution, anchor=anchor)
+    with warnings.catch_warnings():
+        # odc-geo multiplies Affine objects with `*`, which affine >= 3 flags as pending deprecation
+        warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+        geobox = GeoBox.from_bbox(clipped.bounds, clipped.crs, resolution=resolution, anchor=anchor)
     height, width = geobox.shape
     return RasterGrid(area.crs, geobox.affine, int(height), int(width))
 

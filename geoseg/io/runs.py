@@ -121,3 +121,26 @@ def remove_file(path: str | Path) -> None:
     """Delete ``path`` if it exists (a stale staging file of a killed attempt)."""
     with contextlib.suppress(FileNotFoundError):
         Path(path).unlink()
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete a work directory and everything in it (nothing when it is absent)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def pin_style_times(path: str | Path, timestamp: str) -> None:
+    """Set every ``layer_styles.update_time`` of a staged GeoPackage to ``timestamp``.
+
+    Style rows are stamped with the time they were written; pinning them to
+    the run's time keeps a resumed run's GeoPackage byte-identical.
+    """
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        if "layer_styles" in tables:
+            with connection:
+                connection.execute("UPDATE layer_styles SET update_time = ?", (timestamp,))
+    finally:
+        connection.close()
