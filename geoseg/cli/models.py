@@ -1,14 +1,71 @@
-"""``geoseg models``: placeholder until its issue lands."""
+"""``geoseg models list`` and ``geoseg models show NAME``."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from geoseg.errors import GeosegError
+from geoseg.io.checkpoint import read_card
+from geoseg.models.loading import resolve_model_dir, shipped_models
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def models(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg models' is not implemented yet")
+@click.group()
+def models() -> None:
+    """The shipped models and their model cards."""
+
+
+@models.command("list")
+def list_models() -> None:
+    """Name, classes and test scores of every shipped model."""
+    for name in shipped_models():
+        card = read_card(resolve_model_dir(name))
+        test = card.metrics.get("test_block", {}).get("model", {})
+        score = test.get("mean_iou")
+        classes = ", ".join(spec.name for spec in card.classes)
+        bands = ",".join(card.band_names)
+        click.echo(
+            f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\ttest mean IoU {score}"
+        )
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole card as JSON.")
+def show(name: str, as_json: bool) -> None:
+    """The model card of NAME (a shipped model or a model directory)."""
+    directory = resolve_model_dir(name)
+    card = read_card(directory)
+    if as_json:
+        click.echo(card.model_dump_json(indent=2))
+        return
+    click.echo(f"{card.name}  ({directory})")
+    click.echo(card.description)
+    encoder = f" / {card.encoder}" if card.encoder else ""
+    options = json.dumps(card.architecture_options)
+    click.echo(f"architecture: {card.architecture}{encoder} {options}")
+    click.echo(f"bands: {', '.join(card.band_names)}")
+    scaling = card.scaling
+    click.echo(
+        f"scaling: {scaling.method} (percentiles {scaling.percentiles[0]:g}-"
+        f"{scaling.percentiles[1]:g}; units: {scaling.units})"
+    )
+    click.echo("classes: " + ", ".join(f"{c.id} {c.name} {c.color}" for c in card.classes))
+    click.echo(f"tile size {card.tile_size}, overlap {card.overlap}, pixel {card.pixel_size_m} m")
+    click.echo(f"training: {card.training.split}")
+    click.echo(
+        f"  epochs {card.training.epochs}, seed {card.training.seed}, loss "
+        f"{card.training.loss}, {card.training.duration_s} s"
+    )
+    test = card.metrics.get("test_block")
+    if test:
+        model, baseline = test["model"], test["random_forest_baseline"]
+        click.echo(f"test block: {test['definition']}")
+        click.echo(f"  {'':16s} {'model':>8s} {'RF':>8s}")
+        click.echo(f"  {'mean IoU':16s} {model['mean_iou']!s:>8s} {baseline['mean_iou']!s:>8s}")
+        for class_name, values in model["per_class"].items():
+            other = baseline["per_class"][class_name]
+            click.echo(f"  F1 {class_name:13s} {values['f1']!s:>8s} {other['f1']!s:>8s}")
+    click.echo(f"weights sha256: {card.weights_sha256}")
+    if card.attribution:
+        click.echo(f"attribution: {card.attribution}")

@@ -1,14 +1,59 @@
-"""``geoseg train``: placeholder until its issue lands."""
+"""``geoseg train --config train.yaml --out MODEL_DIR``: train a model from a config."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
-from geoseg.errors import GeosegError
+from geoseg.datadir import data_dir
+from geoseg.errors import DataDirError
+from geoseg.training.config import load_train_config
+from geoseg.training.pipeline import train_from_config
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def train(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg train' is not implemented yet")
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Training config (YAML); unknown keys are rejected.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory to write (card.json + weights.safetensors).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder that relative paths of the config are relative to "
+    "(default: the data directory, else the config's folder).",
+)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def train(config_path: Path, out: Path, data_root: Path | None, progress: bool) -> None:
+    """Train a segmentation model and write its model directory."""
+    config = load_train_config(config_path)
+    if data_root is None:
+        try:
+            data_root = data_dir()
+        except DataDirError:
+            data_root = config_path.resolve().parent
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    trained = train_from_config(
+        config,
+        data_root,
+        out,
+        command=f"geoseg train --config {config_path} --out {out}",
+        progress=progress,
+        log=click.echo,
+    )
+    validation = trained.card.metrics.get("validation", {})
+    click.echo(
+        f"wrote {out}: best epoch {trained.result.best_epoch}, validation mean IoU "
+        f"{validation.get('mean_iou')}, {trained.result.duration_s:.0f} s"
+    )

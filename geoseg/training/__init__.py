@@ -1,0 +1,1 @@
+"""Training segmentation models: config, chip sampling, augmentation, losses, the loop."""

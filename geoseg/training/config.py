@@ -1,0 +1,159 @@
+"""The training configuration (``geoseg train --config train.yaml``), validated.
+
+One YAML file says what to train (architecture, bands, scaling, classes), on
+which scenes (images with dense label rasters or sparse labelled polygons, and
+the windows of each scene that training and validation may use), and how
+(chips, epochs, loss, seed). Unknown keys are rejected. Paths are relative to
+the data directory (``GEOSEG_DATA_DIR`` or ``../shared/data``) unless absolute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from geoseg.config import StrictModel, load_yaml_config
+from geoseg.grid import PixelWindow
+from geoseg.models.card import BandSpec, ClassSpec, InputScaling
+from geoseg.training.losses import LossName
+
+
+def _default_loss() -> list[LossName]:
+    return ["cross_entropy", "dice"]
+
+
+class WindowSpec(StrictModel):
+    """A pixel window of a scene: top-left ``row``/``col`` and size."""
+
+    row: int = Field(ge=0)
+    col: int = Field(ge=0)
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+
+    def to_window(self) -> PixelWindow:
+        """The equivalent :class:`PixelWindow`."""
+        return PixelWindow(self.row, self.col, self.height, self.width)
+
+
+class DenseLabels(StrictModel):
+    """A label raster on any grid; it is read onto the image grid (nearest).
+
+    ``codes`` maps label values to class ids; values it does not list, and the
+    raster's nodata, are ignored. Without ``codes`` each value is its own class
+    id (values that are not a class id are ignored).
+    """
+
+    path: str = Field(min_length=1)
+    codes: dict[int, int] | None = None
+
+
+class SparseLabels(StrictModel):
+    """Labelled polygons rasterised onto the image grid; unlabelled pixels are ignored.
+
+    ``field`` holds each polygon's label; ``codes`` maps its values (compared
+    as text) to class ids. Polygons whose value ``codes`` does not list are
+    ignored.
+    """
+
+    path: str = Field(min_length=1)
+    field: str = Field(min_length=1)
+    codes: dict[str, int] = Field(min_length=1)
+
+
+class SceneSpec(StrictModel):
+    """One training image, its labels, and where training and validation may sample."""
+
+    image: str = Field(min_length=1)
+    band_indexes: list[int] = Field(min_length=1, description="1-based, in card band order")
+    dense_labels: DenseLabels | None = None
+    sparse_labels: SparseLabels | None = None
+    train_windows: list[WindowSpec] | None = Field(
+        None, description="windows chips may come from (default: the whole image)"
+    )
+    validation_windows: list[WindowSpec] = Field(default_factory=list)
+    region_mask: str | None = Field(
+        None, description="raster on the image grid; only pixels != 0 are used for training"
+    )
+    weight: float = Field(1.0, gt=0, description="relative share of training chips")
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> SceneSpec:
+        if (self.dense_labels is None) == (self.sparse_labels is None):
+            raise ValueError("give exactly one of 'dense_labels' and 'sparse_labels'")
+        if any(index < 1 for index in self.band_indexes):
+            raise ValueError("band_indexes are 1-based and must be >= 1")
+        for train in self.train_windows or []:
+            for validation in self.validation_windows:
+                overlap = train.to_window().intersection(validation.to_window())
+                if not overlap.is_empty:
+                    raise ValueError(
+                        f"train window {train} overlaps validation window {validation}; "
+                        "keep them apart so validation is honest"
+                    )
+        return self
+
+
+class TrainConfig(StrictModel):
+    """Everything ``geoseg train`` needs; becomes the model card of the result."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    architecture: str = Field(min_length=1)
+    encoder: str = ""
+    architecture_options: dict[str, Any] = Field(default_factory=dict)
+    bands: list[BandSpec] = Field(min_length=1)
+    scaling: InputScaling
+    classes: list[ClassSpec] = Field(min_length=2)
+    scenes: list[SceneSpec] = Field(min_length=1)
+    chip_size: int = Field(128, ge=16)
+    batch_size: int = Field(16, ge=1)
+    chips_per_epoch: int = Field(256, ge=1)
+    epochs: int = Field(20, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    loss: list[LossName] = Field(default_factory=_default_loss, min_length=1)
+    early_stopping_patience: int = Field(5, ge=1, description="epochs without improvement")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16_autocast: bool = False
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: torch's)")
+    tile_size: int = Field(256, ge=16, description="tile size recorded in the card")
+    overlap: int = Field(32, ge=0, description="tile overlap recorded in the card")
+    pixel_size_m: float = Field(30.0, gt=0)
+    attribution: str = ""
+    training_data: list[str] = Field(default_factory=list, description="for the card")
+    split: str = Field("", description="how the data were split, for the card")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> TrainConfig:
+        for scene in self.scenes:
+            if len(scene.band_indexes) != len(self.bands):
+                raise ValueError(
+                    f"scene {scene.image} lists {len(scene.band_indexes)} band_indexes for "
+                    f"{len(self.bands)} bands"
+                )
+            for window in [*(scene.train_windows or []), *scene.validation_windows]:
+                if window.height < self.chip_size or window.width < self.chip_size:
+                    raise ValueError(
+                        f"window {window} of {scene.image} is smaller than chip_size "
+                        f"{self.chip_size}"
+                    )
+        if not any(scene.validation_windows for scene in self.scenes):
+            raise ValueError("at least one scene needs validation_windows (early stopping)")
+        ids = {spec.id for spec in self.classes}
+        for scene in self.scenes:
+            labels = scene.dense_labels or scene.sparse_labels
+            codes = labels.codes if labels is not None else None
+            unknown = sorted(set((codes or {}).values()) - ids)
+            if unknown:
+                raise ValueError(f"labels of {scene.image} map to unknown class ids {unknown}")
+        if 2 * self.overlap >= self.tile_size:
+            raise ValueError("overlap must be less than half of tile_size")
+        return self
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config (YAML); errors name the file and key."""
+    return load_yaml_config(TrainConfig, path)

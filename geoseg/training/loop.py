@@ -1,0 +1,218 @@
+"""The training loop: seeded epochs of random chips, validation metrics, early stopping.
+
+Each epoch draws ``chips_per_epoch`` random chips (scene by weight, window
+uniformly inside its training area), applies a random flip/rotation, and takes
+AdamW steps under a one-cycle learning-rate schedule. After each epoch the
+model predicts every validation chip; per-class IoU and Dice come from the
+summed confusion matrix. The weights of the epoch with the best validation mean
+IoU are kept; training stops after ``early_stopping_patience`` epochs without
+improvement.
+
+Everything random flows from ``seed`` (numpy generator, torch seeds), so two
+runs with the same config, thread count and device give the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from tqdm import tqdm
+
+from geoseg.errors import ConfigError
+from geoseg.metrics import confusion_matrix, mean_iou, per_class_dice, per_class_iou
+from geoseg.training.augment import random_symmetry
+from geoseg.training.config import TrainConfig
+from geoseg.training.losses import build_loss
+from geoseg.training.sampling import (
+    IGNORE_INDEX,
+    TrainingScene,
+    random_chips,
+    read_chip,
+    read_validation_chip,
+    validation_chips,
+)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Scores of one epoch."""
+
+    epoch: int
+    train_loss: float
+    validation_mean_iou: float
+    validation_iou: list[float]
+    validation_dice: list[float]
+    seconds: float
+
+
+@dataclass
+class TrainingResult:
+    """The best weights and the history of a training run."""
+
+    state_dict: dict[str, torch.Tensor]
+    best_epoch: int
+    history: list[EpochRecord] = field(default_factory=list)
+    duration_s: float = 0.0
+    validation_matrix: NDArray[np.int64] | None = None
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, numpy and torch; return the generator that drives sampling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # third-party code may use the global state
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def select_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, or ``auto`` (cuda when available).
+
+    Raises
+    ------
+    ConfigError
+        ``cuda`` asked for but not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA device is available; use 'cpu'")
+    return torch.device(name)
+
+
+def _batch(
+    chips: list[tuple[NDArray[np.float32], NDArray[np.int64]]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs = torch.from_numpy(np.stack([chip[0] for chip in chips])).to(device)
+    labels = torch.from_numpy(np.stack([chip[1] for chip in chips])).to(device)
+    return inputs, labels
+
+
+def _forward(model: nn.Module, inputs: torch.Tensor, bf16: bool) -> torch.Tensor:
+    with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits: torch.Tensor = model(inputs)
+    return logits.float()
+
+
+def validate(
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    bf16: bool,
+) -> NDArray[np.int64]:
+    """Confusion matrix of ``model`` over validation batches (ignored pixels skipped)."""
+    model.eval()
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    with torch.inference_mode():
+        for inputs, labels in batches:
+            prediction = _forward(model, inputs, bf16).argmax(dim=1)
+            matrix += confusion_matrix(labels.cpu().numpy(), prediction.cpu().numpy(), num_classes)
+    return matrix
+
+
+def train_model(
+    model: nn.Module,
+    scenes: list[TrainingScene],
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainingResult:
+    """Train ``model`` in place on chips of ``scenes``; return the best weights and history.
+
+    Parameters
+    ----------
+    model
+        An untrained module mapping ``(N, bands, H, W)`` to ``(N, classes, H, W)``.
+    scenes
+        Prepared scenes (:func:`geoseg.training.sampling.prepare_scene`).
+    config
+        The training config (chips, epochs, loss, seed, device...).
+    progress
+        Show a tqdm progress bar of the batches.
+    log
+        Called with one line per epoch (e.g. ``print``).
+    """
+    started = time.perf_counter()
+    generator = seed_everything(config.seed)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = select_device(config.device)
+    model.to(device)
+    num_classes = len(config.classes)
+    loss_function = build_loss(config.loss, ignore_index=IGNORE_INDEX)
+    steps_per_epoch = max(1, config.chips_per_epoch // config.batch_size)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
+    )
+    validation = [
+        read_validation_chip(scene, chip, window)
+        for scene, chip, window in validation_chips(scenes, config.chip_size)
+    ]
+    validation_batches = [
+        _batch(validation[start : start + config.batch_size], device)
+        for start in range(0, len(validation), config.batch_size)
+    ]
+    result = TrainingResult(state_dict=copy.deepcopy(model.state_dict()), best_epoch=0)
+    best_score = -1.0
+    bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress, unit="batch")
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        losses: list[float] = []
+        for _ in range(steps_per_epoch):
+            chips = [
+                random_symmetry(*read_chip(scene, window), generator)
+                for scene, window in random_chips(
+                    scenes, config.batch_size, config.chip_size, generator
+                )
+            ]
+            inputs, labels = _batch(chips, device)
+            loss = loss_function(_forward(model, inputs, config.bf16_autocast), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        matrix = validate(model, validation_batches, num_classes, config.bf16_autocast)
+        score = mean_iou(matrix)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=float(np.mean(losses)),
+            validation_mean_iou=score,
+            validation_iou=[float(value) for value in per_class_iou(matrix)],
+            validation_dice=[float(value) for value in per_class_dice(matrix)],
+            seconds=time.perf_counter() - epoch_start,
+        )
+        result.history.append(record)
+        if log is not None:
+            log(
+                f"epoch {epoch}: loss {record.train_loss:.4f}, validation mean IoU {score:.4f}"
+                f" ({record.seconds:.1f} s)"
+            )
+        if score > best_score:
+            best_score = score
+            result.best_epoch = epoch
+            result.state_dict = copy.deepcopy(model.state_dict())
+            result.validation_matrix = matrix
+        elif epoch - result.best_epoch >= config.early_stopping_patience:
+            if log is not None:
+                log(f"early stop: no improvement since epoch {result.best_epoch}")
+            break
+    bar.close()
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    result.duration_s = time.perf_counter() - started
+    return result

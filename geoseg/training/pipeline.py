@@ -1,0 +1,146 @@
+"""From a training config to a model directory: prepare scenes, train, write weights and card.
+
+:func:`train_from_config` is what ``geoseg train --config`` runs. The card it
+writes carries the config's bands, scaling, classes and tile geometry, the
+training details (data, split, epochs, seed, loss, duration) and the
+validation scores of the kept epoch; callers that measure more (the test-block
+scores of :mod:`workflows.train_defaults`) add them with :func:`add_metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from geoseg.io.checkpoint import read_card, write_model_dir
+from geoseg.metrics import scores
+from geoseg.models.card import ModelCard, TrainingInfo
+from geoseg.models.registry import build_model
+from geoseg.training.config import TrainConfig
+from geoseg.training.loop import TrainingResult, train_model
+from geoseg.training.sampling import TrainingScene, prepare_scene
+
+_PENDING_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained module, its scenes and training history, and the card written for it."""
+
+    module: nn.Module
+    scenes: list[TrainingScene]
+    result: TrainingResult
+    card: ModelCard
+    directory: Path
+
+
+def prepare_scenes(config: TrainConfig, root: Path) -> list[TrainingScene]:
+    """Every scene of ``config``, resolved against ``root`` (see :func:`prepare_scene`)."""
+    class_ids = [spec.id for spec in config.classes]
+    names = [band.name for band in config.bands]
+    return [prepare_scene(scene, names, class_ids, config.scaling, root) for scene in config.scenes]
+
+
+def build_untrained(config: TrainConfig) -> nn.Module:
+    """The config's architecture, untrained (weights seeded by ``config.seed``)."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    return build_model(
+        config.architecture,
+        encoder=config.encoder,
+        in_channels=len(config.bands),
+        num_classes=len(config.classes),
+        options=config.architecture_options,
+    )
+
+
+def card_for(config: TrainConfig, result: TrainingResult, command: str) -> ModelCard:
+    """The model card of a finished run (weights hash still to be filled in)."""
+    names = [spec.name for spec in config.classes]
+    validation: dict[str, Any] = {}
+    if result.validation_matrix is not None:
+        validation = scores(result.validation_matrix, names).to_dict()
+    return ModelCard(
+        name=config.name,
+        description=config.description,
+        architecture=config.architecture,
+        encoder=config.encoder,
+        architecture_options=config.architecture_options,
+        bands=config.bands,
+        scaling=config.scaling,
+        classes=config.classes,
+        pixel_size_m=config.pixel_size_m,
+        tile_size=config.tile_size,
+        overlap=config.overlap,
+        training=TrainingInfo(
+            data=config.training_data,
+            split=config.split,
+            epochs=len(result.history),
+            seed=config.seed,
+            loss=" + ".join(config.loss),
+            command=command,
+            duration_s=round(result.duration_s, 1),
+        ),
+        metrics={"validation": validation, "best_epoch": result.best_epoch},
+        attribution=config.attribution,
+        weights_sha256=_PENDING_HASH,
+    )
+
+
+def train_from_config(
+    config: TrainConfig,
+    root: Path,
+    output: Path,
+    *,
+    command: str = "",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainedModel:
+    """Train the model ``config`` describes and write it to the model directory ``output``.
+
+    Parameters
+    ----------
+    config
+        Validated training config.
+    root
+        Directory relative paths of the config are relative to.
+    output
+        Model directory to write (created if missing; files replaced atomically).
+    command
+        The command that reproduces the run, recorded in the card.
+    progress
+        Show a progress bar.
+    log
+        Called with one line per epoch.
+    """
+    scenes = prepare_scenes(config, root)
+    module = build_untrained(config)
+    result = train_model(module, scenes, config, progress=progress, log=log)
+    card = write_model_dir(output, result.state_dict, card_for(config, result, command))
+    return TrainedModel(module, scenes, result, card, output)
+
+
+def add_metrics(directory: Path, metrics: dict[str, Any]) -> ModelCard:
+    """Merge ``metrics`` into the card of ``directory`` (weights unchanged, hash re-checked)."""
+    from geoseg.io.checkpoint import read_weights
+
+    card = read_card(directory)
+    state = read_weights(directory, card)
+    updated = card.model_copy(update={"metrics": {**card.metrics, **metrics}})
+    return write_model_dir(directory, state, ModelCard.model_validate(updated.model_dump()))
+
+
+def class_index_names(config: TrainConfig) -> list[str]:
+    """Class names in output-channel order."""
+    return [spec.name for spec in config.classes]
+
+
+def finite(values: list[float]) -> list[float | None]:
+    """``values`` with ``nan`` replaced by ``None`` (JSON-ready)."""
+    return [round(value, 4) if np.isfinite(value) else None for value in values]

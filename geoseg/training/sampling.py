@@ -1,0 +1,241 @@
+"""Chips for training and validation, read window by window (never whole scenes).
+
+A :class:`TrainingScene` is a scene of the training config resolved once:
+files, image grid, band scaling, the label lookup, and the windows training
+and validation may use. :func:`read_chip` reads one window of it as scaled
+inputs ``(bands, H, W)`` and class *indexes* ``(H, W)`` (the position of each
+class in the card), with :data:`IGNORE_INDEX` wherever no loss or metric may
+look: image nodata, label nodata or unlisted codes, pixels outside every
+labelled polygon, and pixels outside the region mask.
+
+Dense labels on another grid are read onto the image grid with nearest
+resampling (:func:`geoseg.io.warp.read_on_grid`); sparse labels are polygons
+rasterised onto each chip's grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from rasterio.features import rasterize
+
+from geoseg.errors import InputError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.raster import read_window
+from geoseg.io.training_data import read_labelled_polygons
+from geoseg.io.warp import read_on_grid
+from geoseg.models.card import InputScaling
+from geoseg.preprocess import SceneStatistics, normalize, sample_windows, scene_statistics
+from geoseg.sources import FileSource
+from geoseg.training.config import SceneSpec
+
+IGNORE_INDEX = -1
+"""Label index that the losses and metrics skip."""
+
+
+@dataclass(frozen=True)
+class TrainingScene:
+    """One scene ready for chip reads (see the module docstring)."""
+
+    source: FileSource
+    scaling: InputScaling
+    statistics: SceneStatistics | None
+    dense_labels: Path | None
+    code_to_index: dict[int, int]
+    polygons: tuple[tuple[Any, int], ...]
+    train_windows: tuple[PixelWindow, ...]
+    validation_windows: tuple[PixelWindow, ...]
+    region_mask: Path | None
+    weight: float
+
+    @property
+    def grid(self) -> RasterGrid:
+        """The image grid."""
+        return self.source.grid
+
+
+def _resolve(path: str, root: Path) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else root / candidate
+
+
+def prepare_scene(
+    spec: SceneSpec,
+    band_names: list[str],
+    class_ids: list[int],
+    scaling: InputScaling,
+    root: Path,
+) -> TrainingScene:
+    """Resolve a scene of the config: open metadata, compute its scene statistics, read polygons.
+
+    The inputs are read and scaled exactly as ``geoseg predict`` does
+    (:class:`geoseg.sources.FileSource`, :func:`geoseg.preprocess.scene_statistics`
+    over the same sample lattice, :func:`geoseg.preprocess.normalize`).
+
+    Parameters
+    ----------
+    spec
+        The scene's config.
+    band_names
+        The card's band names, in model order (``spec.band_indexes`` gives their indexes).
+    class_ids
+        Card class ids in output-channel order.
+    scaling
+        The card's input scaling.
+    root
+        Directory that relative paths are relative to.
+
+    Raises
+    ------
+    InputError
+        A band index past the image's band count (:class:`BandMismatchError`),
+        or a window outside the image.
+    """
+    image = _resolve(spec.image, root)
+    source = FileSource.open(image, band_map=dict(zip(band_names, spec.band_indexes, strict=True)))
+    statistics = None
+    if scaling.method == "scene_percentile":
+        samples = [source.read(window) for window in sample_windows(source.grid)]
+        statistics = scene_statistics(str(image), samples, scaling.percentiles)
+    index_of = {class_id: index for index, class_id in enumerate(class_ids)}
+    code_to_index: dict[int, int] = {}
+    polygons: list[tuple[Any, int]] = []
+    dense = None
+    if spec.dense_labels is not None:
+        dense = _resolve(spec.dense_labels.path, root)
+        codes = spec.dense_labels.codes or {class_id: class_id for class_id in class_ids}
+        code_to_index = {code: index_of[class_id] for code, class_id in codes.items()}
+    elif spec.sparse_labels is not None:
+        labels = spec.sparse_labels
+        shapes = read_labelled_polygons(_resolve(labels.path, root), labels.field, source.grid.crs)
+        polygons = [
+            (geometry, index_of[labels.codes[value]])
+            for geometry, value in shapes
+            if value in labels.codes
+        ]
+    grid = source.grid
+    full = grid.full_window
+    train = [item.to_window() for item in spec.train_windows] if spec.train_windows else [full]
+    validation = [item.to_window() for item in spec.validation_windows]
+    for window in [*train, *validation]:
+        if window.clip(grid.height, grid.width) != window:
+            raise InputError(f"{image}: window {window} lies outside the {grid.shape} image")
+    return TrainingScene(
+        source=source,
+        scaling=scaling,
+        statistics=statistics,
+        dense_labels=dense,
+        code_to_index=code_to_index,
+        polygons=tuple(polygons),
+        train_windows=tuple(train),
+        validation_windows=tuple(validation),
+        region_mask=_resolve(spec.region_mask, root) if spec.region_mask else None,
+        weight=spec.weight,
+    )
+
+
+def lookup_codes(codes: NDArray[Any], code_to_index: dict[int, int]) -> NDArray[np.int64]:
+    """Class indexes of label ``codes`` (:data:`IGNORE_INDEX` for unlisted codes)."""
+    indexes = np.full(codes.shape, IGNORE_INDEX, dtype=np.int64)
+    for code, index in code_to_index.items():
+        indexes[codes == code] = index
+    return indexes
+
+
+def rasterize_polygons(
+    polygons: tuple[tuple[Any, int], ...], grid: RasterGrid, window: PixelWindow
+) -> NDArray[np.int64]:
+    """Burn ``(geometry, class index)`` pairs onto ``window`` of ``grid``.
+
+    Pixels whose centre lies in no polygon get :data:`IGNORE_INDEX`; where
+    polygons overlap, the later one wins.
+    """
+    if not polygons:
+        return np.full(window.shape, IGNORE_INDEX, dtype=np.int64)
+    burned: NDArray[np.int32] = rasterize(
+        [(geometry, index) for geometry, index in polygons],
+        out_shape=window.shape,
+        transform=grid.window_transform(window),
+        fill=IGNORE_INDEX,
+        dtype="int32",
+    )
+    return burned.astype(np.int64)
+
+
+def read_chip(
+    scene: TrainingScene, window: PixelWindow
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Scaled inputs ``(bands, H, W)`` and class indexes ``(H, W)`` of ``window``."""
+    physical, valid = scene.source.read(window)
+    inputs = normalize(physical, valid, scene.scaling, scene.statistics)
+    if scene.dense_labels is not None:
+        codes, labelled = read_on_grid(scene.dense_labels, scene.grid, window)
+        labels = lookup_codes(codes, scene.code_to_index)
+        labels[~labelled] = IGNORE_INDEX
+    else:
+        labels = rasterize_polygons(scene.polygons, scene.grid, window)
+    labels[~valid] = IGNORE_INDEX
+    if scene.region_mask is not None:
+        allowed = read_window(scene.region_mask, window, bands=[1], fill_value=0)[0] != 0
+        labels[~allowed] = IGNORE_INDEX
+    return inputs, labels
+
+
+def random_chip_window(
+    scene: TrainingScene, chip_size: int, generator: np.random.Generator
+) -> PixelWindow:
+    """A chip drawn uniformly from the scene's training windows (weighted by area)."""
+    windows = scene.train_windows
+    areas = np.array(
+        [(w.height - chip_size + 1) * (w.width - chip_size + 1) for w in windows], dtype=float
+    )
+    window = windows[int(generator.choice(len(windows), p=areas / areas.sum()))]
+    row = window.row + int(generator.integers(0, window.height - chip_size + 1))
+    col = window.col + int(generator.integers(0, window.width - chip_size + 1))
+    return PixelWindow(row, col, chip_size, chip_size)
+
+
+def random_chips(
+    scenes: list[TrainingScene], count: int, chip_size: int, generator: np.random.Generator
+) -> list[tuple[TrainingScene, PixelWindow]]:
+    """``count`` chips: a scene drawn by weight, then a window inside its training area."""
+    weights = np.array([scene.weight for scene in scenes], dtype=float)
+    picks = generator.choice(len(scenes), size=count, p=weights / weights.sum())
+    return [
+        (scenes[int(pick)], random_chip_window(scenes[int(pick)], chip_size, generator))
+        for pick in picks
+    ]
+
+
+def validation_chips(
+    scenes: list[TrainingScene], chip_size: int
+) -> list[tuple[TrainingScene, PixelWindow, PixelWindow]]:
+    """Full-size chips tiling every validation window: ``(scene, chip, window)``.
+
+    Chips at the far edges run past their window; read them with
+    :func:`read_validation_chip`, which ignores the pixels outside it, so each
+    validation pixel is counted exactly once.
+    """
+    chips: list[tuple[TrainingScene, PixelWindow, PixelWindow]] = []
+    for scene in scenes:
+        for window in scene.validation_windows:
+            for row in range(window.row, window.row_stop, chip_size):
+                for col in range(window.col, window.col_stop, chip_size):
+                    chips.append((scene, PixelWindow(row, col, chip_size, chip_size), window))
+    return chips
+
+
+def read_validation_chip(
+    scene: TrainingScene, chip: PixelWindow, window: PixelWindow
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """:func:`read_chip`, with labels outside ``window`` ignored."""
+    inputs, labels = read_chip(scene, chip)
+    inside = chip.intersection(window).shift(-chip.row, -chip.col)
+    keep = np.zeros(chip.shape, dtype=bool)
+    keep[inside.slices()] = True
+    labels[~keep] = IGNORE_INDEX
+    return inputs, labels

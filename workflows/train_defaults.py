@@ -1,0 +1,119 @@
+"""Reproduce the shipped default models and score them on the Zion test block.
+
+``python -m workflows.train_defaults`` (``make train-default``) trains
+``landcover-landsat`` and ``forest-landsat`` from ``workflows/configs/`` into
+``geoseg/models/weights/``, then, in the same run, fits a per-pixel random
+forest (60 trees) on pixels drawn from exactly the same training windows and
+scaled bands, and scores both on the test block: the Zion grid's rows 1000 and
+below (0-based), never used for training or model selection. Both sets of
+scores go into each model's card and are printed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from geoseg.datadir import data_dir
+from geoseg.grid import PixelWindow
+from geoseg.metrics import scores
+from geoseg.models.loading import SHIPPED_DIR
+from geoseg.training.config import load_train_config
+from geoseg.training.holdout import (
+    fit_random_forest,
+    forest_block_matrix,
+    network_block_matrix,
+    sample_training_pixels,
+)
+from geoseg.training.loop import seed_everything
+from geoseg.training.pipeline import add_metrics, class_index_names, train_from_config
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_MODELS = ("landcover-landsat", "forest-landsat")
+TEST_FIRST_ROW = 1000
+"""Zion rows from this 0-based index down are the test block."""
+FOREST_TREES = 60
+FOREST_PIXELS = 200_000
+
+
+def _summary(scored: dict[str, Any], forest_name: str) -> dict[str, Any]:
+    per_class = scored["per_class"]
+    return {
+        "mean_iou": scored["mean_iou"],
+        "overall_accuracy": scored["overall_accuracy"],
+        "forest_f1": per_class[forest_name]["f1"],
+        "per_class_iou": {name: values["iou"] for name, values in per_class.items()},
+    }
+
+
+def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, Any]:
+    """Train one default model, score it and the random forest on the test block."""
+    config = load_train_config(CONFIG_DIR / f"{name}.yaml")
+    command = "make train-default  (python -m workflows.train_defaults)"
+    trained = train_from_config(
+        config, data_dir(), output_root / name, command=command, progress=progress, log=print
+    )
+    zion = trained.scenes[0]
+    block = PixelWindow(TEST_FIRST_ROW, 0, zion.grid.height - TEST_FIRST_ROW, zion.grid.width)
+    names = class_index_names(config)
+    network = scores(network_block_matrix(trained.module, zion, block, len(names)), names)
+    started = time.perf_counter()
+    generator = seed_everything(config.seed)
+    features, labels = sample_training_pixels(trained.scenes, FOREST_PIXELS, generator)
+    forest = fit_random_forest(features, labels, trees=FOREST_TREES, seed=config.seed)
+    baseline = scores(forest_block_matrix(forest, zion, block, len(names)), names)
+    forest_seconds = time.perf_counter() - started
+    model_scores: dict[str, Any] = network.to_dict()
+    baseline_scores: dict[str, Any] = {
+        "description": f"scikit-learn RandomForestClassifier, {FOREST_TREES} trees, "
+        f"{labels.size} pixels drawn from the same training windows, same scaled bands",
+        "training_seconds": round(forest_seconds, 1),
+        **baseline.to_dict(),
+    }
+    test_block: dict[str, Any] = {
+        "test_block": {
+            "definition": f"Zion grid rows {TEST_FIRST_ROW}-{zion.grid.height - 1} (0-based), "
+            f"all {zion.grid.width} columns",
+            "model": model_scores,
+            "random_forest_baseline": baseline_scores,
+        }
+    }
+    card = add_metrics(trained.directory, test_block)
+    forest_name = "forest"
+    return {
+        "name": name,
+        "training_seconds": card.training.duration_s,
+        "epochs": card.training.epochs,
+        "best_epoch": trained.result.best_epoch,
+        "model": _summary(test_block["test_block"]["model"], forest_name),
+        "random_forest": _summary(test_block["test_block"]["random_forest_baseline"], forest_name),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train the default models (all, or those named) and print their test-block scores."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS))
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="model directories root")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    results = [train_and_score(name, args.out, not args.no_progress) for name in args.models]
+    for result in results:
+        model, baseline = result["model"], result["random_forest"]
+        print(f"\n{result['name']}: test block (Zion rows >= {TEST_FIRST_ROW})")
+        print(f"  {'':22s} {'model':>8s} {'RF-60':>8s}")
+        for key in ("mean_iou", "overall_accuracy", "forest_f1"):
+            print(f"  {key:22s} {model[key]!s:>8s} {baseline[key]!s:>8s}")
+        for class_name, value in model["per_class_iou"].items():
+            other = baseline["per_class_iou"][class_name]
+            print(f"  IoU {class_name:18s} {value!s:>8s} {other!s:>8s}")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
