@@ -26,12 +26,17 @@ REGION_COLUMNS = ("region_id", "forest_loss_ha")
 
 @dataclass(frozen=True, slots=True)
 class SceneRef:
-    """One scene of the catalog: its id and acquisition time (UTC), plus where it lives."""
+    """One scene of the catalog: its id and acquisition time (UTC), plus where it lives.
+
+    ``catalog`` is the catalog it was found in (empty: the embedded one) and
+    ``href`` its data file as the catalog records it.
+    """
 
     id: str
     datetime: datetime
     collection: str = ""
     href: str = ""
+    catalog: str = ""
 
 
 @dataclass(frozen=True)

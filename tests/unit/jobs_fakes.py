@@ -32,6 +32,7 @@ import rasterio.features
 from numpy.typing import NDArray
 from shapely.geometry import shape
 
+from geoseg.catalog import local_path
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery
 from geoseg.report import Quicklook
@@ -83,8 +84,8 @@ class ListSceneSource:
         ]
 
 
-def _ndvi(path: str) -> tuple[NDArray[np.float64], NDArray[np.bool_], rasterio.Affine, str]:
-    with rasterio.open(path) as dataset:
+def _ndvi(href: str) -> tuple[NDArray[np.float64], NDArray[np.bool_], rasterio.Affine, str]:
+    with rasterio.open(local_path(href)) as dataset:
         red = dataset.read(3).astype(np.float64)
         nir = dataset.read(4).astype(np.float64)
         valid = (red > 0) & (nir > 0)
@@ -93,8 +94,8 @@ def _ndvi(path: str) -> tuple[NDArray[np.float64], NDArray[np.bool_], rasterio.A
     return np.where(valid, (nir - red) / total, 0.0), valid, transform, crs
 
 
-def _quicklook(path: str) -> Quicklook:
-    with rasterio.open(path) as dataset:
+def _quicklook(href: str) -> Quicklook:
+    with rasterio.open(local_path(href)) as dataset:
         rgb = dataset.read([3, 2, 1]).astype(np.float64)
         bounds = tuple(float(value) for value in dataset.bounds)
         crs = dataset.crs.to_string()

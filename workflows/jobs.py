@@ -1,0 +1,221 @@
+"""The real backend of scheduled jobs: the STAC catalog and ``run-change``, wiring only.
+
+:func:`default_backend` is what ``geoseg jobs`` uses unless ``--backend`` names
+another factory. Scenes come from :func:`geoseg.catalog.search` (the embedded
+catalog, another static catalog, or a STAC API); change runs call
+:func:`workflows.run.run_change` and read back its GeoPackage; the report's
+quicklook is the AFTER scene's true colour over the job's bbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+from shapely.geometry import box
+
+from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
+from geoseg.catalog import (
+    EMBEDDED,
+    IMAGERY,
+    SceneEntry,
+    entry_from_item,
+    is_api_url,
+    parse_datetime_range,
+    search,
+    verify_entry,
+)
+from geoseg.errors import BBoxError, CatalogError, JobError
+from geoseg.io.checkpoint import read_card
+from geoseg.io.stac import read_static_catalog
+from geoseg.io.vector import read_vector, write_layers
+from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
+from geoseg.jobs.spec import AreaSpec, CatalogQuery, as_utc
+from geoseg.models.loading import resolve_model_dir
+from geoseg.mosaic import coarser_grid, mosaic_source, target_grid
+from geoseg.quicklook import stretch_rgb
+from geoseg.report import MAP_WIDTH, Quicklook
+
+BBOX_REGION_ID = "bbox"
+"""Region id of a job watching a bbox without a regions file."""
+CHANGE_FILE = "change.gpkg"
+REGIONS_FILE = "regions.gpkg"
+
+
+def _selected_regions(area: AreaSpec) -> gpd.GeoDataFrame:
+    if area.regions is None:
+        raise JobError("the job's area has no regions file")
+    frame = read_vector(area.regions, layer=area.region_layer, columns=[area.region_id_field])
+    if not area.region_ids:
+        return frame
+    ids = frame[area.region_id_field].astype(str)
+    missing = sorted(set(area.region_ids) - set(ids))
+    if missing:
+        raise JobError(
+            f"{area.regions}: no region with {area.region_id_field} in "
+            f"{missing}; the file has {sorted(set(ids))[:20]}"
+        )
+    return frame[ids.isin(area.region_ids)]
+
+
+def area_bbox(area: AreaSpec) -> BBox:
+    """The job's bbox, or the bounds of its selected regions."""
+    bbox = area.validated_bbox()
+    if bbox is not None:
+        return bbox
+    regions = _selected_regions(area)
+    return make_bbox(tuple(float(value) for value in regions.total_bounds), regions.crs)
+
+
+def _datetime_text(query: CatalogQuery) -> str | None:
+    if query.start is None and query.end is None:
+        return None
+    start = ".." if query.start is None else as_utc(query.start).isoformat()
+    end = ".." if query.end is None else as_utc(query.end).isoformat()
+    return f"{start}/{end}"
+
+
+class CatalogSceneSource:
+    """Scenes of a STAC catalog over the job's area, in the query's date range.
+
+    A static catalog is read afresh at every call (not through the per-process
+    cache of :func:`geoseg.catalog.open_catalog`), so a long-running scheduler
+    sees scenes added to it; a STAC API is searched with
+    :func:`geoseg.catalog.search`.
+    """
+
+    def scenes(self, area: AreaSpec, query: CatalogQuery) -> list[SceneRef]:
+        """The matching scenes (empty when none is in the date range yet)."""
+        collection = query.collection or IMAGERY
+        bbox = area_bbox(area)
+        text = _datetime_text(query)
+        if is_api_url(query.catalog):
+            try:
+                entries = search(bbox, text, location=query.catalog, collection=collection)
+            except CatalogError:
+                entries = []
+        else:
+            location = query.catalog or str(EMBEDDED)
+            fields, items = read_static_catalog(location)
+            if fields.get("geoseg:href_base") != "data_dir":
+                raise CatalogError(
+                    f"{location}: asset hrefs must be relative to the data directory "
+                    '("geoseg:href_base": "data_dir"; see data_catalog/build.py)'
+                )
+            candidates = [
+                entry_from_item(item) for item in items if item.get("collection") == collection
+            ]
+            if not candidates:
+                raise CatalogError(f"{location}: no collection {collection!r}")
+            footprints = {entry.id: entry.footprint for entry in candidates}
+            over = set(overlapping(to_lonlat(bbox), footprints))
+            if not over:
+                raise BBoxError(
+                    f"the job's area {bbox} lies outside every scene of {location} (collection "
+                    f"{collection}); the catalog covers:\n{describe_coverage(footprints)}"
+                )
+            start, end = parse_datetime_range(text)
+            entries = [
+                entry
+                for entry in candidates
+                if entry.id in over and entry.start <= end and entry.end >= start
+            ]
+        return [
+            SceneRef(
+                id=entry.id,
+                datetime=entry.start,
+                collection=entry.collection,
+                href=entry.data.href,
+                catalog=query.catalog or "",
+            )
+            for entry in entries
+        ]
+
+
+def _entry(scene: SceneRef) -> SceneEntry | None:
+    if is_api_url(scene.catalog):
+        return None
+    _, items = read_static_catalog(scene.catalog or str(EMBEDDED))
+    return next((entry_from_item(item) for item in items if str(item.get("id")) == scene.id), None)
+
+
+def scene_quicklook(scene: SceneRef, bbox: BBox) -> Quicklook | None:
+    """True colour of ``scene`` over ``bbox``, at most :data:`MAP_WIDTH` pixels a side."""
+    entry = _entry(scene)
+    if entry is None:
+        return None
+    grid = coarser_grid(target_grid(bbox, [entry]), MAP_WIDTH)
+    source = mosaic_source(grid, [(entry, verify_entry(entry))], ["red", "green", "blue"])
+    values, valid = source.read(grid.full_window)
+    return Quicklook(stretch_rgb(values, valid), grid.bounds, grid.crs.to_string())
+
+
+def regions_file(area: AreaSpec, out_dir: Path) -> tuple[Path, str]:
+    """A regions GeoPackage for run-change: the selected regions, or the bbox as one region."""
+    path = out_dir / REGIONS_FILE
+    if area.regions is None:
+        bbox = area_bbox(area)
+        frame = gpd.GeoDataFrame(
+            {"region_id": [BBOX_REGION_ID]}, geometry=[box(*bbox.bounds)], crs=bbox.crs
+        )
+        write_layers(path, {"regions": frame})
+        return path, "region_id"
+    write_layers(path, {"regions": _selected_regions(area)})
+    return path, area.region_id_field
+
+
+def _per_region_polygons(polygons: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One row per (polygon, region) from run-change's comma-joined ``region_ids``."""
+    ids = polygons["region_ids"].fillna("").astype(str).str.split(",")
+    exploded = polygons.assign(region_id=ids).explode("region_id", ignore_index=True)
+    kept = exploded[exploded["region_id"] != ""]
+    return gpd.GeoDataFrame(kept, geometry=polygons.geometry.name, crs=polygons.crs)
+
+
+class RunChangeRunner:
+    """Change between two scenes with :func:`workflows.run.run_change`."""
+
+    def model_hash(self, model: str) -> str:
+        """The SHA-256 of the model's weights, from its card."""
+        return read_card(resolve_model_dir(model)).weights_sha256
+
+    def run(
+        self, before: SceneRef, after: SceneRef, area: AreaSpec, model: str, out_dir: Path
+    ) -> ChangeOutputs:
+        """Run change from ``before`` to ``after`` into ``out_dir`` and read the results."""
+        workflow: Any = importlib.import_module("workflows.run")
+        run_change = getattr(workflow, "run_change", None)
+        if run_change is None:
+            raise JobError("workflows.run.run_change is not available in this geoseg build")
+        bbox = area_bbox(area)
+        regions, id_field = regions_file(area, out_dir)
+        out = out_dir / CHANGE_FILE
+        run_change(
+            bbox,
+            before=f"{as_utc(before.datetime):%Y-%m-%d}",
+            after=f"{as_utc(after.datetime):%Y-%m-%d}",
+            regions=regions,
+            region_id_field=id_field,
+            model=model,
+            out=out,
+            catalog=after.catalog or None,
+            progress=False,
+        )
+        statistics = pd.DataFrame(read_vector(out, layer="regions").drop(columns="geometry"))
+        table = statistics.rename(columns={"deforestation_ha": "forest_loss_ha"})
+        polygons = _per_region_polygons(read_vector(out, layer="deforestation"))
+        files = tuple(sorted(path for path in out_dir.rglob("*") if path.is_file()))
+        return ChangeOutputs(
+            files=files,
+            regions=table,
+            polygons=polygons,
+            quicklook=scene_quicklook(after, bbox),
+        )
+
+
+def default_backend() -> JobBackend:
+    """The catalog scene source and the run-change runner."""
+    return JobBackend(scenes=CatalogSceneSource(), runner=RunChangeRunner())
