@@ -65,7 +65,9 @@ def simplify_coverage(geometries: GeometryArray, tolerance: float) -> GeometryAr
 
     Uses GEOS coverage simplification: every boundary between two polygons is
     simplified once, so no gaps or overlaps appear; rings (holes included) are
-    never collapsed. Any invalid result is repaired with ``make_valid``.
+    never collapsed. The coverage's outer boundary (raster edge, nodata) is kept
+    exactly, so the simplified polygons still cover exactly the polygonized
+    pixels. Any invalid result is repaired with ``make_valid``.
 
     Parameters
     ----------
@@ -76,7 +78,7 @@ def simplify_coverage(geometries: GeometryArray, tolerance: float) -> GeometryAr
     """
     if tolerance <= 0 or len(geometries) == 0:
         return geometries
-    simplified = shapely.coverage_simplify(geometries, tolerance, simplify_boundary=True)
+    simplified = shapely.coverage_simplify(geometries, tolerance, simplify_boundary=False)
     invalid = ~shapely.is_valid(simplified)
     if invalid.any():
         repaired = shapely.make_valid(simplified[invalid])

@@ -1,0 +1,146 @@
+"""GeoPackage writing (atomic, layer replacement, styles) and vector reading."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from xml.etree import ElementTree
+
+import geopandas as gpd
+import pyogrio
+import pytest
+import shapely
+
+from geoseg.errors import VectorReadError
+from geoseg.io import vector
+from geoseg.io.vector import (
+    StyleCategory,
+    categorized_style_qml,
+    open_geopackage,
+    read_vector,
+    write_layers,
+)
+
+QGIS_STYLE_COLUMNS = [
+    "id",
+    "f_table_catalog",
+    "f_table_schema",
+    "f_table_name",
+    "f_geometry_column",
+    "styleName",
+    "styleQML",
+    "styleSLD",
+    "useAsDefault",
+    "description",
+    "owner",
+    "ui",
+    "update_time",
+]
+
+
+def frame(count: int, class_id: int = 1) -> gpd.GeoDataFrame:
+    boxes = [shapely.box(index, 0, index + 1, 1) for index in range(count)]
+    return gpd.GeoDataFrame(
+        {"class_id": [class_id] * count, "class_name": ["forest"] * count},
+        geometry=boxes,
+        crs="EPSG:32612",
+    )
+
+
+def qml() -> str:
+    return categorized_style_qml("class_id", [StyleCategory(1, "forest", (0, 100, 0))])
+
+
+def test_replacing_a_layer_keeps_the_others_and_their_styles(tmp_path: Path) -> None:
+    path = tmp_path / "out.gpkg"
+    write_layers(path, {"a": frame(3), "b": frame(2)}, styles={"a": qml(), "b": qml()})
+    counts = write_layers(path, {"b": frame(5)}, styles={"b": qml()})
+    assert counts == {"b": 5}
+    assert pyogrio.read_info(path, layer="a")["features"] == 3
+    assert pyogrio.read_info(path, layer="b")["features"] == 5
+    assert pyogrio.read_info(path, layer="a")["crs"] == "EPSG:32612"
+    with sqlite3.connect(path) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(layer_styles)")]
+        styled = connection.execute(
+            "SELECT f_table_name, useAsDefault FROM layer_styles ORDER BY f_table_name"
+        ).fetchall()
+        indexes = connection.execute(
+            "SELECT table_name FROM gpkg_extensions WHERE extension_name = 'gpkg_rtree_index'"
+        ).fetchall()
+    assert columns == QGIS_STYLE_COLUMNS
+    assert styled == [("a", 1), ("b", 1)]
+    assert sorted(name for (name,) in indexes) == ["a", "b"]
+
+
+def test_error_mid_write_leaves_the_file_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "out.gpkg"
+    write_layers(path, {"a": frame(3), "b": frame(2)}, styles={"a": qml()})
+    before = path.read_bytes()
+    original = vector._write_frame
+
+    def write_half_then_fail(
+        data: gpd.GeoDataFrame, target: Path, layer: str, *, append: bool
+    ) -> None:
+        original(data.iloc[: len(data) // 2], target, layer, append=append)
+        raise RuntimeError("disk full (injected)")
+
+    monkeypatch.setattr(vector, "_write_frame", write_half_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        write_layers(path, {"b": frame(10)}, styles={"b": qml()})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpkg"]
+    assert pyogrio.read_info(path, layer="b")["features"] == 2
+
+
+def test_error_in_streaming_writes_leaves_no_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.gpkg"
+    with pytest.raises(ValueError, match="stop"), open_geopackage(path) as writer:
+        writer.write("a", frame(2))
+        raise ValueError("stop")
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_layer_keeps_its_schema(tmp_path: Path) -> None:
+    path = tmp_path / "empty.gpkg"
+    write_layers(path, {"none": frame(0)})
+    info = pyogrio.read_info(path, layer="none")
+    assert info["features"] == 0
+    assert list(info["fields"]) == ["class_id", "class_name"]
+    assert info["geometry_type"] == "Polygon"
+    assert info["crs"] == "EPSG:32612"
+
+
+def test_style_qml_is_a_categorized_renderer() -> None:
+    text = categorized_style_qml(
+        "class_id", [StyleCategory(1, "forest", (0, 100, 0)), StyleCategory(3, "water", (0, 0, 9))]
+    )
+    root = ElementTree.fromstring(text.split("\n", 1)[1])
+    renderer = root.find("renderer-v2")
+    assert renderer is not None
+    assert renderer.get("type") == "categorizedSymbol"
+    assert renderer.get("attr") == "class_id"
+    values = [category.get("value") for category in renderer.iter("category")]
+    colours = [
+        option.get("value") for option in renderer.iter("Option") if option.get("name") == "color"
+    ]
+    assert values == ["1", "3"]
+    assert colours == ["0,100,0,255", "0,0,9,255"]
+
+
+def test_read_vector_errors_name_file_layer_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "regions.gpkg"
+    write_layers(path, {"regions": frame(2)})
+    assert len(read_vector(path, "regions", columns=["class_id"])) == 2
+    with pytest.raises(VectorReadError, match="no such file"):
+        read_vector(tmp_path / "missing.gpkg")
+    with pytest.raises(VectorReadError, match=r"no layer 'zones'.*\['regions'\]"):
+        read_vector(path, "zones")
+    with pytest.raises(VectorReadError, match=r"regions.*no field\(s\) \['name'\]"):
+        read_vector(path, columns=["name"])
+    garbage = tmp_path / "garbage.gpkg"
+    garbage.write_bytes(b"not a geopackage")
+    with pytest.raises(VectorReadError, match="garbage.gpkg"):
+        read_vector(garbage)
