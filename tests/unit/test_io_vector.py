@@ -142,5 +142,5 @@ def test_read_vector_errors_name_file_layer_and_field(tmp_path: Path) -> None:
         read_vector(path, columns=["name"])
     garbage = tmp_path / "garbage.gpkg"
     garbage.write_bytes(b"not a geopackage")
-    with pytest.raises(VectorReadError, match="garbage.gpkg"):
+    with pytest.raises(VectorReadError, match=r"garbage\.gpkg"):
         read_vector(garbage)

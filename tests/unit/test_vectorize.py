@@ -61,9 +61,10 @@ def chunked(
 
 
 def whole(labels: NDArray[np.uint8], mask: NDArray[np.bool_]) -> list[tuple[int, bytes]]:
+    polygons = shapes(labels, mask=mask, connectivity=4, transform=Affine.identity())
     return sorted(
         (int(value), shapely.to_wkb(shapely.normalize(shapely.geometry.shape(geometry))))
-        for geometry, value in shapes(labels, mask=mask, connectivity=4, transform=Affine.identity())
+        for geometry, value in polygons
     )
 
 
@@ -168,9 +169,10 @@ def simplified_table_checks(labels: NDArray[np.uint8], tolerance: float) -> None
     union = shapely.union_all(simplified)
     assert shapely.area(simplified).sum() == pytest.approx(union.area, abs=1e-6)
     assert union.area == pytest.approx(labels.size, abs=1e-6)
-    assert shapely.get_num_coordinates(simplified).sum() <= shapely.get_num_coordinates(
-        pieces.geometries
-    ).sum()
+    assert (
+        shapely.get_num_coordinates(simplified).sum()
+        <= shapely.get_num_coordinates(pieces.geometries).sum()
+    )
 
 
 def test_simplification_keeps_the_coverage() -> None:
