@@ -208,14 +208,14 @@ def _table_paths(stats: Path) -> tuple[Path, Path, Path]:
 
 
 def change_file(
-    before: Path,
-    after: Path,
-    regions: Path,
-    out: Path,
+    before: str | Path,
+    after: str | Path,
+    regions: str | Path,
+    out: str | Path,
     *,
     region_layer: str | None = None,
     region_id_field: str | None = None,
-    stats: Path | None = None,
+    stats: str | Path | None = None,
     forest_classes: Sequence[int] | None = None,
     class_map: ClassMap | None = None,
     before_class_map: ClassMap | None = None,
@@ -250,6 +250,8 @@ def change_file(
     client
         Dask client (default: the local scheduler of ``dask.compute``).
     """
+    before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
+    stats = Path(stats) if stats is not None else None
     if chunk_size <= 0:
         raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
     if out.suffix.lower() != ".gpkg":
