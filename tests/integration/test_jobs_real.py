@@ -1,0 +1,132 @@
+"""Jobs on a real static STAC catalog in which Chiapas scenes appear one after another.
+
+The catalog is built in ``tmp_path`` with the embedded catalog's own item
+builder (``data_catalog.build.raster_item``) over a data directory holding the
+two real Chiapas dates and cleared copies with later dates. The scene source is
+the real one (:class:`workflows.jobs.CatalogSceneSource`); the change runner is
+the deterministic NDVI fake, or the real ``run-change`` when it is available.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pystac
+import pytest
+
+from data_catalog.build import HREF_BASE, SCENES, _collection, raster_item
+from geoseg.jobs.interfaces import JobBackend
+from geoseg.jobs.runner import CUMULATIVE_FILE, run_now
+from geoseg.jobs.spec import JobSpec, validate_mapping
+from geoseg.jobs.state import JobStore
+from tests.unit.jobs_fakes import NdviChangeRunner, cleared_copy
+from workflows.jobs import CatalogSceneSource, RunChangeRunner
+
+CHIAPAS_BBOX = [462405, 1734315, 469905, 1741815]
+NOW = datetime(2026, 1, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def growing_catalog(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, object]:
+    """A data dir + static catalog; ``publish(n)`` writes the catalog with the first n scenes."""
+    data = tmp_path / "data"
+    (data / "chiapas_twodate").mkdir(parents=True)
+    for name in ("LE70220491999322EDC01_stack.gtif", "LE70220492002106EDC00_stack.gtif"):
+        (data / "chiapas_twodate" / name).symlink_to(shared_data / "chiapas_twodate" / name)
+    (data / "chiapas_twodate" / "LE70220491999322EDC01_stack.gtif.aux.xml").symlink_to(
+        shared_data / "chiapas_twodate" / "LE70220491999322EDC01_stack.gtif.aux.xml"
+    )
+    (data / "copies").mkdir()
+    monkeypatch.setenv("GEOSEG_DATA_DIR", str(data))
+    chiapas = [entry for entry in SCENES if entry.id.startswith("chiapas")]
+    later = replace(chiapas[1], extra_assets=[])
+    copies = []
+    for number in range(2):
+        href = f"copies/chiapas_cleared_{number}.tif"
+        cleared_copy(
+            shared_data / "chiapas_twodate" / "LE70220492002106EDC00_stack.gtif",
+            data / href,
+            slice(30 + 80 * number, 90 + 80 * number),
+            slice(20, 130),
+        )
+        copies.append(
+            replace(
+                later,
+                id=f"chiapas-cleared-{number}",
+                href=href,
+                title=f"cleared copy {number}",
+                datetime=f"2003-0{number + 1}-20T16:00:00Z",
+            )
+        )
+    scenes = [*chiapas, *copies]
+    location = tmp_path / "catalog"
+
+    def publish(count: int) -> None:
+        catalog = pystac.Catalog(
+            id="growing", description="test", extra_fields={"geoseg:href_base": HREF_BASE}
+        )
+        catalog.add_child(_collection("landsat", [raster_item(entry) for entry in scenes[:count]]))
+        catalog.normalize_hrefs(str(location))
+        catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+
+    return location, publish
+
+
+def job_spec(tmp_path: Path, catalog: Path) -> JobSpec:
+    return validate_mapping(
+        JobSpec,
+        {
+            "name": "chiapas-real",
+            "area": {"bbox": CHIAPAS_BBOX, "bbox_crs": "EPSG:32615"},
+            "catalog": {"catalog": str(catalog / "catalog.json")},
+            "schedule": {"cron": "0 6 * * *"},
+            "output_dir": str(tmp_path / "out"),
+        },
+        "test spec",
+    )
+
+
+def test_real_catalog_scenes_appearing_trigger_one_change_run_each(
+    tmp_path: Path, growing_catalog: tuple[Path, object]
+) -> None:
+    location, publish = growing_catalog
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.add_job(job_spec(tmp_path, location), NOW)
+    backend = JobBackend(scenes=CatalogSceneSource(), runner=NdviChangeRunner())
+    clock = iter(NOW + timedelta(hours=hour) for hour in range(1000))
+    statuses = []
+    for count in (2, 2, 3, 3, 4):
+        publish(count)  # type: ignore[operator]
+        result = run_now(store, "chiapas-real", backend, lambda: next(clock))
+        statuses.append((result.status, result.message))
+    assert statuses == [
+        ("succeeded", "change chiapas-landsat7-19991118 -> chiapas-landsat7-20020416"),
+        ("no_new_data", "no new scene after chiapas-landsat7-20020416"),
+        ("succeeded", "change chiapas-landsat7-20020416 -> chiapas-cleared-0"),
+        ("no_new_data", "no new scene after chiapas-cleared-0"),
+        ("succeeded", "change chiapas-cleared-0 -> chiapas-cleared-1"),
+    ]
+    assert len(list((tmp_path / "out" / "runs").iterdir())) == 3
+    assert (tmp_path / "out" / CUMULATIVE_FILE).exists()
+
+
+@pytest.mark.slow
+def test_real_run_change_runner(tmp_path: Path, growing_catalog: tuple[Path, object]) -> None:
+    workflow = importlib.import_module("workflows.run")
+    if not hasattr(workflow, "run_change"):
+        pytest.skip("workflows.run.run_change (issue 6) is not in this build yet")
+    location, publish = growing_catalog
+    publish(3)  # type: ignore[operator]
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.add_job(job_spec(tmp_path, location), NOW)
+    backend = JobBackend(scenes=CatalogSceneSource(), runner=RunChangeRunner())
+    first = run_now(store, "chiapas-real", backend, lambda: NOW)
+    assert first.status == "succeeded", first.message
+    assert first.output_dir is not None
+    assert (first.output_dir / "change" / "change.gpkg").exists()
+    assert (first.output_dir / "report.html").stat().st_size > 10_000
