@@ -100,12 +100,11 @@ def _run_chunks(
     remaining_users = Counter(number for job in jobs for number in job.batches)
     forward: dict[int, Future[Path]] = {}
     queue = deque(jobs)
-    running = as_completed()
     job_of: dict[Future[ChunkSummary], _ChunkJob] = {}
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     limit = CHUNKS_IN_FLIGHT_PER_WORKER * workers
 
-    def submit_next() -> None:
+    def submit_next() -> Future[ChunkSummary]:
         job = queue.popleft()
         inputs = []
         for number in job.batches:
@@ -116,10 +115,10 @@ def _run_chunks(
             inputs.append((batches[number], forward[number]))
         future = client.submit(assemble_chunk, plan, job.window, inputs, pure=False, priority=10)
         job_of[future] = job
-        running.add(future)
+        return future
 
-    for _ in range(min(limit, len(queue))):
-        submit_next()
+    first = [submit_next() for _ in range(min(limit, len(queue)))]
+    running = as_completed(first, loop=client.loop)
     summaries = []
     with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
         for future in running:
@@ -132,7 +131,7 @@ def _run_chunks(
                     remove_file(batch_path(plan.work_dir, number))
             bar.update(1)
             if queue:
-                submit_next()
+                running.add(submit_next())
     return summaries
 
 

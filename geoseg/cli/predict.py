@@ -1,14 +1,133 @@
-"""``geoseg predict``: placeholder until its issue lands."""
+"""``geoseg predict``: segment one GeoTIFF into a class-map COG."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
-from geoseg.errors import GeosegError
+from geoseg.inference import DEVICES, PRECISIONS
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def predict(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg predict' is not implemented yet")
+def parse_band_map(text: str | None) -> dict[str, int] | None:
+    """Parse ``blue=1,green=2,...`` into ``{"blue": 1, "green": 2}``.
+
+    Raises
+    ------
+    click.BadParameter
+        Malformed text.
+    """
+    if not text:
+        return None
+    mapping: dict[str, int] = {}
+    for item in text.split(","):
+        name, separator, index = item.partition("=")
+        if not separator or not name.strip() or not index.strip().isdigit():
+            raise click.BadParameter(
+                f"expected NAME=INDEX pairs like blue=1,green=2, got {item!r}", param_hint="--bands"
+            )
+        mapping[name.strip().lower()] = int(index)
+    return mapping
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT.tif", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    default="landcover-landsat",
+    show_default=True,
+    help="Shipped model name or model directory.",
+)
+@click.option(
+    "--out",
+    "labels_out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output label COG.",
+)
+@click.option(
+    "--probabilities",
+    "probabilities_out",
+    type=click.Path(path_type=Path),
+    help="Also write per-class probabilities (uint8 = round(p*254), 255 nodata).",
+)
+@click.option("--tile", type=int, help="Tile size in pixels [default: the model card's].")
+@click.option("--overlap", type=int, help="Tile overlap in pixels [default: the model card's].")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Tiles per forward.")
+@click.option(
+    "--chunk-size",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Output chunk side in pixels (the result does not depend on it).",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--bands",
+    "band_map",
+    help="Map the model's bands to raster bands, e.g. blue=1,green=2,red=3,nir=4 "
+    "[default: from the raster's band descriptions].",
+)
+@click.option(
+    "--scheduler",
+    help="Dask scheduler address [default: $DASK_SCHEDULER_ADDRESS, else a local cluster].",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    help="Folder for the resumable work directory [default: the output's folder].",
+)
+def predict(
+    input_path: Path,
+    model: str,
+    labels_out: Path,
+    probabilities_out: Path | None,
+    tile: int | None,
+    overlap: int | None,
+    batch_size: int,
+    chunk_size: int,
+    device: str,
+    precision: str,
+    band_map: str | None,
+    scheduler: str | None,
+    work_dir: Path | None,
+) -> None:
+    """Segment INPUT.tif with a model and write a class-map COG to --out.
+
+    The scene is read window by window, segmented in overlapping tiles on one
+    global grid, blended seamlessly and written as a tiled, compressed COG with
+    the input's CRS, transform and shape. A rerun after an interruption resumes.
+    """
+    import contextlib
+
+    from workflows.cluster import dask_client
+    from workflows.predict import predict_file
+
+    bands = parse_band_map(band_map)
+    # without --scheduler the local cluster starts lazily, after the inputs are validated
+    connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
+    with connection as client:
+        result = predict_file(
+            input_path,
+            model,
+            labels_out=labels_out,
+            probabilities_out=probabilities_out,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            device=device,
+            precision=precision,
+            client=client,
+            work_dir=work_dir,
+            progress=sys.stderr.isatty(),
+            band_map=bands,
+        )
+    click.echo(
+        f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "
+        f"{result.tiles} tiles, {result.device}/{result.precision}, {result.seconds:.1f} s)"
+    )
+    if result.probabilities is not None:
+        click.echo(f"wrote {result.probabilities}")

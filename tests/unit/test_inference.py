@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geoseg import inference
+from geoseg.errors import ConfigError, ModelError
+from tests.predict_fixtures import make_model_dir
+
+
+def test_device_selection() -> None:
+    assert inference.select_device("cpu") == "cpu"
+    assert inference.select_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        inference.select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            inference.select_device("cuda")
+
+
+def test_precision_selection() -> None:
+    assert inference.select_precision("auto", "cpu") == "fp32"
+    assert inference.select_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ConfigError, match="fp16"):
+        inference.select_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="unknown precision"):
+        inference.select_precision("int8", "cpu")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model") / "m")
+
+
+def test_forward_gives_probabilities_and_is_cached(model_dir: Path) -> None:
+    key = inference.model_key(model_dir, "cpu")
+    before = inference.model_loads()
+    loaded = inference.cached_model(key)
+    assert inference.cached_model(inference.model_key(model_dir, "cpu")) is loaded
+    assert inference.model_loads() - before == 1
+    batch = np.random.default_rng(0).random((3, 4, 64, 64), dtype=np.float32)
+    probabilities = inference.forward_probabilities(loaded, batch, "cpu", "fp32")
+    assert probabilities.shape == (3, 3, 64, 64) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    single = inference.forward_probabilities(loaded, batch[1:2], "cpu", "fp32")
+    np.testing.assert_allclose(single[0], probabilities[1], atol=1e-5)
+    mixed = inference.forward_probabilities(loaded, batch, "cpu", "bf16")
+    assert mixed.dtype == np.float32 and mixed.shape == probabilities.shape
+
+
+class _Refuses(torch.nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("Wrong input shape height=50, width=50")
+
+
+def test_a_model_refusing_the_tile_shape_is_a_model_error(model_dir: Path) -> None:
+    loaded = inference.cached_model(inference.model_key(model_dir, "cpu"))
+    refusing = inference.LoadedModel(_Refuses(), loaded.card, loaded.directory)
+    with pytest.raises(ModelError, match=r"tiles of shape \(50, 50\).*tile size"):
+        inference.forward_probabilities(
+            refusing, np.zeros((1, 4, 50, 50), dtype=np.float32), "cpu", "fp32"
+        )

@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from distributed import Client, LocalCluster
+
+from geoseg import inference
+from geoseg.blending import PROBABILITY_SCALE, blend_window
+from geoseg.engine import forward_batch, make_plan
+from geoseg.io.cog import CLASS_NAMES_TAG
+from geoseg.io.workdir import read_tile_batch
+from geoseg.models.card import LABEL_NODATA
+from geoseg.preprocess import normalize
+from geoseg.sources import FileSource
+from geoseg.tiling import tile_batches
+from tests.conftest import write_geotiff
+from tests.predict_fixtures import make_fixed_conv_dir, make_model_dir
+from workflows import predict as predict_workflow
+from workflows.predict import predict_file
+
+DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None
+        ) as cluster,
+        Client(cluster, set_as_default=False) as connected,
+    ):
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny-unet")
+
+
+def landscape(generator: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Smooth random fields (so a model sees structure), uint16 digital numbers."""
+    coarse = generator.random((4, height // 16 + 2, width // 16 + 2))
+    rows = np.linspace(0, coarse.shape[1] - 1.001, height)
+    cols = np.linspace(0, coarse.shape[2] - 1.001, width)
+    r0, c0 = rows.astype(int), cols.astype(int)
+    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
+    field = (
+        coarse[:, r0][:, :, c0] * (1 - fr) * (1 - fc)
+        + coarse[:, r0 + 1][:, :, c0] * fr * (1 - fc)
+        + coarse[:, r0][:, :, c0 + 1] * (1 - fr) * fc
+        + coarse[:, r0 + 1][:, :, c0 + 1] * fr * fc
+    )
+    noise = generator.random((4, height, width)) * 0.1
+    return ((field + noise) * 3000 + 5000).astype(np.uint16)
+
+
+@pytest.fixture
+def scene(tmp_path: Path, rng: np.random.Generator) -> Path:
+    data = landscape(rng, 230, 190)
+    data[:, 100:120, 50:80] = 65535
+    data[2, 10:14, 170:175] = 65535  # nodata in one band only
+    return write_geotiff(tmp_path / "scene.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
+
+
+def run(scene: Path, model: Path, out: Path, client: Client, **options: object):  # type: ignore[no-untyped-def]
+    return predict_file(scene, model, labels_out=out, client=client, progress=False, **options)  # type: ignore[arg-type]
+
+
+def test_fixed_convolution_is_reproduced_exactly_through_tiling(
+    tmp_path: Path, rng: np.random.Generator, client: Client
+) -> None:
+    model = make_fixed_conv_dir(tmp_path / "conv")
+    data = landscape(rng, 157, 203)
+    data[:, 60:75, 90:130] = 65535
+    path = write_geotiff(tmp_path / "conv.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
+    result = run(
+        path,
+        model,
+        tmp_path / "labels.tif",
+        client,
+        probabilities_out=tmp_path / "probabilities.tif",
+        chunk_size=70,
+    )
+    # whole-image reference: the same scaling, one convolution over the whole scene
+    plan = make_plan(
+        FileSource.open(path),
+        model,
+        tile=None,
+        overlap=None,
+        device="cpu",
+        precision="fp32",
+        work_root=tmp_path,
+        write_probabilities=False,
+        batch_size=8,
+        chunk_size=70,
+    )
+    physical, valid = plan.source.read(plan.source.grid.full_window)
+    inputs = normalize(physical, valid, plan.scaling, plan.statistics)
+    loaded = inference.cached_model(plan.model)
+    with torch.no_grad():
+        logits = loaded.module(torch.from_numpy(inputs[None]))
+    expected_probabilities = torch.softmax(logits, dim=1)[0].numpy()
+    expected = np.array([1, 4, 5], dtype=np.uint8)[np.argmax(expected_probabilities, axis=0)]
+    expected[~valid] = LABEL_NODATA
+    with rasterio.open(result.labels) as dataset:
+        labels = dataset.read(1)
+    assert result.tiles > 9
+    assert np.array_equal(labels, expected)
+    with rasterio.open(tmp_path / "probabilities.tif") as dataset:
+        probabilities = dataset.read()
+    quantized = np.rint(expected_probabilities * PROBABILITY_SCALE)
+    assert np.abs(probabilities[:, valid] - quantized[:, valid]).max() <= 1
+    assert (probabilities[:, ~valid] == LABEL_NODATA).all()
+    # the float probabilities of the stitched tiles equal the whole-image ones
+    plan.work_dir.mkdir()
+    contributions = []
+    for number, indexes in enumerate(tile_batches(plan.layout, 8)):
+        outputs = read_tile_batch(forward_batch(plan, number, indexes))
+        contributions.extend((index, outputs[k]) for k, index in enumerate(indexes))
+    stitched = blend_window(plan.layout, plan.source.grid.full_window, contributions, valid, 3)
+    np.testing.assert_allclose(stitched[:, valid], expected_probabilities[:, valid], atol=2e-6)
+
+
+def test_labels_are_byte_identical_for_any_chunk_size(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    outputs = []
+    for chunk_size in (64, 100, 1000):
+        labels = tmp_path / f"labels_{chunk_size}.tif"
+        probabilities = tmp_path / f"probabilities_{chunk_size}.tif"
+        run(
+            scene, model_dir, labels, client, chunk_size=chunk_size, probabilities_out=probabilities
+        )
+        outputs.append((labels.read_bytes(), probabilities.read_bytes()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    with rasterio.open(tmp_path / "labels_64.tif") as dataset:
+        assert len(np.unique(dataset.read(1))) >= 3  # the model is not constant
+
+
+def test_output_keeps_georeferencing_and_carries_classes(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    out = tmp_path / "labels.tif"
+    result = run(scene, model_dir, out, client, chunk_size=128)
+    with rasterio.open(scene) as source, rasterio.open(out) as labels:
+        assert labels.crs == source.crs
+        assert labels.transform == source.transform
+        assert labels.shape == source.shape
+        assert labels.dtypes == ("uint8",)
+        assert labels.nodata == LABEL_NODATA
+        assert labels.profile["tiled"] and labels.profile["compress"] == "deflate"
+        assert labels.tags()[CLASS_NAMES_TAG] == ('{"1": "water", "4": "forest", "5": "shrubland"}')
+        assert labels.colormap(1)[4][:3] == (0x33, 0xA0, 0x2C)
+        assert labels.descriptions == ("class",)
+        counts = dict(zip(*np.unique(labels.read(1), return_counts=True), strict=True))
+    assert {int(k): int(v) for k, v in counts.items() if k != LABEL_NODATA} == result.class_pixels
+    assert not list(tmp_path.glob(".geoseg-work-*")), "work directory removed after success"
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_nodata_propagates_exactly_and_borders_are_covered(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    out = tmp_path / "labels.tif"
+    run(scene, model_dir, out, client, chunk_size=96)
+    with rasterio.open(scene) as source, rasterio.open(out) as labels:
+        invalid = np.any(source.read() == 65535, axis=0)
+        result = labels.read(1)
+    assert np.array_equal(result == LABEL_NODATA, invalid)
+    for edge in (result[0], result[-1], result[:, 0], result[:, -1]):
+        assert (edge != LABEL_NODATA).all()
+
+
+def test_scene_smaller_than_a_tile_is_padded_by_reflection(
+    tmp_path: Path, model_dir: Path, rng: np.random.Generator, client: Client
+) -> None:
+    data = landscape(rng, 40, 90)
+    path = write_geotiff(tmp_path / "small.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
+    result = run(path, model_dir, tmp_path / "labels.tif", client)
+    with rasterio.open(result.labels) as labels:
+        assert labels.shape == (40, 90)
+        assert (labels.read(1) != LABEL_NODATA).all()
+
+
+def test_tile_and_overlap_barely_change_the_labels(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    # random tiny model (no shipped model in unit tests): the real-model check is in
+    # tests/integration/test_predict_zion.py
+    labels = []
+    for tile, overlap in ((64, 16), (96, 32), (128, 24)):
+        out = tmp_path / f"labels_{tile}.tif"
+        run(scene, model_dir, out, client, tile=tile, overlap=overlap)
+        with rasterio.open(out) as dataset:
+            labels.append(dataset.read(1))
+    valid = labels[0] != LABEL_NODATA
+    for other in labels[1:]:
+        agreement = float((other[valid] == labels[0][valid]).mean())
+        assert agreement >= 0.99, agreement
+
+
+def test_rerun_after_interruption_resumes_and_matches(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = tmp_path / "reference.tif"
+    run(scene, model_dir, reference, client, chunk_size=64)
+    out = tmp_path / "labels.tif"
+    out.write_bytes(b"previous output")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(predict_workflow, "assemble_cog", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run(scene, model_dir, out, client, chunk_size=64)
+    assert out.read_bytes() == b"previous output"
+    assert len(list(tmp_path.glob(".geoseg-work-*"))) == 1
+    result = run(scene, model_dir, out, client, chunk_size=64)
+    assert result.chunks_computed == 0 and result.chunks_reused == 12
+    assert out.read_bytes() == reference.read_bytes()
+    assert not list(tmp_path.glob(".geoseg-work-*"))
+
+
+def test_model_is_loaded_once_per_process(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    fresh = make_model_dir(tmp_path / "fresh-model", seed=11)
+    before = inference.model_loads()
+    result = run(scene, fresh, tmp_path / "labels.tif", client, chunk_size=64, batch_size=2)
+    assert result.tiles > 10
+    assert inference.model_loads() - before == 1

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from geoseg.errors import BandMismatchError, InputError
+from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.models.card import InputScaling
+from geoseg.preprocess import (
+    band_name_from_description,
+    band_names_from_descriptions,
+    normalize,
+    reflect_pad,
+    resolve_band_indexes,
+    sample_windows,
+    scene_statistics,
+)
+
+
+@pytest.mark.parametrize(
+    ("description", "name"),
+    [("B2_blue", "blue"), ("B5 NIR", "nir"), ("red", "red"), ("B4", ""), ("", "")],
+)
+def test_band_names_are_parsed_from_descriptions(description: str, name: str) -> None:
+    assert band_name_from_description(description) == name
+
+
+def test_unnamed_bands_get_positional_names() -> None:
+    assert band_names_from_descriptions(["B3_green", ""]) == ["green", "band2"]
+
+
+def test_bands_resolve_from_names_in_model_order() -> None:
+    available = ["blue", "green", "red", "nir"]
+    assert resolve_band_indexes("x.tif", ["nir", "red"], available) == [4, 3]
+
+
+def test_explicit_band_map_wins() -> None:
+    assert resolve_band_indexes("x.tif", ["red", "nir"], ["band1", "band2"], {"red": 2, "nir": 1})
+    assert resolve_band_indexes(
+        "x.tif", ["red", "nir"], ["band1", "band2"], {"red": 2, "nir": 1}
+    ) == [2, 1]
+
+
+def test_missing_band_names_file_band_and_fix() -> None:
+    with pytest.raises(BandMismatchError, match=r"scene\.tif.*\['nir'\].*--bands"):
+        resolve_band_indexes("scene.tif", ["red", "nir"], ["blue", "green", "red"])
+    with pytest.raises(BandMismatchError, match="3 band"):
+        resolve_band_indexes("scene.tif", ["red"], ["a", "b", "c"], {"red": 5})
+
+
+def test_scene_statistics_use_valid_pixels_only() -> None:
+    data = np.arange(200, dtype=np.float32).reshape(2, 10, 10)
+    valid = np.ones((10, 10), dtype=bool)
+    valid[5:] = False
+    stats = scene_statistics("x.tif", [(data, valid)], (0.0, 100.0))
+    assert stats.low == (0.0, 100.0)
+    assert stats.high == (49.0, 149.0)
+
+
+def test_all_nodata_samples_raise() -> None:
+    data = np.zeros((1, 4, 4), dtype=np.float32)
+    with pytest.raises(InputError, match=r"x\.tif.*nodata"):
+        scene_statistics("x.tif", [(data, np.zeros((4, 4), dtype=bool))], (2.0, 98.0))
+
+
+def test_normalize_standardize_and_percentile() -> None:
+    data = np.full((2, 2, 2), 10.0, dtype=np.float32)
+    valid = np.array([[True, False], [True, True]])
+    standard = InputScaling(units="dn", method="standardize", mean=[4.0, 0.0], std=[2.0, 5.0])
+    result = normalize(data, valid, standard, None)
+    assert result[0, 0, 0] == 3.0 and result[1, 0, 0] == 2.0
+    assert (result[:, 0, 1] == 0).all()
+    from geoseg.preprocess import SceneStatistics
+
+    percentile = InputScaling(units="dn", method="scene_percentile")
+    result = normalize(data, valid, percentile, SceneStatistics((0.0, 10.0), (20.0, 30.0)))
+    np.testing.assert_allclose(result[:, 0, 0], [0.5, 0.0])
+    with pytest.raises(InputError):
+        normalize(data, valid, percentile, None)
+
+
+def test_reflect_pad_mirrors_the_inside_part() -> None:
+    data = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    padded_data = np.zeros((1, 4, 4), dtype=np.float32)
+    padded_data[:, :2, :3] = data
+    valid = np.zeros((4, 4), dtype=bool)
+    valid[:2, :3] = True
+    result, result_valid = reflect_pad(padded_data, valid, PixelWindow(0, 0, 2, 3))
+    assert result[0].tolist() == [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [0, 1, 2, 2]]
+    assert result_valid.all()
+
+
+def test_sample_windows_are_inside_and_fixed() -> None:
+    grid = RasterGrid(CRS.from_epsg(32612), Affine(30, 0, 0, 0, -30, 0), 5000, 300)
+    windows = sample_windows(grid)
+    assert windows == sample_windows(grid)
+    assert all(w.clip(5000, 300) == w and not w.is_empty for w in windows)
+    assert len(windows) <= 16 * 16
+    assert max(w.row_stop for w in windows) == 5000
