@@ -91,9 +91,12 @@ def quicklook_figure(
         raise InputError(f"picture {rgb.shape[:2]} and class map {labels.shape} differ in size")
     rows, cols = labels.shape
     panel_height = width_inches / 2 * rows / max(cols, 1)
-    figure = Figure(figsize=(width_inches, panel_height + 1.6), layout="constrained")
+    figure = Figure(figsize=(width_inches, panel_height + 1.2), layout="constrained")
     FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
+    panels = figure.subplot_mosaic(
+        [["scene", "map"], ["legend", "legend"]], height_ratios=[panel_height, 0.9]
+    )
+    left, right, bottom = panels["scene"], panels["map"], panels["legend"]
     left.imshow(rgb, interpolation="nearest")
     left.set_title("scene (true colour)", fontsize=9)
     right.imshow(class_picture(labels, classes), interpolation="nearest")
@@ -103,9 +106,10 @@ def quicklook_figure(
         axes.set_yticks([])
     figure.suptitle(title, fontsize=10)
     handles = [Patch(facecolor=_unit_rgb(spec.rgb), label=spec.name) for spec in classes]
-    figure.legend(
-        handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8
+    bottom.axis("off")
+    bottom.legend(
+        handles=handles, loc="upper center", ncols=min(4, len(handles)), fontsize=8, frameon=False
     )
     if caption:
-        figure.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=6, color="0.3")
+        bottom.text(0.5, 0.0, caption, ha="center", va="bottom", fontsize=6, color="0.3")
     return figure

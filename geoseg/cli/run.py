@@ -1,21 +1,164 @@
-"""``geoseg run`` and ``geoseg run-change``: placeholders until their issue lands."""
+"""``geoseg run`` (segment an area) and ``geoseg run-change`` (change between two dates)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from geoseg.errors import GeosegError
+from geoseg.bbox import make_bbox, parse_bbox_text
+
+_CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg run' is not implemented yet")
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run_change(args: tuple[str, ...]) -> None:
-    """Not implemented yet."""
-    raise GeosegError("'geoseg run-change' is not implemented yet")
+def _common(function: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--bbox", required=True, help="MINX,MINY,MAXX,MAXY in --bbox-crs"),
+        click.option("--bbox-crs", default="EPSG:4326", show_default=True, help="CRS of --bbox"),
+        click.option("--catalog", "catalog", default=None, help=_CATALOG_HELP),
+        click.option("--crs", default=None, help="target grid CRS (default: the scenes')"),
+        click.option("--resolution", type=float, default=None, help="target pixel size"),
+        click.option("--tile", type=int, default=None, help="tile side (default: model card)"),
+        click.option("--overlap", type=int, default=None, help="tile overlap (default: card)"),
+        click.option("--batch-size", type=int, default=8, show_default=True),
+        click.option("--chunk-size", type=int, default=2048, show_default=True),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option("--scheduler", default=None, help="Dask scheduler address"),
+        click.option("--quiet", is_flag=True, help="no progress bars"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command()
+@click.option("--datetime", "datetime_range", required=True, help="DATE or START/END")
+@click.option("--model", default="landcover-landsat", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.gpkg")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label COG")
+@click.option("--quicklook", type=click.Path(path_type=Path), default=None, help="PNG")
+@_common
+def run(
+    bbox: str,
+    bbox_crs: str,
+    datetime_range: str,
+    model: str,
+    out: Path,
+    labels: Path | None,
+    quicklook: Path | None,
+    catalog: str | None,
+    crs: str | None,
+    resolution: float | None,
+    tile: int | None,
+    overlap: int | None,
+    batch_size: int,
+    chunk_size: int,
+    device: str,
+    precision: str,
+    scheduler: str | None,
+    quiet: bool,
+) -> None:
+    """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
+    from workflows.run import InferenceSettings, run_bbox
+
+    run_bbox(
+        make_bbox(parse_bbox_text(bbox), bbox_crs),
+        datetime_range,
+        out=out,
+        model=model,
+        labels_out=labels,
+        quicklook_out=quicklook,
+        catalog=catalog,
+        crs=crs,
+        resolution=resolution,
+        settings=InferenceSettings(
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            device=device,
+            precision=precision,
+            progress=not quiet,
+        ),
+        scheduler=scheduler,
+        report=_echo,
+    )
+
+
+@click.command()
+@click.option("--before", required=True, help="DATE or START/END of the first scene")
+@click.option("--after", required=True, help="DATE or START/END of the second scene")
+@click.option("--regions", required=True, help="regions file, or a region id of the catalog")
+@click.option("--region-layer", default=None, help="layer of the regions file")
+@click.option("--region-id-field", default=None, help="field naming each region")
+@click.option("--model", default="forest-landsat", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CHANGE.gpkg")
+@click.option("--stats", type=click.Path(path_type=Path), default=None, help="CSV or Parquet")
+@_common
+def run_change(
+    bbox: str,
+    bbox_crs: str,
+    before: str,
+    after: str,
+    regions: str,
+    region_layer: str | None,
+    region_id_field: str | None,
+    model: str,
+    out: Path,
+    stats: Path | None,
+    catalog: str | None,
+    crs: str | None,
+    resolution: float | None,
+    tile: int | None,
+    overlap: int | None,
+    batch_size: int,
+    chunk_size: int,
+    device: str,
+    precision: str,
+    scheduler: str | None,
+    quiet: bool,
+) -> None:
+    """Segment both dates on one grid with one model, then change statistics per region."""
+    from workflows.run import InferenceSettings
+    from workflows.run import run_change as run_change_workflow
+
+    run_change_workflow(
+        make_bbox(parse_bbox_text(bbox), bbox_crs),
+        before,
+        after,
+        regions=regions,
+        region_layer=region_layer,
+        region_id_field=region_id_field,
+        out=out,
+        stats=stats,
+        model=model,
+        catalog=catalog,
+        crs=crs,
+        resolution=resolution,
+        settings=InferenceSettings(
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            device=device,
+            precision=precision,
+            progress=not quiet,
+        ),
+        scheduler=scheduler,
+        report=_echo,
+    )
