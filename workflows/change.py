@@ -199,6 +199,24 @@ def deforestation_mask_on_grid(
     return mask
 
 
+def deforestation_polygons(
+    before_ids: da.Array,
+    after_ids: da.Array,
+    grid: RasterGrid,
+    regions: Regions,
+    classes: Sequence[ClassSpec],
+    *,
+    client: Client | None = None,
+) -> GeoDataFrame:
+    """Seam-free polygons of the deforested pixels, with the ``region_ids`` they overlap."""
+    mask = deforestation_mask_on_grid(before_ids, after_ids, classes)
+    polygons = vectorize_labels(
+        mask, None, grid, classes=[1], client=client, class_names={1: "deforestation"}
+    )
+    polygons["region_ids"] = tag_with_regions(polygons, regions)
+    return polygons
+
+
 def _table_paths(stats: Path) -> tuple[Path, Path, Path]:
     return (
         stats,
@@ -279,11 +297,7 @@ def change_file(
     before_ids = class_ids_on_grid(before, grid, before_map, chunk_size)
     after_ids = class_ids_on_grid(after, grid, after_map, chunk_size)
     statistics = change_statistics(before_ids, after_ids, grid, prepared, classes, client=client)
-    labels = deforestation_mask_on_grid(before_ids, after_ids, classes)
-    polygons = vectorize_labels(
-        labels, None, grid, classes=[1], client=client, class_names={1: "deforestation"}
-    )
-    polygons["region_ids"] = tag_with_regions(polygons, prepared)
+    polygons = deforestation_polygons(before_ids, after_ids, grid, prepared, classes, client=client)
     layers = {
         REGIONS_LAYER: GeoDataFrame(
             statistics.regions, geometry=list(prepared.geometries), crs=grid.crs

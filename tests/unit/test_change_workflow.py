@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -13,8 +13,10 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from distributed import LocalCluster
 
 from geoseg.classmap import preset_class_map
+from geoseg.cli import main
 from geoseg.errors import GridMismatchError, InputError, VectorReadError
 from geoseg.regions import EmptyRegionWarning
 from workflows.change import change_file
@@ -248,3 +250,78 @@ def test_one_empty_region_warns_and_keeps_its_row(
     row = result.statistics.regions.set_index("region_id").loc["outside"]
     assert row.valid_pixels == 0 and row.excluded_pixels == 0
     assert len(gpd.read_file(tmp_path / "out.gpkg", layer="regions")) == 2
+
+
+@pytest.fixture(scope="module")
+def scheduler_address() -> Iterator[str]:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_cli_on_a_dask_cluster(
+    tmp_path: Path,
+    two_dates: tuple[Path, Path],
+    scheduler_address: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out, stats = tmp_path / "cli.gpkg", tmp_path / "cli.parquet"
+    argv = [
+        "change",
+        str(two_dates[0]),
+        str(two_dates[1]),
+        "--regions",
+        str(_halves(tmp_path)),
+        "--region-id-field",
+        "name",
+        "--out",
+        str(out),
+        "--stats",
+        str(stats),
+        "--class-map",
+        "forest",
+        "--chunk-size",
+        "16",
+        "--scheduler",
+        scheduler_address,
+    ]
+    main(argv)
+    assert "3 regions" in capsys.readouterr().out
+    local = change_file(
+        *two_dates,
+        _halves(tmp_path),
+        tmp_path / "local.gpkg",
+        region_id_field="name",
+        class_map=FOREST,
+    )
+    assert pd.read_parquet(stats).equals(local.statistics.classes)
+    assert len(gpd.read_file(out, layer="deforestation")) == len(local.deforestation)
+
+
+def test_cli_reports_bad_input_without_traceback(
+    tmp_path: Path,
+    two_dates: tuple[Path, Path],
+    scheduler_address: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        "change",
+        str(two_dates[0]),
+        str(two_dates[1]),
+        "--regions",
+        str(_halves(tmp_path)),
+        "--region-id-field",
+        "CODE",
+        "--out",
+        str(tmp_path / "out.gpkg"),
+        "--class-map",
+        "forest",
+        "--scheduler",
+        scheduler_address,
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    assert "no field 'CODE'" in capsys.readouterr().err
+    _assert_nothing_written(tmp_path)
