@@ -25,6 +25,11 @@ from workflows.predict import predict_file
 
 DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
 
+pytestmark = pytest.mark.filterwarnings(
+    # distributed leaves an unbound probe socket to the garbage collector
+    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
+)
+
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:

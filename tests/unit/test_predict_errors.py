@@ -125,6 +125,12 @@ def test_missing_output_directory_is_reported(
     assert "/no/such/dir does not exist" in capsys.readouterr().err
 
 
+pytestmark = pytest.mark.filterwarnings(
+    # distributed leaves an unbound probe socket to the garbage collector
+    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
+)
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     with (

@@ -1,0 +1,104 @@
+"""The engine on the real Landsat-8 scene of Zion (1428 x 1128 px, 4 bands, nodata 65535).
+
+Uses the shipped ``landcover-landsat`` model when it exists, else a seeded random
+tiny U-Net (then the agreement figures only check the stitching, not a trained model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from distributed import Client, LocalCluster
+
+from geoseg.datadir import data_file
+from geoseg.io.cog import CLASS_NAMES_TAG
+from geoseg.models.card import LABEL_NODATA
+from geoseg.models.loading import shipped_models
+from tests.predict_fixtures import make_model_dir
+from workflows.predict import predict_file
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings(
+        # distributed leaves an unbound probe socket to the garbage collector
+        "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+SCENE = "zion/zion_landsat8_20150818_b2345.tif"
+
+
+@pytest.fixture(scope="module")
+def zion(shared_data: Path) -> Path:
+    return data_file(SCENE)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> str | Path:
+    if "landcover-landsat" in shipped_models():
+        return "landcover-landsat"
+    return make_model_dir(
+        tmp_path_factory.mktemp("model") / "random-unet", tile_size=256, overlap=32
+    )
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None
+        ) as cluster,
+        Client(cluster, set_as_default=False) as connected,
+    ):
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def default_run(
+    zion: Path, model: str | Path, client: Client, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("zion") / "labels.tif"
+    predict_file(zion, model, labels_out=out, client=client, progress=False, chunk_size=1024)
+    return out
+
+
+def test_zion_output_is_a_cog_on_the_input_grid_with_nodata_propagated(
+    zion: Path, default_run: Path
+) -> None:
+    with rasterio.open(zion) as source, rasterio.open(default_run) as labels:
+        assert (labels.crs, labels.transform, labels.shape) == (
+            source.crs,
+            source.transform,
+            source.shape,
+        )
+        assert labels.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert labels.overviews(1), "overviews expected for a 1428 x 1128 scene"
+        assert CLASS_NAMES_TAG in labels.tags()
+        invalid = np.any(source.read() == 65535, axis=0)
+        result = labels.read(1)
+    assert invalid.any() and (~invalid).any()
+    assert np.array_equal(result == LABEL_NODATA, invalid)
+
+
+def test_zion_labels_do_not_depend_on_the_chunk_size(
+    zion: Path, model: str | Path, client: Client, default_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "labels_300.tif"
+    predict_file(zion, model, labels_out=out, client=client, progress=False, chunk_size=300)
+    assert out.read_bytes() == default_run.read_bytes()
+
+
+def test_zion_labels_are_stable_across_tile_geometry(
+    zion: Path, model: str | Path, client: Client, default_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "labels_other_tiles.tif"
+    predict_file(zion, model, labels_out=out, client=client, progress=False, tile=384, overlap=64)
+    with rasterio.open(default_run) as first, rasterio.open(out) as second:
+        a, b = first.read(1), second.read(1)
+    valid = a != LABEL_NODATA
+    agreement = float((a[valid] == b[valid]).mean())
+    assert agreement >= 0.99, agreement
