@@ -218,7 +218,8 @@ def warn_empty_regions(
 def tag_with_regions(polygons: GeoDataFrame, regions: Regions) -> list[str]:
     """For each polygon, the ids of the regions it overlaps, joined by ``","``.
 
-    Polygons that only touch a region's boundary are not tagged with it.
+    Ids come in region order; polygons that only touch a region's boundary are
+    not tagged with it, and polygons outside every region get ``""``.
     """
     shapes = polygons.geometry.to_numpy()
     tree = shapely.STRtree(np.asarray(regions.geometries, dtype=object))
@@ -226,9 +227,8 @@ def tag_with_regions(polygons: GeoDataFrame, regions: Regions) -> list[str]:
     overlaps = ~shapely.touches(
         shapes[polygon_index], np.asarray(regions.geometries, dtype=object)[region_index]
     )
+    order = np.lexsort((region_index, polygon_index))  # region order within each polygon
     tags: list[list[str]] = [[] for _ in range(len(shapes))]
-    for polygon, region in zip(
-        polygon_index[overlaps].tolist(), region_index[overlaps].tolist(), strict=True
-    ):
-        tags[polygon].append(str(regions.ids[region]))
-    return [",".join(sorted(set(names), key=names.index)) for names in tags]
+    for position in order[overlaps[order]].tolist():
+        tags[int(polygon_index[position])].append(str(regions.ids[int(region_index[position])]))
+    return [",".join(names) for names in tags]

@@ -127,3 +127,4 @@ def test_tag_with_regions_skips_boundary_touches() -> None:
         crs="EPSG:32612",
     )
     assert tag_with_regions(polygons, regions) == ["w", "w,e", "w", ""]
+    assert tag_with_regions(polygons.iloc[:0], regions) == []
