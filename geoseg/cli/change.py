@@ -13,6 +13,15 @@ def _class_map(value: str | None) -> ClassMap | None:
     return None if value is None else load_class_map(value)
 
 
+def _class_ids(
+    context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
+) -> list[int]:
+    try:
+        return [int(part) for value in values for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected class ids like 4 or 4,5, got {values}") from None
+
+
 @click.command()
 @click.argument("before", type=click.Path(path_type=Path))
 @click.argument("after", type=click.Path(path_type=Path))
@@ -39,8 +48,8 @@ def _class_map(value: str | None) -> ClassMap | None:
 @click.option(
     "--forest-classes",
     multiple=True,
-    type=int,
-    help="Class id counted as forest (repeat for several; default: the class map's).",
+    callback=_class_ids,
+    help="Class ids counted as forest: 4 or 4,5 (repeatable; default: the class map's).",
 )
 @click.option(
     "--class-map",
@@ -59,7 +68,7 @@ def change(
     region_id_field: str | None,
     out: Path,
     stats: Path | None,
-    forest_classes: tuple[int, ...],
+    forest_classes: list[int],
     class_map: str | None,
     before_class_map: str | None,
     after_class_map: str | None,
@@ -84,7 +93,7 @@ def change(
             region_layer=region_layer,
             region_id_field=region_id_field,
             stats=stats,
-            forest_classes=list(forest_classes) or None,
+            forest_classes=forest_classes or None,
             chunk_size=chunk_size,
             client=client,
             **maps,

@@ -283,6 +283,8 @@ def test_cli_on_a_dask_cluster(
         "forest",
         "--chunk-size",
         "16",
+        "--forest-classes",
+        "1",
         "--scheduler",
         scheduler_address,
     ]
