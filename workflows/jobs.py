@@ -30,6 +30,7 @@ from geoseg.catalog import (
 )
 from geoseg.errors import BBoxError, CatalogError, JobError
 from geoseg.io.checkpoint import read_card
+from geoseg.io.jobs import copy_files
 from geoseg.io.stac import read_static_catalog
 from geoseg.io.vector import read_vector, write_layers
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
@@ -176,38 +177,56 @@ def _per_region_polygons(polygons: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 class RunChangeRunner:
-    """Change between two scenes with :func:`workflows.run.run_change`."""
+    """Change between two scenes with :func:`workflows.run.run_change`.
+
+    ``scheduler`` is a Dask scheduler address (default: ``DASK_SCHEDULER_ADDRESS``
+    or a local cluster, as for ``geoseg run-change``).
+    """
+
+    def __init__(self, scheduler: str | None = None) -> None:
+        self.scheduler = scheduler
 
     def model_hash(self, model: str) -> str:
         """The SHA-256 of the model's weights, from its card."""
         return read_card(resolve_model_dir(model)).weights_sha256
 
     def run(
-        self, before: SceneRef, after: SceneRef, area: AreaSpec, model: str, out_dir: Path
+        self,
+        before: SceneRef,
+        after: SceneRef,
+        area: AreaSpec,
+        model: str,
+        out_dir: Path,
+        work_dir: Path,
     ) -> ChangeOutputs:
-        """Run change from ``before`` to ``after`` into ``out_dir`` and read the results."""
+        """Run change from ``before`` to ``after`` and copy its outputs into ``out_dir``.
+
+        run-change writes into ``work_dir``, which outlives a killed attempt, so
+        a retry resumes its finished chunks and keeps its run time (hence its bytes).
+        """
         workflow: Any = importlib.import_module("workflows.run")
         run_change = getattr(workflow, "run_change", None)
         if run_change is None:
             raise JobError("workflows.run.run_change is not available in this geoseg build")
         bbox = area_bbox(area)
-        regions, id_field = regions_file(area, out_dir)
-        out = out_dir / CHANGE_FILE
-        run_change(
+        regions, id_field = regions_file(area, work_dir)
+        change = work_dir / CHANGE_FILE
+        outputs = run_change(
             bbox,
-            before=f"{as_utc(before.datetime):%Y-%m-%d}",
-            after=f"{as_utc(after.datetime):%Y-%m-%d}",
+            f"{as_utc(before.datetime):%Y-%m-%d}",
+            f"{as_utc(after.datetime):%Y-%m-%d}",
             regions=regions,
             region_id_field=id_field,
             model=model,
-            out=out,
+            out=change,
             catalog=after.catalog or None,
-            progress=False,
+            scheduler=self.scheduler,
         )
-        statistics = pd.DataFrame(read_vector(out, layer="regions").drop(columns="geometry"))
+        published = [Path(outputs.geopackage), *map(Path, outputs.labels), Path(outputs.manifest)]
+        files = copy_files(published, out_dir)
+        statistics = pd.DataFrame(read_vector(change, layer="regions").drop(columns="geometry"))
         table = statistics.rename(columns={"deforestation_ha": "forest_loss_ha"})
-        polygons = _per_region_polygons(read_vector(out, layer="deforestation"))
-        files = tuple(sorted(path for path in out_dir.rglob("*") if path.is_file()))
+        polygons = _per_region_polygons(read_vector(change, layer="deforestation"))
         return ChangeOutputs(
             files=files,
             regions=table,

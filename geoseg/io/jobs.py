@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,29 @@ def staging_folder(final: Path, attempt: int) -> Path:
     staging = parent / f".{final.name}{_STAGING_MARK}{attempt}"
     staging.mkdir()
     return staging
+
+
+def work_folder(final: Path) -> Path:
+    """The folder kept across attempts of the run published at ``final`` (created if needed)."""
+    folder = final.parent / f".{final.name}.work"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete ``folder`` and everything in it (nothing when it does not exist)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_files(paths: Sequence[Path], folder: Path) -> tuple[Path, ...]:
+    """Copy ``paths`` into ``folder`` (same names), each atomically; return the copies."""
+    copies = []
+    for path in paths:
+        target = folder / path.name
+        with atomic_path(target) as temporary:
+            shutil.copyfile(path, temporary)
+        copies.append(target)
+    return tuple(copies)
 
 
 def publish_folder(staging: Path, final: Path) -> None:

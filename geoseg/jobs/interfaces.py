@@ -77,12 +77,20 @@ class ChangeRunner(Protocol):
         ...
 
     def run(
-        self, before: SceneRef, after: SceneRef, area: AreaSpec, model: str, out_dir: Path
+        self,
+        before: SceneRef,
+        after: SceneRef,
+        area: AreaSpec,
+        model: str,
+        out_dir: Path,
+        work_dir: Path,
     ) -> ChangeOutputs:
-        """Run change from ``before`` to ``after``, writing files inside ``out_dir`` only.
+        """Run change from ``before`` to ``after``; the outputs go inside ``out_dir``.
 
-        ``out_dir`` exists and is empty. The same arguments must give the same
-        files and tables (retries rely on it).
+        ``out_dir`` exists and is empty. ``work_dir`` exists and is kept across
+        attempts of the same run (a resumable runner stages its work there);
+        it is removed once the run is published. The same arguments must give
+        the same files and tables (retries rely on it).
         """
         ...
 

@@ -36,7 +36,9 @@ from geoseg.io.checksums import sha256_file
 from geoseg.io.jobs import (
     publish_folder,
     read_run_tables,
+    remove_folder,
     staging_folder,
+    work_folder,
     write_cumulative,
     write_json,
     write_run_tables,
@@ -162,10 +164,11 @@ def _produce_run_folder(
     model_hash: str,
     final: Path,
 ) -> None:
+    work = work_folder(final)
     staging = staging_folder(final, claim.attempt)
     change_dir = staging / "change"
     change_dir.mkdir()
-    outputs = backend.runner.run(before, after, spec.area, spec.model, change_dir)
+    outputs = backend.runner.run(before, after, spec.area, spec.model, change_dir, work)
     regions = check_regions(outputs.regions, f"job {spec.name}")
     polygons = tag_polygons(outputs.polygons, before, after)
     tagged = tag_regions(regions, before, after)
@@ -191,6 +194,7 @@ def _produce_run_folder(
     write_html(staging / REPORT_FILE, report)
     write_json(staging / MANIFEST_FILE, _manifest(spec, before, after, model_hash, staging))
     publish_folder(staging, final)
+    remove_folder(work)
 
 
 def _earlier_tables(store: JobStore, job: str, exclude: Path) -> list[pd.DataFrame]:

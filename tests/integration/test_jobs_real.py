@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pystac
 import pytest
+from distributed import LocalCluster
 
 from data_catalog.build import HREF_BASE, SCENES, _collection, raster_item
 from geoseg.jobs.interfaces import JobBackend
@@ -117,16 +118,32 @@ def test_real_catalog_scenes_appearing_trigger_one_change_run_each(
 
 @pytest.mark.slow
 def test_real_run_change_runner(tmp_path: Path, growing_catalog: tuple[Path, object]) -> None:
+    """One change run through the real run-change, with a tiny seeded model."""
     workflow = importlib.import_module("workflows.run")
     if not hasattr(workflow, "run_change"):
         pytest.skip("workflows.run.run_change (issue 6) is not in this build yet")
+    from tests.predict_fixtures import make_fixed_conv_dir
+
+    model = make_fixed_conv_dir(tmp_path / "model")
     location, publish = growing_catalog
     publish(3)  # type: ignore[operator]
+    spec = job_spec(tmp_path, location).model_copy(update={"model": str(model)})
     store = JobStore(tmp_path / "jobs.sqlite")
-    store.add_job(job_spec(tmp_path, location), NOW)
-    backend = JobBackend(scenes=CatalogSceneSource(), runner=RunChangeRunner())
-    first = run_now(store, "chiapas-real", backend, lambda: NOW)
-    assert first.status == "succeeded", first.message
-    assert first.output_dir is not None
-    assert (first.output_dir / "change" / "change.gpkg").exists()
-    assert (first.output_dir / "report.html").stat().st_size > 10_000
+    store.add_job(spec, NOW)
+    # threads, not processes: the test architecture is registered in this process only
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        runner = RunChangeRunner(scheduler=cluster.scheduler_address)
+        backend = JobBackend(scenes=CatalogSceneSource(), runner=runner)
+        result = run_now(store, "chiapas-real", backend, lambda: NOW)
+    assert result.status == "succeeded", result.message
+    assert result.output_dir is not None
+    (run,) = store.runs("chiapas-real")
+    assert run.model_hash == RunChangeRunner().model_hash(str(model))
+    change_files = sorted(path.name for path in (result.output_dir / "change").iterdir())
+    assert "change.gpkg" in change_files
+    assert not list(result.output_dir.parent.glob(".*.work"))  # work folder removed
+    report = (result.output_dir / "report.html").read_text()
+    assert 'id="map-quicklook"' in report and 'id="regions-table"' in report
+    assert "<td>bbox</td>" in report

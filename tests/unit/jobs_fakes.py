@@ -120,7 +120,13 @@ class NdviChangeRunner:
         return hashlib.sha256(f"fake-model:{model}".encode()).hexdigest()
 
     def run(
-        self, before: SceneRef, after: SceneRef, area: AreaSpec, model: str, out_dir: Path
+        self,
+        before: SceneRef,
+        after: SceneRef,
+        area: AreaSpec,
+        model: str,
+        out_dir: Path,
+        work_dir: Path,
     ) -> ChangeOutputs:
         log = os.environ.get("GEOSEG_FAKE_LOG")
         if log:

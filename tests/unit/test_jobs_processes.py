@@ -146,7 +146,9 @@ def test_kill_9_during_a_run_then_run_due_retries_with_identical_outputs(
     (dead,) = store.runs("gamma")
     assert (dead.status, dead.attempts) == ("running", 1)
     runs_folder = spec.output_dir / "runs"
-    assert [path.name.startswith(".") for path in runs_folder.iterdir()] == [True]  # staging only
+    leftovers = sorted(path.name for path in runs_folder.iterdir())
+    assert len(leftovers) == 2  # the killed attempt's staging and work folders, no run folder
+    assert leftovers[0].endswith(".partial-1") and leftovers[1].endswith(".work")
 
     code, output = finish(
         geoseg(db, "run-due", "--now", "2026-01-03T01:00:00", "--stale-after", "60")
