@@ -30,6 +30,7 @@ from geoseg.models.card import LABEL_NODATA
 
 GeometryArray = NDArray[np.object_]
 POLYGON_TYPE_ID = 3
+_CONVERSION_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,17 @@ def polygonize_pixels(
     if not mask.any():
         return empty_pieces(False)
     offset = Affine.translation(window.col, window.row)
+    batches: list[GeometryArray] = []
     geometries: list[Mapping[str, Any]] = []
     values: list[float] = []
     for geometry, value in shapes(labels, mask=mask, connectivity=4, transform=offset):
         geometries.append(geometry)
         values.append(value)
-    return PolygonPieces(_polygons_from_geojson(geometries), np.asarray(values, dtype=np.uint8))
+        if len(geometries) == _CONVERSION_BATCH:  # bound the memory held as GeoJSON
+            batches.append(_polygons_from_geojson(geometries))
+            geometries = []
+    batches.append(_polygons_from_geojson(geometries))
+    return PolygonPieces(np.concatenate(batches), np.asarray(values, dtype=np.uint8))
 
 
 def polygon_mask(

@@ -28,6 +28,7 @@ from geoseg.errors import OutputError, VectorReadError
 from geoseg.io.atomic import atomic_path
 
 STYLES_LAYER = "layer_styles"
+_SYNC_OPTION = "OGR_SQLITE_SYNCHRONOUS"
 _STYLE_COLUMNS = (
     "f_table_catalog",
     "f_table_schema",
@@ -117,18 +118,37 @@ class GeoPackageWriter:
     """Writes layers and styles into a GeoPackage being built at a temporary path.
 
     Obtain one from :func:`open_geopackage`. The first write to a layer
-    replaces any layer of that name; later writes append to it.
+    replaces any layer of that name; later writes append to it. Rows are
+    buffered and written ``buffer_rows`` at a time (each GeoPackage write is
+    a transaction with a fixed cost).
     """
 
-    def __init__(self, path: Path, final: Path) -> None:
+    def __init__(self, path: Path, final: Path, *, buffer_rows: int = 100_000) -> None:
         self._path = path
         self._final = final
+        self._buffer_rows = buffer_rows
         self._started: set[str] = set()
+        self._buffers: dict[str, list[gpd.GeoDataFrame]] = {}
         self._counts: dict[str, int] = {}
         self._styles: dict[str, str] = {}
 
     def write(self, layer: str, frame: gpd.GeoDataFrame) -> None:
-        """Write ``frame`` to ``layer`` (replacing the layer on its first write)."""
+        """Add ``frame`` to ``layer`` (its first write replaces any layer of that name)."""
+        self._counts[layer] = self._counts.get(layer, 0) + len(frame)
+        buffer = self._buffers.setdefault(layer, [])
+        if buffer and len(frame) == 0:
+            return
+        if buffer and len(buffer[0]) == 0:  # an empty frame only carries the schema
+            buffer.clear()
+        buffer.append(frame)
+        if sum(len(part) for part in buffer) >= self._buffer_rows:
+            self._flush(layer)
+
+    def _flush(self, layer: str) -> None:
+        parts = self._buffers.pop(layer, [])
+        if not parts:
+            return
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         append = layer in self._started
         if append and len(frame) == 0:
             return
@@ -137,7 +157,12 @@ class GeoPackageWriter:
         except (DataSourceError, DataLayerError) as error:
             raise OutputError(f"{self._final}: writing layer {layer!r} failed ({error})") from None
         self._started.add(layer)
-        self._counts[layer] = self._counts.get(layer, 0) + len(frame)
+
+    def close(self) -> None:
+        """Write every buffered row, then the styles."""
+        for layer in list(self._buffers):
+            self._flush(layer)
+        self._write_styles()
 
     def set_style(self, layer: str, qml: str) -> None:
         """Make ``qml`` the default QGIS style of ``layer``."""
@@ -148,7 +173,7 @@ class GeoPackageWriter:
         """Features written per layer so far."""
         return dict(self._counts)
 
-    def write_styles(self) -> None:
+    def _write_styles(self) -> None:
         """Store the styles in ``layer_styles``, keeping other layers' rows."""
         if not self._styles:
             return
@@ -199,10 +224,17 @@ def open_geopackage(path: str | Path) -> Iterator[GeoPackageWriter]:
     left byte-identical.
     """
     final = Path(path)
-    with atomic_path(final, copy_existing=True) as temporary:
-        writer = GeoPackageWriter(temporary, final)
-        yield writer
-        writer.write_styles()
+    # The file is fsynced and renamed only once complete, so SQLite's own
+    # per-transaction syncs buy nothing here.
+    previous = pyogrio.get_gdal_config_option(_SYNC_OPTION)
+    pyogrio.set_gdal_config_options({_SYNC_OPTION: "OFF"})
+    try:
+        with atomic_path(final, copy_existing=True) as temporary:
+            writer = GeoPackageWriter(temporary, final)
+            yield writer
+            writer.close()
+    finally:
+        pyogrio.set_gdal_config_options({_SYNC_OPTION: previous})
 
 
 def write_layers(

@@ -144,3 +144,14 @@ def test_read_vector_errors_name_file_layer_and_field(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a geopackage")
     with pytest.raises(VectorReadError, match=r"garbage\.gpkg"):
         read_vector(garbage)
+
+
+def test_buffered_writes_append_after_an_empty_first_frame(tmp_path: Path) -> None:
+    path = tmp_path / "stream.gpkg"
+    with open_geopackage(path) as writer:
+        writer.write("a", frame(0))
+        for _ in range(3):
+            writer.write("a", frame(4))
+        writer.write("a", frame(0))
+    assert writer.counts == {"a": 12}
+    assert pyogrio.read_info(path, layer="a")["features"] == 12
