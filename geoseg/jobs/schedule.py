@@ -20,7 +20,7 @@ from croniter import croniter
 from geoseg.errors import JobError
 from geoseg.jobs.spec import ScheduleSpec, as_utc
 
-MAX_PERIODS = 10_000
+MAX_PERIODS = 1_000
 """At most this many missed periods are returned by the ``"each"`` policy at once."""
 
 
