@@ -17,6 +17,7 @@ from geoseg.jobs.runner import (
     RunResult,
     RunSettings,
     next_due,
+    next_period_end,
     run_due,
     run_now,
     utc_now,
@@ -125,9 +126,11 @@ def list_jobs(context: click.Context) -> None:
         due = due_periods(
             spec.schedule, record.anchor, store.last_scheduled_end(spec.name), now, spec.misfire
         )
+        upcoming = next_period_end(record, store, now)
         click.echo(
             f"{spec.name}: {schedule} UTC, misfire {spec.misfire}, model {spec.model}, "
-            f"out {spec.output_dir}; last: {last}; due now: {len(due)}"
+            f"out {spec.output_dir}; last: {last}; due now: {len(due)}; "
+            f"next: {upcoming:%Y-%m-%d %H:%M}Z"
         )
 
 

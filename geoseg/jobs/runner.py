@@ -394,11 +394,14 @@ def run_now(
     return execute_period(record, store, backend, claim, period, clock, settings)
 
 
+def next_period_end(record: JobRecord, store: JobStore, now: datetime) -> datetime:
+    """When the job's next period after ``now`` ends (its next scheduled run)."""
+    last = store.last_scheduled_end(record.spec.name)
+    start = max(as_utc(now), as_utc(last) if last is not None else record.anchor)
+    return next_tick(record.spec.schedule, record.anchor, start)
+
+
 def next_due(store: JobStore, now: datetime) -> datetime | None:
     """The earliest time any job's next period ends after ``now`` (None without jobs)."""
-    times = []
-    for record in store.jobs():
-        last = store.last_scheduled_end(record.spec.name)
-        start = max(as_utc(now), as_utc(last) if last is not None else record.anchor)
-        times.append(next_tick(record.spec.schedule, record.anchor, start))
+    times = [next_period_end(record, store, now) for record in store.jobs()]
     return min(times) if times else None

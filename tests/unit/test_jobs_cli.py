@@ -48,6 +48,7 @@ def test_add_list_run_due_history(
     listing = capsys.readouterr().out
     assert "chiapas: cron '0 6 * * *' UTC, misfire once" in listing
     assert "never run" in listing
+    assert "; next: " in listing
 
     geoseg(db, "run-due", "--backend", FAKE_BACKEND, "--now", "2026-01-03T07:00:00")
     output = capsys.readouterr().out
