@@ -6,8 +6,11 @@ common grid's CRS; after that they are plain shapely geometries that travel to
 Dask tasks.
 
 Rasterisation rule: a pixel belongs to a region when its *centre* lies inside
-the polygon (GDAL rasterisation with ``all_touched=False``). Every pixel of a
-set of regions that tile the plane without gaps therefore counts exactly once.
+the polygon (GDAL rasterisation with ``all_touched=False``). A centre exactly on
+a boundary goes to one side only: the point tested is the centre moved by
+``1e-6`` pixel east and north, which also keeps the answer the same whatever
+window the pixel is rasterised in. Regions that tile the plane without gaps
+therefore count every pixel exactly once.
 Regions may overlap: :func:`region_masks` gives one boolean mask per region,
 never a single id raster, and only for the regions whose bounds touch the window.
 """
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from affine import Affine
 from geopandas import GeoDataFrame
 from numpy.typing import NDArray
 from rasterio.crs import CRS
@@ -36,6 +40,8 @@ DEFAULT_ID_FIELD = "id"
 
 RegionId = str | int
 _RASTERIZE_LOCK = threading.Lock()
+# the tested point: the pixel centre moved east and north by this many pixels
+_CENTRE_NUDGE = 1e-6
 
 
 class EmptyRegionWarning(UserWarning):
@@ -170,7 +176,7 @@ def region_masks(
         & (bounds[:, 1] <= top)
         & (bounds[:, 3] >= bottom)
     )
-    transform = grid.window_transform(window)
+    transform = grid.window_transform(window) @ Affine.translation(_CENTRE_NUDGE, -_CENTRE_NUDGE)
     masks: list[tuple[int, NDArray[np.bool_]]] = []
     for index in np.flatnonzero(touching).tolist():
         with _RASTERIZE_LOCK, warnings.catch_warnings():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
 from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.errors import InputError, VectorReadError
@@ -128,3 +132,37 @@ def test_tag_with_regions_skips_boundary_touches() -> None:
     )
     assert tag_with_regions(polygons, regions) == ["w", "w,e", "w", ""]
     assert tag_with_regions(polygons.iloc[:0], regions) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    x_cuts=st.lists(st.integers(1, 19), min_size=1, max_size=3, unique=True),
+    y_cuts=st.lists(st.integers(1, 19), min_size=1, max_size=3, unique=True),
+    window_rows=st.integers(1, 10),
+    window_cols=st.integers(1, 10),
+)
+def test_tiling_regions_count_every_pixel_once_in_any_window(
+    x_cuts: list[int], y_cuts: list[int], window_rows: int, window_cols: int
+) -> None:
+    # cuts at multiples of half a pixel: on pixel edges and through pixel centres
+    xs = [300000.0, *(300000.0 + 15.0 * cut for cut in sorted(x_cuts)), 300300.0]
+    ys = [4149700.0, *(4149700.0 + 15.0 * cut for cut in sorted(y_cuts)), 4150000.0]
+    boxes = [
+        shapely.box(x0, y0, x1, y1)
+        for x0, x1 in itertools.pairwise(xs)
+        for y0, y1 in itertools.pairwise(ys)
+    ]
+    regions = prepare_regions(
+        _frame(boxes, code=list(range(len(boxes)))), GRID, id_field="code", source="r"
+    )
+    whole = np.zeros((len(boxes), *GRID.shape), dtype=np.int64)
+    for row in range(0, GRID.height, window_rows):
+        for col in range(0, GRID.width, window_cols):
+            window = PixelWindow(row, col, window_rows, window_cols).clip(*GRID.shape)
+            rows, cols = window.slices()
+            for index, mask in region_masks(regions, GRID, window):
+                whole[index, rows, cols] += mask
+    assert (whole.sum(axis=0) == 1).all()
+    single = dict(region_masks(regions, GRID, GRID.full_window))
+    for index in range(len(boxes)):
+        assert np.array_equal(whole[index] > 0, single.get(index, np.zeros(GRID.shape, bool)))
