@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 from geoseg.classmap import preset_class_map
 from geoseg.cli import main
@@ -327,3 +327,36 @@ def test_cli_reports_bad_input_without_traceback(
     assert exit_info.value.code == 1
     assert "no field 'CODE'" in capsys.readouterr().err
     _assert_nothing_written(tmp_path)
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_statistics(
+    tmp_path: Path, two_dates: tuple[Path, Path]
+) -> None:
+    # tasks, regions and class maps travel to worker processes by pickling
+    local = change_file(
+        *two_dates,
+        _halves(tmp_path),
+        tmp_path / "local.gpkg",
+        region_id_field="name",
+        class_map=FOREST,
+    )
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        remote = change_file(
+            *two_dates,
+            _halves(tmp_path),
+            tmp_path / "remote.gpkg",
+            region_id_field="name",
+            class_map=FOREST,
+            chunk_size=20,
+            client=client,
+        )
+    assert remote.statistics.classes.equals(local.statistics.classes)
+    assert remote.statistics.transitions.equals(local.statistics.transitions)
+    assert remote.statistics.regions.equals(local.statistics.regions)
+    assert len(remote.deforestation) == len(local.deforestation)
