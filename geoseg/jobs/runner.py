@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 import traceback
 import uuid
@@ -120,8 +121,11 @@ class _Heartbeat:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._every):
-            if not self._store.beat(self._claim, self._clock()):
-                return
+            try:
+                if not self._store.beat(self._claim, self._clock()):
+                    return
+            except (sqlite3.Error, JobError):
+                continue  # a busy or briefly unreachable database: try again next beat
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
