@@ -440,17 +440,23 @@ class JobStore:
                 )
             started = _parse(row["started_at"])
             duration = None if started is None else (as_utc(now) - started).total_seconds()
-            connection.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, output_dir = ?, "
-                "outputs_json = ?, error = ?, heartbeat = ? WHERE id = ?",
-                (
-                    status,
-                    _iso(now),
-                    duration,
-                    output_dir,
-                    json.dumps(list(outputs)),
-                    error,
-                    _iso(now),
-                    claim.run_id,
-                ),
-            )
+            try:
+                connection.execute(
+                    "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, "
+                    "output_dir = ?, outputs_json = ?, error = ?, heartbeat = ? WHERE id = ?",
+                    (
+                        status,
+                        _iso(now),
+                        duration,
+                        output_dir,
+                        json.dumps(list(outputs)),
+                        error,
+                        _iso(now),
+                        claim.run_id,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise JobError(
+                    f"run {claim.run_id}: another run of this job already processed the same "
+                    "scene pair with the same model and spec"
+                ) from None
