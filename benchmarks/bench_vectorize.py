@@ -1,0 +1,229 @@
+"""Chunked, seam-free vectorize vs whole-raster polygonization, side by side.
+
+Builds a SIZE x SIZE label raster by mirroring the real Guadeloupe forest mask
+(written window by window as a tiled, compressed GeoTIFF: never whole in
+memory), then runs in fresh subprocesses, one after the other:
+
+- ``whole``: read the whole raster, ``rasterio.features.shapes`` over all of it
+  (same GeoJSON-to-shapely conversion and attribute table as geoseg), one
+  GeoPackage write;
+- ``chunked`` with 1 and with 2 Dask worker processes: ``vectorize_file``.
+
+For each it prints the wall time, the throughput ratio against ``whole`` and
+the peak RSS of the whole process tree (the run and its Dask workers), sampled
+every 50 ms with psutil in a thread. Worker processes use the allocator
+settings of ``workflows.cluster.WORKER_ENV`` (glibc malloc, mmap threshold
+disabled, trim threshold 16 GiB); the parent and ``whole`` use glibc defaults.
+
+Usage: ``python benchmarks/bench_vectorize.py [--size 20000] [--chunk-size 4096]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import rasterio
+from rasterio.windows import Window
+
+SOURCE = "guadeloupe_forest/forest_t1.tif"
+
+
+def mirrored_indexes(start: int, stop: int, length: int) -> np.ndarray:
+    positions = np.arange(start, stop) % (2 * length)
+    return np.where(positions < length, positions, 2 * length - 1 - positions)
+
+
+def build_raster(path: Path, size: int) -> None:
+    from geoseg.datadir import data_file
+
+    with rasterio.open(data_file(SOURCE)) as source:
+        mask = source.read(1)
+        profile = source.profile
+    height, width = mask.shape
+    profile.update(
+        height=size,
+        width=size,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        predictor=1,
+    )
+    step = 2048
+    with rasterio.open(path, "w", **profile) as target:
+        for row in range(0, size, step):
+            rows = mirrored_indexes(row, min(row + step, size), height)
+            for col in range(0, size, step):
+                cols = mirrored_indexes(col, min(col + step, size), width)
+                block = mask[np.ix_(rows, cols)]
+                target.write(block, 1, window=Window(col, row, block.shape[1], block.shape[0]))
+
+
+def run_whole(labels: Path, out: Path) -> dict[str, float]:
+    from geoseg.io.raster import read_info, read_valid_mask, read_window
+    from geoseg.io.vector import write_layers
+    from geoseg.polygons import polygon_table
+    from geoseg.vectorize import polygon_mask, polygonize_pixels
+
+    start = time.perf_counter()
+    grid = read_info(labels).grid
+    pixels = read_window(labels, grid.full_window, bands=[1])[0]
+    valid = read_valid_mask(labels, grid.full_window)
+    pieces = polygonize_pixels(pixels, polygon_mask(pixels, valid), grid.full_window)
+    del pixels, valid
+    polygonized = time.perf_counter()
+    table = polygon_table(pieces, grid, provenance={"source": str(labels)})
+    write_layers(out, {"labels": table})
+    return {
+        "seconds": time.perf_counter() - start,
+        "polygonize_s": polygonized - start,
+        "polygons": float(len(table)),
+    }
+
+
+def run_chunked(labels: Path, out: Path, workers: int, chunk_size: int) -> dict[str, float]:
+    from workflows.cluster import dask_client
+    from workflows.vectorize import vectorize_file
+
+    started = time.perf_counter()
+    with dask_client(None, n_workers=workers) as client:
+        client.wait_for_workers(workers)
+        start = time.perf_counter()
+        counts = vectorize_file(labels, out, layer="labels", chunk_size=chunk_size, client=client)
+        seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "cluster_start_s": start - started,
+        "polygons": float(sum(counts.values())),
+    }
+
+
+def tree_rss(process: psutil.Process, cpu_seconds: dict[int, float]) -> int:
+    """RSS of ``process`` and its descendants; records each one's CPU seconds."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            with member.oneshot():
+                total += member.memory_info().rss
+                times = member.cpu_times()
+                cpu_seconds[member.pid] = times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def measure(arguments: list[str]) -> dict[str, float]:
+    child = subprocess.Popen(
+        [sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True
+    )
+    process = psutil.Process(child.pid)
+    peak = 0
+    cpu_seconds: dict[int, float] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, tree_rss(process, cpu_seconds))
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = child.communicate()
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        raise SystemExit(f"benchmark run {arguments} failed with status {child.returncode}")
+    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    result["peak_rss_gib"] = peak / 2**30
+    result["cpu_s"] = sum(cpu_seconds.values())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=20_000, help="raster side in pixels")
+    parser.add_argument("--chunk-size", type=int, default=4096)
+    parser.add_argument("--run", choices=["whole", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--labels", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.run == "whole":
+        print(json.dumps(run_whole(arguments.labels, arguments.out)))
+        return
+    if arguments.run == "chunked":
+        result = run_chunked(
+            arguments.labels, arguments.out, arguments.workers, arguments.chunk_size
+        )
+        print(json.dumps(result))
+        return
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="bench_vectorize_") as folder:
+        labels = Path(folder) / "labels.tif"
+        start = time.perf_counter()
+        build_raster(labels, arguments.size)
+        print(
+            f"raster: {arguments.size} x {arguments.size} px mirrored from {SOURCE}, "
+            f"{labels.stat().st_size / 2**20:.1f} MiB on disk, built in "
+            f"{time.perf_counter() - start:.1f} s; chunk size {arguments.chunk_size}; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
+        runs = {
+            "whole raster": ["--run", "whole"],
+            "chunked, 1 worker": ["--run", "chunked", "--workers", "1"],
+            "chunked, 2 workers": ["--run", "chunked", "--workers", "2"],
+        }
+        results = {}
+        for name, extra in runs.items():
+            out = Path(folder) / f"{name.replace(' ', '_').replace(',', '')}.gpkg"
+            results[name] = measure(
+                [
+                    *extra,
+                    "--labels",
+                    str(labels),
+                    "--out",
+                    str(out),
+                    "--chunk-size",
+                    str(arguments.chunk_size),
+                ]
+            )
+            out.unlink(missing_ok=True)
+        baseline = results["whole raster"]
+        pixels = arguments.size**2
+        print(
+            f"{'run':<20} {'seconds':>8} {'MP/s':>7} {'ratio':>6} {'peak RSS GiB':>13} "
+            f"{'CPU s (tree)':>12} polygons"
+        )
+        for name, result in results.items():
+            print(
+                f"{name:<20} {result['seconds']:8.1f} {pixels / 1e6 / result['seconds']:7.2f} "
+                f"{baseline['seconds'] / result['seconds']:5.2f}x {result['peak_rss_gib']:13.2f} "
+                f"{result['cpu_s']:12.1f} {int(result['polygons'])}"
+            )
+        for name, result in results.items():
+            extra = {
+                key: round(value, 2)
+                for key, value in result.items()
+                if key.endswith("_s") and key != "cpu_s"
+            }
+            if extra:
+                print(f"  {name}: {extra}")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
