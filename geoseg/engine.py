@@ -245,16 +245,3 @@ def make_plan(
         work_dir=work_root / f".geoseg-work-{digest[:20]}",
         write_probabilities=write_probabilities,
     )
-
-
-def check_model_runs(plan: PredictPlan) -> None:
-    """Run the model once on a blank tile, so a bad tile size fails before the run.
-
-    Raises
-    ------
-    ModelError
-        The model cannot run on tiles of this size.
-    """
-    tile = plan.layout.tile
-    blank = np.zeros((1, len(plan.band_positions), tile, tile), dtype=np.float32)
-    forward_probabilities(cached_model(plan.model), blank, plan.model.device, plan.precision)

@@ -101,7 +101,7 @@ class SceneStatistics:
     high: tuple[float, ...]
 
 
-def sample_windows(grid: RasterGrid, *, size: int = 64, per_axis: int = 16) -> list[PixelWindow]:
+def sample_windows(grid: RasterGrid, *, size: int = 128, per_axis: int = 8) -> list[PixelWindow]:
     """A fixed lattice of up to ``per_axis`` x ``per_axis`` windows spread over the scene.
 
     The lattice depends only on the grid, so statistics computed from it are

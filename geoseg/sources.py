@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.io.raster import read_info, read_valid_mask, read_window
+from geoseg.io.raster import read_info, read_window_masked
 from geoseg.preprocess import band_names_from_descriptions, resolve_band_indexes
 
 
@@ -156,8 +156,7 @@ class FileSource:
 
     def read(self, window: PixelWindow) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """Boundless read of ``window`` in physical units, with its validity mask."""
-        raw = read_window(self.path, window, bands=list(self.band_indexes))
-        valid = read_valid_mask(self.path, window)
+        raw, valid = read_window_masked(self.path, window, bands=list(self.band_indexes))
         if self.nodata is not None:
             valid &= ~np.any(raw == self.nodata, axis=0)
         data = raw.astype(np.float32)

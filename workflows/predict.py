@@ -30,7 +30,7 @@ from pathlib import Path
 from distributed import Client, Future, as_completed
 from tqdm import tqdm
 
-from geoseg.engine import PredictPlan, assemble_chunk, check_model_runs, forward_batch, make_plan
+from geoseg.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.checkpoint import read_card
@@ -224,7 +224,6 @@ def predict_source(
         batch_size=batch_size,
         chunk_size=chunk_size,
     )
-    check_model_runs(plan)
     card = read_card(plan.model.directory)
     layout = plan.layout
     batches = tile_batches(layout, batch_size)

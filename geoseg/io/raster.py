@@ -142,3 +142,31 @@ def read_valid_mask(path: str | Path, window: PixelWindow) -> NDArray[np.bool_]:
             return out
     except RasterioIOError as error:
         raise RasterReadError(f"{path}: reading the validity mask failed ({error})") from None
+
+
+def read_window_masked(
+    path: str | Path, window: PixelWindow, *, bands: list[int] | None = None
+) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
+    """:func:`read_window` and :func:`read_valid_mask` of ``window`` in one opening.
+
+    Pixels outside the raster are filled with the nodata value (else 0) and
+    are invalid.
+    """
+    try:
+        with rasterio.open(path) as dataset:
+            indexes = bands or list(range(1, dataset.count + 1))
+            inside = window.clip(dataset.height, dataset.width)
+            dtype = np.dtype(dataset.dtypes[indexes[0] - 1])
+            out = np.full((len(indexes), window.height, window.width), dataset.nodata or 0, dtype)
+            valid = np.zeros(window.shape, dtype=bool)
+            if inside.is_empty:
+                return out, valid
+            rows, cols = inside.shift(-window.row, -window.col).slices()
+            out[:, rows, cols] = dataset.read(indexes, window=inside.to_rasterio())
+            valid[rows, cols] = dataset.dataset_mask(window=inside.to_rasterio()) > 0
+            return out, valid
+    except RasterioIOError as error:
+        raise RasterReadError(
+            f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
+            f"{window.col_stop} failed; the file may be truncated or corrupt ({error})"
+        ) from None

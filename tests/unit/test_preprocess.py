@@ -97,5 +97,5 @@ def test_sample_windows_are_inside_and_fixed() -> None:
     windows = sample_windows(grid)
     assert windows == sample_windows(grid)
     assert all(w.clip(5000, 300) == w and not w.is_empty for w in windows)
-    assert len(windows) <= 16 * 16
+    assert len(windows) <= 8 * 8
     assert max(w.row_stop for w in windows) == 5000

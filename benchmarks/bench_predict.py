@@ -1,0 +1,275 @@
+"""Benchmark ``geoseg predict``: model-bound throughput and memory against scene size.
+
+Measured side by side in one run, on the same cluster and the same tiles:
+
+1. bare model forward throughput (MP/s of tile pixels): the scene's tiles,
+   already read and scaled, run through the model on the workers, timing only
+   the forward passes;
+2. pipeline throughput: the same tile pixels divided by the wall time of the
+   whole ``predict_file`` run (reads, scaling, forward, blending, chunk writes,
+   COG assembly), model already loaded;
+3. their ratio (target >= 0.90 on CPU);
+4. peak resident memory of the whole process tree (this process, nannies,
+   workers; psutil, sampled every 50 ms in a thread) per scene size, each size
+   on a fresh cluster (target: growth from 4k to 16k <= 10%);
+5. bf16 vs fp32 autocast on the real Zion scene: label agreement and speed.
+
+Scenes of N x N px are built by mirroring the real Zion Landsat-8 scene and
+written tiled and compressed to a temporary folder. Workers run with the
+allocator settings of ``workflows.cluster.WORKER_ENV`` (printed).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_predict.py [--sizes 4096,8192,16384] [--model NAME|DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import rasterio
+import torch
+from distributed import Client, LocalCluster
+
+from geoseg.datadir import data_file
+from geoseg.engine import PredictPlan, make_plan, tile_inputs
+from geoseg.inference import cached_model, forward_probabilities
+from geoseg.models.loading import shipped_models
+from geoseg.sources import FileSource
+from geoseg.tiling import tile_batches
+from workflows.cluster import WORKER_ENV
+from workflows.predict import predict_file
+
+ZION = "zion/zion_landsat8_20150818_b2345.tif"
+
+
+class PeakMemory:
+    """Peak RSS of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        root = psutil.Process(os.getpid())
+        total = 0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def mirrored_scene(path: Path, size: int) -> Path:
+    """Write a ``size`` x ``size`` mirror of Zion, tiled and compressed, block row by row."""
+    with rasterio.open(data_file(ZION)) as zion:
+        data = zion.read()
+        profile = zion.profile
+        descriptions = zion.descriptions
+    height, width = data.shape[1:]
+
+    def mirror(length: int, period: int) -> np.ndarray:
+        position = np.arange(length) % (2 * period)
+        return np.where(position < period, position, 2 * period - 1 - position)
+
+    rows, cols = mirror(size, height), mirror(size, width)
+    profile.update(height=size, width=size, tiled=True, blockxsize=256, blockysize=256)
+    profile.update(compress="deflate", bigtiff="IF_SAFER")
+    with rasterio.open(path, "w", **profile) as out:
+        for start in range(0, size, 1024):
+            stop = min(size, start + 1024)
+            block = data[:, rows[start:stop]][:, :, cols]
+            out.write(block, window=((start, stop), (0, size)))
+        for band, text in enumerate(descriptions, start=1):
+            out.set_band_description(band, text or "")
+    return path
+
+
+def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
+    """Seconds of the forward pass alone for one batch (inputs prepared untimed)."""
+    batch = np.stack([tile_inputs(plan, index)[0] for index in indexes])
+    loaded = cached_model(plan.model)
+    start = time.perf_counter()
+    forward_probabilities(loaded, batch, plan.model.device, plan.precision)
+    return time.perf_counter() - start
+
+
+def random_model(directory: Path, tile: int, overlap: int) -> Path:
+    """A seeded random U-Net/ResNet-18 (8 classes) when no shipped model exists."""
+    from geoseg.io.checkpoint import write_model_dir
+    from geoseg.models.card import ModelCard
+    from geoseg.models.loading import build_from_card
+
+    card = ModelCard.model_validate(
+        {
+            "name": "bench-random-unet-resnet18",
+            "architecture": "unet",
+            "encoder": "resnet18",
+            "bands": [{"name": n} for n in ("blue", "green", "red", "nir")],
+            "scaling": {"units": "digital numbers", "method": "scene_percentile"},
+            "classes": [{"id": i, "name": f"class{i}", "color": "#808080"} for i in range(1, 9)],
+            "pixel_size_m": 30.0,
+            "tile_size": tile,
+            "overlap": overlap,
+            "weights_sha256": "0" * 64,
+        }
+    )
+    torch.manual_seed(0)
+    write_model_dir(directory, build_from_card(card).state_dict(), card)
+    return directory
+
+
+def cluster(workers: int) -> LocalCluster:
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        env=WORKER_ENV,
+    )
+
+
+def run_size(
+    args: argparse.Namespace, scene: Path, model: str | Path, work: Path, first: bool
+) -> None:
+    size = int(scene.stem.split("_")[-1])
+    out = work / f"labels_{size}.tif"
+    with cluster(args.workers) as local, Client(local, set_as_default=False) as client:
+        plan = make_plan(
+            FileSource.open(scene),
+            model,
+            tile=args.tile,
+            overlap=args.overlap,
+            device="cpu",
+            precision=args.precision,
+            work_root=work,
+            write_probabilities=False,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+        )
+        client.run(cached_model, plan.model)  # warm: load the model once per worker
+        tile_pixels = plan.layout.count * plan.layout.tile**2 / 1e6
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            predict_file(
+                scene,
+                model,
+                labels_out=out,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size,
+                device="cpu",
+                precision=args.precision,
+                client=client,
+                progress=False,
+            )
+            pipeline = time.perf_counter() - start
+        line = (
+            f"{size:>6} px  tiles {plan.layout.count:>5}  {tile_pixels:8.1f} MP  "
+            f"pipeline {pipeline:7.1f} s = {tile_pixels / pipeline:6.3f} MP/s  "
+            f"peak RSS (tree) {memory.peak / 2**30:6.2f} GiB"
+        )
+        if first:
+            batches = tile_batches(plan.layout, args.batch_size)
+            futures = [client.submit(bare_forward_seconds, plan, b, pure=False) for b in batches]
+            forward = sum(client.gather(futures)) / args.workers
+            line += (
+                f"\n        bare forward {forward:7.1f} s = {tile_pixels / forward:6.3f} MP/s  "
+                f"ratio pipeline/bare = {forward / pipeline:5.3f}"
+            )
+        print(line, flush=True)
+        out.unlink(missing_ok=True)
+
+
+def compare_precision(args: argparse.Namespace, model: str | Path, work: Path) -> None:
+    zion = data_file(ZION)
+    labels = {}
+    with cluster(args.workers) as local, Client(local, set_as_default=False) as client:
+        for precision in ("fp32", "bf16", "fp32", "bf16"):
+            out = work / f"zion_{precision}.tif"
+            start = time.perf_counter()
+            predict_file(
+                zion,
+                model,
+                labels_out=out,
+                client=client,
+                progress=False,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                precision=precision,
+                device="cpu",
+            )
+            seconds = time.perf_counter() - start
+            with rasterio.open(out) as dataset:
+                labels[precision] = dataset.read(1)
+            print(f"  Zion {precision}: {seconds:6.1f} s (second run of each is warm)", flush=True)
+    valid = labels["fp32"] != 255
+    agreement = float((labels["fp32"][valid] == labels["bf16"][valid]).mean())
+    print(f"  bf16 vs fp32 label agreement on Zion: {100 * agreement:.3f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="4096,8192,16384")
+    parser.add_argument("--model", help="shipped model name or directory")
+    parser.add_argument("--tile", type=int, default=None)
+    parser.add_argument("--overlap", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=2048)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--skip-precision", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(text) for text in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="geoseg-bench-") as folder:
+        work = Path(folder)
+        if args.model:
+            model: str | Path = args.model
+        elif "landcover-landsat" in shipped_models():
+            model = "landcover-landsat"
+        else:
+            model = random_model(work / "random-unet", args.tile or 512, args.overlap or 64)
+        print(f"date {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+        print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}, torch {torch.__version__}")
+        print(f"model {model}; precision {args.precision}; workers {args.workers} x 1 thread")
+        print(f"worker env {WORKER_ENV}")
+        print(
+            f"tile {args.tile or 'card'} overlap {args.overlap or 'card'} batch "
+            f"{args.batch_size} chunk {args.chunk_size}"
+        )
+        scenes = [mirrored_scene(work / f"mirror_{size}.tif", size) for size in sizes]
+        for index, scene in enumerate(scenes):
+            run_size(args, scene, model, work, first=index == 0)
+        if not args.skip_precision:
+            compare_precision(args, model, work)
+        print(f"load average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
