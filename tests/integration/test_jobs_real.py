@@ -20,7 +20,8 @@ from distributed import LocalCluster
 
 from data_catalog.build import HREF_BASE, SCENES, _collection, raster_item
 from geoseg.jobs.interfaces import JobBackend
-from geoseg.jobs.runner import CUMULATIVE_FILE, run_now
+from geoseg.jobs.outputs import CUMULATIVE_FILE
+from geoseg.jobs.runner import run_now
 from geoseg.jobs.spec import JobSpec, validate_mapping
 from geoseg.jobs.state import JobStore
 from tests.unit.jobs_fakes import NdviChangeRunner, cleared_copy

@@ -11,7 +11,8 @@ import pyogrio
 import pytest
 
 from geoseg.errors import JobError
-from geoseg.jobs.runner import CUMULATIVE_FILE, RunSettings, run_due, run_now
+from geoseg.jobs.outputs import CUMULATIVE_FILE
+from geoseg.jobs.runner import RunSettings, run_due, run_now
 from geoseg.jobs.spec import JobSpec, validate_mapping
 from geoseg.jobs.state import JobStore
 from tests.unit.jobs_fakes import backend, chiapas_scenes, cleared_copy, write_scene_list
