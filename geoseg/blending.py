@@ -168,14 +168,18 @@ def labels_from_probabilities(
     return labels
 
 
-PROBABILITY_SCALE = 254
-"""Probabilities are written as ``round(p * 254)`` in uint8; 255 is nodata."""
+PROBABILITY_SCALE = 255
+"""Probabilities are written as uint8 ``round(p * 255)``; invalid pixels are 0."""
 
 
 def quantize_probabilities(
-    probabilities: NDArray[np.float32], valid: NDArray[np.bool_], nodata: int
+    probabilities: NDArray[np.float32], valid: NDArray[np.bool_]
 ) -> NDArray[np.uint8]:
-    """Probabilities as uint8 ``round(p * 254)``, ``nodata`` where invalid."""
+    """Probabilities as uint8 ``round(p * 255)``; 0 where invalid.
+
+    The label raster (nodata 255) marks the invalid pixels; every uint8 value
+    is a probability here, so the probability raster has no nodata value.
+    """
     scaled = np.rint(np.clip(probabilities, 0.0, 1.0) * PROBABILITY_SCALE).astype(np.uint8)
-    scaled[:, ~valid] = nodata
+    scaled[:, ~valid] = 0
     return scaled

@@ -160,7 +160,7 @@ def assemble_chunk(
     labels = labels_from_probabilities(probabilities, valid, list(plan.class_ids), LABEL_NODATA)
     grid = plan.source.grid
     if plan.write_probabilities:
-        quantized = quantize_probabilities(probabilities, valid, LABEL_NODATA)
+        quantized = quantize_probabilities(probabilities, valid)
         write_chunk(chunk_path(plan.work_dir, window, "probabilities"), grid, window, quantized)
     write_chunk(chunk_path(plan.work_dir, window, "labels"), grid, window, labels[None])
     values, counts = np.unique(labels[valid], return_counts=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 from distributed import Client, Future, as_completed
 from tqdm import tqdm
 
+from geoseg.blending import PROBABILITY_SCALE
 from geoseg.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
@@ -50,6 +51,7 @@ from geoseg.tiling import chunk_windows, tile_batches, tiles_touching
 from workflows.cluster import dask_client
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
+PROBABILITY_ENCODING = "uint8 = round(p * 255), band per class; nodata pixels are 0 (see labels)"
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,10 @@ def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
         tags=tags,
     )
     probabilities = OutputStyle(
-        band_descriptions=tuple(f"probability of {spec.name}" for spec in card.classes),
-        nodata=LABEL_NODATA,
-        tags={**tags, "GEOSEG_PROBABILITY_ENCODING": "uint8 = round(p * 254); 255 nodata"},
-        scale=1.0 / 254.0,
+        band_descriptions=tuple(spec.name for spec in card.classes),
+        nodata=None,
+        tags={**tags, "GEOSEG_PROBABILITY_ENCODING": PROBABILITY_ENCODING},
+        scale=1.0 / PROBABILITY_SCALE,
     )
     return labels, probabilities
 
@@ -184,8 +186,9 @@ def predict_source(
     labels_out
         Final label COG (uint8, nodata 255, colour table, class names).
     probabilities_out
-        Optional per-class probability COG (uint8 ``round(p * 254)``, 255 nodata,
-        band scale 1/254).
+        Optional per-class probability COG: one band per class in the card's
+        order, named after the class, uint8 ``round(p * 255)`` (band scale
+        1/255), 0 where the input is nodata (masked by the label raster).
     tile, overlap
         Tile geometry; default the model card's.
     batch_size

@@ -50,7 +50,7 @@ def parse_band_map(text: str | None) -> dict[str, int] | None:
     "--probabilities",
     "probabilities_out",
     type=click.Path(path_type=Path),
-    help="Also write per-class probabilities (uint8 = round(p*254), 255 nodata).",
+    help="Also write per-class probabilities (uint8 = round(p * 255); nodata pixels 0).",
 )
 @click.option("--tile", type=int, help="Tile size in pixels [default: the model card's].")
 @click.option("--overlap", type=int, help="Tile overlap in pixels [default: the model card's].")

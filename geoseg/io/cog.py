@@ -40,7 +40,7 @@ class OutputStyle:
     """What the final raster carries besides pixels."""
 
     band_descriptions: tuple[str, ...]
-    nodata: int
+    nodata: int | None
     colormap: Mapping[int, tuple[int, int, int]] | None = None
     tags: Mapping[str, str] | None = None
     scale: float = 1.0
@@ -91,7 +91,8 @@ def _vrt_xml(
     for band in range(1, bands + 1):
         lines.append(f'  <VRTRasterBand dataType="Byte" band="{band}">')
         lines.append(f"    <Description>{escape(style.band_descriptions[band - 1])}</Description>")
-        lines.append(f"    <NoDataValue>{style.nodata}</NoDataValue>")
+        if style.nodata is not None:
+            lines.append(f"    <NoDataValue>{style.nodata}</NoDataValue>")
         if style.scale != 1.0:
             lines.append(f"    <Scale>{style.scale!r}</Scale>")
             lines.append("    <Offset>0</Offset>")

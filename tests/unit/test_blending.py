@@ -132,8 +132,8 @@ def test_skipped_tiles_only_affect_invalid_pixels() -> None:
     assert (blended[0][valid] == 1).all()
 
 
-def test_quantized_probabilities_use_254_scale_and_255_nodata() -> None:
-    probabilities = np.array([[[0.0, 0.5, 1.0]]], dtype=np.float32)
-    valid = np.array([[True, True, False]])
-    quantized = quantize_probabilities(probabilities, valid, 255)
-    assert quantized.tolist() == [[[0, 127, 255]]]
+def test_quantized_probabilities_use_255_scale_and_0_for_nodata() -> None:
+    probabilities = np.array([[[0.0, 0.5, 1.0, 0.7]]], dtype=np.float32)
+    valid = np.array([[True, True, True, False]])
+    quantized = quantize_probabilities(probabilities, valid)
+    assert quantized.tolist() == [[[0, 128, 255, 0]]]

@@ -120,7 +120,7 @@ def test_fixed_convolution_is_reproduced_exactly_through_tiling(
         probabilities = dataset.read()
     quantized = np.rint(expected_probabilities * PROBABILITY_SCALE)
     assert np.abs(probabilities[:, valid] - quantized[:, valid]).max() <= 1
-    assert (probabilities[:, ~valid] == LABEL_NODATA).all()
+    assert (probabilities[:, ~valid] == 0).all()
     # the float probabilities of the stitched tiles equal the whole-image ones
     plan.work_dir.mkdir()
     contributions = []
@@ -151,7 +151,13 @@ def test_output_keeps_georeferencing_and_carries_classes(
     scene: Path, model_dir: Path, tmp_path: Path, client: Client
 ) -> None:
     out = tmp_path / "labels.tif"
-    result = run(scene, model_dir, out, client, chunk_size=128)
+    probability_out = tmp_path / "probabilities.tif"
+    result = run(scene, model_dir, out, client, chunk_size=128, probabilities_out=probability_out)
+    with rasterio.open(probability_out) as probabilities:
+        assert probabilities.descriptions == ("water", "forest", "shrubland")
+        assert probabilities.dtypes == ("uint8",) * 3 and probabilities.nodata is None
+        assert probabilities.scales == (1 / 255,) * 3
+        total = probabilities.read().astype(int).sum(axis=0)
     with rasterio.open(scene) as source, rasterio.open(out) as labels:
         assert labels.crs == source.crs
         assert labels.transform == source.transform
@@ -164,6 +170,8 @@ def test_output_keeps_georeferencing_and_carries_classes(
         assert labels.descriptions == ("class",)
         counts = dict(zip(*np.unique(labels.read(1), return_counts=True), strict=True))
     assert {int(k): int(v) for k, v in counts.items() if k != LABEL_NODATA} == result.class_pixels
+    valid = np.any(total > 0)
+    assert valid and np.abs(total[total > 0] - 255).max() <= 2  # probabilities sum to 1
     assert not list(tmp_path.glob(".geoseg-work-*")), "work directory removed after success"
     assert not list(tmp_path.glob("*.partial*"))
 
