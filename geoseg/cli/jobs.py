@@ -97,11 +97,16 @@ def add(context: click.Context, spec_file: Path) -> None:
     store = _store(context)
     created = store.add_job(spec, utc_now())
     record = store.job(spec.name)
-    upcoming = next_due(store, utc_now())
+    now = utc_now()
+    due = due_periods(
+        spec.schedule, record.anchor, store.last_scheduled_end(spec.name), now, spec.misfire
+    )
     verb = "added" if created else "updated"
     click.echo(f"{verb} job {spec.name} (spec sha256 {record.spec_hash[:12]}) in {store.path}")
-    if upcoming is not None:
-        click.echo(f"next period of any job ends at {upcoming:%Y-%m-%d %H:%M:%S}Z")
+    click.echo(
+        f"periods due now: {len(due)}; next run at "
+        f"{next_period_end(record, store, now):%Y-%m-%d %H:%M}Z"
+    )
 
 
 @jobs.command(name="list")
