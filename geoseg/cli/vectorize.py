@@ -7,6 +7,19 @@ from pathlib import Path
 import click
 
 
+def _class_ids(
+    context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
+) -> list[int] | None:
+    """``--classes 1,4 --classes 7`` -> ``[1, 4, 7]`` (None when not given)."""
+    ids: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            if not part.strip().isdigit() or int(part) > 254:
+                raise click.BadParameter(f"class ids are integers 0-254, got {part!r}")
+            ids.append(int(part))
+    return ids or None
+
+
 @click.command()
 @click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -17,8 +30,19 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="Per-class probability raster on the same grid: adds mean_probability.",
 )
-@click.option("--classes", "classes", multiple=True, type=int, help="Only these class ids.")
-@click.option("--min-area-m2", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--classes",
+    multiple=True,
+    callback=_class_ids,
+    help="Only these class ids: 4 or 4,5 (repeatable; default: every class).",
+)
+@click.option(
+    "--min-area-m2",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Drop polygons smaller than this ground area (after the seam merge).",
+)
 @click.option(
     "--simplify-m",
     type=click.FloatRange(min=0),
@@ -28,13 +52,19 @@ import click
 )
 @click.option("--layer", help="Layer name (default: the raster's file name).")
 @click.option("--layer-per-class", is_flag=True, help="One layer per class.")
-@click.option("--chunk-size", type=click.IntRange(min=16), default=4096, show_default=True)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=16),
+    default=4096,
+    show_default=True,
+    help="Pixels per side of a polygonization task; results do not depend on it.",
+)
 @click.option("--scheduler", help="Dask scheduler address (default: a local cluster).")
 def vectorize(
     labels: Path,
     out: Path,
     probabilities: Path | None,
-    classes: tuple[int, ...],
+    classes: list[int] | None,
     min_area_m2: float,
     simplify_m: float,
     layer: str | None,
@@ -52,7 +82,7 @@ def vectorize(
             out,
             layer=layer,
             probabilities=probabilities,
-            classes=list(classes) or None,
+            classes=classes,
             min_area_m2=min_area_m2,
             simplify_m=simplify_m,
             layer_per_class=layer_per_class,

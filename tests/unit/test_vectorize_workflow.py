@@ -183,6 +183,10 @@ def test_cli_vectorize_on_a_cluster(labels_tif: Callable[..., Path], tmp_path: P
                 str(out),
                 "--chunk-size",
                 "16",
+                "--classes",
+                "0,1",
+                "--classes",
+                "2",
                 "--scheduler",
                 cluster.scheduler_address,
             ],
@@ -190,3 +194,11 @@ def test_cli_vectorize_on_a_cluster(labels_tif: Callable[..., Path], tmp_path: P
     assert result.exit_code == 0, result.output
     assert f"layer labels: {whole_count(labels)} polygons" in result.output
     assert pyogrio.read_info(out, layer="labels")["features"] == whole_count(labels)
+
+
+def test_cli_rejects_bad_class_ids(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["vectorize", "labels.tif", "--out", str(tmp_path / "x.gpkg"), "--classes", "1,x"]
+    )
+    assert result.exit_code == 2
+    assert "class ids are integers 0-254, got 'x'" in result.output
