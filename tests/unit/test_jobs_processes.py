@@ -180,8 +180,9 @@ def test_kill_9_during_a_run_then_run_due_retries_with_identical_outputs(
     assert after_retry == uninterrupted
 
 
-def test_serve_runs_due_jobs_and_exits_cleanly_on_sigterm(
-    tmp_path: Path, chiapas_with_copies: list[tuple[str, str, Path]]
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_runs_due_jobs_and_exits_cleanly_on_a_signal(
+    tmp_path: Path, chiapas_with_copies: list[tuple[str, str, Path]], stop_signal: signal.Signals
 ) -> None:
     write_scene_list(tmp_path / "scenes.json", chiapas_with_copies[:2])
     db = tmp_path / "jobs.sqlite"
@@ -204,7 +205,7 @@ def test_serve_runs_due_jobs_and_exits_cleanly_on_sigterm(
             ),
             "serve to run the due period",
         )
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(stop_signal)
         code, output = finish(server)
     finally:
         if server.poll() is None:
