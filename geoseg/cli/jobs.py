@@ -71,7 +71,11 @@ _stale_option = click.option(
     help="Seconds without heartbeat after which a running run counts as dead and is retried.",
 )
 _attempts_option = click.option(
-    "--max-attempts", type=click.IntRange(min=1), default=3, show_default=True
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="A period that failed this many times is not retried again.",
 )
 
 
