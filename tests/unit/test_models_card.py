@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from geoseg.errors import BandMismatchError, ChecksumError, ModelError
+from geoseg.io.checkpoint import read_card, write_model_dir
+from geoseg.models.card import ModelCard
+from geoseg.models.loading import load_model
+from geoseg.models.registry import build_model
+from geoseg.preprocess import resolve_band_indexes
+from tests.unit.test_models_contract import card_for
+
+
+def _segnet_dir(tmp_path: Path) -> tuple[Path, ModelCard]:
+    torch.manual_seed(1)
+    options: dict[str, object] = {"widths": [4, 8]}
+    model = build_model("segnet", in_channels=4, num_classes=3, options=options)
+    card = write_model_dir(tmp_path, model.state_dict(), card_for("segnet", "", options))
+    return tmp_path, card
+
+
+def test_card_rejects_unknown_keys_and_bad_values() -> None:
+    good = card_for("segnet", "", {}).model_dump()
+    with pytest.raises(ValueError, match="extra"):
+        ModelCard.model_validate({**good, "colour_scheme": "x"})
+    with pytest.raises(ValueError, match="unique"):
+        ModelCard.model_validate({**good, "classes": [good["classes"][0]] * 2})
+    with pytest.raises(ValueError, match="colour"):
+        bad = dict(good["classes"][0], color="green")
+        ModelCard.model_validate({**good, "classes": [bad]})
+    with pytest.raises(ValueError, match="overlap"):
+        ModelCard.model_validate({**good, "overlap": 40})
+
+
+def test_invalid_card_file_names_the_file(tmp_path: Path) -> None:
+    directory, _ = _segnet_dir(tmp_path)
+    data = json.loads((directory / "card.json").read_text())
+    del data["bands"]
+    (directory / "card.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"(?s)card\.json.*bands"):
+        read_card(directory)
+
+
+def test_hash_mismatch_is_refused(tmp_path: Path) -> None:
+    directory, _ = _segnet_dir(tmp_path)
+    weights = directory / "weights.safetensors"
+    content = bytearray(weights.read_bytes())
+    content[-1] ^= 0xFF
+    weights.write_bytes(bytes(content))
+    with pytest.raises(ChecksumError, match="does not match the card"):
+        load_model(directory)
+
+
+def test_round_trip_keeps_the_card(tmp_path: Path) -> None:
+    directory, card = _segnet_dir(tmp_path)
+    loaded = load_model(directory)
+    assert loaded.card == card
+    assert len(card.weights_sha256) == 64
+
+
+def test_band_mismatch_names_the_missing_band() -> None:
+    card = card_for("segnet", "", {})
+    with pytest.raises(BandMismatchError, match=r"\['nir'\] are missing"):
+        resolve_band_indexes("rgb.tif", card.band_names, ["red", "green", "blue"])
+    assert resolve_band_indexes("x.tif", card.band_names, ["red", "nir", "blue", "green"]) == [
+        3,
+        4,
+        1,
+        2,
+    ]
