@@ -21,6 +21,7 @@ final COGs are written.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -89,6 +90,8 @@ def _client_for(client: Client | None) -> Iterator[Client]:
 def _check_output(path: Path) -> None:
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the output directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"{path}: the output directory {path.parent} is not writable")
 
 
 def _run_chunks(

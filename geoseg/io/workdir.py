@@ -9,6 +9,7 @@ atomically; a chunk is finished exactly when its summary exists.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow
 from geoseg.io.atomic import atomic_path
 
@@ -42,14 +44,37 @@ def chunk_path(work_dir: Path, window: PixelWindow, kind: str) -> Path:
 
 
 def write_tile_batch(path: Path, outputs: NDArray[np.float32]) -> None:
-    """Write ``(tiles, classes, h, w)`` float32 atomically."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.save(handle, outputs, allow_pickle=False)
+    """Write ``(tiles, classes, h, w)`` float32, renamed into place when complete.
+
+    Not fsynced (these are short-lived intermediates, and syncing tens of MB
+    per batch costs more than the bookkeeping around a forward pass): a killed
+    process never leaves a partial file; after a machine crash, delete the work
+    directory.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(temporary, "wb") as handle:
+            np.save(handle, outputs, allow_pickle=False)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_tile_batch(path: Path) -> NDArray[np.float32]:
-    """Memory-map a batch written by :func:`write_tile_batch` (read-only)."""
-    array: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+    """Memory-map a batch written by :func:`write_tile_batch` (read-only).
+
+    Raises
+    ------
+    OutputError
+        The file is missing or damaged; the message names the work directory.
+    """
+    try:
+        array: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise OutputError(
+            f"{path}: intermediate tile outputs are missing or damaged ({error}); delete the "
+            f"work directory {path.parent} and run again"
+        ) from None
     return array
 
 
