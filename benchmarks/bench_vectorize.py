@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -108,34 +109,37 @@ def run_chunked(labels: Path, out: Path, workers: int, chunk_size: int) -> dict[
     }
 
 
-def tree_rss(process: psutil.Process, cpu_seconds: dict[int, float]) -> int:
-    """RSS of ``process`` and its descendants; records each one's CPU seconds."""
+def tree_rss(process: psutil.Process, cpu_seconds: dict[int, float], peaks: dict[int, int]) -> int:
+    """RSS of ``process`` and its descendants; records each one's CPU seconds and peak."""
     total = 0
     for member in [process, *process.children(recursive=True)]:
         try:
             with member.oneshot():
-                total += member.memory_info().rss
+                rss = member.memory_info().rss
                 times = member.cpu_times()
-                cpu_seconds[member.pid] = times.user + times.system
         except psutil.NoSuchProcess:
             continue
+        total += rss
+        cpu_seconds[member.pid] = times.user + times.system
+        peaks[member.pid] = max(peaks.get(member.pid, 0), rss)
     return total
 
 
-def measure(arguments: list[str]) -> dict[str, float]:
+def measure(arguments: list[str]) -> dict[str, Any]:
     child = subprocess.Popen(
         [sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True
     )
     process = psutil.Process(child.pid)
     peak = 0
     cpu_seconds: dict[int, float] = {}
+    peaks: dict[int, int] = {}
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
             try:
-                peak = max(peak, tree_rss(process, cpu_seconds))
+                peak = max(peak, tree_rss(process, cpu_seconds, peaks))
             except psutil.NoSuchProcess:
                 return
             time.sleep(0.05)
@@ -147,9 +151,13 @@ def measure(arguments: list[str]) -> dict[str, float]:
     sampler.join()
     if child.returncode != 0:
         raise SystemExit(f"benchmark run {arguments} failed with status {child.returncode}")
-    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["peak_rss_gib"] = peak / 2**30
     result["cpu_s"] = sum(cpu_seconds.values())
+    # per-process peaks, largest first: the run itself (client) is the first pid
+    result["process_peaks_gib"] = [
+        round(peaks[pid] / 2**30, 2) for pid in sorted(peaks, key=lambda pid: -peaks[pid])
+    ][:4]
     return result
 
 
@@ -220,6 +228,7 @@ def main() -> None:
                 for key, value in result.items()
                 if key.endswith("_s") and key != "cpu_s"
             }
+            extra["largest process peaks GiB"] = result["process_peaks_gib"]
             if extra:
                 print(f"  {name}: {extra}")
         print(f"load average after: {os.getloadavg()[0]:.1f}")

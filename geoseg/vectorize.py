@@ -274,7 +274,7 @@ def polygonize_chunk(
     Parameters
     ----------
     labels
-        The chunk's class ids, shape ``window.shape``.
+        The chunk's class ids (uint8, or bool for a mask), shape ``window.shape``.
     valid
         Pixels holding data (None: every pixel whose label is not 255).
     window
@@ -287,6 +287,8 @@ def polygonize_chunk(
     probability
         Probability of the labelled class per pixel, for mean probabilities.
     """
+    if labels.dtype == np.bool_:  # a mask (e.g. deforestation): classes 0 and 1
+        labels = labels.astype(np.uint8)
     pieces = polygonize_pixels(labels, polygon_mask(labels, valid, classes), window)
     if probability is not None:
         pieces = PolygonPieces(

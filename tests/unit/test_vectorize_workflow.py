@@ -202,3 +202,12 @@ def test_cli_rejects_bad_class_ids(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "class ids are integers 0-254, got 'x'" in result.output
+
+
+def test_vectorize_labels_accepts_a_boolean_mask() -> None:
+    mask = class_map(5, (40, 40)) == 1
+    grid = RasterGrid(rasterio.crs.CRS.from_epsg(32612), TRANSFORM, 40, 40)
+    table = vectorize_labels(da.from_array(mask, chunks=16), None, grid, classes=[1])
+    assert set(table["class_id"]) == {1}
+    assert len(table) == sum(1 for _ in shapes(mask.astype(np.uint8), mask=mask, connectivity=4))
+    assert table["area_m2"].sum() == pytest.approx(mask.sum() * 900.0)
