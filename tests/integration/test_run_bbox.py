@@ -1,0 +1,214 @@
+"""``geoseg run`` end to end on the real Zion scene with a small seeded model.
+
+One uninterrupted default run (local multi-process cluster) is the reference;
+a run killed with SIGKILL and resumed, a run on a cluster the test starts
+(through ``--scheduler``) and the same bbox given in UTM must reproduce it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyogrio
+import pytest
+from distributed import Client, LocalCluster
+
+from geoseg.bbox import make_bbox, to_crs
+from geoseg.cli import main
+from geoseg.errors import BBoxError, CatalogError
+from geoseg.manifest import RunManifest
+from tests.predict_fixtures import make_model_dir
+from workflows.cluster import WORKER_ENV
+from workflows.run import InferenceSettings, RunOutputs, run_bbox
+
+pytestmark = [
+    pytest.mark.slow,
+    # distributed's scheduler probes port 8787 for its HTTP server and, when another
+    # process holds that port (other clusters on this machine), leaks the probe socket
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
+    ),
+    pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning"),
+]
+
+# about 250 x 320 px of the Zion scene, away from its nodata border
+LONLAT = (-113.06, 37.20, -112.975, 37.27)
+FIXED_EPOCH = "1700000000"
+CHUNK = 64
+SETTINGS = InferenceSettings(chunk_size=CHUNK, progress=False)
+OUTPUT_NAMES = ("out.gpkg", "out.tif", "out.png")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny", name="tiny-landcover")
+
+
+@pytest.fixture(scope="module")
+def fixed_time() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOURCE_DATE_EPOCH", FIXED_EPOCH)
+        yield
+
+
+@pytest.fixture(scope="module")
+def reference(
+    shared_data: Path, model: Path, tmp_path_factory: pytest.TempPathFactory, fixed_time: None
+) -> RunOutputs:
+    """The default run: embedded catalog, default local cluster, uninterrupted."""
+    out = tmp_path_factory.mktemp("reference") / "out.gpkg"
+    return run_bbox(make_bbox(LONLAT), "2015-08-18", out=out, model=model, settings=SETTINGS)
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in OUTPUT_NAMES}
+
+
+def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
+    folder = reference.geopackage.parent
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "out.gpkg",
+        "out.manifest.json",
+        "out.png",
+        "out.tif",
+    ]
+    layers = dict(pyogrio.list_layers(reference.geopackage))
+    assert {"classes", "class_areas", "run_manifest", "layer_styles"} <= set(layers)
+    polygons = pyogrio.read_dataframe(reference.geopackage, layer="classes")
+    areas = pyogrio.read_dataframe(reference.geopackage, layer="class_areas")
+    # the area table sums the polygons; the polygons cover every valid grid pixel
+    assert areas["area_m2"].sum() == pytest.approx(polygons["area_m2"].sum())
+    assert polygons["area_m2"].sum() == pytest.approx(
+        reference.grid.height * reference.grid.width * 900.0
+    )
+    assert set(polygons["run_time"]) == {"2023-11-14T22:13:20Z"}
+    manifest = RunManifest.model_validate_json(reference.manifest.read_text(encoding="utf-8"))
+    assert manifest.inputs[0].id == "zion-landsat8-20150818"
+    assert manifest.inputs[0].sha256.startswith("55424d86")
+    assert manifest.model.name == "tiny-landcover"
+    assert {"search_s", "predict_s", "vectorize_s", "total_s"} <= set(manifest.timings_s)
+    connection = sqlite3.connect(reference.geopackage)
+    rows = dict(connection.execute("SELECT key, value FROM run_manifest").fetchall())
+    connection.close()
+    assert "timings_s" not in rows and '"run_id"' not in rows
+    assert rows["run_id"] == f'"{manifest.run_id}"'
+    assert not Path(str(reference.geopackage) + ".geoseg-work").exists()
+
+
+def test_killed_run_resumes_to_identical_outputs(
+    reference: RunOutputs, model: Path, tmp_path: Path, fixed_time: None
+) -> None:
+    out = tmp_path / "out.gpkg"
+    command = [
+        sys.executable,
+        "-m",
+        "geoseg",
+        "run",
+        "--bbox",
+        ",".join(str(value) for value in LONLAT),
+        "--datetime",
+        "2015-08-18",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--chunk-size",
+        str(CHUNK),
+        "--quiet",
+    ]
+    work = Path(str(out) + ".geoseg-work")
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed = False
+    try:
+        for _ in range(6000):  # bounded: at most 10 minutes of 0.1 s polls
+            if any(work.rglob("summary_*.json")):
+                os.killpg(process.pid, signal.SIGKILL)
+                killed = True
+                break
+            try:
+                process.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        if process.poll() is None and not killed:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert killed, "the run finished before any chunk was seen; it could not be killed"
+    assert not out.exists() and not (tmp_path / "out.tif").exists()
+    finished_before = len(list(work.rglob("summary_*.json")))
+    assert finished_before >= 1
+    resumed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    reused = [line for line in resumed.stderr.splitlines() if line.startswith("predicted:")]
+    assert reused and int(reused[0].split(", ")[1].split()[0]) >= finished_before
+    assert _outputs(tmp_path) == _outputs(reference.geopackage.parent)
+
+
+def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
+    reference: RunOutputs, model: Path, tmp_path: Path, fixed_time: None
+) -> None:
+    with LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, env=WORKER_ENV
+    ) as cluster:
+        # the command line, pointed at the cluster's scheduler
+        status = main(
+            [
+                "run",
+                "--bbox",
+                ",".join(str(value) for value in LONLAT),
+                "--datetime",
+                "2015-08-18",
+                "--model",
+                str(model),
+                "--out",
+                str(tmp_path / "out.gpkg"),
+                "--chunk-size",
+                str(CHUNK),
+                "--scheduler",
+                cluster.scheduler_address,
+                "--quiet",
+            ]
+        )
+        assert status in (0, None)
+        assert _outputs(tmp_path) == _outputs(reference.geopackage.parent)
+
+        # the same area given in the scene's UTM zone
+        utm = to_crs(make_bbox(LONLAT), "EPSG:32612")
+        (tmp_path / "utm").mkdir()
+        with Client(cluster, set_as_default=False) as client:
+            pids = set(client.run(os.getpid).values())
+            assert len(pids) == 2 and os.getpid() not in pids
+            in_utm = run_bbox(
+                make_bbox(utm.bounds, "EPSG:32612"),
+                "2015-08-18",
+                out=tmp_path / "utm" / "out.gpkg",
+                model=model,
+                settings=SETTINGS,
+                client=client,
+            )
+    assert in_utm.grid == reference.grid
+    assert in_utm.labels[0].read_bytes() == reference.labels[0].read_bytes()
+    for layer in ("classes", "class_areas"):
+        expected = pyogrio.read_dataframe(reference.geopackage, layer=layer)
+        actual = pyogrio.read_dataframe(in_utm.geopackage, layer=layer)
+        assert actual.equals(expected), layer
+    assert in_utm.quicklook is not None and reference.quicklook is not None
+    assert in_utm.quicklook.read_bytes() == reference.quicklook.read_bytes()
+
+
+def test_bad_requests_fail_before_any_work(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.gpkg"
+    with pytest.raises(BBoxError, match="outside every scene"):
+        run_bbox(make_bbox((10, 10, 11, 11)), "2015-08-18", out=out, model=model)
+    with pytest.raises(CatalogError, match="scenes there"):
+        run_bbox(make_bbox(LONLAT), "2020-01-01", out=out, model=model)
+    assert list(tmp_path.iterdir()) == []
