@@ -42,7 +42,6 @@ from geoseg.inference import select_device
 from geoseg.io.checkpoint import read_card
 from geoseg.io.runs import (
     fixed_file_dates,
-    pin_column,
     pin_style_times,
     publish,
     read_json,
@@ -53,7 +52,7 @@ from geoseg.io.runs import (
     write_attribute_table,
     write_json,
 )
-from geoseg.io.vector import read_vector
+from geoseg.io.vector import read_vector, write_layers
 from geoseg.manifest import (
     InputFile,
     ModelInfo,
@@ -583,7 +582,11 @@ def run_change(
             client=None,  # task-order results keep the polygon order, hence the bytes, fixed
         )
         write_attribute_table(staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest)))
-    pin_column(staged_gpkg, DEFORESTATION_LAYER, "run_time", run.started)
+        # change_file stamps its polygons with the wall-clock time; use the run's time
+        deforestation = read_vector(staged_gpkg, layer=DEFORESTATION_LAYER)
+        if "run_time" in deforestation.columns:
+            deforestation["run_time"] = run.started
+            write_layers(staged_gpkg, {DEFORESTATION_LAYER: deforestation})
     pin_style_times(staged_gpkg, run.started)
     run.timings["change_s"] = time.perf_counter() - clock
 

@@ -144,24 +144,3 @@ def pin_style_times(path: str | Path, timestamp: str) -> None:
                 connection.execute("UPDATE layer_styles SET update_time = ?", (timestamp,))
     finally:
         connection.close()
-
-
-def pin_column(path: str | Path, table: str, column: str, value: str) -> None:
-    """Set ``column`` of every row of ``table`` in a staged GeoPackage to ``value``.
-
-    Used for time stamps written by steps that take no run time of their own
-    (nothing happens when the table or column is absent).
-    """
-    import sqlite3
-
-    connection = sqlite3.connect(path)
-    try:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-        if table not in tables:
-            return
-        columns = {row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')}
-        if column in columns:
-            with connection:
-                connection.execute(f'UPDATE "{table}" SET "{column}" = ?', (value,))
-    finally:
-        connection.close()
