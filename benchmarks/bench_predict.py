@@ -231,6 +231,10 @@ def compare_precision(args: argparse.Namespace, model: str | Path, work: Path) -
             print(f"  Zion {precision}: {seconds:6.1f} s (second run of each is warm)", flush=True)
     valid = labels["fp32"] != 255
     agreement = float((labels["fp32"][valid] == labels["bf16"][valid]).mean())
+    values, counts = np.unique(labels["fp32"][valid], return_counts=True)
+    pairs = zip(values, counts, strict=True)
+    shares = ", ".join(f"{v}: {100 * c / valid.sum():.1f}%" for v, c in pairs)
+    print(f"  fp32 class shares on Zion: {shares}")
     print(f"  bf16 vs fp32 label agreement on Zion: {100 * agreement:.3f}%")
 
 
@@ -246,7 +250,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--skip-precision", action="store_true")
     args = parser.parse_args()
-    sizes = [int(text) for text in args.sizes.split(",")]
+    sizes = [int(text) for text in args.sizes.split(",") if text]
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-") as folder:
         work = Path(folder)
         if args.model:
