@@ -183,3 +183,31 @@ def test_committed_catalog_is_up_to_date(shared_data: Path) -> None:
             entry_from_item({**item, "collection": committed[identifier].collection})
             == (committed[identifier])
         )
+
+
+def test_catalog_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from geoseg.cli import main
+
+    main(["catalog", "list", "--collection", "regions"])
+    listed = capsys.readouterr().out
+    assert "zion-park" in listed and "rondonia" in listed and "zion-landsat8" not in listed
+    main(
+        [
+            "catalog",
+            "search",
+            "--bbox",
+            "313000,4113000,327000,4130000",
+            "--bbox-crs",
+            "EPSG:32612",
+            "--datetime",
+            "2015",
+            "--json",
+        ]
+    )
+    found = json.loads(capsys.readouterr().out)
+    assert [row["id"] for row in found] == ["zion-landsat8-20150818"]
+    assert found[0]["bands"] == "blue,green,red,nir" and found[0]["crs"] == "EPSG:32612"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["catalog", "search", "--bbox", "1,2,3"])
+    assert exit_info.value.code == 1
+    assert "four numbers" in capsys.readouterr().err
