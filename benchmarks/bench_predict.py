@@ -119,16 +119,20 @@ def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
 
 
 def random_model(directory: Path, tile: int, overlap: int) -> Path:
-    """A seeded random U-Net/ResNet-18 (8 classes) when no shipped model exists."""
+    """A seeded random model shaped like the default ``landcover-landsat`` (SegNet, 8 classes).
+
+    Used when no model is shipped yet: the speed of a forward pass does not depend on
+    the weights.
+    """
     from geoseg.io.checkpoint import write_model_dir
     from geoseg.models.card import ModelCard
     from geoseg.models.loading import build_from_card
 
     card = ModelCard.model_validate(
         {
-            "name": "bench-random-unet-resnet18",
-            "architecture": "unet",
-            "encoder": "resnet18",
+            "name": "bench-random-segnet",
+            "architecture": "segnet",
+            "architecture_options": {"widths": [12, 24, 48, 96], "convs": 2},
             "bands": [{"name": n} for n in ("blue", "green", "red", "nir")],
             "scaling": {"units": "digital numbers", "method": "scene_percentile"},
             "classes": [{"id": i, "name": f"class{i}", "color": "#808080"} for i in range(1, 9)],
@@ -258,7 +262,7 @@ def main() -> None:
         elif "landcover-landsat" in shipped_models():
             model = "landcover-landsat"
         else:
-            model = random_model(work / "random-unet", args.tile or 512, args.overlap or 64)
+            model = random_model(work / "random-segnet", args.tile or 256, args.overlap or 32)
         print(f"date {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
         print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}, torch {torch.__version__}")
         print(f"model {model}; precision {args.precision}; workers {args.workers} x 1 thread")

@@ -85,12 +85,36 @@ class PredictPlan:
 
 def tile_inputs(plan: PredictPlan, index: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Scaled model inputs ``(bands, tile, tile)`` and validity of tile ``index``."""
-    window = plan.layout.window(index)
-    data, valid = plan.source.read(window)
-    data = data[list(plan.band_positions)]
-    inside = window.clip(plan.layout.height, plan.layout.width).shift(-window.row, -window.col)
-    data, valid = reflect_pad(data, valid, inside)
-    return normalize(data, valid, plan.scaling, plan.statistics), valid
+    return batch_inputs(plan, [index])[0]
+
+
+def batch_inputs(
+    plan: PredictPlan, indexes: Sequence[int]
+) -> list[tuple[NDArray[np.float32], NDArray[np.bool_]]]:
+    """Scaled model inputs and validity of several tiles, in the order given.
+
+    Tiles of the same tile row are read in one window (their union), which
+    decodes each raster block once; values are the same as reading each tile
+    on its own (scaling is per pixel, reflection padding per tile).
+    """
+    layout = plan.layout
+    rows: dict[int, list[int]] = {}
+    for index in indexes:
+        rows.setdefault(index // layout.columns, []).append(index)
+    result: dict[int, tuple[NDArray[np.float32], NDArray[np.bool_]]] = {}
+    for members in rows.values():
+        windows = [layout.window(index) for index in members]
+        first = min(window.col for window in windows)
+        union = PixelWindow(
+            windows[0].row, first, layout.tile, max(w.col_stop for w in windows) - first
+        )
+        data, valid = plan.source.read(union)
+        inputs = normalize(data[list(plan.band_positions)], valid, plan.scaling, plan.statistics)
+        for index, window in zip(members, windows, strict=True):
+            cols = slice(window.col - first, window.col_stop - first)
+            inside = window.clip(layout.height, layout.width).shift(-window.row, -window.col)
+            result[index] = reflect_pad(inputs[:, :, cols], valid[:, cols], inside)
+    return [result[index] for index in indexes]
 
 
 def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:
@@ -110,7 +134,7 @@ def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) 
         return path
     tile = plan.layout.tile
     outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
-    inputs = [tile_inputs(plan, index) for index in indexes]
+    inputs = batch_inputs(plan, indexes)
     active = [position for position, (_, valid) in enumerate(inputs) if valid.any()]
     if active:
         loaded = cached_model(plan.model)
