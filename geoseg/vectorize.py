@@ -13,6 +13,7 @@ polygonizing the whole raster at once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,10 @@ from geoseg.models.card import LABEL_NODATA
 GeometryArray = NDArray[np.object_]
 POLYGON_TYPE_ID = 3
 _CONVERSION_BATCH = 20_000
+# rasterio's shapes/rasterize wrap arrays in temporary in-memory datasets; called from
+# several threads at once they sometimes emit a spurious NotGeoreferencedWarning (a
+# warnings-filter race), so one thread at a time (processes are unaffected).
+_IN_MEMORY_RASTER_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -165,12 +170,13 @@ def polygonize_pixels(
     batches: list[GeometryArray] = []
     geometries: list[Mapping[str, Any]] = []
     values: list[float] = []
-    for geometry, value in shapes(labels, mask=mask, connectivity=4, transform=offset):
-        geometries.append(geometry)
-        values.append(value)
-        if len(geometries) == _CONVERSION_BATCH:  # bound the memory held as GeoJSON
-            batches.append(_polygons_from_geojson(geometries))
-            geometries = []
+    with _IN_MEMORY_RASTER_LOCK:
+        for geometry, value in shapes(labels, mask=mask, connectivity=4, transform=offset):
+            geometries.append(geometry)
+            values.append(value)
+            if len(geometries) == _CONVERSION_BATCH:  # bound the memory held as GeoJSON
+                batches.append(_polygons_from_geojson(geometries))
+                geometries = []
     batches.append(_polygons_from_geojson(geometries))
     return PolygonPieces(np.concatenate(batches), np.asarray(values, dtype=np.uint8))
 
@@ -194,13 +200,14 @@ def probability_sums(
     if len(pieces) == 0:
         return np.zeros(0, dtype=np.float64)
     offset = Affine.translation(window.col, window.row)
-    owners = rasterize(
-        zip(pieces.geometries, range(1, len(pieces) + 1), strict=True),
-        out_shape=window.shape,
-        transform=offset,
-        fill=0,
-        dtype="int32",
-    )
+    with _IN_MEMORY_RASTER_LOCK:
+        owners = rasterize(
+            zip(pieces.geometries, range(1, len(pieces) + 1), strict=True),
+            out_shape=window.shape,
+            transform=offset,
+            fill=0,
+            dtype="int32",
+        )
     sums = np.bincount(
         owners.ravel(), weights=probability.astype(np.float64).ravel(), minlength=len(pieces) + 1
     )

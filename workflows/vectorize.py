@@ -10,7 +10,7 @@ coverage simplification needs all neighbours at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,12 @@ from numpy.typing import NDArray
 from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
-from geoseg.io.vector import StyleCategory, categorized_style_qml, open_geopackage
+from geoseg.io.vector import (
+    GeoPackageWriter,
+    StyleCategory,
+    categorized_style_qml,
+    open_geopackage,
+)
 from geoseg.polygons import (
     CLASS_NAMES_TAG,
     class_probability,
@@ -287,6 +292,28 @@ def _style(
     return categorized_style_qml("class_id", categories)
 
 
+def _write_tables(
+    writer: GeoPackageWriter,
+    tables: Iterable[gpd.GeoDataFrame],
+    layer_of: Callable[[int], str],
+) -> tuple[set[int], gpd.GeoDataFrame]:
+    """Write every table's rows to their class's layer; the classes seen and an empty table."""
+    seen: set[int] = set()
+    empty = None
+    for table in tables:
+        empty = table.iloc[:0]
+        class_ids = table["class_id"].to_numpy()
+        by_layer: dict[str, list[int]] = {}
+        for class_id in (int(value) for value in pd.unique(class_ids)):
+            seen.add(class_id)
+            by_layer.setdefault(layer_of(class_id), []).append(class_id)
+        for name, ids in by_layer.items():
+            writer.write(name, table if len(by_layer) == 1 else table[np.isin(class_ids, ids)])
+    if empty is None:
+        raise InputError("vectorizing produced no table at all; the raster has no chunks")
+    return seen, empty
+
+
 def vectorize_file(
     labels: Path,
     out: Path,
@@ -340,30 +367,27 @@ def vectorize_file(
     requested = set(classes) if classes is not None else set(names)
 
     def layer_of(class_id: int) -> str:
+        if not layer_per_class:
+            return base
         return f"{base}_{_layer_name(names.get(class_id, f'class {class_id}'))}"
 
-    def table_of(batch: PolygonPieces) -> gpd.GeoDataFrame:
-        return polygon_table(batch, grid, class_names=names, provenance=filled)
-
-    tables: Iterator[gpd.GeoDataFrame]
-    if simplify_m > 0:
-        tables = iter(
-            [
-                vectorize_labels(
-                    label_array,
-                    valid,
-                    grid,
-                    probability=probability,
-                    classes=classes,
-                    min_area_m2=min_area_m2,
-                    simplify_m=simplify_m,
-                    client=client,
-                    class_names=names,
-                    provenance=filled,
-                )
-            ]
-        )
-    else:
+    tables: Iterable[gpd.GeoDataFrame]
+    if simplify_m > 0:  # coverage simplification needs every polygon at once
+        tables = [
+            vectorize_labels(
+                label_array,
+                valid,
+                grid,
+                probability=probability,
+                classes=classes,
+                min_area_m2=min_area_m2,
+                simplify_m=simplify_m,
+                client=client,
+                class_names=names,
+                provenance=filled,
+            )
+        ]
+    else:  # write each chunk's finished polygons while the workers go on
         tables = (
             drop_small(
                 polygon_table(batch, grid, class_names=names, provenance=filled), min_area_m2
@@ -372,26 +396,13 @@ def vectorize_file(
                 label_array, valid, grid, probability=probability, classes=classes, client=client
             )
         )
-    seen: set[int] = set()
-    empty: gpd.GeoDataFrame | None = None
     with open_geopackage(out) as writer:
-        for table in tables:
-            empty = table.iloc[:0]
-            class_ids = table["class_id"].to_numpy()
-            seen.update(int(value) for value in pd.unique(class_ids))
-            if not layer_per_class:
-                writer.write(base, table)
-                continue
-            for class_id in pd.unique(class_ids):
-                writer.write(layer_of(int(class_id)), table.loc[class_ids == class_id])
+        seen, empty = _write_tables(writer, tables, layer_of)
         all_ids = sorted(seen | requested)
-        if layer_per_class:
-            for class_id in all_ids:
-                if empty is not None and layer_of(class_id) not in writer.counts:
-                    writer.write(layer_of(class_id), empty)
-                writer.set_style(layer_of(class_id), _style([class_id], names, colour_of))
-        else:
-            if empty is not None and base not in writer.counts:
-                writer.write(base, empty)
-            writer.set_style(base, _style(all_ids, names, colour_of))
+        expected = {layer_of(class_id) for class_id in all_ids} if layer_per_class else {base}
+        for name in sorted(expected - set(writer.counts)):  # empty layers keep the schema
+            writer.write(name, empty)
+        for name in writer.counts:
+            in_layer = [class_id for class_id in all_ids if layer_of(class_id) == name]
+            writer.set_style(name, _style(in_layer, names, colour_of))
     return writer.counts
