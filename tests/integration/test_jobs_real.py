@@ -18,7 +18,7 @@ import pystac
 import pytest
 from distributed import LocalCluster
 
-from data_catalog.build import HREF_BASE, SCENES, _collection, raster_item
+from data_catalog.build import HREF_BASE, SCENES, raster_item
 from geoseg.jobs.interfaces import JobBackend
 from geoseg.jobs.outputs import CUMULATIVE_FILE
 from geoseg.jobs.runner import run_now
@@ -72,7 +72,17 @@ def growing_catalog(
         catalog = pystac.Catalog(
             id="growing", description="test", extra_fields={"geoseg:href_base": HREF_BASE}
         )
-        catalog.add_child(_collection("landsat", [raster_item(entry) for entry in scenes[:count]]))
+        items = [raster_item(entry) for entry in scenes[:count]]
+        collection = pystac.Collection(
+            id="landsat",
+            description="test scenes",
+            extent=pystac.Extent(
+                pystac.SpatialExtent([list(items[0].bbox or [])]),
+                pystac.TemporalExtent([[None, None]]),
+            ),
+        )
+        collection.add_items(items)
+        catalog.add_child(collection)
         catalog.normalize_hrefs(str(location))
         catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
 
