@@ -149,10 +149,11 @@ def blend_window(
         weight_sum[rows, cols] += tile_weights(layout, index)[tile_rows, tile_cols]
     if np.any(valid & (weight_sum <= 0)):
         raise RuntimeError(f"valid pixels of {window} got no tile weight; tile layout bug")
-    safe_sum = np.where(valid, weight_sum, np.float32(1.0))
-    probabilities: NDArray[np.float32] = (total / safe_sum[None]).astype(np.float32, copy=False)
-    probabilities[:, ~valid] = 0.0
-    return probabilities
+    weight_sum[~valid] = 1.0
+    np.divide(total, weight_sum[None], out=total)
+    if not valid.all():
+        total[:, ~valid] = 0.0
+    return total
 
 
 def labels_from_probabilities(

@@ -144,7 +144,7 @@ def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) 
             outputs[position] = weight_probabilities(
                 plan.layout, indexes[position], probabilities[row]
             )
-    write_tile_batch(path, outputs)
+    write_tile_batch(path, outputs, np.stack([tile_valid for _, tile_valid in inputs]))
     return path
 
 
@@ -171,15 +171,20 @@ def assemble_chunk(
         Valid-pixel and per-class counts; also written beside the chunk.
     """
     touching = set(tiles_touching(plan.layout, window))
-    _, valid = plan.source.read(window)
     contributions: list[tuple[int, NDArray[np.float32] | None]] = []
+    valid = np.zeros(window.shape, dtype=bool)
     for indexes, path in batches:
-        outputs = read_tile_batch(path)
-        contributions.extend(
-            (index, outputs[position])
-            for position, index in enumerate(indexes)
-            if index in touching
-        )
+        outputs, tile_valid = read_tile_batch(path)
+        for position, index in enumerate(indexes):
+            if index not in touching:
+                continue
+            contributions.append((index, outputs[position]))
+            # validity is per pixel, so every tile over a pixel agrees on it
+            tile_window = plan.layout.window(index)
+            common = tile_window.intersection(window)
+            rows, cols = common.shift(-window.row, -window.col).slices()
+            tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
+            valid[rows, cols] = tile_valid[position, tile_rows, tile_cols]
     probabilities = blend_window(plan.layout, window, contributions, valid, plan.num_classes)
     labels = labels_from_probabilities(probabilities, valid, list(plan.class_ids), LABEL_NODATA)
     grid = plan.source.grid

@@ -43,7 +43,7 @@ from geoseg.io.workdir import (
     chunk_path,
     prepare_work_dir,
     read_summary,
-    remove_file,
+    remove_tile_batch,
     remove_work_dir,
 )
 from geoseg.models.card import LABEL_NODATA, ModelCard
@@ -133,7 +133,7 @@ def _run_chunks(
                 remaining_users[number] -= 1
                 if remaining_users[number] == 0:
                     forward.pop(number).release()
-                    remove_file(batch_path(plan.work_dir, number))
+                    remove_tile_batch(batch_path(plan.work_dir, number))
             bar.update(1)
             if queue:
                 running.add(submit_next())

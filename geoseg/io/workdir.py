@@ -43,39 +43,56 @@ def chunk_path(work_dir: Path, window: PixelWindow, kind: str) -> Path:
     return work_dir / f"{kind}_r{window.row:07d}_c{window.col:07d}{suffix}"
 
 
-def write_tile_batch(path: Path, outputs: NDArray[np.float32]) -> None:
-    """Write ``(tiles, classes, h, w)`` float32, renamed into place when complete.
+def _mask_path(path: Path) -> Path:
+    return path.with_name(path.stem + "_valid.npy")
 
-    Not fsynced (these are short-lived intermediates, and syncing tens of MB
-    per batch costs more than the bookkeeping around a forward pass): a killed
-    process never leaves a partial file; after a machine crash, delete the work
-    directory.
-    """
+
+def _save(path: Path, array: NDArray[np.generic]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with open(temporary, "wb") as handle:
-            np.save(handle, outputs, allow_pickle=False)
+            np.save(handle, array, allow_pickle=False)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def read_tile_batch(path: Path) -> NDArray[np.float32]:
+def write_tile_batch(path: Path, outputs: NDArray[np.float32], valid: NDArray[np.bool_]) -> None:
+    """Write a batch: outputs ``(tiles, classes, h, w)`` float32 and validity ``(tiles, h, w)``.
+
+    Each file is renamed into place when complete, the outputs last, so a batch
+    exists exactly when ``path`` does. Not fsynced (short-lived intermediates;
+    syncing tens of MB per batch costs more than the bookkeeping around a
+    forward pass): a killed process never leaves a partial file; after a
+    machine crash, delete the work directory.
+    """
+    _save(_mask_path(path), valid)
+    _save(path, outputs)
+
+
+def read_tile_batch(path: Path) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Memory-map a batch written by :func:`write_tile_batch` (read-only).
 
     Raises
     ------
     OutputError
-        The file is missing or damaged; the message names the work directory.
+        A file is missing or damaged; the message names the work directory.
     """
     try:
-        array: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+        outputs: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+        valid: NDArray[np.bool_] = np.load(_mask_path(path), allow_pickle=False)
     except (OSError, ValueError) as error:
         raise OutputError(
             f"{path}: intermediate tile outputs are missing or damaged ({error}); delete the "
             f"work directory {path.parent} and run again"
         ) from None
-    return array
+    return outputs, valid
+
+
+def remove_tile_batch(path: Path) -> None:
+    """Delete a batch's files."""
+    path.unlink(missing_ok=True)
+    _mask_path(path).unlink(missing_ok=True)
 
 
 def write_summary(path: Path, summary: ChunkSummary) -> None:
@@ -106,11 +123,6 @@ def prepare_work_dir(work_dir: Path, description: dict[str, Any]) -> None:
     if not record.exists():
         with atomic_path(record) as temporary:
             temporary.write_text(json.dumps(description, indent=2, sort_keys=True), "utf-8")
-
-
-def remove_file(path: Path) -> None:
-    """Delete ``path`` if it exists."""
-    path.unlink(missing_ok=True)
 
 
 def remove_work_dir(work_dir: Path) -> None:

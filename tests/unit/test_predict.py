@@ -125,7 +125,7 @@ def test_fixed_convolution_is_reproduced_exactly_through_tiling(
     plan.work_dir.mkdir()
     contributions = []
     for number, indexes in enumerate(tile_batches(plan.layout, 8)):
-        outputs = read_tile_batch(forward_batch(plan, number, indexes))
+        outputs, _ = read_tile_batch(forward_batch(plan, number, indexes))
         contributions.extend((index, outputs[k]) for k, index in enumerate(indexes))
     stitched = blend_window(plan.layout, plan.source.grid.full_window, contributions, valid, 3)
     np.testing.assert_allclose(stitched[:, valid], expected_probabilities[:, valid], atol=2e-6)
