@@ -118,6 +118,13 @@ def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
     return time.perf_counter() - start
 
 
+def bare_forward(client: Client, plan: PredictPlan, args: argparse.Namespace) -> float:
+    """Wall-equivalent seconds of the forward passes alone over all tiles of ``plan``."""
+    batches = tile_batches(plan.layout, args.batch_size)
+    futures = [client.submit(bare_forward_seconds, plan, b, pure=False) for b in batches]
+    return float(sum(client.gather(futures))) / args.workers
+
+
 def random_model(directory: Path, tile: int, overlap: int) -> Path:
     """A seeded random model shaped like the default ``landcover-landsat`` (SegNet, 8 classes).
 
@@ -199,13 +206,31 @@ def run_size(
             f"peak RSS (tree) {memory.peak / 2**30:6.2f} GiB"
         )
         if first:
-            batches = tile_batches(plan.layout, args.batch_size)
-            futures = [client.submit(bare_forward_seconds, plan, b, pure=False) for b in batches]
-            forward = sum(client.gather(futures)) / args.workers
-            line += (
-                f"\n        bare forward {forward:7.1f} s = {tile_pixels / forward:6.3f} MP/s  "
-                f"ratio pipeline/bare = {forward / pipeline:5.3f}"
+            # bare forward measured right after the pipeline and once more after a second
+            # pipeline run, so that load changes on a shared machine show up in the figures
+            forward = bare_forward(client, plan, args)
+            start = time.perf_counter()
+            predict_file(
+                scene,
+                model,
+                labels_out=out,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size,
+                device="cpu",
+                precision=args.precision,
+                client=client,
+                progress=False,
             )
+            second = time.perf_counter() - start
+            forward_again = bare_forward(client, plan, args)
+            for label, bare, run in (("1st", forward, pipeline), ("2nd", forward_again, second)):
+                line += (
+                    f"\n        {label}: bare forward {bare:7.1f} s = {tile_pixels / bare:6.3f} "
+                    f"MP/s, pipeline {run:7.1f} s = {tile_pixels / run:6.3f} MP/s, "
+                    f"ratio pipeline/bare = {bare / run:5.3f}"
+                )
         print(line, flush=True)
         out.unlink(missing_ok=True)
 

@@ -192,11 +192,11 @@ def assemble_chunk(
         quantized = quantize_probabilities(probabilities, valid)
         write_chunk(chunk_path(plan.work_dir, window, "probabilities"), grid, window, quantized)
     write_chunk(chunk_path(plan.work_dir, window, "labels"), grid, window, labels[None])
-    values, counts = np.unique(labels[valid], return_counts=True)
+    counts = np.bincount(labels[valid], minlength=256)
     summary = ChunkSummary(
         window=window,
         valid_pixels=int(valid.sum()),
-        class_pixels={int(v): int(c) for v, c in zip(values, counts, strict=True)},
+        class_pixels={int(value): int(counts[value]) for value in np.flatnonzero(counts)},
     )
     write_summary(chunk_path(plan.work_dir, window, "summary"), summary)
     return summary
