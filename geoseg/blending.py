@@ -163,9 +163,16 @@ def labels_from_probabilities(
     nodata: int,
 ) -> NDArray[np.uint8]:
     """Class labels (``class_ids[argmax]``) as uint8, ``nodata`` where invalid."""
-    lookup = np.asarray(class_ids, dtype=np.uint8)
-    labels: NDArray[np.uint8] = lookup[np.argmax(probabilities, axis=0)]
-    labels[~valid] = nodata
+    # argmax over the class planes, one contiguous plane at a time (much faster than
+    # np.argmax along a strided axis); strict ">" keeps the first maximum, as argmax does
+    best = probabilities[0].copy()
+    labels = np.full(best.shape, class_ids[0], dtype=np.uint8)
+    higher = np.empty(best.shape, dtype=bool)
+    for channel in range(1, probabilities.shape[0]):
+        np.greater(probabilities[channel], best, out=higher)
+        np.maximum(best, probabilities[channel], out=best)
+        np.copyto(labels, np.uint8(class_ids[channel]), where=higher)
+    np.copyto(labels, np.uint8(nodata), where=~valid)
     return labels
 
 

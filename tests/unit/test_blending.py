@@ -137,3 +137,13 @@ def test_quantized_probabilities_use_255_scale_and_0_for_nodata() -> None:
     valid = np.array([[True, True, True, False]])
     quantized = quantize_probabilities(probabilities, valid)
     assert quantized.tolist() == [[[0, 128, 255, 0]]]
+
+
+def test_labels_match_numpy_argmax_including_ties() -> None:
+    generator = np.random.default_rng(3)
+    probabilities = generator.integers(0, 4, (5, 30, 40)).astype(np.float32)  # many ties
+    valid = generator.random((30, 40)) > 0.1
+    labels = labels_from_probabilities(probabilities, valid, [9, 3, 7, 1, 0], 255)
+    expected = np.array([9, 3, 7, 1, 0], dtype=np.uint8)[np.argmax(probabilities, axis=0)]
+    expected[~valid] = 255
+    assert np.array_equal(labels, expected)
