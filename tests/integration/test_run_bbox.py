@@ -212,3 +212,26 @@ def test_bad_requests_fail_before_any_work(model: Path, tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="scenes there"):
         run_bbox(make_bbox(LONLAT), "2020-01-01", out=out, model=model)
     assert list(tmp_path.iterdir()) == []
+
+
+class _FakeClient:
+    def __init__(self, resources: list[dict[str, float]]) -> None:
+        self.workers = {f"w{i}": {"resources": item} for i, item in enumerate(resources)}
+
+    def scheduler_info(self) -> dict[str, object]:
+        return {"workers": self.workers}
+
+
+def test_inference_goes_to_gpu_workers_only_when_it_runs_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workflows import run as run_module
+
+    gpu_cluster = _FakeClient([{"GPU": 1.0}, {}])
+    cpu_cluster = _FakeClient([{}, {}])
+    monkeypatch.setattr(run_module, "select_device", lambda device: "cuda")
+    assert run_module._gpu_annotations(gpu_cluster, "auto") == {"resources": {"GPU": 1}}
+    assert run_module._gpu_annotations(cpu_cluster, "auto") == {}
+    assert run_module._gpu_annotations(gpu_cluster, "cpu") == {}
+    monkeypatch.setattr(run_module, "select_device", lambda device: "cpu")
+    assert run_module._gpu_annotations(gpu_cluster, "auto") == {}
