@@ -114,6 +114,9 @@ class TrainConfig(StrictModel):
     learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     loss: list[LossName] = Field(default_factory=_default_loss, min_length=1)
+    class_weights: list[float] | None = Field(
+        None, description="cross-entropy weight per class, in class order (default: equal)"
+    )
     early_stopping_patience: int = Field(5, ge=1, description="epochs without improvement")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -149,6 +152,12 @@ class TrainConfig(StrictModel):
             unknown = sorted(set((codes or {}).values()) - ids)
             if unknown:
                 raise ValueError(f"labels of {scene.image} map to unknown class ids {unknown}")
+        if self.class_weights is not None and (
+            len(self.class_weights) != len(self.classes) or min(self.class_weights) <= 0
+        ):
+            raise ValueError(
+                f"class_weights needs one positive weight per class ({len(self.classes)})"
+            )
         if 2 * self.overlap >= self.tile_size:
             raise ValueError("overlap must be less than half of tile_size")
         return self

@@ -147,7 +147,10 @@ def train_model(
     device = select_device(config.device)
     model.to(device)
     num_classes = len(config.classes)
-    loss_function = build_loss(config.loss, ignore_index=IGNORE_INDEX)
+    weights = None
+    if config.class_weights is not None:
+        weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
+    loss_function = build_loss(config.loss, ignore_index=IGNORE_INDEX, class_weights=weights)
     steps_per_epoch = max(1, config.chips_per_epoch // config.batch_size)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

@@ -83,7 +83,12 @@ def card_for(config: TrainConfig, result: TrainingResult, command: str) -> Model
             split=config.split,
             epochs=len(result.history),
             seed=config.seed,
-            loss=" + ".join(config.loss),
+            loss=" + ".join(config.loss)
+            + (
+                f" (cross-entropy class weights {config.class_weights})"
+                if config.class_weights
+                else ""
+            ),
             command=command,
             duration_s=round(result.duration_s, 1),
         ),

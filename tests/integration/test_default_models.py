@@ -1,0 +1,61 @@
+"""The shipped default models load, describe themselves, and reproduce their test-block scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from geoseg.cli import cli
+from geoseg.grid import PixelWindow
+from geoseg.metrics import mean_iou, per_class_dice
+from geoseg.models.loading import load_model, shipped_models
+from geoseg.training.config import load_train_config
+from geoseg.training.holdout import network_block_matrix
+from geoseg.training.pipeline import prepare_scenes
+from workflows.train_defaults import CONFIG_DIR, DEFAULT_MODELS, TEST_FIRST_ROW
+
+WEIGHTS_LIMIT_BYTES = 25 * 1024 * 1024
+
+
+def test_defaults_are_shipped_small_and_documented() -> None:
+    assert set(DEFAULT_MODELS) <= set(shipped_models())
+    total = 0
+    for name in DEFAULT_MODELS:
+        loaded = load_model(name)
+        total += (loaded.directory / loaded.card.weights_file).stat().st_size
+        assert loaded.card.band_names == ["blue", "green", "red", "nir"]
+        assert loaded.card.scaling.method == "scene_percentile"
+        assert "test_block" in loaded.card.metrics
+        assert loaded.card.attribution
+    assert total <= WEIGHTS_LIMIT_BYTES
+
+
+def test_models_command_lists_and_shows() -> None:
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["models", "list"])
+    assert listing.exit_code == 0, listing.output
+    for name in DEFAULT_MODELS:
+        assert name in listing.output
+    shown = runner.invoke(cli, ["models", "show", "forest-landsat"])
+    assert shown.exit_code == 0, shown.output
+    assert "test block" in shown.output and "RF" in shown.output
+    missing = runner.invoke(cli, ["models", "show", "no-such-model"])
+    assert missing.exit_code != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DEFAULT_MODELS)
+def test_test_block_scores_are_reproduced(name: str, shared_data: Path) -> None:
+    config = load_train_config(CONFIG_DIR / f"{name}.yaml")
+    zion = prepare_scenes(config, shared_data)[0]
+    loaded = load_model(name)
+    block = PixelWindow(TEST_FIRST_ROW, 0, zion.grid.height - TEST_FIRST_ROW, zion.grid.width)
+    matrix = network_block_matrix(loaded.module, zion, block, loaded.card.num_classes)
+    recorded = loaded.card.metrics["test_block"]["model"]
+    assert mean_iou(matrix) == pytest.approx(recorded["mean_iou"], abs=0.01)
+    forest = [spec.name for spec in loaded.card.classes].index("forest")
+    assert per_class_dice(matrix)[forest] == pytest.approx(
+        recorded["per_class"]["forest"]["f1"], abs=0.01
+    )
