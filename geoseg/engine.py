@@ -117,21 +117,20 @@ def batch_inputs(
     return [result[index] for index in indexes]
 
 
-def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:
-    """Compute and store the weighted probabilities of one batch of tiles.
+@dataclass(frozen=True)
+class TileBatch:
+    """Weighted probabilities ``(tiles, classes, h, w)`` and validity ``(tiles, h, w)``."""
 
-    Tiles without any valid pixel are not run through the model (their stored
-    output is zero; no valid pixel can depend on it). A batch file left by an
-    earlier, interrupted run of the same work directory is reused.
+    outputs: NDArray[np.float32]
+    valid: NDArray[np.bool_]
 
-    Returns
-    -------
-    Path
-        The batch file (``(tiles, classes, tile, tile)`` float32).
+
+def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
+    """Run one batch of tiles through the model and weight the probabilities.
+
+    Tiles without any valid pixel are not run through the model (their output
+    is zero; no valid pixel can depend on it).
     """
-    path = batch_path(plan.work_dir, batch_number)
-    if path.exists():
-        return path
     tile = plan.layout.tile
     outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
     inputs = batch_inputs(plan, indexes)
@@ -144,14 +143,31 @@ def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) 
             outputs[position] = weight_probabilities(
                 plan.layout, indexes[position], probabilities[row]
             )
-    write_tile_batch(path, outputs, np.stack([tile_valid for _, tile_valid in inputs]))
+    return TileBatch(outputs, np.stack([tile_valid for _, tile_valid in inputs]))
+
+
+def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:
+    """:func:`compute_batch` stored in the work directory (for batches kept a while).
+
+    A batch file left by an earlier, interrupted run of the same work
+    directory is reused.
+
+    Returns
+    -------
+    Path
+        The batch file.
+    """
+    path = batch_path(plan.work_dir, batch_number)
+    if not path.exists():
+        batch = compute_batch(plan, indexes)
+        write_tile_batch(path, batch.outputs, batch.valid)
     return path
 
 
 def assemble_chunk(
     plan: PredictPlan,
     window: PixelWindow,
-    batches: Sequence[tuple[Sequence[int], Path]],
+    batches: Sequence[tuple[Sequence[int], TileBatch | Path]],
 ) -> ChunkSummary:
     """Blend the tiles touching ``window`` and write the chunk's GeoTIFF(s).
 
@@ -162,8 +178,8 @@ def assemble_chunk(
     window
         The output chunk.
     batches
-        ``(tile indexes, batch file)`` of every batch holding a tile that
-        touches ``window``.
+        ``(tile indexes, batch or batch file)`` of every batch holding a tile
+        that touches ``window``.
 
     Returns
     -------
@@ -173,8 +189,11 @@ def assemble_chunk(
     touching = set(tiles_touching(plan.layout, window))
     contributions: list[tuple[int, NDArray[np.float32] | None]] = []
     valid = np.zeros(window.shape, dtype=bool)
-    for indexes, path in batches:
-        outputs, tile_valid = read_tile_batch(path)
+    for indexes, stored in batches:
+        if isinstance(stored, TileBatch):
+            outputs, tile_valid = stored.outputs, stored.valid
+        else:
+            outputs, tile_valid = read_tile_batch(stored)
         for position, index in enumerate(indexes):
             if index not in touching:
                 continue
