@@ -27,16 +27,10 @@ from numpy.typing import NDArray
 from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
-from geoseg.io.vector import (
-    GeoPackageWriter,
-    StyleCategory,
-    categorized_style_qml,
-    open_geopackage,
-)
+from geoseg.io.vector import GeoPackageWriter, class_style_qml, layer_name, open_geopackage
 from geoseg.polygons import (
     CLASS_NAMES_TAG,
     class_probability,
-    default_colour,
     drop_small,
     parse_class_names,
     pixel_size_m,
@@ -271,27 +265,6 @@ def _colours(
     return {class_id: (rgba[0], rgba[1], rgba[2]) for class_id, rgba in table.items()}
 
 
-def _layer_name(text: str) -> str:
-    cleaned = "".join(character if character.isalnum() else "_" for character in text)
-    return cleaned.strip("_") or "polygons"
-
-
-def _style(
-    class_ids: Sequence[int],
-    names: Mapping[int, str],
-    colours: Mapping[int, tuple[int, int, int]],
-) -> str:
-    categories = [
-        StyleCategory(
-            class_id,
-            names.get(class_id, f"class {class_id}"),
-            colours.get(class_id, default_colour(class_id)),
-        )
-        for class_id in sorted(class_ids)
-    ]
-    return categorized_style_qml("class_id", categories)
-
-
 def _write_tables(
     writer: GeoPackageWriter,
     tables: Iterable[gpd.GeoDataFrame],
@@ -363,13 +336,13 @@ def vectorize_file(
             probability_info.count, probability_info.descriptions, names, str(probabilities)
         )
         probability = lazy_probability(probabilities, label_array, grid, bands)
-    base = _layer_name(layer or labels.stem)
+    base = layer_name(layer or labels.stem)
     requested = set(classes) if classes is not None else set(names)
 
     def layer_of(class_id: int) -> str:
         if not layer_per_class:
             return base
-        return f"{base}_{_layer_name(names.get(class_id, f'class {class_id}'))}"
+        return f"{base}_{layer_name(names.get(class_id, f'class {class_id}'))}"
 
     tables: Iterable[gpd.GeoDataFrame]
     if simplify_m > 0:  # coverage simplification needs every polygon at once
@@ -404,5 +377,5 @@ def vectorize_file(
             writer.write(name, empty)
         for name in writer.counts:
             in_layer = [class_id for class_id in all_ids if layer_of(class_id) == name]
-            writer.set_style(name, _style(in_layer, names, colour_of))
+            writer.set_style(name, class_style_qml(in_layer, names, colour_of))
     return writer.counts

@@ -26,6 +26,7 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from geoseg.errors import OutputError, VectorReadError
 from geoseg.io.atomic import atomic_path
+from geoseg.polygons import default_colour
 
 STYLES_LAYER = "layer_styles"
 _SYNC_OPTION = "OGR_SQLITE_SYNCHRONOUS"
@@ -97,6 +98,33 @@ def categorized_style_qml(field: str, categories: Sequence[StyleCategory]) -> st
             ElementTree.SubElement(options, "Option", type="QString", name=name, value=value)
     body = ElementTree.tostring(root, encoding="unicode")
     return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body
+
+
+def class_style_qml(
+    class_ids: Sequence[int],
+    names: Mapping[int, str],
+    colours: Mapping[int, tuple[int, int, int]],
+) -> str:
+    """The QML style of a class layer: one category per class id, by ``class_id``.
+
+    Classes without a name are labelled ``class N``; without a colour they get
+    :func:`geoseg.polygons.default_colour`.
+    """
+    categories = [
+        StyleCategory(
+            class_id,
+            names.get(class_id, f"class {class_id}"),
+            colours.get(class_id, default_colour(class_id)),
+        )
+        for class_id in sorted(class_ids)
+    ]
+    return categorized_style_qml("class_id", categories)
+
+
+def layer_name(text: str) -> str:
+    """A GeoPackage layer name from free text: letters, digits and underscores."""
+    cleaned = "".join(character if character.isalnum() else "_" for character in text)
+    return cleaned.strip("_") or "polygons"
 
 
 def _write_frame(frame: gpd.GeoDataFrame, path: Path, layer: str, *, append: bool) -> None:
