@@ -244,12 +244,12 @@ def _layer_names(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def open_geopackage(path: str | Path) -> Iterator[GeoPackageWriter]:
+def open_geopackage(path: str | Path, *, buffer_rows: int = 100_000) -> Iterator[GeoPackageWriter]:
     """Yield a writer for the GeoPackage ``path``; it appears there atomically on success.
 
     The writer starts from a copy of the existing file, so layers not written
     are kept. On an exception the temporary copy is removed and ``path`` is
-    left byte-identical.
+    left byte-identical. ``buffer_rows`` rows are written per transaction.
     """
     final = Path(path)
     # The file is fsynced and renamed only once complete, so SQLite's own
@@ -258,7 +258,7 @@ def open_geopackage(path: str | Path) -> Iterator[GeoPackageWriter]:
     pyogrio.set_gdal_config_options({_SYNC_OPTION: "OFF"})
     try:
         with atomic_path(final, copy_existing=True) as temporary:
-            writer = GeoPackageWriter(temporary, final)
+            writer = GeoPackageWriter(temporary, final, buffer_rows=buffer_rows)
             yield writer
             writer.close()
     finally:

@@ -155,3 +155,32 @@ def test_buffered_writes_append_after_an_empty_first_frame(tmp_path: Path) -> No
         writer.write("a", frame(0))
     assert writer.counts == {"a": 12}
     assert pyogrio.read_info(path, layer="a")["features"] == 12
+
+
+def test_flushes_append_and_a_late_error_still_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "stream.gpkg"
+    with open_geopackage(path, buffer_rows=5) as writer:
+        for _ in range(4):
+            writer.write("a", frame(3))
+    assert pyogrio.read_info(path, layer="a")["features"] == 12
+    before = path.read_bytes()
+    calls: list[bool] = []
+    original = vector._write_frame
+
+    def fail_on_append(data: gpd.GeoDataFrame, target: Path, layer: str, *, append: bool) -> None:
+        calls.append(append)
+        if append:
+            raise RuntimeError("disk full (injected)")
+        original(data, target, layer, append=append)
+
+    monkeypatch.setattr(vector, "_write_frame", fail_on_append)
+    with (
+        pytest.raises(RuntimeError, match="injected"),
+        open_geopackage(path, buffer_rows=5) as writer,
+    ):
+        for _ in range(4):
+            writer.write("a", frame(3))
+    assert calls == [False, True]
+    assert path.read_bytes() == before
