@@ -62,7 +62,7 @@ class BBox:
         return bool(self.crs.is_geographic) and self.minx > self.maxx
 
     def __str__(self) -> str:
-        values = ", ".join(f"{value:.6g}" for value in self.bounds)
+        values = ", ".join(f"{value:.10g}" for value in self.bounds)
         return f"[{values}] ({self.crs.to_string()})"
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -13,6 +17,25 @@ _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; de
 
 def _echo(message: str) -> None:
     click.echo(message, err=True)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one ``geoseg: warning:`` line (no source line)."""
+    click.echo(f"geoseg: warning: {message}", err=True)
+
+
+@contextlib.contextmanager
+def _plain_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        yield
 
 
 def _common(function: click.decorators.FC) -> click.decorators.FC:
@@ -76,28 +99,29 @@ def run(
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
     from workflows.run import InferenceSettings, run_bbox
 
-    run_bbox(
-        make_bbox(parse_bbox_text(bbox), bbox_crs),
-        datetime_range,
-        out=out,
-        model=model,
-        labels_out=labels,
-        quicklook_out=quicklook,
-        catalog=catalog,
-        crs=crs,
-        resolution=resolution,
-        settings=InferenceSettings(
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            device=device,
-            precision=precision,
-            progress=not quiet,
-        ),
-        scheduler=scheduler,
-        report=_echo,
-    )
+    with _plain_warnings():
+        run_bbox(
+            make_bbox(parse_bbox_text(bbox), bbox_crs),
+            datetime_range,
+            out=out,
+            model=model,
+            labels_out=labels,
+            quicklook_out=quicklook,
+            catalog=catalog,
+            crs=crs,
+            resolution=resolution,
+            settings=InferenceSettings(
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                chunk_size=chunk_size,
+                device=device,
+                precision=precision,
+                progress=not quiet,
+            ),
+            scheduler=scheduler,
+            report=_echo,
+        )
 
 
 @click.command()
@@ -137,28 +161,29 @@ def run_change(
     from workflows.run import InferenceSettings
     from workflows.run import run_change as run_change_workflow
 
-    run_change_workflow(
-        make_bbox(parse_bbox_text(bbox), bbox_crs),
-        before,
-        after,
-        regions=regions,
-        region_layer=region_layer,
-        region_id_field=region_id_field,
-        out=out,
-        stats=stats,
-        model=model,
-        catalog=catalog,
-        crs=crs,
-        resolution=resolution,
-        settings=InferenceSettings(
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            device=device,
-            precision=precision,
-            progress=not quiet,
-        ),
-        scheduler=scheduler,
-        report=_echo,
-    )
+    with _plain_warnings():
+        run_change_workflow(
+            make_bbox(parse_bbox_text(bbox), bbox_crs),
+            before,
+            after,
+            regions=regions,
+            region_layer=region_layer,
+            region_id_field=region_id_field,
+            out=out,
+            stats=stats,
+            model=model,
+            catalog=catalog,
+            crs=crs,
+            resolution=resolution,
+            settings=InferenceSettings(
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                chunk_size=chunk_size,
+                device=device,
+                precision=precision,
+                progress=not quiet,
+            ),
+            scheduler=scheduler,
+            report=_echo,
+        )
