@@ -296,7 +296,7 @@ def read_vector(
     path
         The file.
     layer
-        Layer name (default: the only or first layer).
+        Layer name (default: the first layer other than ``layer_styles``).
     columns
         Fields that must exist (all are read).
 
@@ -315,11 +315,16 @@ def read_vector(
         raise VectorReadError(f"{path}: not a readable vector file ({error})") from None
     if layer is not None and layer not in names:
         raise VectorReadError(f"{path}: no layer {layer!r}; the file has layers {names}")
+    if layer is None:  # the first data layer, never the QGIS styles table
+        data_layers = [name for name in names if name != STYLES_LAYER]
+        if not data_layers:
+            raise VectorReadError(f"{path}: the file has no layers")
+        layer = data_layers[0]
     try:
         frame = pyogrio.read_dataframe(path, layer=layer)
     except (DataSourceError, DataLayerError) as error:
         raise VectorReadError(f"{path}: reading layer {layer!r} failed ({error})") from None
-    where = f"{path} (layer {layer or names[0]!r})"
+    where = f"{path} (layer {layer!r})"
     missing = [name for name in columns or () if name not in frame.columns]
     if missing:
         fields = [name for name in frame.columns if name != "geometry"]

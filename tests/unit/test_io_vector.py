@@ -132,11 +132,12 @@ def test_style_qml_is_a_categorized_renderer() -> None:
 
 def test_read_vector_errors_name_file_layer_and_field(tmp_path: Path) -> None:
     path = tmp_path / "regions.gpkg"
-    write_layers(path, {"regions": frame(2)})
+    write_layers(path, {"regions": frame(2)}, styles={"regions": qml()})
     assert len(read_vector(path, "regions", columns=["class_id"])) == 2
+    assert len(read_vector(path)) == 2  # the styles table is never the default layer
     with pytest.raises(VectorReadError, match="no such file"):
         read_vector(tmp_path / "missing.gpkg")
-    with pytest.raises(VectorReadError, match=r"no layer 'zones'.*\['regions'\]"):
+    with pytest.raises(VectorReadError, match=r"no layer 'zones'.*\['regions', 'layer_styles'\]"):
         read_vector(path, "zones")
     with pytest.raises(VectorReadError, match=r"regions.*no field\(s\) \['name'\]"):
         read_vector(path, columns=["name"])
