@@ -23,6 +23,11 @@ from geoseg.cli import cli
 from geoseg.grid import RasterGrid
 from workflows.vectorize import vectorize_file, vectorize_labels
 
+pytestmark = pytest.mark.filterwarnings(
+    # distributed leaves an unbound probe socket to the garbage collector
+    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
+)
+
 TRANSFORM = Affine(30.0, 0.0, 300000.0, 0.0, -30.0, 4150000.0)
 NAMES = {0: "other", 1: "forest", 2: "water"}
 
