@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -109,6 +110,36 @@ def mirrored_scene(path: Path, size: int) -> Path:
     return path
 
 
+def install_forward_timer() -> None:
+    """In a worker: accumulate the seconds spent in the model's forward passes.
+
+    The total is kept on the ``geoseg.engine`` module of the worker (functions of
+    this script are shipped by value, so their own globals would not persist).
+    """
+    import geoseg.engine as engine
+
+    original = engine.forward_probabilities
+    engine.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            engine.bench_forward_seconds += time.perf_counter() - start  # type: ignore[attr-defined]
+
+    engine.forward_probabilities = timed  # type: ignore[assignment]
+
+
+def take_forward_seconds() -> float:
+    """In a worker: the accumulated forward seconds, then reset."""
+    import geoseg.engine as engine
+
+    seconds = float(engine.bench_forward_seconds)  # type: ignore[attr-defined]
+    engine.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
+    return seconds
+
+
 def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
     """Seconds of the forward pass alone for one batch (inputs prepared untimed)."""
     batch = np.stack([tile_inputs(plan, index)[0] for index in indexes])
@@ -183,6 +214,7 @@ def run_size(
             chunk_size=args.chunk_size,
         )
         client.run(cached_model, plan.model)  # warm: load the model once per worker
+        client.run(install_forward_timer)
         tile_pixels = plan.layout.count * plan.layout.tile**2 / 1e6
         with PeakMemory() as memory:
             start = time.perf_counter()
@@ -200,10 +232,13 @@ def run_size(
                 progress=False,
             )
             pipeline = time.perf_counter() - start
+        inside = sum(client.run(take_forward_seconds).values())
         line = (
             f"{size:>6} px  tiles {plan.layout.count:>5}  {tile_pixels:8.1f} MP  "
             f"pipeline {pipeline:7.1f} s = {tile_pixels / pipeline:6.3f} MP/s  "
-            f"peak RSS (tree) {memory.peak / 2**30:6.2f} GiB"
+            f"peak RSS (tree) {memory.peak / 2**30:6.2f} GiB\n"
+            f"        share of worker time spent in the model's forward during the pipeline: "
+            f"{inside / (pipeline * args.workers):5.3f}"
         )
         if first:
             # bare forward measured right after the pipeline and once more after a second
