@@ -9,7 +9,10 @@ quicklook is the AFTER scene's true colour over the job's bbox.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from geoseg.io.stac import read_static_catalog
 from geoseg.io.vector import read_vector, write_layers
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery, as_utc
+from geoseg.manifest import SOURCE_DATE_EPOCH
 from geoseg.models.loading import resolve_model_dir
 from geoseg.mosaic import coarser_grid, mosaic_source, target_grid
 from geoseg.quicklook import stretch_rgb
@@ -176,6 +180,19 @@ def _per_region_polygons(polygons: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(kept, geometry=polygons.geometry.name, crs=polygons.crs)
 
 
+@contextlib.contextmanager
+def _source_date(scene: SceneRef) -> Iterator[None]:
+    """Set ``SOURCE_DATE_EPOCH`` to ``scene``'s time for the block (unless already set)."""
+    if os.environ.get(SOURCE_DATE_EPOCH):
+        yield
+        return
+    os.environ[SOURCE_DATE_EPOCH] = str(int(as_utc(scene.datetime).timestamp()))
+    try:
+        yield
+    finally:
+        os.environ.pop(SOURCE_DATE_EPOCH, None)
+
+
 class RunChangeRunner:
     """Change between two scenes with :func:`workflows.run.run_change`.
 
@@ -202,7 +219,11 @@ class RunChangeRunner:
         """Run change from ``before`` to ``after`` and copy its outputs into ``out_dir``.
 
         run-change writes into ``work_dir``, which outlives a killed attempt, so
-        a retry resumes its finished chunks and keeps its run time (hence its bytes).
+        a retry resumes its finished chunks. Its run time (recorded in the
+        GeoPackage) is pinned to the AFTER scene's acquisition time through
+        ``SOURCE_DATE_EPOCH`` unless that is set already, so the outputs depend
+        on the scene pair, model and spec only (a retry writes the same bytes as
+        an uninterrupted run); the job's own timings are in the state store.
         """
         workflow: Any = importlib.import_module("workflows.run")
         run_change = getattr(workflow, "run_change", None)
@@ -211,17 +232,18 @@ class RunChangeRunner:
         bbox = area_bbox(area)
         regions, id_field = regions_file(area, work_dir)
         change = work_dir / CHANGE_FILE
-        outputs = run_change(
-            bbox,
-            f"{as_utc(before.datetime):%Y-%m-%d}",
-            f"{as_utc(after.datetime):%Y-%m-%d}",
-            regions=regions,
-            region_id_field=id_field,
-            model=model,
-            out=change,
-            catalog=after.catalog or None,
-            scheduler=self.scheduler,
-        )
+        with _source_date(after):
+            outputs = run_change(
+                bbox,
+                f"{as_utc(before.datetime):%Y-%m-%d}",
+                f"{as_utc(after.datetime):%Y-%m-%d}",
+                regions=regions,
+                region_id_field=id_field,
+                model=model,
+                out=change,
+                catalog=after.catalog or None,
+                scheduler=self.scheduler,
+            )
         # the manifest JSON is left out: its timings differ between attempts; the same
         # provenance, without timings, is the run_manifest table of the GeoPackage
         published = [Path(outputs.geopackage), *map(Path, outputs.labels)]
