@@ -4,19 +4,18 @@ Two kinds of tasks (bodies in :mod:`geoseg.engine`):
 
 - *forward* tasks, one per batch of tiles; batches are fixed groups of the
   global tile order (independent of the chunk size), so every tile is computed
-  exactly once, always in the same batch. A batch needed only by chunks of one
-  chunk row stays in worker memory (those chunks run at about the same time);
-  a batch also needed by the next chunk row is stored in the work directory
-  instead, so waiting data never piles up in memory across a scene's width;
+  exactly once, always in the same batch. Its output is stored in the work
+  directory, not kept in worker memory (measured: files cost less than moving
+  the arrays between worker processes, and waiting outputs never pile up in
+  memory across a scene's width);
 - *chunk* tasks, one per output chunk, depending on the forward tasks of the
   tiles that touch the chunk; each blends, writes its GeoTIFF into the work
   directory and returns a small summary (no pixels travel to the client).
 
 Memory stays bounded by the chunk and batch sizes: chunks are submitted in
-row-major order with at most a few in flight, batches live in memory only
-while the chunks of their own row need them, batches crossing chunk rows live
-in files (chunk tasks memory-map the parts they need), and every batch is
-released as soon as the last chunk needing it is done. A rerun with the same inputs finds the same
+row-major order with at most a few in flight, batch outputs live in files
+(chunk tasks memory-map the parts they need), and every batch file is deleted
+as soon as the last chunk needing it is done. A rerun with the same inputs finds the same
 work directory and skips finished chunks; the directory is deleted after the
 final COGs are written.
 """
@@ -30,13 +29,12 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from distributed import Client, Future, as_completed
 from tqdm import tqdm
 
 from geoseg.blending import PROBABILITY_SCALE
-from geoseg.engine import PredictPlan, assemble_chunk, compute_batch, forward_batch, make_plan
+from geoseg.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.checkpoint import read_card
@@ -80,7 +78,6 @@ class PredictResult:
 class _ChunkJob:
     window: PixelWindow
     batches: tuple[int, ...]
-    chunk_row: int
 
 
 @contextlib.contextmanager
@@ -108,12 +105,7 @@ def _run_chunks(
 ) -> list[ChunkSummary]:
     """Submit chunk jobs in row-major order, a few at a time; return their summaries."""
     remaining_users = Counter(number for job in jobs for number in job.batches)
-    rows_using: dict[int, set[int]] = {}
-    for job in jobs:
-        for number in job.batches:
-            rows_using.setdefault(number, set()).add(job.chunk_row)
-    stored = {number for number, rows in rows_using.items() if len(rows) > 1}
-    forward: dict[int, Future[Any]] = {}
+    forward: dict[int, Future[Path]] = {}
     queue = deque(jobs)
     job_of: dict[Future[ChunkSummary], _ChunkJob] = {}
     workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -123,13 +115,9 @@ def _run_chunks(
         job = queue.popleft()
         inputs = []
         for number in job.batches:
-            if number in stored and number not in forward:
+            if number not in forward:
                 forward[number] = client.submit(
                     forward_batch, plan, number, batches[number], pure=False, priority=0
-                )
-            elif number not in forward:
-                forward[number] = client.submit(
-                    compute_batch, plan, batches[number], pure=False, priority=0
                 )
             inputs.append((batches[number], forward[number]))
         future = client.submit(assemble_chunk, plan, job.window, inputs, pure=False, priority=10)
@@ -147,8 +135,7 @@ def _run_chunks(
                 remaining_users[number] -= 1
                 if remaining_users[number] == 0:
                     forward.pop(number).release()
-                    if number in stored:
-                        remove_tile_batch(batch_path(plan.work_dir, number))
+                    remove_tile_batch(batch_path(plan.work_dir, number))
             bar.update(1)
             if queue:
                 running.add(submit_next())
@@ -259,7 +246,7 @@ def predict_source(
             summaries.append(done)
             continue
         numbers = sorted({batch_of[index] for index in tiles_touching(layout, window)})
-        jobs.append(_ChunkJob(window, tuple(numbers), window.row // chunk_size))
+        jobs.append(_ChunkJob(window, tuple(numbers)))
     reused = len(summaries)
     if jobs:
         with _client_for(client) as active:
