@@ -66,6 +66,8 @@ def test_unknown_key_is_rejected_with_file_and_key(tmp_path: Path) -> None:
         ({"loss": ["focal"]}, "loss"),
         ({"chip_size": 64}, "smaller than chip_size"),
         ({"classes": [{"id": 0, "name": "only", "color": "#000000"}]}, "classes"),
+        ({"class_weights": [1.0]}, "class_weights"),
+        ({"class_weights": [1.0, 0.0]}, "class_weights"),
     ],
 )
 def test_invalid_values(tmp_path: Path, change: dict[str, Any], message: str) -> None:
