@@ -405,14 +405,11 @@ def run_bbox(
     staged_gpkg = run.work / "out.gpkg"
     remove_file(staged_gpkg)
     with fixed_file_dates(run.started):
-        # no client: the local scheduler returns the chunks in task order, so the
-        # polygons are written in the same order on every run (with a client they
-        # come in completion order, which would change the GeoPackage's bytes)
         vectorize_file(
             staged_labels,
             staged_gpkg,
             layer=CLASS_LAYER,
-            client=None,
+            client=client,
             provenance={
                 "source": ",".join(entry.id for entry in scenes),
                 "model": f"{model_info.name}@{card.weights_sha256[:12]}",
@@ -579,7 +576,7 @@ def run_change(
             region_id_field=region_id_field,
             stats=staged_stats,
             forest_classes=_forest_ids(card) or None,
-            client=None,  # task-order results keep the polygon order, hence the bytes, fixed
+            client=client,
         )
         write_attribute_table(staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest)))
         # change_file stamps its polygons with the wall-clock time; use the run's time

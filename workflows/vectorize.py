@@ -163,13 +163,24 @@ def _chunk_tasks(
 
 
 def _completed(tasks: list[Any], client: Client | None) -> Iterator[ChunkPolygons]:
+    """Chunk results in task order, each yielded as soon as it and all before it are done.
+
+    Task order (not completion order) keeps the polygon order, and so the bytes
+    of the written GeoPackage, the same on every run and cluster.
+    """
     if client is None:
         yield from compute(*tasks)
         return
-    for future in as_completed(client.compute(tasks), loop=client.loop):
-        chunk = future.result()
+    futures = client.compute(tasks)
+    position = {future.key: index for index, future in enumerate(futures)}
+    finished: dict[int, ChunkPolygons] = {}
+    next_index = 0
+    for future in as_completed(futures, loop=client.loop):
+        finished[position[future.key]] = future.result()
         future.release()
-        yield chunk
+        while next_index in finished:
+            yield finished.pop(next_index)
+            next_index += 1
 
 
 def polygon_batches(
@@ -181,7 +192,7 @@ def polygon_batches(
     classes: Sequence[int] | None = None,
     client: Client | None = None,
 ) -> Iterator[PolygonPieces]:
-    """Finished polygons (pixel coordinates) batch by batch, as chunks complete.
+    """Finished polygons (pixel coordinates) batch by batch, in chunk order.
 
     Each chunk's polygons that touch no seam come as soon as the chunk is
     done; the polygons merged across seams come last.

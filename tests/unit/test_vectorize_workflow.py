@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 from numpy.typing import NDArray
 from rasterio.features import shapes
 from scipy import ndimage
@@ -216,3 +216,23 @@ def test_vectorize_labels_accepts_a_boolean_mask() -> None:
     assert set(table["class_id"]) == {1}
     assert len(table) == sum(1 for _ in shapes(mask.astype(np.uint8), mask=mask, connectivity=4))
     assert table["area_m2"].sum() == pytest.approx(mask.sum() * 900.0)
+
+
+def test_polygon_order_on_a_cluster_is_the_task_order() -> None:
+    # chunks finishing out of order must not reorder the polygons: the written
+    # GeoPackage's bytes depend on it
+    labels = class_map(3, (60, 70))
+    grid = RasterGrid(rasterio.crs.CRS.from_epsg(32612), TRANSFORM, 60, 70)
+    lazy = da.from_array(labels, chunks=(11, 9))
+    local = vectorize_labels(lazy, None, grid)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        distributed = vectorize_labels(lazy, None, grid, client=client)
+    assert list(distributed["class_id"]) == list(local["class_id"])
+    assert all(
+        a.equals_exact(b, 0) for a, b in zip(local.geometry, distributed.geometry, strict=True)
+    )
