@@ -24,6 +24,13 @@ def _check_parent(path: Path) -> None:
         raise OutputError(f"{path}: the output directory {parent} is not writable")
 
 
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask (what ``open(path, "w")`` would give)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, copy_existing: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it to ``path`` on success.
@@ -59,6 +66,8 @@ def atomic_path(path: str | Path, *, copy_existing: bool = False) -> Iterator[Pa
             raise OutputError(f"{final}: nothing was written")
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; give the output the permissions of a normal new file
+        os.chmod(temporary, _default_file_mode())
         os.replace(temporary, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

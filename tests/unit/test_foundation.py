@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +109,12 @@ def test_strict_config_rejects_unknown_keys() -> None:
     with pytest.raises(ConfigError, match=r"x\.yaml") as info:
         validate_mapping(_Example, {"size": 3, "sise": 4}, "x.yaml")
     assert isinstance(info.value, GeosegError) and isinstance(info.value, ValueError)
+
+
+def test_atomic_output_has_normal_file_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as temporary:
+        temporary.write_text("new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
