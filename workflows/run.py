@@ -388,45 +388,47 @@ def run_bbox(
     clock = time.perf_counter()
     with _client(client, scheduler) as active:
         staged_labels = _predict(run, "labels", source, model, settings, active)
-    run.timings["predict_s"] = time.perf_counter() - clock
-    report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+        run.timings["predict_s"] = time.perf_counter() - clock
+        report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
 
-    clock = time.perf_counter()
-    manifest = _manifest(
-        "run",
-        identifier,
-        run,
-        scenes,
-        model_info,
-        parameters,
-        fingerprint,
-        {"geopackage": out, "labels": labels_path, "quicklook": quicklook_path},
-    )
-    staged_gpkg = run.work / "out.gpkg"
-    remove_file(staged_gpkg)
-    with fixed_file_dates(run.started):
-        vectorize_file(
-            staged_labels,
-            staged_gpkg,
-            layer=CLASS_LAYER,
-            client=client,
-            provenance={
-                "source": ",".join(entry.id for entry in scenes),
-                "model": f"{model_info.name}@{card.weights_sha256[:12]}",
-                "run_time": run.started,
-            },
+        clock = time.perf_counter()
+        manifest = _manifest(
+            "run",
+            identifier,
+            run,
+            scenes,
+            model_info,
+            parameters,
+            fingerprint,
+            {"geopackage": out, "labels": labels_path, "quicklook": quicklook_path},
         )
-        polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
-        areas = class_area_table(
-            polygons["class_id"].to_numpy(),
-            polygons["area_m2"].to_numpy(),
-            {spec.id: spec.name for spec in card.classes},
-        )
-        write_attribute_table(staged_gpkg, AREA_TABLE, areas)
-        write_attribute_table(staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest)))
-    pin_style_times(staged_gpkg, run.started)
-    run.timings["vectorize_s"] = time.perf_counter() - clock
-    report(f"vectorized: {len(polygons)} polygons")
+        staged_gpkg = run.work / "out.gpkg"
+        remove_file(staged_gpkg)
+        with fixed_file_dates(run.started):
+            vectorize_file(
+                staged_labels,
+                staged_gpkg,
+                layer=CLASS_LAYER,
+                client=active,
+                provenance={
+                    "source": ",".join(entry.id for entry in scenes),
+                    "model": f"{model_info.name}@{card.weights_sha256[:12]}",
+                    "run_time": run.started,
+                },
+            )
+            polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
+            areas = class_area_table(
+                polygons["class_id"].to_numpy(),
+                polygons["area_m2"].to_numpy(),
+                {spec.id: spec.name for spec in card.classes},
+            )
+            write_attribute_table(staged_gpkg, AREA_TABLE, areas)
+            write_attribute_table(
+                staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest))
+            )
+        pin_style_times(staged_gpkg, run.started)
+        run.timings["vectorize_s"] = time.perf_counter() - clock
+        report(f"vectorized: {len(polygons)} polygons")
 
     clock = time.perf_counter()
     staged_quicklook = run.work / "quicklook.png"
@@ -549,43 +551,45 @@ def run_change(
             name: _predict(run, name, source, model, settings, active)
             for name, source in sources.items()
         }
-    run.timings["predict_s"] = time.perf_counter() - clock
-    report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+        run.timings["predict_s"] = time.perf_counter() - clock
+        report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
 
-    clock = time.perf_counter()
-    staged_gpkg = run.work / "change.gpkg"
-    remove_file(staged_gpkg)
-    staged_stats = run.work / f"stats{stats.suffix}" if stats is not None else None
-    manifest = _manifest(
-        "run-change",
-        identifier,
-        run,
-        [*before_scenes, *after_scenes],
-        model_info,
-        parameters,
-        fingerprints,
-        {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
-    )
-    with fixed_file_dates(run.started):
-        change_file(
-            staged["before"],
-            staged["after"],
-            regions_path,
-            staged_gpkg,
-            region_layer=region_layer,
-            region_id_field=region_id_field,
-            stats=staged_stats,
-            forest_classes=_forest_ids(card) or None,
-            client=client,
+        clock = time.perf_counter()
+        staged_gpkg = run.work / "change.gpkg"
+        remove_file(staged_gpkg)
+        staged_stats = run.work / f"stats{stats.suffix}" if stats is not None else None
+        manifest = _manifest(
+            "run-change",
+            identifier,
+            run,
+            [*before_scenes, *after_scenes],
+            model_info,
+            parameters,
+            fingerprints,
+            {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
         )
-        write_attribute_table(staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest)))
-        # change_file stamps its polygons with the wall-clock time; use the run's time
-        deforestation = read_vector(staged_gpkg, layer=DEFORESTATION_LAYER)
-        if "run_time" in deforestation.columns:
-            deforestation["run_time"] = run.started
-            write_layers(staged_gpkg, {DEFORESTATION_LAYER: deforestation})
-    pin_style_times(staged_gpkg, run.started)
-    run.timings["change_s"] = time.perf_counter() - clock
+        with fixed_file_dates(run.started):
+            change_file(
+                staged["before"],
+                staged["after"],
+                regions_path,
+                staged_gpkg,
+                region_layer=region_layer,
+                region_id_field=region_id_field,
+                stats=staged_stats,
+                forest_classes=_forest_ids(card) or None,
+                client=active,
+            )
+            write_attribute_table(
+                staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest))
+            )
+            # change_file stamps its polygons with the wall-clock time; use the run's time
+            deforestation = read_vector(staged_gpkg, layer=DEFORESTATION_LAYER)
+            if "run_time" in deforestation.columns:
+                deforestation["run_time"] = run.started
+                write_layers(staged_gpkg, {DEFORESTATION_LAYER: deforestation})
+        pin_style_times(staged_gpkg, run.started)
+        run.timings["change_s"] = time.perf_counter() - clock
 
     publications = [
         (staged["before"], before_path),
