@@ -9,8 +9,8 @@ the scenes' coverage with a warning.
 :class:`MosaicSource` implements the raster-source protocol of the predict
 workflow (``grid``, ``band_names``, ``read(window)``): each window is read from
 every matching scene onto the target grid (GDAL warping in
-:mod:`geoseg.io.scenes`), the catalog's scale and offset give physical units,
-and where scenes overlap the first scene holding data wins (scenes in catalog
+:func:`geoseg.io.warp.read_bands_on_grid`), the catalog's scale and offset give
+physical units, and where scenes overlap the first scene holding data wins (scenes in catalog
 search order: acquisition time, then id). It holds only paths and numbers, so
 it pickles to Dask workers.
 """
@@ -36,7 +36,7 @@ from geoseg.bbox import BBox, clip_to_coverage, to_crs, union
 from geoseg.catalog import SceneEntry
 from geoseg.errors import CatalogError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.io.scenes import read_bands_on_grid
+from geoseg.io.warp import read_bands_on_grid
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,19 @@
 Two class maps on different grids or CRSs are compared on one *common grid*:
 by default BEFORE's grid clipped to the overlap of both rasters
 (:func:`common_grid`). :func:`read_on_grid` reads any window of that grid from
-either raster: a plain windowed read when the raster is pixel-aligned with the
-grid, otherwise a :class:`rasterio.vrt.WarpedVRT` with nearest resampling and an
-exact (tolerance 0) coordinate transform, so each pixel's value does not depend
-on how the grid is cut into windows. Rasters without a nodata value get an alpha
-band in the VRT, so pixels outside them are never taken for data.
+either raster, and :func:`read_bands_on_grid` (which it wraps) reads several bands
+of a scene onto a mosaic grid: a plain windowed read when the raster is
+pixel-aligned with the grid, otherwise a :class:`rasterio.vrt.WarpedVRT` over the
+whole grid with nearest resampling and an exact coordinate transform, so each
+pixel's value does not depend on how the grid is cut into windows. Rasters
+without a nodata value get an alpha band in the VRT, so pixels outside them are
+never taken for data.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,6 @@ from rasterio.warp import transform_bounds
 
 from geoseg.errors import GridMismatchError, RasterReadError
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.io.raster import read_valid_mask, read_window
 
 _ALIGN_TOLERANCE = 1e-6  # in pixels
 # GDAL's warper approximates the coordinate transform within 0.125 px by default,
@@ -93,6 +95,84 @@ def _dataset_grid(dataset: Any) -> RasterGrid:
     return RasterGrid(dataset.crs, dataset.transform, dataset.height, dataset.width)
 
 
+def _valid(values: NDArray[Any], nodata: float | None, masks: NDArray[Any]) -> NDArray[np.bool_]:
+    valid: NDArray[np.bool_] = np.all(masks > 0, axis=0)
+    if nodata is not None:
+        valid &= np.all(values != nodata, axis=0)
+    return valid
+
+
+def read_bands_on_grid(
+    path: str | Path,
+    bands: Sequence[int],
+    nodata: float | None,
+    grid: RasterGrid,
+    window: PixelWindow,
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """``bands`` (1-based) of ``path`` on ``window`` of ``grid``, and where all hold data.
+
+    Parameters
+    ----------
+    path
+        The raster file.
+    bands
+        Band indexes to read, in the order wanted.
+    nodata
+        The raster's nodata value when it is known from elsewhere (a catalog
+        entry; it may be missing from the file's own metadata); None to use the
+        file's own nodata and masks.
+    grid, window
+        The target grid and the window of it to read; parts outside the raster
+        come back invalid (values there are ``nodata``, else 0).
+
+    Returns
+    -------
+    tuple
+        ``(values (bands, rows, cols) in the file's dtype, valid (rows, cols))``.
+    """
+    indexes = list(bands)
+    try:
+        with rasterio.open(path) as dataset:
+            effective = nodata if nodata is not None else dataset.nodata
+            offset = pixel_offset(_dataset_grid(dataset), grid)
+            fill = nodata if nodata is not None else 0
+            values = np.full((len(indexes), *window.shape), fill, dtype=dataset.dtypes[0])
+            masks = np.zeros((len(indexes), *window.shape), dtype=np.uint8)
+            if offset is not None:
+                target = window.shift(*offset)
+                inside = target.clip(dataset.height, dataset.width)
+                if not inside.is_empty:
+                    rows, cols = inside.shift(-target.row, -target.col).slices()
+                    values[:, rows, cols] = dataset.read(indexes, window=inside.to_rasterio())
+                    masks[:, rows, cols] = dataset.read_masks(indexes, window=inside.to_rasterio())
+                return values, _valid(values, effective, masks)
+            inside = window.clip(grid.height, grid.width)
+            if inside.is_empty:
+                return values, np.zeros(window.shape, dtype=bool)
+            rows, cols = inside.shift(-window.row, -window.col).slices()
+            with WarpedVRT(
+                dataset,
+                crs=grid.crs,
+                transform=grid.transform,
+                width=grid.width,
+                height=grid.height,
+                resampling=Resampling.nearest,
+                tolerance=_EXACT_TRANSFORM,
+                src_nodata=effective,
+                nodata=effective,
+                add_alpha=effective is None,
+            ) as vrt:
+                values[:, rows, cols] = vrt.read(indexes, window=inside.to_rasterio())
+                masks[:, rows, cols] = vrt.read_masks(indexes, window=inside.to_rasterio())
+    except RasterioIOError as error:
+        raise RasterReadError(
+            f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
+            f"{window.col_stop} onto the target grid failed; the file may be truncated or "
+            f"corrupt ({error})"
+        ) from None
+    return values, _valid(values, effective, masks)
+
+
 def read_on_grid(
     path: str | Path, grid: RasterGrid, window: PixelWindow
 ) -> tuple[NDArray[Any], NDArray[np.bool_]]:
@@ -104,44 +184,5 @@ def read_on_grid(
         ``(values, valid)``, both of ``window.shape``; pixels outside the raster
         or at its nodata are not valid.
     """
-    try:
-        with rasterio.open(path) as dataset:
-            source = _dataset_grid(dataset)
-            offset = pixel_offset(source, grid)
-            if offset is None:
-                return _read_warped(dataset, grid, window)
-    except RasterioIOError as error:
-        raise RasterReadError(f"{path}: not a readable raster ({error})") from None
-    shifted = window.shift(*offset)
-    values = read_window(path, shifted, bands=[1], fill_value=0)[0]
-    return values, read_valid_mask(path, shifted)
-
-
-def _read_warped(
-    dataset: Any, grid: RasterGrid, window: PixelWindow
-) -> tuple[NDArray[Any], NDArray[np.bool_]]:
-    try:
-        with WarpedVRT(
-            dataset,
-            crs=grid.crs,
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
-            resampling=Resampling.nearest,
-            tolerance=_EXACT_TRANSFORM,
-            add_alpha=dataset.nodata is None,
-        ) as vrt:
-            values = np.zeros(window.shape, dtype=vrt.dtypes[0])
-            valid = np.zeros(window.shape, dtype=bool)
-            inside = window.clip(grid.height, grid.width)
-            if inside.is_empty:
-                return values, valid
-            rows, cols = inside.shift(-window.row, -window.col).slices()
-            values[rows, cols] = vrt.read(1, window=inside.to_rasterio())
-            valid[rows, cols] = vrt.read_masks(1, window=inside.to_rasterio()) > 0
-    except RasterioIOError as error:
-        raise RasterReadError(
-            f"{dataset.name}: warping rows {window.row}-{window.row_stop}, cols "
-            f"{window.col}-{window.col_stop} onto the common grid failed ({error})"
-        ) from None
-    return values, valid
+    values, valid = read_bands_on_grid(path, [1], None, grid, window)
+    return values[0], valid
