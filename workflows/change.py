@@ -11,7 +11,7 @@ statistics are identical for any ``chunk_size``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -207,11 +207,22 @@ def deforestation_polygons(
     classes: Sequence[ClassSpec],
     *,
     client: Client | None = None,
+    provenance: Mapping[str, str] | None = None,
 ) -> GeoDataFrame:
-    """Seam-free polygons of the deforested pixels, with the ``region_ids`` they overlap."""
+    """Seam-free polygons of the deforested pixels, with the ``region_ids`` they overlap.
+
+    ``provenance`` gives the ``source``, ``model`` and ``run_time`` columns
+    (default ``run_time``: now).
+    """
     mask = deforestation_mask_on_grid(before_ids, after_ids, classes)
     polygons = vectorize_labels(
-        mask, None, grid, classes=[1], client=client, class_names={1: "deforestation"}
+        mask,
+        None,
+        grid,
+        classes=[1],
+        client=client,
+        class_names={1: "deforestation"},
+        provenance=provenance,
     )
     polygons["region_ids"] = tag_with_regions(polygons, regions)
     return polygons
@@ -240,6 +251,7 @@ def change_file(
     after_class_map: ClassMap | None = None,
     chunk_size: int = 4096,
     client: Client | None = None,
+    provenance: Mapping[str, str] | None = None,
 ) -> ChangeResult:
     """Compare two class maps per region and write the GeoPackage (and tables).
 
@@ -267,6 +279,9 @@ def change_file(
         Window size of the Dask tasks; the statistics do not depend on it.
     client
         Dask client (default: the local scheduler of ``dask.compute``).
+    provenance
+        ``source``, ``model`` and ``run_time`` of the deforestation polygons
+        (default ``run_time``: now).
     """
     before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
     stats = Path(stats) if stats is not None else None
@@ -297,7 +312,9 @@ def change_file(
     before_ids = class_ids_on_grid(before, grid, before_map, chunk_size)
     after_ids = class_ids_on_grid(after, grid, after_map, chunk_size)
     statistics = change_statistics(before_ids, after_ids, grid, prepared, classes, client=client)
-    polygons = deforestation_polygons(before_ids, after_ids, grid, prepared, classes, client=client)
+    polygons = deforestation_polygons(
+        before_ids, after_ids, grid, prepared, classes, client=client, provenance=provenance
+    )
     layers = {
         REGIONS_LAYER: GeoDataFrame(
             statistics.regions, geometry=list(prepared.geometries), crs=grid.crs

@@ -52,7 +52,7 @@ from geoseg.io.runs import (
     write_attribute_table,
     write_json,
 )
-from geoseg.io.vector import read_vector, write_layers
+from geoseg.io.vector import read_vector
 from geoseg.manifest import (
     InputFile,
     ModelInfo,
@@ -67,7 +67,7 @@ from geoseg.models.loading import resolve_model_dir
 from geoseg.mosaic import MosaicSource, coarser_grid, mosaic_source, target_grid
 from geoseg.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.summary import class_area_table
-from workflows.change import DEFORESTATION_LAYER, change_file
+from workflows.change import change_file
 from workflows.cluster import dask_client
 from workflows.predict import predict_source
 from workflows.vectorize import vectorize_file
@@ -579,15 +579,11 @@ def run_change(
                 stats=staged_stats,
                 forest_classes=_forest_ids(card) or None,
                 client=active,
+                provenance={"run_time": run.started},
             )
             write_attribute_table(
                 staged_gpkg, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest))
             )
-            # change_file stamps its polygons with the wall-clock time; use the run's time
-            deforestation = read_vector(staged_gpkg, layer=DEFORESTATION_LAYER)
-            if "run_time" in deforestation.columns:
-                deforestation["run_time"] = run.started
-                write_layers(staged_gpkg, {DEFORESTATION_LAYER: deforestation})
         pin_style_times(staged_gpkg, run.started)
         run.timings["change_s"] = time.perf_counter() - clock
 

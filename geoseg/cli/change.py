@@ -79,11 +79,11 @@ def change(
     from workflows.change import change_file
     from workflows.cluster import dask_client
 
-    maps = {
-        "class_map": _class_map(class_map),
-        "before_class_map": _class_map(before_class_map),
-        "after_class_map": _class_map(after_class_map),
-    }
+    both_dates, before_map, after_map = (
+        _class_map(class_map),
+        _class_map(before_class_map),
+        _class_map(after_class_map),
+    )
     with dask_client(scheduler) as client:
         result = change_file(
             before,
@@ -96,7 +96,9 @@ def change(
             forest_classes=forest_classes or None,
             chunk_size=chunk_size,
             client=client,
-            **maps,
+            class_map=both_dates,
+            before_class_map=before_map,
+            after_class_map=after_map,
         )
     summary = result.statistics.regions
     click.echo(
