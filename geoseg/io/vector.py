@@ -20,8 +20,12 @@ from typing import Any
 from xml.etree import ElementTree
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
+import shapely
+from numpy.typing import NDArray
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from geoseg.errors import OutputError, VectorReadError
@@ -29,6 +33,10 @@ from geoseg.io.atomic import atomic_path
 from geoseg.polygons import default_colour
 
 STYLES_LAYER = "layer_styles"
+_GEOMETRY_FIELD = "geometry"
+_CRS_KEY = "geoseg:crs"
+_WKB_POLYGON = 3
+_WKB_MULTIPOLYGON = 6
 _SYNC_OPTION = "OGR_SQLITE_SYNCHRONOUS"
 _STYLE_COLUMNS = (
     "f_table_catalog",
@@ -127,17 +135,70 @@ def layer_name(text: str) -> str:
     return cleaned.strip("_") or "polygons"
 
 
-def _write_frame(frame: gpd.GeoDataFrame, path: Path, layer: str, *, append: bool) -> None:
+def feature_table(frame: gpd.GeoDataFrame) -> pa.Table:
+    """The rows of ``frame`` as an Arrow table ready for :meth:`GeoPackageWriter.write_table`.
+
+    Attribute columns keep their order and types (NaN floats become nulls, as
+    pyogrio writes them); the geometry becomes the little-endian WKB column
+    ``geometry`` and the CRS is kept in the schema metadata. Building it is
+    plain in-memory work, so Dask workers can do it and ship the table to the
+    process that writes the file.
+    """
+    geometry_name = frame.geometry.name
+    attributes = pd.DataFrame(frame.drop(columns=geometry_name), copy=False)
+    table = pa.Table.from_pandas(attributes, preserve_index=False)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):  # an empty object column: GDAL needs a type
+            table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
+    wkb = shapely.to_wkb(np.asarray(frame.geometry.array), byte_order=1)
+    table = table.append_column(_GEOMETRY_FIELD, pa.array(wkb, type=pa.binary()))
+    crs = "" if frame.crs is None else frame.crs.to_wkt()
+    return table.replace_schema_metadata({_CRS_KEY: crs})
+
+
+def _wkb_type_codes(table: pa.Table) -> NDArray[np.uint32]:
+    """The geometry type code of every row's little-endian WKB."""
+    codes = []
+    for chunk in table.column(_GEOMETRY_FIELD).chunks:
+        if len(chunk) == 0:
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[
+            chunk.offset : chunk.offset + len(chunk)
+        ]
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+        starts = offsets.astype(np.int64) + 1
+        code = np.zeros(len(chunk), dtype=np.uint32)
+        for byte in range(4):
+            code |= data[starts + byte].astype(np.uint32) << np.uint32(8 * byte)
+        codes.append(code)
+    return np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
+
+
+def _promoted_to_multi(table: pa.Table, codes: NDArray[np.uint32]) -> pa.Table:
+    """``table`` with every Polygon turned into a one-part MultiPolygon."""
+    geometries = shapely.from_wkb(table.column(_GEOMETRY_FIELD).to_numpy(zero_copy_only=False))
+    single = codes == _WKB_POLYGON
+    geometries[single] = shapely.multipolygons(np.atleast_2d(geometries[single]), axis=0)
+    wkb = pa.array(shapely.to_wkb(geometries, byte_order=1), type=pa.binary())
+    return table.set_column(table.schema.get_field_index(_GEOMETRY_FIELD), _GEOMETRY_FIELD, wkb)
+
+
+def _write_table(table: pa.Table, path: Path, layer: str, *, append: bool) -> None:
     """Write (or append) one layer with pyogrio; split out so tests can inject failures."""
-    multi = bool(len(frame)) and bool((frame.geom_type == "MultiPolygon").any())
-    pyogrio.write_dataframe(
-        frame,
+    codes = _wkb_type_codes(table)
+    multi = bool((codes == _WKB_MULTIPOLYGON).any())
+    if multi and bool((codes == _WKB_POLYGON).any()):
+        table = _promoted_to_multi(table, codes)
+    crs = (table.schema.metadata or {}).get(_CRS_KEY.encode(), b"").decode()
+    pyogrio.write_arrow(
+        table,
         path,
         layer=layer,
         driver="GPKG",
         append=append,
+        geometry_name=_GEOMETRY_FIELD,
         geometry_type="MultiPolygon" if multi else "Polygon",
-        promote_to_multi=multi,
+        crs=crs or None,
         layer_options=None if append else {"SPATIAL_INDEX": "YES"},
     )
 
@@ -156,19 +217,23 @@ class GeoPackageWriter:
         self._final = final
         self._buffer_rows = buffer_rows
         self._started: set[str] = set()
-        self._buffers: dict[str, list[gpd.GeoDataFrame]] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}
         self._counts: dict[str, int] = {}
         self._styles: dict[str, str] = {}
 
     def write(self, layer: str, frame: gpd.GeoDataFrame) -> None:
         """Add ``frame`` to ``layer`` (its first write replaces any layer of that name)."""
-        self._counts[layer] = self._counts.get(layer, 0) + len(frame)
+        self.write_table(layer, feature_table(frame))
+
+    def write_table(self, layer: str, table: pa.Table) -> None:
+        """Add the rows of a :func:`feature_table` to ``layer``, like :meth:`write`."""
+        self._counts[layer] = self._counts.get(layer, 0) + len(table)
         buffer = self._buffers.setdefault(layer, [])
-        if buffer and len(frame) == 0:
+        if buffer and len(table) == 0:
             return
-        if buffer and len(buffer[0]) == 0:  # an empty frame only carries the schema
+        if buffer and len(buffer[0]) == 0:  # an empty table only carries the schema
             buffer.clear()
-        buffer.append(frame)
+        buffer.append(table)
         if sum(len(part) for part in buffer) >= self._buffer_rows:
             self._flush(layer)
 
@@ -176,12 +241,12 @@ class GeoPackageWriter:
         parts = self._buffers.pop(layer, [])
         if not parts:
             return
-        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         append = layer in self._started
-        if append and len(frame) == 0:
+        if append and len(table) == 0:
             return
         try:
-            _write_frame(frame, self._path, layer, append=append)
+            _write_table(table, self._path, layer, append=append)
         except (DataSourceError, DataLayerError) as error:
             raise OutputError(f"{self._final}: writing layer {layer!r} failed ({error})") from None
         self._started.add(layer)

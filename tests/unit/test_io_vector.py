@@ -7,6 +7,8 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import geopandas as gpd
+import numpy as np
+import pyarrow as pa
 import pyogrio
 import pytest
 import shapely
@@ -16,6 +18,7 @@ from geoseg.io import vector
 from geoseg.io.vector import (
     StyleCategory,
     categorized_style_qml,
+    feature_table,
     open_geopackage,
     read_vector,
     write_layers,
@@ -78,15 +81,13 @@ def test_error_mid_write_leaves_the_file_byte_identical(
     path = tmp_path / "out.gpkg"
     write_layers(path, {"a": frame(3), "b": frame(2)}, styles={"a": qml()})
     before = path.read_bytes()
-    original = vector._write_frame
+    original = vector._write_table
 
-    def write_half_then_fail(
-        data: gpd.GeoDataFrame, target: Path, layer: str, *, append: bool
-    ) -> None:
-        original(data.iloc[: len(data) // 2], target, layer, append=append)
+    def write_half_then_fail(data: pa.Table, target: Path, layer: str, *, append: bool) -> None:
+        original(data.slice(0, len(data) // 2), target, layer, append=append)
         raise RuntimeError("disk full (injected)")
 
-    monkeypatch.setattr(vector, "_write_frame", write_half_then_fail)
+    monkeypatch.setattr(vector, "_write_table", write_half_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
         write_layers(path, {"b": frame(10)}, styles={"b": qml()})
     assert path.read_bytes() == before
@@ -168,15 +169,15 @@ def test_flushes_append_and_a_late_error_still_leaves_nothing(
     assert pyogrio.read_info(path, layer="a")["features"] == 12
     before = path.read_bytes()
     calls: list[bool] = []
-    original = vector._write_frame
+    original = vector._write_table
 
-    def fail_on_append(data: gpd.GeoDataFrame, target: Path, layer: str, *, append: bool) -> None:
+    def fail_on_append(data: pa.Table, target: Path, layer: str, *, append: bool) -> None:
         calls.append(append)
         if append:
             raise RuntimeError("disk full (injected)")
         original(data, target, layer, append=append)
 
-    monkeypatch.setattr(vector, "_write_frame", fail_on_append)
+    monkeypatch.setattr(vector, "_write_table", fail_on_append)
     with (
         pytest.raises(RuntimeError, match="injected"),
         open_geopackage(path, buffer_rows=5) as writer,
@@ -185,3 +186,29 @@ def test_flushes_append_and_a_late_error_still_leaves_nothing(
             writer.write("a", frame(3))
     assert calls == [False, True]
     assert path.read_bytes() == before
+
+
+def test_feature_tables_write_like_frames_with_multipolygons_nan_and_types(
+    tmp_path: Path,
+) -> None:
+    mixed = frame(3)
+    mixed["area"] = [1.5, float("nan"), 3.0]
+    mixed["count"] = np.array([1, 2, 3], dtype=np.int32)
+    mixed.loc[2, "geometry"] = shapely.MultiPolygon(
+        [shapely.box(5, 0, 6, 1), shapely.box(7, 0, 8, 1)]
+    )
+    path = tmp_path / "mixed.gpkg"
+    with open_geopackage(path) as writer:
+        writer.write_table("a", feature_table(mixed.iloc[:2]))  # polygons only so far
+        writer.write("b", mixed)
+    back = read_vector(path, "b")
+    assert pyogrio.read_info(path, layer="b")["geometry_type"] == "MultiPolygon"
+    assert list(back.geom_type) == ["MultiPolygon"] * 3  # promoted, as pyogrio does
+    assert all(a.equals(b) for a, b in zip(back.geometry, mixed.geometry, strict=True))
+    assert back["area"].isna().tolist() == [False, True, False]  # NaN written as NULL
+    assert back["class_name"].tolist() == ["forest"] * 3
+    with sqlite3.connect(path) as connection:
+        types = dict((row[1], row[2]) for row in connection.execute("PRAGMA table_info(b)"))
+    assert types["count"] == "MEDIUMINT" and types["area"] == "REAL"
+    assert pyogrio.read_info(path, layer="a")["geometry_type"] == "Polygon"
+    assert pyogrio.read_info(path, layer="a")["crs"] == "EPSG:32612"
