@@ -2,10 +2,12 @@
 
 One task per chunk polygonizes it (:func:`geoseg.vectorize.polygonize_chunk`)
 and returns its finished polygons plus the pieces cut by a chunk seam, with
-the piece ids along the chunk's edges. The client writes finished polygons as
-chunks complete (so workers polygonize while the client writes) and merges the
-seam pieces at the end. With simplification, every polygon is gathered first:
-coverage simplification needs all neighbours at once.
+the piece ids along the chunk's edges. For a GeoPackage the task also builds
+the finished polygons' rows (attributes, CRS coordinates, WKB), so the client
+only writes them, in chunk order, as chunks complete (workers polygonize while
+the client writes), and merges the seam pieces at the end. With
+simplification, every polygon is gathered first: coverage simplification needs
+all neighbours at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dask.base import compute
 from dask.delayed import delayed
 from distributed import Client, as_completed
@@ -27,7 +30,13 @@ from numpy.typing import NDArray
 from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
-from geoseg.io.vector import GeoPackageWriter, class_style_qml, layer_name, open_geopackage
+from geoseg.io.vector import (
+    GeoPackageWriter,
+    class_style_qml,
+    feature_table,
+    layer_name,
+    open_geopackage,
+)
 from geoseg.polygons import (
     CLASS_NAMES_TAG,
     class_probability,
@@ -133,7 +142,11 @@ def _chunk_tasks(
     probability: da.Array | None,
     grid: RasterGrid,
     classes: Sequence[int] | None,
+    chunk_task: Callable[..., Any] = polygonize_chunk,
+    /,
+    **options: Any,
 ) -> list[Any]:
+    """One delayed ``chunk_task(labels, valid, window, raster_shape, ...)`` per chunk."""
     if labels.ndim != 2 or labels.shape != grid.shape:
         raise InputError(f"labels must be a 2-D array of shape {grid.shape}, got {labels.shape}")
     label_blocks = labels.to_delayed()
@@ -148,13 +161,14 @@ def _chunk_tasks(
         for block_col, width in enumerate(labels.chunks[1]):
             index = (block_row, block_col)
             tasks.append(
-                delayed(polygonize_chunk, pure=True)(
+                delayed(chunk_task, pure=True)(
                     label_blocks[index],
                     None if valid_blocks is None else valid_blocks[index],
                     PixelWindow(row_start, col_start, height, width),
                     grid.shape,
                     classes=None if classes is None else list(classes),
                     probability=None if probability_blocks is None else probability_blocks[index],
+                    **options,
                 )
             )
             col_start += width
@@ -162,18 +176,21 @@ def _chunk_tasks(
     return tasks
 
 
-def _completed(tasks: list[Any], client: Client | None) -> Iterator[ChunkPolygons]:
+def _completed(tasks: list[Any], client: Client | None) -> Iterator[Any]:
     """Chunk results in task order, each yielded as soon as it and all before it are done.
 
     Task order (not completion order) keeps the polygon order, and so the bytes
-    of the written GeoPackage, the same on every run and cluster.
+    of the written GeoPackage, the same on every run and cluster. Each task is
+    submitted with a priority falling with its position, so workers finish
+    chunks in that order too and the client never waits for an early chunk
+    while later ones pile up.
     """
     if client is None:
         yield from compute(*tasks)
         return
-    futures = client.compute(tasks)
+    futures = [client.compute(task, priority=-index) for index, task in enumerate(tasks)]
     position = {future.key: index for index, future in enumerate(futures)}
-    finished: dict[int, ChunkPolygons] = {}
+    finished: dict[int, Any] = {}
     next_index = 0
     for future in as_completed(futures, loop=client.loop):
         finished[position[future.key]] = future.result()
@@ -203,6 +220,74 @@ def polygon_batches(
         yield chunk.interior
         seams.append(replace(chunk, interior=empty_pieces(with_probability)))
     yield merge_seam_pieces(seams, with_probability)
+
+
+def _finished_chunk(
+    labels: NDArray[np.uint8],
+    valid: NDArray[np.bool_] | None,
+    window: PixelWindow,
+    raster_shape: tuple[int, int],
+    *,
+    classes: Sequence[int] | None,
+    probability: NDArray[np.floating] | None,
+    grid: RasterGrid,
+    class_names: Mapping[int, str],
+    provenance: Mapping[str, str],
+    min_area_m2: float,
+) -> tuple[pa.Table, ChunkPolygons]:
+    """A chunk's finished polygons as rows ready to write, and its seam pieces.
+
+    Runs on a worker, so the attribute table and WKB of most polygons are
+    built in parallel and only the seam pieces are left for the client.
+    """
+    chunk = polygonize_chunk(
+        labels, valid, window, raster_shape, classes=classes, probability=probability
+    )
+    table = polygon_table(chunk.interior, grid, class_names=class_names, provenance=provenance)
+    rows = feature_table(drop_small(table, min_area_m2))
+    return rows, replace(chunk, interior=empty_pieces(probability is not None))
+
+
+def feature_batches(
+    labels: da.Array,
+    valid: da.Array | None,
+    grid: RasterGrid,
+    *,
+    probability: da.Array | None = None,
+    classes: Sequence[int] | None = None,
+    client: Client | None = None,
+    class_names: Mapping[int, str] | None = None,
+    provenance: Mapping[str, str] | None = None,
+    min_area_m2: float = 0,
+) -> Iterator[pa.Table]:
+    """Rows ready for :meth:`GeoPackageWriter.write_table`, batch by batch, in chunk order.
+
+    Workers polygonize each chunk and build the rows of its polygons that
+    touch no seam (attributes, CRS coordinates, WKB); the client only merges
+    the seam pieces, whose rows come last. The rows equal those of
+    :func:`vectorize_labels` without simplification, in the same order.
+    """
+    names = dict(class_names or {})
+    filled = provenance_values(provenance)
+    tasks = _chunk_tasks(
+        labels,
+        valid,
+        probability,
+        grid,
+        classes,
+        _finished_chunk,
+        grid=grid,
+        class_names=names,
+        provenance=filled,
+        min_area_m2=min_area_m2,
+    )
+    seams: list[ChunkPolygons] = []
+    for rows, seam in _completed(tasks, client):
+        yield rows
+        seams.append(seam)
+    merged = merge_seam_pieces(seams, probability is not None)
+    table = polygon_table(merged, grid, class_names=names, provenance=filled)
+    yield feature_table(drop_small(table, min_area_m2))
 
 
 def vectorize_labels(
@@ -278,21 +363,22 @@ def _colours(
 
 def _write_tables(
     writer: GeoPackageWriter,
-    tables: Iterable[gpd.GeoDataFrame],
+    tables: Iterable[pa.Table],
     layer_of: Callable[[int], str],
-) -> tuple[set[int], gpd.GeoDataFrame]:
+) -> tuple[set[int], pa.Table]:
     """Write every table's rows to their class's layer; the classes seen and an empty table."""
     seen: set[int] = set()
     empty = None
     for table in tables:
-        empty = table.iloc[:0]
-        class_ids = table["class_id"].to_numpy()
+        empty = table.slice(0, 0)
+        class_ids = table.column("class_id").to_numpy()
         by_layer: dict[str, list[int]] = {}
         for class_id in (int(value) for value in pd.unique(class_ids)):
             seen.add(class_id)
             by_layer.setdefault(layer_of(class_id), []).append(class_id)
         for name, ids in by_layer.items():
-            writer.write(name, table if len(by_layer) == 1 else table[np.isin(class_ids, ids)])
+            rows = table if len(by_layer) == 1 else table.filter(np.isin(class_ids, ids))
+            writer.write_table(name, rows)
     if empty is None:
         raise InputError("vectorizing produced no table at all; the raster has no chunks")
     return seen, empty
@@ -355,37 +441,39 @@ def vectorize_file(
             return base
         return f"{base}_{layer_name(names.get(class_id, f'class {class_id}'))}"
 
-    tables: Iterable[gpd.GeoDataFrame]
+    tables: Iterable[pa.Table]
     if simplify_m > 0:  # coverage simplification needs every polygon at once
-        tables = [
-            vectorize_labels(
-                label_array,
-                valid,
-                grid,
-                probability=probability,
-                classes=classes,
-                min_area_m2=min_area_m2,
-                simplify_m=simplify_m,
-                client=client,
-                class_names=names,
-                provenance=filled,
-            )
-        ]
-    else:  # write each chunk's finished polygons while the workers go on
-        tables = (
-            drop_small(
-                polygon_table(batch, grid, class_names=names, provenance=filled), min_area_m2
-            )
-            for batch in polygon_batches(
-                label_array, valid, grid, probability=probability, classes=classes, client=client
-            )
+        simplified = vectorize_labels(
+            label_array,
+            valid,
+            grid,
+            probability=probability,
+            classes=classes,
+            min_area_m2=min_area_m2,
+            simplify_m=simplify_m,
+            client=client,
+            class_names=names,
+            provenance=filled,
+        )
+        tables = [feature_table(simplified)]
+    else:  # workers build the finished polygons' rows; the client writes them in order
+        tables = feature_batches(
+            label_array,
+            valid,
+            grid,
+            probability=probability,
+            classes=classes,
+            client=client,
+            class_names=names,
+            provenance=filled,
+            min_area_m2=min_area_m2,
         )
     with open_geopackage(out) as writer:
         seen, empty = _write_tables(writer, tables, layer_of)
         all_ids = sorted(seen | requested)
         expected = {layer_of(class_id) for class_id in all_ids} if layer_per_class else {base}
         for name in sorted(expected - set(writer.counts)):  # empty layers keep the schema
-            writer.write(name, empty)
+            writer.write_table(name, empty)
         for name in writer.counts:
             in_layer = [class_id for class_id in all_ids if layer_of(class_id) == name]
             writer.set_style(name, class_style_qml(in_layer, names, colour_of))
