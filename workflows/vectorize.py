@@ -12,8 +12,10 @@ all neighbours at once.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,15 +191,7 @@ def _completed(tasks: list[Any], client: Client | None) -> Iterator[Any]:
         yield from compute(*tasks)
         return
     futures = [client.compute(task, priority=-index) for index, task in enumerate(tasks)]
-    position = {future.key: index for index, future in enumerate(futures)}
-    finished: dict[int, Any] = {}
-    next_index = 0
-    for future in as_completed(futures, loop=client.loop):
-        finished[position[future.key]] = future.result()
-        future.release()
-        while next_index in finished:
-            yield finished.pop(next_index)
-            next_index += 1
+    yield from _in_order(futures, client)
 
 
 def polygon_batches(
@@ -238,7 +232,7 @@ def _finished_chunk(
     """A chunk's finished polygons as rows ready to write, and its seam pieces.
 
     Runs on a worker, so the attribute table and WKB of most polygons are
-    built in parallel and only the seam pieces are left for the client.
+    built in parallel and only the seam pieces are left for the seam merge.
     """
     chunk = polygonize_chunk(
         labels, valid, window, raster_shape, classes=classes, probability=probability
@@ -246,6 +240,60 @@ def _finished_chunk(
     table = polygon_table(chunk.interior, grid, class_names=class_names, provenance=provenance)
     rows = feature_table(drop_small(table, min_area_m2))
     return rows, replace(chunk, interior=empty_pieces(probability is not None))
+
+
+def _merged_rows(
+    seams: list[ChunkPolygons],
+    *,
+    with_probability: bool,
+    grid: RasterGrid,
+    class_names: Mapping[int, str],
+    provenance: Mapping[str, str],
+    min_area_m2: float,
+) -> pa.Table:
+    """The rows of the polygons merged across seams (a task of its own on a cluster)."""
+    merged = merge_seam_pieces(seams, with_probability)
+    table = polygon_table(merged, grid, class_names=class_names, provenance=provenance)
+    return feature_table(drop_small(table, min_area_m2))
+
+
+def _rows_in_order(
+    tasks: list[Any], merge: Callable[[list[ChunkPolygons]], pa.Table], client: Client | None
+) -> Iterator[pa.Table]:
+    """Each chunk's rows in task order as soon as they are done, then the merged rows.
+
+    On a cluster the seam merge is one more task: the seam pieces go from
+    worker to worker, never through the client, which only receives rows to
+    write (and writes the last chunks' rows while a worker merges).
+    """
+    if client is None:
+        results = compute(*tasks)
+        yield from (rows for rows, _ in results)
+        yield merge([seam for _, seam in results])
+        return
+    row_futures, seam_futures = [], []
+    for index, task in enumerate(tasks):  # priorities: workers take chunks in task order
+        chunk = client.compute(task, priority=-index)
+        row_futures.append(client.submit(operator.itemgetter(0), chunk, priority=-index))
+        seam_futures.append(client.submit(operator.itemgetter(1), chunk, priority=-index))
+        chunk.release()
+    merged = client.submit(merge, seam_futures, priority=-len(tasks))
+    del seam_futures
+    yield from _in_order(row_futures, client)
+    yield merged.result()
+
+
+def _in_order(futures: list[Any], client: Client) -> Iterator[Any]:
+    """Results of ``futures`` in list order, each as soon as it and all before it are done."""
+    position = {future.key: index for index, future in enumerate(futures)}
+    finished: dict[int, Any] = {}
+    next_index = 0
+    for future in as_completed(futures, loop=client.loop):
+        finished[position[future.key]] = future.result()
+        future.release()
+        while next_index in finished:
+            yield finished.pop(next_index)
+            next_index += 1
 
 
 def feature_batches(
@@ -263,31 +311,19 @@ def feature_batches(
     """Rows ready for :meth:`GeoPackageWriter.write_table`, batch by batch, in chunk order.
 
     Workers polygonize each chunk and build the rows of its polygons that
-    touch no seam (attributes, CRS coordinates, WKB); the client only merges
-    the seam pieces, whose rows come last. The rows equal those of
-    :func:`vectorize_labels` without simplification, in the same order.
+    touch no seam (attributes, CRS coordinates, WKB), and merge the seam
+    pieces, whose rows come last: the client only writes. The rows equal those
+    of :func:`vectorize_labels` without simplification, in the same order.
     """
-    names = dict(class_names or {})
-    filled = provenance_values(provenance)
-    tasks = _chunk_tasks(
-        labels,
-        valid,
-        probability,
-        grid,
-        classes,
-        _finished_chunk,
-        grid=grid,
-        class_names=names,
-        provenance=filled,
-        min_area_m2=min_area_m2,
-    )
-    seams: list[ChunkPolygons] = []
-    for rows, seam in _completed(tasks, client):
-        yield rows
-        seams.append(seam)
-    merged = merge_seam_pieces(seams, probability is not None)
-    table = polygon_table(merged, grid, class_names=names, provenance=filled)
-    yield feature_table(drop_small(table, min_area_m2))
+    options: dict[str, Any] = {
+        "grid": grid,
+        "class_names": dict(class_names or {}),
+        "provenance": provenance_values(provenance),
+        "min_area_m2": min_area_m2,
+    }
+    tasks = _chunk_tasks(labels, valid, probability, grid, classes, _finished_chunk, **options)
+    merge = partial(_merged_rows, with_probability=probability is not None, **options)
+    yield from _rows_in_order(tasks, merge, client)
 
 
 def vectorize_labels(
