@@ -158,11 +158,14 @@ class FileSource:
         """Boundless read of ``window`` in physical units, with its validity mask."""
         raw, valid = read_window_masked(self.path, window, bands=list(self.band_indexes))
         if self.nodata is not None:
-            valid &= ~np.any(raw == self.nodata, axis=0)
+            valid &= np.all(raw != self.nodata, axis=0)
         data = raw.astype(np.float32)
         scales = np.asarray(self.scales, dtype=np.float32)[:, None, None]
         offsets = np.asarray(self.offsets, dtype=np.float32)[:, None, None]
-        if np.any(scales != 1) or np.any(offsets != 0):
+        scaled = bool(np.any(scales != 1) or np.any(offsets != 0))
+        if scaled:
             data = data * scales + offsets
-        valid &= np.all(np.isfinite(data), axis=0)
+        if scaled or not np.issubdtype(raw.dtype, np.integer):
+            # integers converted to float32 are always finite
+            valid &= np.all(np.isfinite(data), axis=0)
         return data, valid

@@ -1,19 +1,28 @@
 """Reading rasters: metadata with validation, and windowed reads.
 
-Every read opens the file, reads one window and closes it, so the functions are
-safe to call from Dask tasks in any process. Errors name the file and say what
-is wrong with it.
+:func:`read_window` and :func:`read_valid_mask` open the file, read one window
+and close it. :func:`read_window_masked`, the engine's many-window reader, keeps
+its dataset open per process and thread (a few files at most, keyed by the
+file's identity, so a replaced file is reopened), so that raster blocks shared
+by overlapping windows are decoded once: GDAL's block cache is bounded to
+:data:`READ_CACHE_BYTES` during those reads. All are safe to call from Dask
+tasks in any process. Errors name the file and say what is wrong with it.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
+from rasterio.io import DatasetReader
 
 from geoseg.errors import InputError, RasterReadError
 from geoseg.grid import PixelWindow, RasterGrid
@@ -144,28 +153,97 @@ def read_valid_mask(path: str | Path, window: PixelWindow) -> NDArray[np.bool_]:
         raise RasterReadError(f"{path}: reading the validity mask failed ({error})") from None
 
 
+READ_CACHE_BYTES = 128 * 2**20
+"""Bound of GDAL's block cache while :func:`read_window_masked` reads (per process)."""
+
+OPEN_DATASETS_PER_THREAD = 4
+"""How many datasets :func:`read_window_masked` keeps open per process and thread."""
+
+_open_datasets: threading.local = threading.local()
+
+
+def _cached_dataset(path: str | Path) -> DatasetReader:
+    """``path`` opened once per process and thread, reopened when the file changes."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, os.getpid())
+    datasets: OrderedDict[tuple[object, ...], DatasetReader] | None = getattr(
+        _open_datasets, "datasets", None
+    )
+    if datasets is None:
+        datasets = _open_datasets.datasets = OrderedDict()
+    dataset = datasets.get(key)
+    if dataset is not None:
+        datasets.move_to_end(key)
+        return dataset
+    dataset = rasterio.open(path)
+    datasets[key] = dataset
+    while len(datasets) > OPEN_DATASETS_PER_THREAD:
+        _, oldest = datasets.popitem(last=False)
+        oldest.close()
+    return dataset
+
+
+def _mask_from_values(
+    dataset: DatasetReader, indexes: list[int], values: NDArray[np.generic]
+) -> NDArray[np.bool_] | None:
+    """The dataset mask of ``values`` when it follows from them alone, else None.
+
+    That is the case when every band is valid everywhere, or when ``values``
+    hold every band of an integer raster whose bands share one nodata value
+    and have no mask or alpha band: GDAL's mask is then "some band is not
+    nodata", computed here without decoding the bands a second time.
+    """
+    flags = {tuple(band) for band in dataset.mask_flag_enums}
+    if flags == {(MaskFlags.all_valid,)}:
+        return np.ones(values.shape[1:], dtype=bool)
+    nodata = dataset.nodata
+    if (
+        flags == {(MaskFlags.nodata,)}
+        and sorted(indexes) == list(range(1, dataset.count + 1))
+        and ColorInterp.alpha not in dataset.colorinterp
+        and np.issubdtype(values.dtype, np.integer)
+        and nodata is not None
+        and all(value == nodata for value in dataset.nodatavals)
+        and float(nodata).is_integer()
+        and np.can_cast(np.min_scalar_type(int(nodata)), values.dtype)
+    ):
+        mask: NDArray[np.bool_] = np.any(values != values.dtype.type(nodata), axis=0)
+        return mask
+    return None
+
+
 def read_window_masked(
     path: str | Path, window: PixelWindow, *, bands: list[int] | None = None
 ) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
     """:func:`read_window` and :func:`read_valid_mask` of ``window`` in one opening.
 
     Pixels outside the raster are filled with the nodata value (else 0) and
-    are invalid.
+    are invalid. The dataset stays open for the next read from this thread.
     """
     try:
-        with rasterio.open(path) as dataset:
+        dataset = _cached_dataset(path)
+        with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES):
             indexes = bands or list(range(1, dataset.count + 1))
             inside = window.clip(dataset.height, dataset.width)
             dtype = np.dtype(dataset.dtypes[indexes[0] - 1])
-            out = np.full((len(indexes), window.height, window.width), dataset.nodata or 0, dtype)
             valid = np.zeros(window.shape, dtype=bool)
             if inside.is_empty:
+                out = np.full(
+                    (len(indexes), window.height, window.width), dataset.nodata or 0, dtype
+                )
                 return out, valid
+            values = dataset.read(indexes, window=inside.to_rasterio())
+            mask = _mask_from_values(dataset, indexes, values)
+            if mask is None:
+                mask = dataset.dataset_mask(window=inside.to_rasterio()) > 0
+            if inside == window:
+                return values, mask
+            out = np.full((len(indexes), window.height, window.width), dataset.nodata or 0, dtype)
             rows, cols = inside.shift(-window.row, -window.col).slices()
-            out[:, rows, cols] = dataset.read(indexes, window=inside.to_rasterio())
-            valid[rows, cols] = dataset.dataset_mask(window=inside.to_rasterio()) > 0
+            out[:, rows, cols] = values
+            valid[rows, cols] = mask
             return out, valid
-    except RasterioIOError as error:
+    except (RasterioIOError, OSError) as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
             f"{window.col_stop} failed; the file may be truncated or corrupt ({error})"
