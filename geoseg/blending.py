@@ -94,10 +94,17 @@ def tile_weights(layout: TileLayout, index: int) -> NDArray[np.float32]:
 
 
 def weight_probabilities(
-    layout: TileLayout, index: int, probabilities: NDArray[np.float32]
+    layout: TileLayout,
+    index: int,
+    probabilities: NDArray[np.float32],
+    out: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
-    """Multiply one tile's probabilities ``(classes, tile, tile)`` by its weight window."""
-    return probabilities * tile_weights(layout, index)[None]
+    """Multiply one tile's probabilities ``(classes, tile, tile)`` by its weight window.
+
+    ``out`` (as in numpy) receives the product, which may be ``probabilities``
+    itself; by default a new array is returned.
+    """
+    return np.multiply(probabilities, tile_weights(layout, index)[None], out=out)
 
 
 def blend_window(

@@ -109,7 +109,9 @@ def batch_inputs(
             windows[0].row, first, layout.tile, max(w.col_stop for w in windows) - first
         )
         data, valid = plan.source.read(union)
-        inputs = normalize(data[list(plan.band_positions)], valid, plan.scaling, plan.statistics)
+        if plan.band_positions != tuple(range(len(data))):
+            data = data[list(plan.band_positions)]
+        inputs = normalize(data, valid, plan.scaling, plan.statistics)
         for index, window in zip(members, windows, strict=True):
             cols = slice(window.col - first, window.col_stop - first)
             inside = window.clip(layout.height, layout.width).shift(-window.row, -window.col)
@@ -132,18 +134,24 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     is zero; no valid pixel can depend on it).
     """
     tile = plan.layout.tile
-    outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
     inputs = batch_inputs(plan, indexes)
-    active = [position for position, (_, valid) in enumerate(inputs) if valid.any()]
-    if active:
-        loaded = cached_model(plan.model)
-        batch = np.stack([inputs[position][0] for position in active])
-        probabilities = forward_probabilities(loaded, batch, plan.model.device, plan.precision)
-        for row, position in enumerate(active):
-            outputs[position] = weight_probabilities(
-                plan.layout, indexes[position], probabilities[row]
-            )
-    return TileBatch(outputs, np.stack([tile_valid for _, tile_valid in inputs]))
+    valid = np.stack([tile_valid for _, tile_valid in inputs])
+    active = [position for position in range(len(indexes)) if valid[position].any()]
+    if not active:
+        outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
+        return TileBatch(outputs, valid)
+    loaded = cached_model(plan.model)
+    batch = np.stack([inputs[position][0] for position in active])
+    probabilities = forward_probabilities(loaded, batch, plan.model.device, plan.precision)
+    if len(active) == len(indexes):
+        outputs = probabilities  # weighted in place below
+    else:
+        outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
+    for row, position in enumerate(active):
+        weight_probabilities(
+            plan.layout, indexes[position], probabilities[row], out=outputs[position]
+        )
+    return TileBatch(outputs, valid)
 
 
 def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:

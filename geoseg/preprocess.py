@@ -169,9 +169,10 @@ def normalize(
         low = np.asarray(statistics.low, dtype=np.float32)
         high = np.asarray(statistics.high, dtype=np.float32)
         spread = np.maximum(high - low, np.float32(1e-6))
-    inputs = (physical - low[:, None, None]) / spread[:, None, None]
-    inputs = np.where(valid[None], inputs, np.float32(0.0)).astype(np.float32)
-    return inputs
+    inputs = physical - low[:, None, None]
+    np.divide(inputs, spread[:, None, None], out=inputs)
+    np.copyto(inputs, np.float32(0.0), where=~valid[None])
+    return inputs.astype(np.float32, copy=False)
 
 
 def reflect_pad(

@@ -52,7 +52,13 @@ def class_names_tag(class_names: Mapping[int, str]) -> str:
 
 
 def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray[np.uint8]) -> None:
-    """Write one chunk ``(bands, h, w)`` uint8 atomically, georeferenced on ``grid``."""
+    """Write one chunk ``(bands, h, w)`` uint8 atomically, georeferenced on ``grid``.
+
+    Chunks are short-lived intermediates, compressed with ZSTD level 1: about
+    as small as DEFLATE's default level here, 7-8x cheaper to write and
+    cheaper to read back (the final COG is re-encoded from the pixels, so its
+    bytes do not depend on this).
+    """
     profile = {
         "driver": "GTiff",
         "height": window.height,
@@ -61,7 +67,8 @@ def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray
         "dtype": "uint8",
         "crs": grid.crs,
         "transform": grid.window_transform(window),
-        "compress": "deflate",
+        "compress": "zstd",
+        "zstd_level": 1,
         "tiled": window.height >= 256 and window.width >= 256,
     }
     if profile["tiled"]:
