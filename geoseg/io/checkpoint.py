@@ -55,11 +55,18 @@ def write_model_dir(
     """Write weights and card into ``directory``; return the card with the weights' hash.
 
     The ``weights_sha256`` of ``card`` is replaced by the hash of the written
-    file. Both files are written atomically.
+    file. Floating-point tensors are stored as ``card.weights_dtype`` (integer
+    buffers such as batch-norm counters keep their type). Both files are
+    written atomically.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
+    storage = getattr(torch, card.weights_dtype)
+    tensors = {
+        name: (tensor.to(storage) if tensor.is_floating_point() else tensor).detach().cpu()
+        for name, tensor in state_dict.items()
+    }
+    tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
     weights = directory / WEIGHTS_FILENAME
     with atomic_path(weights) as temporary:
         save_file(tensors, str(temporary))

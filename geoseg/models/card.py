@@ -121,6 +121,11 @@ class ModelCard(StrictModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     attribution: str = ""
     weights_file: str = WEIGHTS_FILENAME
+    weights_dtype: Literal["float32", "float16"] = Field(
+        "float32",
+        description="storage type of the floating-point weights; float16 halves the file and "
+        "is widened to float32 when loaded",
+    )
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")

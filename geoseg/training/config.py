@@ -122,6 +122,9 @@ class TrainConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16_autocast: bool = False
     threads: int | None = Field(None, ge=1, description="CPU threads (default: torch's)")
+    weights_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="storage type of the written weights (float16: half the size)"
+    )
     tile_size: int = Field(256, ge=16, description="tile size recorded in the card")
     overlap: int = Field(32, ge=0, description="tile overlap recorded in the card")
     pixel_size_m: float = Field(30.0, gt=0)

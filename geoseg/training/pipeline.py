@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from geoseg.io.checkpoint import read_card, write_model_dir
+from geoseg.io.checkpoint import read_card, read_weights, write_model_dir
 from geoseg.metrics import scores
 from geoseg.models.card import ModelCard, TrainingInfo
 from geoseg.models.registry import build_model
@@ -94,6 +94,7 @@ def card_for(config: TrainConfig, result: TrainingResult, command: str) -> Model
         ),
         metrics={"validation": validation, "best_epoch": result.best_epoch},
         attribution=config.attribution,
+        weights_dtype=config.weights_dtype,
         weights_sha256=_PENDING_HASH,
     )
 
@@ -128,13 +129,13 @@ def train_from_config(
     module = build_untrained(config)
     result = train_model(module, scenes, config, progress=progress, log=log)
     card = write_model_dir(output, result.state_dict, card_for(config, result, command))
+    # the module scored afterwards is the one shipped: weights as stored (e.g. float16)
+    module.load_state_dict(read_weights(output, card))
     return TrainedModel(module, scenes, result, card, output)
 
 
 def add_metrics(directory: Path, metrics: dict[str, Any]) -> ModelCard:
     """Merge ``metrics`` into the card of ``directory`` (weights unchanged, hash re-checked)."""
-    from geoseg.io.checkpoint import read_weights
-
     card = read_card(directory)
     state = read_weights(directory, card)
     updated = card.model_copy(update={"metrics": {**card.metrics, **metrics}})

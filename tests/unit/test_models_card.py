@@ -72,3 +72,24 @@ def test_band_mismatch_names_the_missing_band() -> None:
         1,
         2,
     ]
+
+
+def test_float16_weights_are_half_the_size_and_load_as_float32(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    options: dict[str, object] = {"widths": [16, 32]}
+    model = build_model("segnet", in_channels=4, num_classes=3, options=options).eval()
+    full = write_model_dir(tmp_path / "full", model.state_dict(), card_for("segnet", "", options))
+    half_card = card_for("segnet", "", options).model_copy(update={"weights_dtype": "float16"})
+    half = write_model_dir(tmp_path / "half", model.state_dict(), half_card)
+    assert half.weights_dtype == "float16"
+    full_size = (tmp_path / "full" / full.weights_file).stat().st_size
+    half_size = (tmp_path / "half" / half.weights_file).stat().st_size
+    assert half_size < 0.6 * full_size
+    loaded = load_model(tmp_path / "half")
+    parameters = dict(loaded.module.named_parameters())
+    assert all(value.dtype == torch.float32 for value in parameters.values())
+    for name, value in model.named_parameters():
+        assert torch.equal(parameters[name], value.detach().half().float())
+    inputs = torch.rand(1, 4, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(loaded.module(inputs), model(inputs), atol=1e-2)
