@@ -24,6 +24,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from dask.base import compute
 from dask.delayed import delayed
 from distributed import Client, as_completed
@@ -397,27 +398,30 @@ def _colours(
     return {class_id: (rgba[0], rgba[1], rgba[2]) for class_id, rgba in table.items()}
 
 
-def _write_tables(
-    writer: GeoPackageWriter,
-    tables: Iterable[pa.Table],
-    layer_of: Callable[[int], str],
-) -> tuple[set[int], pa.Table]:
-    """Write every table's rows to their class's layer; the classes seen and an empty table."""
-    seen: set[int] = set()
+def _noting_classes(tables: Iterable[pa.Table], seen: set[int]) -> Iterator[pa.Table]:
+    """``tables`` unchanged, adding every class id they hold to ``seen``."""
+    for table in tables:
+        seen.update(int(value) for value in pc.unique(table.column("class_id")).to_pylist())
+        yield table
+
+
+def _write_by_class(
+    writer: GeoPackageWriter, tables: Iterable[pa.Table], layer_of: Callable[[int], str]
+) -> pa.Table:
+    """Write every table's rows to their class's layer; returns an empty table (the schema)."""
     empty = None
     for table in tables:
         empty = table.slice(0, 0)
         class_ids = table.column("class_id").to_numpy()
         by_layer: dict[str, list[int]] = {}
         for class_id in (int(value) for value in pd.unique(class_ids)):
-            seen.add(class_id)
             by_layer.setdefault(layer_of(class_id), []).append(class_id)
         for name, ids in by_layer.items():
             rows = table if len(by_layer) == 1 else table.filter(np.isin(class_ids, ids))
             writer.write_table(name, rows)
     if empty is None:
         raise InputError("vectorizing produced no table at all; the raster has no chunks")
-    return seen, empty
+    return empty
 
 
 def vectorize_file(
@@ -504,12 +508,16 @@ def vectorize_file(
             provenance=filled,
             min_area_m2=min_area_m2,
         )
+    seen: set[int] = set()
     with open_geopackage(out) as writer:
-        seen, empty = _write_tables(writer, tables, layer_of)
+        if layer_per_class:
+            empty = _write_by_class(writer, _noting_classes(tables, seen), layer_of)
+            expected = {layer_of(class_id) for class_id in seen | requested}
+            for name in sorted(expected - set(writer.counts)):  # empty layers keep the schema
+                writer.write_table(name, empty)
+        else:  # one pass: rows go to the file as they come, the index is built once
+            writer.write_stream(base, _noting_classes(tables, seen))
         all_ids = sorted(seen | requested)
-        expected = {layer_of(class_id) for class_id in all_ids} if layer_per_class else {base}
-        for name in sorted(expected - set(writer.counts)):  # empty layers keep the schema
-            writer.write_table(name, empty)
         for name in writer.counts:
             in_layer = [class_id for class_id in all_ids if layer_of(class_id) == name]
             writer.set_style(name, class_style_qml(in_layer, names, colour_of))

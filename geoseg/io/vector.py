@@ -12,7 +12,8 @@ the layer is opened.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,22 +184,39 @@ def _promoted_to_multi(table: pa.Table, codes: NDArray[np.uint32]) -> pa.Table:
     return table.set_column(table.schema.get_field_index(_GEOMETRY_FIELD), _GEOMETRY_FIELD, wkb)
 
 
+def _geometry_type(codes: NDArray[np.uint32]) -> str:
+    return "MultiPolygon" if bool((codes == _WKB_MULTIPOLYGON).any()) else "Polygon"
+
+
+def _matching_layer_type(table: pa.Table, geometry_type: str) -> pa.Table:
+    """``table`` with Polygons promoted to MultiPolygons when the layer holds those."""
+    codes = _wkb_type_codes(table)
+    if geometry_type == "MultiPolygon" and bool((codes == _WKB_POLYGON).any()):
+        return _promoted_to_multi(table, codes)
+    return table
+
+
+def _crs_of(schema: pa.Schema) -> str | None:
+    return (schema.metadata or {}).get(_CRS_KEY.encode(), b"").decode() or None
+
+
 def _write_table(table: pa.Table, path: Path, layer: str, *, append: bool) -> None:
     """Write (or append) one layer with pyogrio; split out so tests can inject failures."""
-    codes = _wkb_type_codes(table)
-    multi = bool((codes == _WKB_MULTIPOLYGON).any())
-    if multi and bool((codes == _WKB_POLYGON).any()):
-        table = _promoted_to_multi(table, codes)
-    crs = (table.schema.metadata or {}).get(_CRS_KEY.encode(), b"").decode()
+    geometry_type = _geometry_type(_wkb_type_codes(table))
+    _write_arrow(_matching_layer_type(table, geometry_type), path, layer, geometry_type, append)
+
+
+def _write_arrow(data: Any, path: Path, layer: str, geometry_type: str, append: bool) -> None:
+    """One pyogrio write of Arrow rows (a table or a stream of batches)."""
     pyogrio.write_arrow(
-        table,
+        data,
         path,
         layer=layer,
         driver="GPKG",
         append=append,
         geometry_name=_GEOMETRY_FIELD,
-        geometry_type="MultiPolygon" if multi else "Polygon",
-        crs=crs or None,
+        geometry_type=geometry_type,
+        crs=_crs_of(data.schema),
         layer_options=None if append else {"SPATIAL_INDEX": "YES"},
     )
 
@@ -209,7 +227,8 @@ class GeoPackageWriter:
     Obtain one from :func:`open_geopackage`. The first write to a layer
     replaces any layer of that name; later writes append to it. Rows are
     buffered and written ``buffer_rows`` at a time (each GeoPackage write is
-    a transaction with a fixed cost).
+    a transaction with a fixed cost, and appended rows update the spatial
+    index one by one); :meth:`write_stream` writes a whole layer in one pass.
     """
 
     def __init__(self, path: Path, final: Path, *, buffer_rows: int = 100_000) -> None:
@@ -236,6 +255,49 @@ class GeoPackageWriter:
         buffer.append(table)
         if sum(len(part) for part in buffer) >= self._buffer_rows:
             self._flush(layer)
+
+    def write_stream(self, layer: str, tables: Iterable[pa.Table]) -> None:
+        """Write a whole layer from :func:`feature_table` rows that arrive one table at a time.
+
+        Each table is written as it comes (nothing is buffered) and the layer
+        is written in a single pass, so its spatial index is bulk-built once,
+        as for one :meth:`write`, instead of being updated row by row as
+        appends do. The tables must have the first one's columns; the layer's
+        geometry type is the first table's. ``layer`` replaces any layer of
+        that name and must not have been written by this writer yet. An
+        exception raised while producing the tables propagates unchanged.
+        """
+        if layer in self._counts:
+            raise OutputError(f"{self._final}: layer {layer!r} is already being written")
+        self._counts[layer] = 0
+        iterator = iter(tables)
+        first = next(iterator, None)
+        if first is None:
+            raise OutputError(f"{self._final}: no rows at all (not even a schema) for {layer!r}")
+        geometry_type = _geometry_type(_wkb_type_codes(first))
+        failures: list[BaseException] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for table in itertools.chain([first], iterator):
+                    self._counts[layer] += len(table)
+                    yield from _matching_layer_type(table, geometry_type).to_batches()
+            except BaseException as error:  # Arrow would hand GDAL only its message
+                failures.append(error)
+                raise
+
+        stream = pa.RecordBatchReader.from_batches(first.schema, batches())
+        try:
+            _write_arrow(stream, self._path, layer, geometry_type, False)
+        except BaseException as error:
+            if failures:
+                raise failures[0] from None
+            if isinstance(error, DataSourceError | DataLayerError):
+                raise OutputError(
+                    f"{self._final}: writing layer {layer!r} failed ({error})"
+                ) from None
+            raise
+        self._started.add(layer)
 
     def _flush(self, layer: str) -> None:
         parts = self._buffers.pop(layer, [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -212,3 +213,36 @@ def test_feature_tables_write_like_frames_with_multipolygons_nan_and_types(
     assert types["count"] == "MEDIUMINT" and types["area"] == "REAL"
     assert pyogrio.read_info(path, layer="a")["geometry_type"] == "Polygon"
     assert pyogrio.read_info(path, layer="a")["crs"] == "EPSG:32612"
+
+
+def test_write_stream_writes_every_table_in_one_pass_with_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "stream.gpkg"
+    tables = [feature_table(frame(count)) for count in (3, 0, 4)]
+    with open_geopackage(path) as writer:
+        writer.write_stream("a", iter(tables))
+        writer.set_style("a", qml())
+    assert writer.counts == {"a": 7}
+    back = read_vector(path, "a")
+    assert back.geometry.bounds["minx"].tolist() == [0, 1, 2, 0, 1, 2, 3]
+    with sqlite3.connect(path) as connection:
+        indexed = connection.execute('SELECT count(*) FROM "rtree_a_geom"').fetchone()
+    assert indexed == (7,)
+
+
+class ProducerError(Exception):
+    pass
+
+
+def test_write_stream_passes_producer_errors_on_and_leaves_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "out.gpkg"
+    write_layers(path, {"a": frame(2)})
+    before = path.read_bytes()
+
+    def tables() -> Iterator[pa.Table]:
+        yield feature_table(frame(3))
+        raise ProducerError("worker failed")
+
+    with pytest.raises(ProducerError, match="worker failed"), open_geopackage(path) as writer:
+        writer.write_stream("a", tables())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpkg"]
