@@ -6,12 +6,19 @@ memory), then runs in fresh subprocesses, one after the other:
 
 - ``whole``: read the whole raster, ``rasterio.features.shapes`` over all of it
   (same GeoJSON-to-shapely conversion and attribute table as geoseg), one
-  GeoPackage write;
-- ``chunked`` with 1 and with 2 Dask worker processes: ``vectorize_file``.
+  GeoPackage write with geoseg's writer (``write_layers``: Arrow rows through
+  ``pyogrio.write_arrow`` in one call, spatial index bulk-built once), the
+  same writer the chunked runs use;
+- ``chunked`` with 1 and with 2 Dask worker processes: ``vectorize_file``
+  (workers polygonize chunks in task order and build the rows of polygons that
+  touch no seam, a worker merges the seam pieces, the client streams all rows
+  into the GeoPackage in one pass).
 
-For each it prints the wall time, the throughput ratio against ``whole`` and
-the peak RSS of the whole process tree (the run and its Dask workers), sampled
-every 50 ms with psutil in a thread. Worker processes use the allocator
+For each it prints the wall time, the throughput ratio against ``whole``, the
+peak RSS of the whole process tree (the run and its Dask workers), sampled
+every 50 ms with psutil in a thread, and the CPU seconds of the tree and of the
+run's own process (``client_cpu_s``: the Dask client, scheduler and writer);
+CPU seconds are the figures to compare on a busy machine. Worker processes use the allocator
 settings of ``workflows.cluster.WORKER_ENV`` (glibc malloc, mmap threshold
 disabled, trim threshold 16 GiB); the parent and ``whole`` use glibc defaults.
 
@@ -154,6 +161,7 @@ def measure(arguments: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["peak_rss_gib"] = peak / 2**30
     result["cpu_s"] = sum(cpu_seconds.values())
+    result["client_cpu_s"] = cpu_seconds.get(child.pid, 0.0)
     # per-process peaks, largest first: the run itself (client) is the first pid
     result["process_peaks_gib"] = [
         round(peaks[pid] / 2**30, 2) for pid in sorted(peaks, key=lambda pid: -peaks[pid])
