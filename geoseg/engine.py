@@ -172,6 +172,25 @@ def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) 
     return path
 
 
+STRIP_BYTES = 16 * 2**20
+"""Size of the float32 accumulator a chunk is blended in, strip by strip."""
+
+
+def blend_strips(window: PixelWindow, num_classes: int) -> list[PixelWindow]:
+    """Full-width row strips of ``window`` whose accumulators hold about ``STRIP_BYTES``.
+
+    Blending is per pixel, so strips give exactly the chunk's values; small
+    accumulators stay in cache and in the allocator's heap instead of being
+    page-faulted in for every chunk (measured 3.5 -> 0.7 ms per tile of CPU in
+    a worker thread).
+    """
+    rows = max(1, STRIP_BYTES // (4 * num_classes * max(1, window.width)))
+    return [
+        PixelWindow(window.row + start, window.col, min(rows, window.height - start), window.width)
+        for start in range(0, window.height, rows)
+    ]
+
+
 def assemble_chunk(
     plan: PredictPlan,
     window: PixelWindow,
@@ -212,17 +231,30 @@ def assemble_chunk(
             rows, cols = common.shift(-window.row, -window.col).slices()
             tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
             valid[rows, cols] = tile_valid[position, tile_rows, tile_cols]
-    probabilities = blend_window(plan.layout, window, contributions, valid, plan.num_classes)
-    labels = labels_from_probabilities(probabilities, valid, list(plan.class_ids), LABEL_NODATA)
+    labels = np.empty(window.shape, dtype=np.uint8)
+    quantized = np.empty(
+        (plan.num_classes if plan.write_probabilities else 0, *window.shape), np.uint8
+    )
+    for strip in blend_strips(window, plan.num_classes):
+        rows = slice(strip.row - window.row, strip.row_stop - window.row)
+        probabilities = blend_window(
+            plan.layout, strip, contributions, valid[rows], plan.num_classes
+        )
+        labels[rows] = labels_from_probabilities(
+            probabilities, valid[rows], list(plan.class_ids), LABEL_NODATA
+        )
+        if plan.write_probabilities:
+            quantized[:, rows] = quantize_probabilities(probabilities, valid[rows])
     grid = plan.source.grid
     if plan.write_probabilities:
-        quantized = quantize_probabilities(probabilities, valid)
         write_chunk(chunk_path(plan.work_dir, window, "probabilities"), grid, window, quantized)
     write_chunk(chunk_path(plan.work_dir, window, "labels"), grid, window, labels[None])
-    counts = np.bincount(labels[valid], minlength=256)
+    valid_pixels = int(np.count_nonzero(valid))
+    counted = labels.ravel() if valid_pixels == valid.size else labels[valid]
+    counts = np.bincount(counted, minlength=256)
     summary = ChunkSummary(
         window=window,
-        valid_pixels=int(valid.sum()),
+        valid_pixels=valid_pixels,
         class_pixels={int(value): int(counts[value]) for value in np.flatnonzero(counts)},
     )
     write_summary(chunk_path(plan.work_dir, window, "summary"), summary)
