@@ -12,15 +12,21 @@ Measured side by side in one run, on the same cluster and the same tiles:
 4. peak resident memory of the whole process tree (this process, nannies,
    workers; psutil, sampled every 50 ms in a thread) per scene size, each size
    on a fresh cluster (target: growth from 4k to 16k <= 10%);
-5. bf16 vs fp32 autocast on the real Zion scene: label agreement and speed.
+5. bf16 vs fp32 autocast on the real Zion scene: label agreement and speed;
+6. with ``--phases``: the CPU time per tile of each step of the engine, the
+   model's forward included, measured in ONE worker process (thread CPU time,
+   so the figures hold on a loaded machine): the tasks' bodies are called
+   directly in order on the first scene size, then the label COG is assembled.
 
 Scenes of N x N px are built by mirroring the real Zion Landsat-8 scene and
-written tiled and compressed to a temporary folder. Workers run with the
-allocator settings of ``workflows.cluster.WORKER_ENV`` (printed).
+written tiled and compressed to a temporary folder. Workers start with the
+allocator settings of ``workflows.cluster.WORKER_ENV`` (printed), set before
+the worker processes are spawned (see :func:`cluster`).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--sizes 4096,8192,16384] [--model NAME|DIR]
+    .venv/bin/python benchmarks/bench_predict.py --sizes 4096 --phases --skip-precision
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import psutil
 import rasterio
@@ -186,13 +193,22 @@ def random_model(directory: Path, tile: int, overlap: int) -> Path:
 
 
 def cluster(workers: int) -> LocalCluster:
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        env=WORKER_ENV,
-    )
+    """A local cluster whose worker processes START with ``WORKER_ENV``.
+
+    glibc reads its ``MALLOC_*`` settings when a process starts, so they must be
+    in distributed's ``pre-spawn-environ``: passed as ``env=`` only, they are set
+    after the worker has started and have no effect (measured: forward passes
+    2x slower in CPU time, 62-68 ms instead of 29-33 ms per 256 px tile).
+    """
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            env=WORKER_ENV,
+        )
 
 
 def run_size(
@@ -270,6 +286,129 @@ def run_size(
         out.unlink(missing_ok=True)
 
 
+PHASES = {
+    "geoseg.engine": (
+        "forward_probabilities",
+        "normalize",
+        "reflect_pad",
+        "weight_probabilities",
+        "write_tile_batch",
+        "read_tile_batch",
+        "blend_window",
+        "labels_from_probabilities",
+        "quantize_probabilities",
+        "write_chunk",
+        "write_summary",
+        "batch_inputs",
+        "compute_batch",
+        "forward_batch",
+        "assemble_chunk",
+    ),
+    "geoseg.sources": ("read_window_masked",),
+    "geoseg.io.cog": ("assemble_cog",),
+}
+
+
+def profile_phases(
+    scene: Path, model: str | Path, work: Path, args: argparse.Namespace
+) -> tuple[int, dict[str, float]]:
+    """In a worker: CPU seconds of each engine step (exclusive of the steps it calls).
+
+    Runs every forward batch and every chunk of ``scene`` in this process, in
+    the order the Dask graph would (a chunk right after the batches it needs,
+    batch files deleted after their last chunk), then assembles the label COG.
+    """
+    import importlib
+    from collections import Counter, defaultdict
+
+    import geoseg.engine as engine
+    from geoseg.io.cog import OutputStyle
+    from geoseg.io.workdir import batch_path, chunk_path, prepare_work_dir, remove_tile_batch
+    from geoseg.tiling import chunk_windows, tiles_touching
+
+    torch.set_num_threads(1)
+    seconds: defaultdict[str, float] = defaultdict(float)
+    running: list[str] = []
+
+    def timed(name: str, function: Any) -> Any:
+        def wrapper(*inner: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            running.append(name)
+            try:
+                return function(*inner, **kwargs)
+            finally:
+                running.pop()
+                elapsed = time.thread_time() - start
+                seconds[name] += elapsed
+                if running:
+                    seconds[running[-1]] -= elapsed
+
+        return wrapper
+
+    originals = []
+    for module_name, names in PHASES.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            originals.append((module, name, getattr(module, name)))
+            setattr(module, name, timed(name, getattr(module, name)))
+    try:
+        plan = engine.make_plan(
+            FileSource.open(scene),
+            model,
+            tile=args.tile,
+            overlap=args.overlap,
+            device="cpu",
+            precision=args.precision,
+            work_root=work,
+            write_probabilities=False,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+        )
+        cached_model(plan.model)
+        layout = plan.layout
+        batches = tile_batches(layout, args.batch_size)
+        batch_of = {index: number for number, group in enumerate(batches) for index in group}
+        windows = chunk_windows(layout.height, layout.width, args.chunk_size)
+        needs = [sorted({batch_of[i] for i in tiles_touching(layout, w)}) for w in windows]
+        users = Counter(number for numbers in needs for number in numbers)
+        prepare_work_dir(plan.work_dir, {})
+        done: set[int] = set()
+        for window, numbers in zip(windows, needs, strict=True):
+            for number in numbers:
+                if number not in done:
+                    engine.forward_batch(plan, number, batches[number])
+                    done.add(number)
+            stored = [(batches[n], batch_path(plan.work_dir, n)) for n in numbers]
+            engine.assemble_chunk(plan, window, stored)
+            for number in numbers:
+                users[number] -= 1
+                if users[number] == 0:
+                    remove_tile_batch(batch_path(plan.work_dir, number))
+        style = OutputStyle(band_descriptions=("class",), nodata=255)
+        chunks = [(w, chunk_path(plan.work_dir, w, "labels")) for w in windows]
+        importlib.import_module("geoseg.io.cog").assemble_cog(
+            work / "phases.tif", plan.source.grid, chunks, 1, style, work
+        )
+    finally:
+        for module, name, function in originals:
+            setattr(module, name, function)
+    return layout.count, dict(seconds)
+
+
+def report_phases(args: argparse.Namespace, scene: Path, model: str | Path, work: Path) -> None:
+    with cluster(1) as local, Client(local, set_as_default=False) as client:
+        tiles, seconds = client.submit(profile_phases, scene, model, work, args).result()
+    forward = seconds.pop("forward_probabilities")
+    print(f"CPU ms per tile by step, one worker process, {tiles} tiles (exclusive times):")
+    for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
+        print(f"  {name:28s} {1000 * value / tiles:6.2f}")
+    other = sum(seconds.values())
+    print(
+        f"  outside the forward: {1000 * other / tiles:.2f} ms per tile; forward "
+        f"{1000 * forward / tiles:.2f} ms per tile; model share {forward / (forward + other):.3f}"
+    )
+
+
 def compare_precision(args: argparse.Namespace, model: str | Path, work: Path) -> None:
     zion = data_file(ZION)
     labels = {}
@@ -313,6 +452,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--phases", action="store_true", help="CPU time per step instead")
     args = parser.parse_args()
     sizes = [int(text) for text in args.sizes.split(",") if text]
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-") as folder:
@@ -332,6 +472,9 @@ def main() -> None:
             f"{args.batch_size} chunk {args.chunk_size}"
         )
         scenes = [mirrored_scene(work / f"mirror_{size}.tif", size) for size in sizes]
+        if args.phases:
+            report_phases(args, scenes[0], model, work)
+            scenes = []
         for index, scene in enumerate(scenes):
             run_size(args, scene, model, work, first=index == 0)
         if not args.skip_precision:
