@@ -17,8 +17,10 @@ memory), then runs in fresh subprocesses, one after the other:
 For each it prints the wall time, the throughput ratio against ``whole``, the
 peak RSS of the whole process tree (the run and its Dask workers), sampled
 every 50 ms with psutil in a thread, and the CPU seconds of the tree and of the
-run's own process (``client_cpu_s``: the Dask client, scheduler and writer);
-CPU seconds are the figures to compare on a busy machine. Worker processes use the allocator
+run's own process (``client_cpu_s``: the Dask client, scheduler and writer),
+all including imports and cluster start-up. ``timed_cpu_s`` counts only the
+timed section (the client process plus every worker; ``timed_client_cpu_s`` the
+client process alone): the figures to compare on a busy machine. Worker processes use the allocator
 settings of ``workflows.cluster.WORKER_ENV`` (glibc malloc, mmap threshold
 disabled, trim threshold 16 GiB); the parent and ``whole`` use glibc defaults.
 
@@ -84,6 +86,7 @@ def run_whole(labels: Path, out: Path) -> dict[str, float]:
     from geoseg.vectorize import polygon_mask, polygonize_pixels
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     grid = read_info(labels).grid
     pixels = read_window(labels, grid.full_window, bands=[1])[0]
     valid = read_valid_mask(labels, grid.full_window)
@@ -94,9 +97,16 @@ def run_whole(labels: Path, out: Path) -> dict[str, float]:
     write_layers(out, {"labels": table})
     return {
         "seconds": time.perf_counter() - start,
+        "timed_cpu_s": time.process_time() - cpu_start,
         "polygonize_s": polygonized - start,
         "polygons": float(len(table)),
     }
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of the calling process (run on each Dask worker)."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
 
 
 def run_chunked(labels: Path, out: Path, workers: int, chunk_size: int) -> dict[str, float]:
@@ -106,11 +116,18 @@ def run_chunked(labels: Path, out: Path, workers: int, chunk_size: int) -> dict[
     started = time.perf_counter()
     with dask_client(None, n_workers=workers) as client:
         client.wait_for_workers(workers)
+        workers_before = client.run(process_cpu_seconds)
+        cpu_start = process_cpu_seconds()
         start = time.perf_counter()
         counts = vectorize_file(labels, out, layer="labels", chunk_size=chunk_size, client=client)
         seconds = time.perf_counter() - start
+        client_cpu = process_cpu_seconds() - cpu_start
+        workers_after = client.run(process_cpu_seconds)
+    worker_cpu = sum(workers_after[name] - workers_before[name] for name in workers_after)
     return {
         "seconds": seconds,
+        "timed_cpu_s": client_cpu + worker_cpu,
+        "timed_client_cpu_s": client_cpu,
         "cluster_start_s": start - started,
         "polygons": float(sum(counts.values())),
     }
