@@ -20,9 +20,12 @@ every 50 ms with psutil in a thread, and the CPU seconds of the tree and of the
 run's own process (``client_cpu_s``: the Dask client, scheduler and writer),
 all including imports and cluster start-up. ``timed_cpu_s`` counts only the
 timed section (the client process plus every worker; ``timed_client_cpu_s`` the
-client process alone): the figures to compare on a busy machine. Worker processes use the allocator
-settings of ``workflows.cluster.WORKER_ENV`` (glibc malloc, mmap threshold
-disabled, trim threshold 16 GiB); the parent and ``whole`` use glibc defaults.
+client process alone): the figures to compare on a busy machine. Allocator:
+glibc malloc with default settings everywhere. ``workflows.cluster.WORKER_ENV``
+(mmap threshold disabled, trim threshold 16 GiB) is handed to the Dask nanny
+as ``env``, which sets it in the worker's ``os.environ`` after the process has
+started, too late for glibc to read it (it is absent from the worker's
+``/proc/<pid>/environ``). Dask's worker profiler is on (Dask's default).
 
 Usage: ``python benchmarks/bench_vectorize.py [--size 20000] [--chunk-size 4096]``
 """
