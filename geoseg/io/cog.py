@@ -3,8 +3,9 @@
 Workers write each output chunk as a small GeoTIFF in a work directory (each
 atomically, so a killed run never leaves a half-written chunk). The finished
 chunks are mosaicked by a VRT (written here as XML: every chunk lies on the
-scene grid, so the VRT only places them) and copied by GDAL's COG driver into
-the final file: tiled, DEFLATE-compressed, overviews with NEAREST resampling,
+scene grid, so the VRT only places them; multi-band outputs are first copied
+into one GeoTIFF, from which GDAL builds overviews faster) and copied by GDAL's
+COG driver into the final file: tiled, DEFLATE-compressed, overviews with NEAREST resampling,
 exactly the scene's CRS, transform and shape, with the colour table, class
 names (tag ``GEOSEG_CLASS_NAMES``, JSON ``{"id": "name"}``), band descriptions
 and scales carried over. The final file appears atomically.
@@ -151,7 +152,7 @@ def assemble_cog(
     style
         Descriptions, nodata, colour table, tags and scale of the output.
     work_dir
-        Where the mosaic VRT is written.
+        Where the mosaic VRT (and, for several bands, a GeoTIFF mosaic) is written.
 
     Raises
     ------
@@ -167,11 +168,32 @@ def assemble_cog(
         "resampling": "NEAREST",
         "bigtiff": "IF_SAFER",
     }
+    # GDAL builds the overviews of a multi-band VRT slowly (15 s of CPU for an 8-band 4096 px
+    # scene); from one ZSTD GeoTIFF mosaic of the chunks it takes 9 s, mosaic included, and
+    # the COG's bytes are the same. A one-band VRT is as fast as the mosaic.
+    mosaic = work_dir / f"{out.stem}.mosaic.tif"
     try:
         with (
             atomic_path(out) as temporary,
             rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_PAM_ENABLED="NO"),
         ):
-            rasterio.shutil.copy(str(vrt), str(temporary), driver="COG", **options)
+            source = vrt
+            if bands > 1:
+                rasterio.shutil.copy(
+                    str(vrt),
+                    str(mosaic),
+                    driver="GTiff",
+                    tiled=True,
+                    blockxsize=COG_BLOCK,
+                    blockysize=COG_BLOCK,
+                    interleave="band",
+                    compress="zstd",
+                    zstd_level=1,
+                    bigtiff="IF_SAFER",
+                )
+                source = mosaic
+            rasterio.shutil.copy(str(source), str(temporary), driver="COG", **options)
     except RasterioIOError as error:
         raise OutputError(f"{out}: writing the COG failed ({error})") from None
+    finally:
+        mosaic.unlink(missing_ok=True)
