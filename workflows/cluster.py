@@ -6,13 +6,16 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import dask
 from distributed import Client, LocalCluster
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 # Keep the model's large activation buffers mapped between forwards: glibc
 # otherwise returns them to the system after each tile and page-faults them
-# back (measured 1.5x slower CPU forwards). Applies to worker processes we start.
+# back (measured 1.5x slower CPU forwards). Applies to worker processes we start,
+# through distributed's pre-spawn-environ: glibc reads MALLOC_* when a process starts,
+# and LocalCluster(env=...) only sets them after the worker has started (no effect).
 WORKER_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
@@ -54,7 +57,9 @@ def dask_client(
             yield client
         return
     workers = n_workers or max(1, min(4, os.cpu_count() or 1))
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV}
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
