@@ -21,11 +21,10 @@ run's own process (``client_cpu_s``: the Dask client, scheduler and writer),
 all including imports and cluster start-up. ``timed_cpu_s`` counts only the
 timed section (the client process plus every worker; ``timed_client_cpu_s`` the
 client process alone): the figures to compare on a busy machine. Allocator:
-glibc malloc with default settings everywhere. ``workflows.cluster.WORKER_ENV``
-(mmap threshold disabled, trim threshold 16 GiB) is handed to the Dask nanny
-as ``env``, which sets it in the worker's ``os.environ`` after the process has
-started, too late for glibc to read it (it is absent from the worker's
-``/proc/<pid>/environ``). Dask's worker profiler is on (Dask's default).
+glibc malloc; Dask workers start with ``workflows.cluster.WORKER_ENV`` (mmap
+disabled, trim threshold 16 GiB; since commit f3af157, before which those
+settings never reached glibc), the parent and ``whole`` use glibc defaults.
+Dask's worker profiler is on (Dask's default).
 
 Usage: ``python benchmarks/bench_vectorize.py [--size 20000] [--chunk-size 4096]``
 """
