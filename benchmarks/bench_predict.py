@@ -8,7 +8,10 @@ Measured side by side in one run, on the same cluster and the same tiles:
 2. pipeline throughput: the same tile pixels divided by the wall time of the
    whole ``predict_file`` run (reads, scaling, forward, blending, chunk writes,
    COG assembly), model already loaded;
-3. their ratio (target >= 0.90 on CPU);
+3. their ratio (target >= 0.90 on CPU), on the ``--ratio-size`` scene (default
+   8192 px: with the shipped 512 px tiles a 4096 px scene has only 11 batches
+   of 8 tiles, so two workers idle for a sizeable share of it on granularity
+   alone);
 4. peak resident memory of the whole process tree (this process, nannies,
    workers; psutil, sampled every 50 ms in a thread) per scene size, each size
    on a fresh cluster (target: growth from 4k to 16k <= 10%);
@@ -52,7 +55,7 @@ from geoseg.inference import cached_model, forward_probabilities
 from geoseg.models.loading import shipped_models
 from geoseg.sources import FileSource
 from geoseg.tiling import tile_batches
-from workflows.cluster import WORKER_ENV
+from workflows.cluster import WORKER_ENV, local_worker_settings
 from workflows.predict import predict_file
 
 ZION = "zion/zion_landsat8_20150818_b2345.tif"
@@ -193,15 +196,14 @@ def random_model(directory: Path, tile: int, overlap: int) -> Path:
 
 
 def cluster(workers: int) -> LocalCluster:
-    """A local cluster whose worker processes START with ``WORKER_ENV``.
+    """A local cluster whose worker processes start as ``dask_client``'s do.
 
-    glibc reads its ``MALLOC_*`` settings when a process starts, so they must be
-    in distributed's ``pre-spawn-environ``: passed as ``env=`` only, they are set
-    after the worker has started and have no effect (measured: forward passes
-    2x slower in CPU time, 62-68 ms instead of 29-33 ms per 256 px tile).
+    That is, with ``WORKER_ENV`` in distributed's ``pre-spawn-environ`` (glibc
+    reads ``MALLOC_*`` at process start; measured: forward passes 2x slower in
+    CPU time without them) and no statistical profiler
+    (:func:`workflows.cluster.local_worker_settings`).
     """
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    with dask.config.set(local_worker_settings()):
         return LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -444,6 +446,7 @@ def compare_precision(args: argparse.Namespace, model: str | Path, work: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="4096,8192,16384")
+    parser.add_argument("--ratio-size", type=int, default=8192, help="scene size for the ratio")
     parser.add_argument("--model", help="shipped model name or directory")
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--overlap", type=int, default=None)
@@ -476,7 +479,7 @@ def main() -> None:
             report_phases(args, scenes[0], model, work)
             scenes = []
         for index, scene in enumerate(scenes):
-            run_size(args, scene, model, work, first=index == 0)
+            run_size(args, scene, model, work, first=sizes[index] == args.ratio_size)
         if not args.skip_precision:
             compare_precision(args, model, work)
         print(f"load average at the end {os.getloadavg()}")

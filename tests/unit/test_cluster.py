@@ -39,3 +39,14 @@ def test_scheduler_address_comes_from_the_argument_or_the_environment(
     assert resolve_scheduler("tcp://here:8786") == "tcp://here:8786"
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
     assert resolve_scheduler(None) is None
+
+
+def _profiler_enabled() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_local_workers_do_not_run_the_statistical_profiler() -> None:
+    with dask_client(None, n_workers=1) as client:
+        assert list(client.run(_profiler_enabled).values()) == [False]
