@@ -31,6 +31,8 @@ def local_worker_settings() -> dict[str, object]:
     sets them only after the worker has started), and without the statistical
     profiler, which samples every task thread each 10 ms (3-10% of a worker's CPU,
     measured on vectorize) for a dashboard the local cluster does not start.
+    As everywhere in Dask, a variable already set in the environment wins, so
+    users can override these.
     """
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV}
     return {

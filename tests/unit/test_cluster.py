@@ -23,7 +23,11 @@ def _start_environment() -> dict[str, str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
-def test_local_workers_start_with_the_allocator_settings() -> None:
+def test_local_workers_start_with_the_allocator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # as in a fresh process: Dask lets variables already in the environment win (and every
+    # nanny started in this process, by earlier tests too, exports its settings there)
+    for name in WORKER_ENV:
+        monkeypatch.delenv(name, raising=False)
     with dask_client(None, n_workers=1) as client:
         started = list(client.run(_start_environment).values())
     assert len(started) == 1
