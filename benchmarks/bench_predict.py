@@ -234,7 +234,8 @@ def run_size(
         client.run(cached_model, plan.model)  # warm: load the model once per worker
         client.run(install_forward_timer)
         tile_pixels = plan.layout.count * plan.layout.tile**2 / 1e6
-        with PeakMemory() as memory:
+
+        def timed_pipeline() -> float:
             start = time.perf_counter()
             predict_file(
                 scene,
@@ -249,7 +250,10 @@ def run_size(
                 client=client,
                 progress=False,
             )
-            pipeline = time.perf_counter() - start
+            return time.perf_counter() - start
+
+        with PeakMemory() as memory:
+            pipeline = timed_pipeline()
         inside = sum(client.run(take_forward_seconds).values())
         line = (
             f"{size:>6} px  tiles {plan.layout.count:>5}  {tile_pixels:8.1f} MP  "
@@ -262,21 +266,7 @@ def run_size(
             # bare forward measured right after the pipeline and once more after a second
             # pipeline run, so that load changes on a shared machine show up in the figures
             forward = bare_forward(client, plan, args)
-            start = time.perf_counter()
-            predict_file(
-                scene,
-                model,
-                labels_out=out,
-                tile=args.tile,
-                overlap=args.overlap,
-                batch_size=args.batch_size,
-                chunk_size=args.chunk_size,
-                device="cpu",
-                precision=args.precision,
-                client=client,
-                progress=False,
-            )
-            second = time.perf_counter() - start
+            second = timed_pipeline()
             forward_again = bare_forward(client, plan, args)
             for label, bare, run in (("1st", forward, pipeline), ("2nd", forward_again, second)):
                 line += (
