@@ -90,6 +90,32 @@ def read_info(path: str | Path) -> RasterInfo:
         raise RasterReadError(f"{path}: not a readable raster ({error})") from None
 
 
+def _read_boundless(
+    dataset: DatasetReader, window: PixelWindow, indexes: list[int], fill: float
+) -> NDArray[np.generic]:
+    """Bands ``indexes`` of ``window``; pixels outside the raster get ``fill``."""
+    inside = window.clip(dataset.height, dataset.width)
+    dtype = np.dtype(dataset.dtypes[indexes[0] - 1])
+    if inside == window:
+        data: NDArray[np.generic] = dataset.read(indexes, window=window.to_rasterio())
+        return data
+    out = np.full((len(indexes), window.height, window.width), fill, dtype=dtype)
+    if not inside.is_empty:
+        rows, cols = inside.shift(-window.row, -window.col).slices()
+        out[:, rows, cols] = dataset.read(indexes, window=inside.to_rasterio())
+    return out
+
+
+def _mask_boundless(dataset: DatasetReader, window: PixelWindow) -> NDArray[np.bool_]:
+    """GDAL's dataset mask of ``window``; pixels outside the raster are invalid."""
+    inside = window.clip(dataset.height, dataset.width)
+    out = np.zeros(window.shape, dtype=bool)
+    if not inside.is_empty:
+        rows, cols = inside.shift(-window.row, -window.col).slices()
+        out[rows, cols] = dataset.dataset_mask(window=inside.to_rasterio()) > 0
+    return out
+
+
 def read_window(
     path: str | Path,
     window: PixelWindow,
@@ -116,16 +142,8 @@ def read_window(
     try:
         with rasterio.open(path) as dataset:
             indexes = bands or list(range(1, dataset.count + 1))
-            inside = window.clip(dataset.height, dataset.width)
             fill = fill_value if fill_value is not None else (dataset.nodata or 0)
-            dtype = np.dtype(dataset.dtypes[indexes[0] - 1])
-            out = np.full((len(indexes), window.height, window.width), fill, dtype=dtype)
-            if inside.is_empty:
-                return out
-            data = dataset.read(indexes, window=inside.to_rasterio())
-            offset = inside.shift(-window.row, -window.col)
-            out[:, offset.row : offset.row_stop, offset.col : offset.col_stop] = data
-            return out
+            return _read_boundless(dataset, window, indexes, fill)
     except RasterioIOError as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
@@ -141,14 +159,7 @@ def read_valid_mask(path: str | Path, window: PixelWindow) -> NDArray[np.bool_]:
     """
     try:
         with rasterio.open(path) as dataset:
-            inside = window.clip(dataset.height, dataset.width)
-            out = np.zeros(window.shape, dtype=bool)
-            if inside.is_empty:
-                return out
-            mask = dataset.dataset_mask(window=inside.to_rasterio()) > 0
-            offset = inside.shift(-window.row, -window.col)
-            out[offset.row : offset.row_stop, offset.col : offset.col_stop] = mask
-            return out
+            return _mask_boundless(dataset, window)
     except RasterioIOError as error:
         raise RasterReadError(f"{path}: reading the validity mask failed ({error})") from None
 
@@ -184,18 +195,25 @@ def _cached_dataset(path: str | Path) -> DatasetReader:
 
 
 def _mask_from_values(
-    dataset: DatasetReader, indexes: list[int], values: NDArray[np.generic]
+    dataset: DatasetReader, indexes: list[int], values: NDArray[np.generic], window: PixelWindow
 ) -> NDArray[np.bool_] | None:
-    """The dataset mask of ``values`` when it follows from them alone, else None.
+    """The dataset mask of ``window`` when it follows from its ``values`` alone, else None.
 
-    That is the case when every band is valid everywhere, or when ``values``
-    hold every band of an integer raster whose bands share one nodata value
-    and have no mask or alpha band: GDAL's mask is then "some band is not
-    nodata", computed here without decoding the bands a second time.
+    That is the case when every band is valid everywhere (then only pixels
+    outside the raster are invalid), or when ``values`` hold every band of an
+    integer raster whose bands share one nodata value and have no mask or
+    alpha band: GDAL's mask is then "some band is not nodata", computed here
+    without decoding the bands a second time (pixels outside the raster were
+    filled with nodata, so they come out invalid).
     """
     flags = {tuple(band) for band in dataset.mask_flag_enums}
     if flags == {(MaskFlags.all_valid,)}:
-        return np.ones(values.shape[1:], dtype=bool)
+        inside = np.zeros(window.shape, dtype=bool)
+        rows, cols = (
+            window.clip(dataset.height, dataset.width).shift(-window.row, -window.col).slices()
+        )
+        inside[rows, cols] = True
+        return inside
     nodata = dataset.nodata
     if (
         flags == {(MaskFlags.nodata,)}
@@ -224,25 +242,9 @@ def read_window_masked(
         dataset = _cached_dataset(path)
         with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES):
             indexes = bands or list(range(1, dataset.count + 1))
-            inside = window.clip(dataset.height, dataset.width)
-            dtype = np.dtype(dataset.dtypes[indexes[0] - 1])
-            valid = np.zeros(window.shape, dtype=bool)
-            if inside.is_empty:
-                out = np.full(
-                    (len(indexes), window.height, window.width), dataset.nodata or 0, dtype
-                )
-                return out, valid
-            values = dataset.read(indexes, window=inside.to_rasterio())
-            mask = _mask_from_values(dataset, indexes, values)
-            if mask is None:
-                mask = dataset.dataset_mask(window=inside.to_rasterio()) > 0
-            if inside == window:
-                return values, mask
-            out = np.full((len(indexes), window.height, window.width), dataset.nodata or 0, dtype)
-            rows, cols = inside.shift(-window.row, -window.col).slices()
-            out[:, rows, cols] = values
-            valid[rows, cols] = mask
-            return out, valid
+            values = _read_boundless(dataset, window, indexes, dataset.nodata or 0)
+            mask = _mask_from_values(dataset, indexes, values, window)
+            return values, mask if mask is not None else _mask_boundless(dataset, window)
     except (RasterioIOError, OSError) as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
