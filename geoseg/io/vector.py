@@ -140,17 +140,21 @@ def feature_table(frame: gpd.GeoDataFrame) -> pa.Table:
     """The rows of ``frame`` as an Arrow table ready for :meth:`GeoPackageWriter.write_table`.
 
     Attribute columns keep their order and types (NaN floats become nulls, as
-    pyogrio writes them); the geometry becomes the little-endian WKB column
-    ``geometry`` and the CRS is kept in the schema metadata. Building it is
-    plain in-memory work, so Dask workers can do it and ship the table to the
-    process that writes the file.
+    pyogrio writes them), except that every text column is ``large_string``:
+    pandas gives ``string``, ``large_string`` or, for an empty object column,
+    ``null`` depending on the dtype, and the tables of one layer must agree.
+    The geometry becomes the little-endian WKB column ``geometry`` and the CRS
+    is kept in the schema metadata. Building it is plain in-memory work, so
+    Dask workers can do it and ship the table to the process that writes the
+    file.
     """
     geometry_name = frame.geometry.name
     attributes = pd.DataFrame(frame.drop(columns=geometry_name), copy=False)
     table = pa.Table.from_pandas(attributes, preserve_index=False)
     for index, field in enumerate(table.schema):
-        if pa.types.is_null(field.type):  # an empty object column: GDAL needs a type
-            table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
+        if pa.types.is_null(field.type) or pa.types.is_string(field.type):
+            text = table.column(index).cast(pa.large_string())
+            table = table.set_column(index, field.name, text)
     wkb = shapely.to_wkb(np.asarray(frame.geometry.array), byte_order=1)
     table = table.append_column(_GEOMETRY_FIELD, pa.array(wkb, type=pa.binary()))
     crs = "" if frame.crs is None else frame.crs.to_wkt()
@@ -262,10 +266,12 @@ class GeoPackageWriter:
         Each table is written as it comes (nothing is buffered) and the layer
         is written in a single pass, so its spatial index is bulk-built once,
         as for one :meth:`write`, instead of being updated row by row as
-        appends do. The tables must have the first one's columns; the layer's
-        geometry type is the first table's. ``layer`` replaces any layer of
-        that name and must not have been written by this writer yet. An
-        exception raised while producing the tables propagates unchanged.
+        appends do. Tables with rows must have the columns and types of the
+        first one with rows, whose geometry type the layer takes; empty tables
+        are skipped (the first one gives the schema when every table is
+        empty). ``layer`` replaces any layer of that name and must not have
+        been written by this writer yet. An exception raised while producing
+        the tables propagates unchanged.
         """
         if layer in self._counts:
             raise OutputError(f"{self._final}: layer {layer!r} is already being written")
@@ -274,12 +280,28 @@ class GeoPackageWriter:
         first = next(iterator, None)
         if first is None:
             raise OutputError(f"{self._final}: no rows at all (not even a schema) for {layer!r}")
+        schema_table = first
+        while len(schema_table) == 0:  # empty tables carry a schema, perhaps of other dtypes
+            following = next(iterator, None)
+            if following is None:  # every table is empty: the first one's schema
+                schema_table = first
+                break
+            schema_table = following
+        first = schema_table
         geometry_type = _geometry_type(_wkb_type_codes(first))
         failures: list[BaseException] = []
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 for table in itertools.chain([first], iterator):
+                    if len(table) == 0:
+                        continue
+                    if not table.schema.equals(first.schema):
+                        # GDAL reads the batches by the stream's schema: never hand it others
+                        raise OutputError(
+                            f"{self._final}: the rows for layer {layer!r} changed columns or "
+                            f"types mid-stream ({table.schema} after {first.schema})"
+                        )
                     self._counts[layer] += len(table)
                     yield from _matching_layer_type(table, geometry_type).to_batches()
             except BaseException as error:  # Arrow would hand GDAL only its message

@@ -14,7 +14,7 @@ import pyogrio
 import pytest
 import shapely
 
-from geoseg.errors import VectorReadError
+from geoseg.errors import OutputError, VectorReadError
 from geoseg.io import vector
 from geoseg.io.vector import (
     StyleCategory,
@@ -246,3 +246,28 @@ def test_write_stream_passes_producer_errors_on_and_leaves_the_file(tmp_path: Pa
         writer.write_stream("a", tables())
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpkg"]
+
+
+def test_write_stream_after_an_empty_first_table_of_other_dtypes(tmp_path: Path) -> None:
+    # a first chunk without finished polygons gives an empty object-dtype frame (null
+    # columns in Arrow) while later chunks carry pandas string columns: once a crash in GDAL
+    empty = frame(0).astype({"class_name": object})
+    later = frame(3).astype({"class_name": "string"})
+    tables = [feature_table(empty), feature_table(later)]
+    path = tmp_path / "stream.gpkg"
+    with open_geopackage(path) as writer:
+        writer.write_stream("a", iter(tables))
+    assert read_vector(path, "a")["class_name"].tolist() == ["forest"] * 3
+
+
+def test_write_stream_refuses_tables_whose_columns_change(tmp_path: Path) -> None:
+    path = tmp_path / "out.gpkg"
+    write_layers(path, {"a": frame(2)})
+    before = path.read_bytes()
+    other = feature_table(frame(2).assign(extra=1.5))
+    with (
+        pytest.raises(OutputError, match="changed columns or types"),
+        open_geopackage(path) as writer,
+    ):
+        writer.write_stream("a", iter([feature_table(frame(3)), other]))
+    assert path.read_bytes() == before
