@@ -42,12 +42,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import psutil
 import rasterio
 import torch
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from geoseg.datadir import data_file
 from geoseg.engine import PredictPlan, make_plan, tile_inputs
@@ -55,7 +54,7 @@ from geoseg.inference import cached_model, forward_probabilities
 from geoseg.models.loading import shipped_models
 from geoseg.sources import FileSource
 from geoseg.tiling import tile_batches
-from workflows.cluster import WORKER_ENV, local_worker_settings
+from workflows.cluster import WORKER_ENV, local_client
 from workflows.predict import predict_file
 
 ZION = "zion/zion_landsat8_20150818_b2345.tif"
@@ -195,22 +194,46 @@ def random_model(directory: Path, tile: int, overlap: int) -> Path:
     return directory
 
 
-def cluster(workers: int) -> LocalCluster:
-    """A local cluster whose worker processes start as ``dask_client``'s do.
+def bench_plan(scene: Path, model: str | Path, work: Path, args: argparse.Namespace) -> PredictPlan:
+    """The plan ``predict_file`` makes for ``scene`` with the benchmark's settings."""
+    return make_plan(
+        FileSource.open(scene),
+        model,
+        tile=args.tile,
+        overlap=args.overlap,
+        device="cpu",
+        precision=args.precision,
+        work_root=work,
+        write_probabilities=False,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+    )
 
-    That is, with ``WORKER_ENV`` in distributed's ``pre-spawn-environ`` (glibc
-    reads ``MALLOC_*`` at process start; measured: forward passes 2x slower in
-    CPU time without them) and no statistical profiler
-    (:func:`workflows.cluster.local_worker_settings`).
-    """
-    with dask.config.set(local_worker_settings()):
-        return LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            env=WORKER_ENV,
-        )
+
+def timed_predict(
+    client: Client,
+    scene: Path,
+    model: str | Path,
+    out: Path,
+    args: argparse.Namespace,
+    precision: str,
+) -> float:
+    """Seconds of one ``predict_file`` run with the benchmark's settings."""
+    start = time.perf_counter()
+    predict_file(
+        scene,
+        model,
+        labels_out=out,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device="cpu",
+        precision=precision,
+        client=client,
+        progress=False,
+    )
+    return time.perf_counter() - start
 
 
 def run_size(
@@ -218,39 +241,14 @@ def run_size(
 ) -> None:
     size = int(scene.stem.split("_")[-1])
     out = work / f"labels_{size}.tif"
-    with cluster(args.workers) as local, Client(local, set_as_default=False) as client:
-        plan = make_plan(
-            FileSource.open(scene),
-            model,
-            tile=args.tile,
-            overlap=args.overlap,
-            device="cpu",
-            precision=args.precision,
-            work_root=work,
-            write_probabilities=False,
-            batch_size=args.batch_size,
-            chunk_size=args.chunk_size,
-        )
+    with local_client(n_workers=args.workers) as client:
+        plan = bench_plan(scene, model, work, args)
         client.run(cached_model, plan.model)  # warm: load the model once per worker
         client.run(install_forward_timer)
         tile_pixels = plan.layout.count * plan.layout.tile**2 / 1e6
 
         def timed_pipeline() -> float:
-            start = time.perf_counter()
-            predict_file(
-                scene,
-                model,
-                labels_out=out,
-                tile=args.tile,
-                overlap=args.overlap,
-                batch_size=args.batch_size,
-                chunk_size=args.chunk_size,
-                device="cpu",
-                precision=args.precision,
-                client=client,
-                progress=False,
-            )
-            return time.perf_counter() - start
+            return timed_predict(client, scene, model, out, args, args.precision)
 
         with PeakMemory() as memory:
             pipeline = timed_pipeline()
@@ -344,18 +342,7 @@ def profile_phases(
             originals.append((module, name, getattr(module, name)))
             setattr(module, name, timed(name, getattr(module, name)))
     try:
-        plan = engine.make_plan(
-            FileSource.open(scene),
-            model,
-            tile=args.tile,
-            overlap=args.overlap,
-            device="cpu",
-            precision=args.precision,
-            work_root=work,
-            write_probabilities=False,
-            batch_size=args.batch_size,
-            chunk_size=args.chunk_size,
-        )
+        plan = bench_plan(scene, model, work, args)
         cached_model(plan.model)
         layout = plan.layout
         batches = tile_batches(layout, args.batch_size)
@@ -388,7 +375,7 @@ def profile_phases(
 
 
 def report_phases(args: argparse.Namespace, scene: Path, model: str | Path, work: Path) -> None:
-    with cluster(1) as local, Client(local, set_as_default=False) as client:
+    with local_client(n_workers=1) as client:
         tiles, seconds = client.submit(profile_phases, scene, model, work, args).result()
     forward = seconds.pop("forward_probabilities")
     print(f"CPU ms per tile by step, one worker process, {tiles} tiles (exclusive times):")
@@ -404,23 +391,10 @@ def report_phases(args: argparse.Namespace, scene: Path, model: str | Path, work
 def compare_precision(args: argparse.Namespace, model: str | Path, work: Path) -> None:
     zion = data_file(ZION)
     labels = {}
-    with cluster(args.workers) as local, Client(local, set_as_default=False) as client:
+    with local_client(n_workers=args.workers) as client:
         for precision in ("fp32", "bf16", "fp32", "bf16"):
             out = work / f"zion_{precision}.tif"
-            start = time.perf_counter()
-            predict_file(
-                zion,
-                model,
-                labels_out=out,
-                client=client,
-                progress=False,
-                tile=args.tile,
-                overlap=args.overlap,
-                batch_size=args.batch_size,
-                precision=precision,
-                device="cpu",
-            )
-            seconds = time.perf_counter() - start
+            seconds = timed_predict(client, zion, model, out, args, precision)
             with rasterio.open(out) as dataset:
                 labels[precision] = dataset.read(1)
             print(f"  Zion {precision}: {seconds:6.1f} s (second run of each is warm)", flush=True)

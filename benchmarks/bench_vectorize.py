@@ -112,11 +112,11 @@ def process_cpu_seconds() -> float:
 
 
 def run_chunked(labels: Path, out: Path, workers: int, chunk_size: int) -> dict[str, float]:
-    from workflows.cluster import dask_client
+    from workflows.cluster import local_client
     from workflows.vectorize import vectorize_file
 
     started = time.perf_counter()
-    with dask_client(None, n_workers=workers) as client:
+    with local_client(n_workers=workers) as client:
         client.wait_for_workers(workers)
         workers_before = client.run(process_cpu_seconds)
         cpu_start = process_cpu_seconds()

@@ -74,6 +74,24 @@ def dask_client(
         with Client(address, set_as_default=False) as client:
             yield client
         return
+    with local_client(
+        n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit
+    ) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def local_client(
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str = "auto",
+) -> Iterator[Client]:
+    """Yield a client of a new local cluster of worker processes, closed afterwards.
+
+    The workers start with :func:`local_worker_settings`. Parameters as for
+    :func:`dask_client`.
+    """
     workers = n_workers or max(1, min(4, os.cpu_count() or 1))
     with (
         dask.config.set(local_worker_settings()),
