@@ -6,11 +6,14 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from geoseg.bbox import make_bbox, parse_bbox_text
+
+if TYPE_CHECKING:
+    from workflows.run import InferenceSettings
 
 _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
 
@@ -69,6 +72,29 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
     return function
 
 
+def _settings(
+    tile: int | None,
+    overlap: int | None,
+    batch_size: int,
+    chunk_size: int,
+    device: str,
+    precision: str,
+    quiet: bool,
+) -> InferenceSettings:
+    """The inference options shared by ``run`` and ``run-change``."""
+    from workflows.run import InferenceSettings
+
+    return InferenceSettings(
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        device=device,
+        precision=precision,
+        progress=not quiet,
+    )
+
+
 @click.command()
 @click.option("--datetime", "datetime_range", required=True, help="DATE or START/END")
 @click.option("--model", default="landcover-landsat", show_default=True)
@@ -97,7 +123,7 @@ def run(
     quiet: bool,
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
-    from workflows.run import InferenceSettings, run_bbox
+    from workflows.run import run_bbox
 
     with _plain_warnings():
         run_bbox(
@@ -110,15 +136,7 @@ def run(
             catalog=catalog,
             crs=crs,
             resolution=resolution,
-            settings=InferenceSettings(
-                tile=tile,
-                overlap=overlap,
-                batch_size=batch_size,
-                chunk_size=chunk_size,
-                device=device,
-                precision=precision,
-                progress=not quiet,
-            ),
+            settings=_settings(tile, overlap, batch_size, chunk_size, device, precision, quiet),
             scheduler=scheduler,
             report=_echo,
         )
@@ -158,7 +176,6 @@ def run_change(
     quiet: bool,
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
-    from workflows.run import InferenceSettings
     from workflows.run import run_change as run_change_workflow
 
     with _plain_warnings():
@@ -175,15 +192,7 @@ def run_change(
             catalog=catalog,
             crs=crs,
             resolution=resolution,
-            settings=InferenceSettings(
-                tile=tile,
-                overlap=overlap,
-                batch_size=batch_size,
-                chunk_size=chunk_size,
-                device=device,
-                precision=precision,
-                progress=not quiet,
-            ),
+            settings=_settings(tile, overlap, batch_size, chunk_size, device, precision, quiet),
             scheduler=scheduler,
             report=_echo,
         )
