@@ -63,10 +63,12 @@ def write_model_dir(
     directory.mkdir(parents=True, exist_ok=True)
     storage = getattr(torch, card.weights_dtype)
     tensors = {
-        name: (tensor.to(storage) if tensor.is_floating_point() else tensor).detach().cpu()
+        name: (tensor.to(storage) if tensor.is_floating_point() else tensor)
+        .detach()
+        .cpu()
+        .contiguous()
         for name, tensor in state_dict.items()
     }
-    tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
     weights = directory / WEIGHTS_FILENAME
     with atomic_path(weights) as temporary:
         save_file(tensors, str(temporary))
