@@ -160,6 +160,8 @@ def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
         nodata=None,
         tags={**tags, "GEOSEG_PROBABILITY_ENCODING": PROBABILITY_ENCODING},
         scale=1.0 / PROBABILITY_SCALE,
+        compression="DEFLATE",
+        level=1,
     )
     return labels, probabilities
 

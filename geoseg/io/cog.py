@@ -5,7 +5,8 @@ atomically, so a killed run never leaves a half-written chunk). The finished
 chunks are mosaicked by a VRT (written here as XML: every chunk lies on the
 scene grid, so the VRT only places them; multi-band outputs are first copied
 into one GeoTIFF, from which GDAL builds overviews faster) and copied by GDAL's
-COG driver into the final file: tiled, DEFLATE-compressed, overviews with NEAREST resampling,
+COG driver into the final file: tiled, compressed (LZW for labels, DEFLATE for
+probabilities: see :class:`OutputStyle`), overviews with NEAREST resampling,
 exactly the scene's CRS, transform and shape, with the colour table, class
 names (tag ``GEOSEG_CLASS_NAMES``, JSON ``{"id": "name"}``), band descriptions
 and scales carried over. The final file appears atomically.
@@ -45,6 +46,14 @@ class OutputStyle:
     colormap: Mapping[int, tuple[int, int, int]] | None = None
     tags: Mapping[str, str] | None = None
     scale: float = 1.0
+    compression: str = "LZW"
+    """GDAL codec of the final COG. Measured on 8192 px of mirrored NLCD labels, the
+    COG copy (overviews included) took 1.25 s with LZW (10.7 MB), 3.1 s with DEFLATE's
+    default level (11.2 MB), 1.0 s at DEFLATE level 1 (13.2 MB). It runs on the client
+    after the last chunk, while the workers idle, so it is paid in full in wall time."""
+    level: int | None = None
+    """Codec level (DEFLATE, ZSTD); None for GDAL's default. For 8-band probabilities
+    DEFLATE level 1 took 0.20 s against 0.55 s at the default level, 4.5% larger (Zion)."""
 
 
 def class_names_tag(class_names: Mapping[int, str]) -> str:
@@ -161,13 +170,15 @@ def assemble_cog(
     """
     vrt = work_dir / f"{out.stem}.vrt"
     vrt.write_text(_vrt_xml(grid, chunks, bands, style), encoding="utf-8")
-    options = {
-        "compress": "DEFLATE",
+    options: dict[str, str | int] = {
+        "compress": style.compression,
         "blocksize": COG_BLOCK,
         "overview_resampling": "NEAREST",
         "resampling": "NEAREST",
         "bigtiff": "IF_SAFER",
     }
+    if style.level is not None:
+        options["level"] = style.level
     # GDAL builds the overviews of a multi-band VRT slowly (15 s of CPU for an 8-band 4096 px
     # scene); from one ZSTD GeoTIFF mosaic of the chunks it takes 9 s, mosaic included, and
     # the COG's bytes are the same. A one-band VRT is as fast as the mosaic.

@@ -157,6 +157,7 @@ def test_output_keeps_georeferencing_and_carries_classes(
         assert probabilities.descriptions == ("water", "forest", "shrubland")
         assert probabilities.dtypes == ("uint8",) * 3 and probabilities.nodata is None
         assert probabilities.scales == (1 / 255,) * 3
+        assert probabilities.profile["compress"] == "deflate"
         total = probabilities.read().astype(int).sum(axis=0)
     with rasterio.open(scene) as source, rasterio.open(out) as labels:
         assert labels.crs == source.crs
@@ -164,7 +165,7 @@ def test_output_keeps_georeferencing_and_carries_classes(
         assert labels.shape == source.shape
         assert labels.dtypes == ("uint8",)
         assert labels.nodata == LABEL_NODATA
-        assert labels.profile["tiled"] and labels.profile["compress"] == "deflate"
+        assert labels.profile["tiled"] and labels.profile["compress"] == "lzw"
         assert labels.tags()[CLASS_NAMES_TAG] == ('{"1": "water", "4": "forest", "5": "shrubland"}')
         assert labels.colormap(1)[4][:3] == (0x33, 0xA0, 0x2C)
         assert labels.descriptions == ("class",)
