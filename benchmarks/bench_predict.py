@@ -313,7 +313,7 @@ def profile_phases(
 
     import geoseg.engine as engine
     from geoseg.io.cog import OutputStyle
-    from geoseg.io.workdir import batch_path, chunk_path, prepare_work_dir, remove_tile_batch
+    from geoseg.io.workdir import batch_path, chunk_path, prepare_work_dir, recycle_tile_batch
     from geoseg.tiling import chunk_windows, tiles_touching
 
     torch.set_num_threads(1)
@@ -362,7 +362,7 @@ def profile_phases(
             for number in numbers:
                 users[number] -= 1
                 if users[number] == 0:
-                    remove_tile_batch(batch_path(plan.work_dir, number))
+                    recycle_tile_batch(batch_path(plan.work_dir, number))
         style = OutputStyle(band_descriptions=("class",), nodata=255)
         chunks = [(w, chunk_path(plan.work_dir, w, "labels")) for w in windows]
         importlib.import_module("geoseg.io.cog").assemble_cog(

@@ -14,10 +14,11 @@ Two kinds of tasks (bodies in :mod:`geoseg.engine`):
 
 Memory stays bounded by the chunk and batch sizes: chunks are submitted in
 row-major order with at most a few in flight, batch outputs live in files
-(chunk tasks memory-map the parts they need), and every batch file is deleted
-as soon as the last chunk needing it is done. A rerun with the same inputs finds the same
-work directory and skips finished chunks; the directory is deleted after the
-final COGs are written.
+(chunk tasks memory-map the parts they need), and every batch file is retired
+as soon as the last chunk needing it is done (kept as a spare that the next
+batch is written into: :func:`geoseg.io.workdir.recycle_tile_batch`). A rerun
+with the same inputs finds the same work directory and skips finished chunks;
+the directory is deleted after the final COGs are written.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from geoseg.io.workdir import (
     chunk_path,
     prepare_work_dir,
     read_summary,
-    remove_tile_batch,
+    recycle_tile_batch,
     remove_work_dir,
 )
 from geoseg.models.card import LABEL_NODATA, ModelCard
@@ -135,7 +136,7 @@ def _run_chunks(
                 remaining_users[number] -= 1
                 if remaining_users[number] == 0:
                     forward.pop(number).release()
-                    remove_tile_batch(batch_path(plan.work_dir, number))
+                    recycle_tile_batch(batch_path(plan.work_dir, number))
             bar.update(1)
             if queue:
                 running.add(submit_next())

@@ -1,0 +1,73 @@
+"""The work directory's batch files: written atomically, retired batches reused in place."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from geoseg.io.workdir import (
+    SPARE_PATTERN,
+    batch_path,
+    read_tile_batch,
+    recycle_tile_batch,
+    write_tile_batch,
+)
+
+
+def _batch(rng: np.random.Generator, tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    outputs = rng.random((tiles, 3, 16, 16), dtype=np.float32)
+    valid = rng.random((tiles, 16, 16)) > 0.2
+    return outputs, valid
+
+
+def _npy_size(array: np.ndarray) -> int:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return len(buffer.getvalue())
+
+
+def test_a_retired_batch_file_is_rewritten_in_place_and_truncated(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    first = batch_path(tmp_path, 0)
+    write_tile_batch(first, *_batch(rng, 8))
+    inode = first.stat().st_ino
+    recycle_tile_batch(first)
+    assert not first.exists()
+    assert len(list(tmp_path.glob(SPARE_PATTERN))) == 1
+    # a smaller batch (the scene's last) goes into the spare: same file, cut to size
+    outputs, valid = _batch(rng, 3)
+    second = batch_path(tmp_path, 1)
+    write_tile_batch(second, outputs, valid)
+    assert second.stat().st_ino == inode
+    assert second.stat().st_size == _npy_size(outputs)
+    assert list(tmp_path.glob(SPARE_PATTERN)) == []
+    stored, stored_valid = read_tile_batch(second)
+    assert np.array_equal(stored, outputs) and np.array_equal(stored_valid, valid)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "batch_0000001.npy",
+        "batch_0000001_valid.npy",
+    ]
+
+
+def test_without_a_spare_a_new_file_is_written(tmp_path: Path, rng: np.random.Generator) -> None:
+    outputs, valid = _batch(rng, 2)
+    path = batch_path(tmp_path, 5)
+    write_tile_batch(path, outputs, valid)
+    assert np.array_equal(read_tile_batch(path)[0], outputs)
+    recycle_tile_batch(batch_path(tmp_path, 6))  # never written: nothing happens
+    assert len(list(tmp_path.glob(SPARE_PATTERN))) == 0
+
+
+def test_each_spare_is_claimed_once(tmp_path: Path, rng: np.random.Generator) -> None:
+    for number in range(2):
+        write_tile_batch(batch_path(tmp_path, number), *_batch(rng, 4))
+        recycle_tile_batch(batch_path(tmp_path, number))
+    inodes = {path.stat().st_ino for path in tmp_path.glob(SPARE_PATTERN)}
+    for number in range(2, 5):
+        write_tile_batch(batch_path(tmp_path, number), *_batch(rng, 4))
+    used = {batch_path(tmp_path, number).stat().st_ino for number in range(2, 5)}
+    assert inodes < used  # both spares reused, one batch in a new file
+    assert list(tmp_path.glob(SPARE_PATTERN)) == []
