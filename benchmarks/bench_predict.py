@@ -8,7 +8,9 @@ Measured side by side in one run, on the same cluster and the same tiles:
 2. pipeline throughput: the same tile pixels divided by the wall time of the
    whole ``predict_file`` run (reads, scaling, forward, blending, chunk writes,
    COG assembly), model already loaded;
-3. their ratio (target >= 0.90 on CPU), on the ``--ratio-size`` scene (default
+3. their ratio (target >= 0.90 on CPU), on the ``--ratio-size`` scene, from
+   ``--pairs`` pipeline runs alternating with bare-forward runs (each pipeline
+   run against the mean of the bare runs before and after it); default scene
    8192 px: with the shipped 512 px tiles a 4096 px scene has only 11 batches
    of 8 tiles, so two workers idle for a sizeable share of it on granularity
    alone);
@@ -261,17 +263,27 @@ def run_size(
             f"{inside / (pipeline * args.workers):5.3f}"
         )
         if first:
-            # bare forward measured right after the pipeline and once more after a second
-            # pipeline run, so that load changes on a shared machine show up in the figures
-            forward = bare_forward(client, plan, args)
-            second = timed_pipeline()
-            forward_again = bare_forward(client, plan, args)
-            for label, bare, run in (("1st", forward, pipeline), ("2nd", forward_again, second)):
+            # bare forward and pipeline alternate (F0 P1 F1 P2 F2 ...): each pipeline run is
+            # compared with the mean of the bare runs just before and after it, so that speed
+            # drifts of a shared machine (measured: +-8% between bare runs minutes apart)
+            # cancel out instead of landing in one ratio
+            bare = [bare_forward(client, plan, args)]
+            ratios = []
+            for run_number in range(1, args.pairs + 1):
+                run = timed_pipeline()
+                bare.append(bare_forward(client, plan, args))
+                around = (bare[-2] + bare[-1]) / 2
+                ratios.append(around / run)
                 line += (
-                    f"\n        {label}: bare forward {bare:7.1f} s = {tile_pixels / bare:6.3f} "
-                    f"MP/s, pipeline {run:7.1f} s = {tile_pixels / run:6.3f} MP/s, "
-                    f"ratio pipeline/bare = {bare / run:5.3f}"
+                    f"\n        pair {run_number}: bare forward {bare[-2]:6.1f} / "
+                    f"{bare[-1]:6.1f} s, mean {tile_pixels / around:6.3f} MP/s; "
+                    f"pipeline {run:6.1f} s = {tile_pixels / run:6.3f} MP/s; "
+                    f"ratio pipeline/bare = {ratios[-1]:5.3f}"
                 )
+            line += (
+                f"\n        ratio pipeline/bare: median {float(np.median(ratios)):5.3f}, "
+                f"min {min(ratios):5.3f}, max {max(ratios):5.3f} over {len(ratios)} pairs"
+            )
         print(line, flush=True)
         out.unlink(missing_ok=True)
 
@@ -417,6 +429,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--chunk-size", type=int, default=2048)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3, help="pipeline runs in the ratio")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--phases", action="store_true", help="CPU time per step instead")
