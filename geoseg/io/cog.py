@@ -176,6 +176,9 @@ def assemble_cog(
         "overview_resampling": "NEAREST",
         "resampling": "NEAREST",
         "bigtiff": "IF_SAFER",
+        # the copy runs after the last chunk, while the workers idle (LZW labels at 8192 px:
+        # 1.25 s with one thread, 1.06 s with two)
+        "num_threads": "ALL_CPUS",
     }
     if style.level is not None:
         options["level"] = style.level
