@@ -42,7 +42,7 @@ def _forward_faults() -> int:
     from geoseg.inference import cached_model, forward_probabilities, model_key
 
     loaded = cached_model(model_key("landcover-landsat", "cpu"))
-    batch = np.random.default_rng(0).random((2, 4, 512, 512), dtype=np.float32)
+    batch = np.random.default_rng(0).random((4, 4, 512, 512), dtype=np.float32)
     forward_probabilities(loaded, batch, "cpu", "fp32")
     before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
     forward_probabilities(loaded, batch, "cpu", "fp32")
@@ -52,12 +52,13 @@ def _forward_faults() -> int:
 @pytest.mark.skipif(not hasattr(resource, "RUSAGE_THREAD"), reason="needs Linux getrusage")
 def test_forwards_in_task_threads_reuse_their_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     # Dask runs tasks in threads; with a malloc arena per thread (no MALLOC_ARENA_MAX=1)
-    # the activations are given back and faulted in again: about 9200 faults here
+    # the activations are given back and faulted in again: 130-180 k faults here, against
+    # 0-8 k with it (some growth of the one heap)
     for name in WORKER_ENV:
         monkeypatch.delenv(name, raising=False)
     with dask_client(None, n_workers=1) as client:
         faults = client.submit(_forward_faults, pure=False).result()
-    assert faults < 2000
+    assert faults < 40_000
 
 
 def test_scheduler_address_comes_from_the_argument_or_the_environment(
