@@ -2,7 +2,9 @@
 
 Each chip gets one of the eight symmetries of the square, drawn from a seeded
 generator, applied identically to the image and its labels. Pixel values are
-never resampled, so labels stay exact.
+never resampled, so labels stay exact. Optionally the scaled bands of a chip
+are jittered by a random per-band gain and offset (:func:`radiometric_jitter`),
+so that a model leans less on exact brightness.
 """
 
 from __future__ import annotations
@@ -36,3 +38,17 @@ def random_symmetry(
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Apply one of the eight symmetries, drawn uniformly from ``generator``."""
     return apply_symmetry(image, labels, int(generator.integers(0, SYMMETRIES)))
+
+
+def radiometric_jitter(
+    image: NDArray[np.float32],
+    generator: np.random.Generator,
+    *,
+    gain_std: float,
+    offset_std: float,
+) -> NDArray[np.float32]:
+    """``image * gain + offset``, per band: gain ~ N(1, gain_std), offset ~ N(0, offset_std)."""
+    bands = image.shape[0]
+    gain = generator.normal(1.0, gain_std, size=(bands, 1, 1))
+    offset = generator.normal(0.0, offset_std, size=(bands, 1, 1))
+    return (image * gain + offset).astype(np.float32)

@@ -95,6 +95,20 @@ class SceneSpec(StrictModel):
         return self
 
 
+class RadiometricJitter(StrictModel):
+    """Random per-band gain and offset applied to each training chip after scaling.
+
+    Each band of a chip becomes ``value * gain + offset`` with ``gain`` drawn
+    from a normal distribution of mean 1 and standard deviation ``gain_std``
+    and ``offset`` from one of mean 0 and standard deviation ``offset_std``
+    (in scaled units: with ``scene_percentile`` scaling, 1 is the span between
+    the scene's low and high percentiles). Validation chips are never jittered.
+    """
+
+    gain_std: float = Field(0.1, ge=0, le=0.5)
+    offset_std: float = Field(0.05, ge=0, le=0.5)
+
+
 class TrainConfig(StrictModel):
     """Everything ``geoseg train`` needs; becomes the model card of the result."""
 
@@ -118,6 +132,23 @@ class TrainConfig(StrictModel):
         None, description="cross-entropy weight per class, in class order (default: equal)"
     )
     early_stopping_patience: int = Field(5, ge=1, description="epochs without improvement")
+    chip_sampling: Literal["uniform", "class_balanced"] = Field(
+        "uniform",
+        description="uniform: chip windows drawn uniformly from the training windows; "
+        "class_balanced: each chip contains a pixel of a class drawn with probability "
+        "proportional to (its training-pixel count) ** class_balance_power",
+    )
+    class_balance_power: float = Field(
+        0.5, ge=0, le=1, description="0: classes equally often; 1: as often as their pixels"
+    )
+    radiometric_jitter: RadiometricJitter | None = None
+    validation_score: Literal["mean_iou", "mean_iou_labelled"] = Field(
+        "mean_iou",
+        description="what selects the kept epoch and drives early stopping: mean IoU over "
+        "the classes present in validation truth or prediction, or only over the classes "
+        "that have validation labels (a class absent from the validation labels cannot be "
+        "measured there; predicting it already costs the true class's IoU)",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16_autocast: bool = False

@@ -1,12 +1,15 @@
 """The training loop: seeded epochs of random chips, validation metrics, early stopping.
 
-Each epoch draws ``chips_per_epoch`` random chips (scene by weight, window
-uniformly inside its training area), applies a random flip/rotation, and takes
-AdamW steps under a one-cycle learning-rate schedule. After each epoch the
-model predicts every validation chip; per-class IoU and Dice come from the
-summed confusion matrix. The weights of the epoch with the best validation mean
-IoU are kept; training stops after ``early_stopping_patience`` epochs without
-improvement.
+Each epoch draws ``chips_per_epoch`` random chips (scene by weight, then a
+window uniformly inside its training area, or, with ``class_balanced``
+sampling, a window around a pixel of a class drawn by its pixel count to a
+power), applies a random flip/rotation and, optionally, a per-band gain and
+offset jitter, and takes AdamW steps under a one-cycle learning-rate
+schedule. After each epoch the model predicts every validation chip; per-class
+IoU and Dice come from the summed confusion matrix. The weights of the epoch
+with the best validation score (``validation_score``: mean IoU, or mean IoU
+over the classes that have validation labels) are kept; training stops after
+``early_stopping_patience`` epochs without improvement.
 
 Everything random flows from ``seed`` (numpy generator, torch seeds), so two
 runs with the same config, thread count and device give the same weights.
@@ -28,12 +31,15 @@ from tqdm import tqdm
 
 from geoseg.errors import ConfigError
 from geoseg.metrics import confusion_matrix, mean_iou, per_class_dice, per_class_iou
-from geoseg.training.augment import random_symmetry
+from geoseg.training.augment import radiometric_jitter, random_symmetry
 from geoseg.training.config import TrainConfig
 from geoseg.training.losses import build_loss
 from geoseg.training.sampling import (
     IGNORE_INDEX,
+    ClassPixels,
     TrainingScene,
+    class_balanced_chips,
+    index_class_pixels,
     random_chips,
     read_chip,
     read_validation_chip,
@@ -48,6 +54,7 @@ class EpochRecord:
     epoch: int
     train_loss: float
     validation_mean_iou: float
+    validation_score: float
     validation_iou: list[float]
     validation_dice: list[float]
     seconds: float
@@ -99,6 +106,48 @@ def _forward(model: nn.Module, inputs: torch.Tensor, bf16: bool) -> torch.Tensor
     with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits: torch.Tensor = model(inputs)
     return logits.float()
+
+
+def validation_score(matrix: NDArray[np.int64], name: str) -> float:
+    """The score that selects the kept epoch (see ``TrainConfig.validation_score``)."""
+    if name == "mean_iou_labelled":
+        labelled = matrix.sum(axis=1) > 0
+        values = per_class_iou(matrix)[labelled]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return mean_iou(matrix)
+
+
+def _draw_batch(
+    scenes: list[TrainingScene],
+    pixels: list[ClassPixels] | None,
+    config: TrainConfig,
+    generator: np.random.Generator,
+) -> list[tuple[NDArray[np.float32], NDArray[np.int64]]]:
+    """One batch of augmented training chips (see the module docstring)."""
+    if pixels is None:
+        windows = random_chips(scenes, config.batch_size, config.chip_size, generator)
+    else:
+        windows = class_balanced_chips(
+            scenes,
+            pixels,
+            config.batch_size,
+            config.chip_size,
+            config.class_balance_power,
+            generator,
+        )
+    chips = [random_symmetry(*read_chip(scene, window), generator) for scene, window in windows]
+    jitter = config.radiometric_jitter
+    if jitter is None:
+        return chips
+    return [
+        (
+            radiometric_jitter(
+                image, generator, gain_std=jitter.gain_std, offset_std=jitter.offset_std
+            ),
+            labels,
+        )
+        for image, labels in chips
+    ]
 
 
 def validate(
@@ -166,6 +215,9 @@ def train_model(
         _batch(validation[start : start + config.batch_size], device)
         for start in range(0, len(validation), config.batch_size)
     ]
+    pixels = None
+    if config.chip_sampling == "class_balanced":
+        pixels = [index_class_pixels(scene, num_classes) for scene in scenes]
     result = TrainingResult(state_dict=copy.deepcopy(model.state_dict()), best_epoch=0)
     best_score = -1.0
     bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress, unit="batch")
@@ -174,13 +226,7 @@ def train_model(
         model.train()
         losses: list[float] = []
         for _ in range(steps_per_epoch):
-            chips = [
-                random_symmetry(*read_chip(scene, window), generator)
-                for scene, window in random_chips(
-                    scenes, config.batch_size, config.chip_size, generator
-                )
-            ]
-            inputs, labels = _batch(chips, device)
+            inputs, labels = _batch(_draw_batch(scenes, pixels, config, generator), device)
             loss = loss_function(_forward(model, inputs, config.bf16_autocast), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -190,11 +236,12 @@ def train_model(
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         matrix = validate(model, validation_batches, num_classes, config.bf16_autocast)
-        score = mean_iou(matrix)
+        score = validation_score(matrix, config.validation_score)
         record = EpochRecord(
             epoch=epoch,
             train_loss=float(np.mean(losses)),
-            validation_mean_iou=score,
+            validation_mean_iou=mean_iou(matrix),
+            validation_score=score,
             validation_iou=[float(value) for value in per_class_iou(matrix)],
             validation_dice=[float(value) for value in per_class_dice(matrix)],
             seconds=time.perf_counter() - epoch_start,
@@ -202,7 +249,8 @@ def train_model(
         result.history.append(record)
         if log is not None:
             log(
-                f"epoch {epoch}: loss {record.train_loss:.4f}, validation mean IoU {score:.4f}"
+                f"epoch {epoch}: loss {record.train_loss:.4f}, validation mean IoU "
+                f"{record.validation_mean_iou:.4f}, {config.validation_score} {score:.4f}"
                 f" ({record.seconds:.1f} s)"
             )
         if score > best_score:

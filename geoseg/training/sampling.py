@@ -172,6 +172,18 @@ def read_chip(
     """Scaled inputs ``(bands, H, W)`` and class indexes ``(H, W)`` of ``window``."""
     physical, valid = scene.source.read(window)
     inputs = normalize(physical, valid, scene.scaling, scene.statistics)
+    return inputs, _labels(scene, window, valid)
+
+
+def read_labels(scene: TrainingScene, window: PixelWindow) -> NDArray[np.int64]:
+    """The class indexes of :func:`read_chip` alone (inputs read only for their validity)."""
+    _, valid = scene.source.read(window)
+    return _labels(scene, window, valid)
+
+
+def _labels(
+    scene: TrainingScene, window: PixelWindow, valid: NDArray[np.bool_]
+) -> NDArray[np.int64]:
     if scene.dense_labels is not None:
         codes, labelled = read_on_grid(scene.dense_labels, scene.grid, window)
         labels = lookup_codes(codes, scene.code_to_index)
@@ -182,7 +194,7 @@ def read_chip(
     if scene.region_mask is not None:
         allowed = read_window(scene.region_mask, window, bands=[1], fill_value=0)[0] != 0
         labels[~allowed] = IGNORE_INDEX
-    return inputs, labels
+    return labels
 
 
 def random_chip_window(
@@ -207,6 +219,102 @@ def random_chips(
     picks = generator.choice(len(scenes), size=count, p=weights / weights.sum())
     return [
         (scenes[int(pick)], random_chip_window(scenes[int(pick)], chip_size, generator))
+        for pick in picks
+    ]
+
+
+@dataclass(frozen=True)
+class ClassPixels:
+    """Where each class lies in a scene's training windows.
+
+    ``per_class[index]`` is an ``(N, 3)`` int64 array of ``(training window
+    number, row, col)`` of every training pixel labelled with class ``index``.
+    """
+
+    per_class: tuple[NDArray[np.int64], ...]
+
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        """Training pixels per class index."""
+        return np.array([len(pixels) for pixels in self.per_class], dtype=np.int64)
+
+
+def index_class_pixels(scene: TrainingScene, num_classes: int, *, tile: int = 512) -> ClassPixels:
+    """Read the labels of the scene's training windows once and locate every class."""
+    found: list[list[NDArray[np.int64]]] = [[] for _ in range(num_classes)]
+    for number, window in enumerate(scene.train_windows):
+        for row in range(window.row, window.row_stop, tile):
+            for col in range(window.col, window.col_stop, tile):
+                part = PixelWindow(row, col, tile, tile).intersection(window)
+                labels = read_labels(scene, part)
+                for index in range(num_classes):
+                    rows, cols = np.nonzero(labels == index)
+                    if rows.size:
+                        found[index].append(
+                            np.stack(
+                                [np.full(rows.size, number), rows + part.row, cols + part.col],
+                                axis=1,
+                            ).astype(np.int64)
+                        )
+    return ClassPixels(
+        tuple(
+            np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.int64) for parts in found
+        )
+    )
+
+
+def class_balanced_chip_window(
+    scene: TrainingScene,
+    pixels: ClassPixels,
+    chip_size: int,
+    power: float,
+    generator: np.random.Generator,
+) -> PixelWindow:
+    """A chip inside a training window that contains a pixel of a randomly drawn class.
+
+    The class is drawn with probability proportional to its training-pixel
+    count to the power ``power`` (classes without pixels never), the pixel
+    uniformly among that class's pixels, and the chip's position uniformly
+    among the positions that contain the pixel and stay inside its window.
+    """
+    counts = pixels.counts
+    if not counts.any():
+        return random_chip_window(scene, chip_size, generator)
+    chances = np.where(counts > 0, counts.astype(float) ** power, 0.0)
+    index = int(generator.choice(len(counts), p=chances / chances.sum()))
+    number, row, col = pixels.per_class[index][int(generator.integers(0, counts[index]))]
+    window = scene.train_windows[int(number)]
+    top = int(
+        generator.integers(
+            max(window.row, row - chip_size + 1), min(window.row_stop - chip_size, row) + 1
+        )
+    )
+    left = int(
+        generator.integers(
+            max(window.col, col - chip_size + 1), min(window.col_stop - chip_size, col) + 1
+        )
+    )
+    return PixelWindow(top, left, chip_size, chip_size)
+
+
+def class_balanced_chips(
+    scenes: list[TrainingScene],
+    pixels: list[ClassPixels],
+    count: int,
+    chip_size: int,
+    power: float,
+    generator: np.random.Generator,
+) -> list[tuple[TrainingScene, PixelWindow]]:
+    """``count`` chips: a scene drawn by weight, then :func:`class_balanced_chip_window`."""
+    weights = np.array([scene.weight for scene in scenes], dtype=float)
+    picks = generator.choice(len(scenes), size=count, p=weights / weights.sum())
+    return [
+        (
+            scenes[int(pick)],
+            class_balanced_chip_window(
+                scenes[int(pick)], pixels[int(pick)], chip_size, power, generator
+            ),
+        )
         for pick in picks
     ]
 
