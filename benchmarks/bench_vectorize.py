@@ -5,14 +5,16 @@ Builds a SIZE x SIZE label raster by mirroring the real Guadeloupe forest mask
 memory), then runs in fresh subprocesses, one after the other:
 
 - ``whole``: read the whole raster, ``rasterio.features.shapes`` over all of it
-  (same GeoJSON-to-shapely conversion and attribute table as geoseg), one
-  GeoPackage write with geoseg's writer (``write_layers``: Arrow rows through
-  ``pyogrio.write_arrow`` in one call, spatial index bulk-built once), the
-  same writer the chunked runs use;
+  (GDAL's polygonizer; its GeoJSON mappings become shapely polygons in two
+  vectorized calls), geoseg's attribute table, one GeoPackage write with
+  geoseg's writer (``write_layers``: Arrow rows through ``pyogrio.write_arrow``
+  in one call, spatial index bulk-built once), the same writer the chunked
+  runs use;
 - ``chunked`` with 1 and with 2 Dask worker processes: ``vectorize_file``
-  (workers polygonize chunks in task order and build the rows of polygons that
-  touch no seam, a worker merges the seam pieces, the client streams all rows
-  into the GeoPackage in one pass).
+  (workers polygonize chunks in task order with geoseg's own tracer,
+  :mod:`geoseg.tracing`, which gives GDAL's polygons as flat arrays, and build
+  the rows of polygons that touch no seam, a worker merges the seam pieces,
+  the client streams all rows into the GeoPackage in one pass).
 
 For each it prints the wall time, the throughput ratio against ``whole``, the
 peak RSS of the whole process tree (the run and its Dask workers), sampled
@@ -81,18 +83,46 @@ def build_raster(path: Path, size: int) -> None:
                 target.write(block, 1, window=Window(col, row, block.shape[1], block.shape[0]))
 
 
+def gdal_polygons(labels: np.ndarray, mask: np.ndarray) -> Any:
+    """``rasterio.features.shapes`` (4-connectivity) as geoseg ``PolygonPieces``."""
+    import shapely
+    from rasterio.features import shapes
+
+    from geoseg.vectorize import PolygonPieces
+
+    ring_sizes: list[int] = []
+    ring_counts: list[int] = []
+    flat: list[tuple[float, float]] = []
+    values: list[float] = []
+    for geometry, value in shapes(labels, mask=mask, connectivity=4):
+        rings = geometry["coordinates"]
+        ring_counts.append(len(rings))
+        values.append(value)
+        for ring in rings:
+            ring_sizes.append(len(ring))
+            flat.extend(ring)
+    rings_array = shapely.linearrings(
+        np.asarray(flat, dtype=np.float64),
+        indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes),
+    )
+    polygons = shapely.polygons(
+        rings_array, indices=np.repeat(np.arange(len(ring_counts)), ring_counts)
+    )
+    return PolygonPieces(np.asarray(polygons, dtype=object), np.asarray(values, dtype=np.uint8))
+
+
 def run_whole(labels: Path, out: Path) -> dict[str, float]:
     from geoseg.io.raster import read_info, read_valid_mask, read_window
     from geoseg.io.vector import write_layers
     from geoseg.polygons import polygon_table
-    from geoseg.vectorize import polygon_mask, polygonize_pixels
+    from geoseg.vectorize import polygon_mask
 
     start = time.perf_counter()
     cpu_start = time.process_time()
     grid = read_info(labels).grid
     pixels = read_window(labels, grid.full_window, bands=[1])[0]
     valid = read_valid_mask(labels, grid.full_window)
-    pieces = polygonize_pixels(pixels, polygon_mask(pixels, valid), grid.full_window)
+    pieces = gdal_polygons(pixels, polygon_mask(pixels, valid))
     del pixels, valid
     polygonized = time.perf_counter()
     table = polygon_table(pieces, grid, provenance={"source": str(labels)})

@@ -14,30 +14,23 @@ polygonizing the whole raster at once.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import shapely
-from affine import Affine
 from numpy.typing import NDArray
-from rasterio.features import rasterize, shapes
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from geoseg.grid import PixelWindow
 from geoseg.models.card import LABEL_NODATA
+from geoseg.tracing import RegionOutlines, trace_regions
 
 GeometryArray = NDArray[np.object_]
 POLYGON_TYPE_ID = 3
-_CONVERSION_BATCH = 20_000
-# rasterio's shapes/rasterize wrap arrays in temporary in-memory datasets; called from
-# several threads at once they sometimes emit a spurious NotGeoreferencedWarning (a
-# warnings-filter race), so one thread at a time (processes are unaffected).
-_IN_MEMORY_RASTER_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -135,52 +128,27 @@ class ChunkPolygons:
     edges: SeamEdges
 
 
-def _polygons_from_geojson(geometries: Sequence[Mapping[str, Any]]) -> GeometryArray:
-    """Shapely polygons from GeoJSON polygon mappings, built in two vectorized calls."""
-    ring_sizes: list[int] = []
-    ring_counts: list[int] = []
-    flat: list[tuple[float, float]] = []
-    for geometry in geometries:
-        rings = geometry["coordinates"]
-        ring_counts.append(len(rings))
-        for ring in rings:
-            ring_sizes.append(len(ring))
-            flat.extend(ring)
-    if not ring_counts:
-        return np.empty(0, dtype=object)
-    coordinates = np.asarray(flat, dtype=np.float64)
-    rings_array = shapely.linearrings(
-        coordinates, indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes)
-    )
-    polygons = shapely.polygons(
-        rings_array, indices=np.repeat(np.arange(len(ring_counts)), ring_counts)
-    )
-    return np.asarray(polygons, dtype=object)
-
-
 def polygonize_pixels(
     labels: NDArray[np.uint8], mask: NDArray[np.bool_], window: PixelWindow
 ) -> PolygonPieces:
     """Polygons of the 4-connected regions of ``labels`` where ``mask`` is True.
 
     Coordinates are global pixel coordinates (``window`` gives the chunk's
-    offset in the raster).
+    offset in the raster). The polygons equal those of
+    ``rasterio.features.shapes(labels, mask=mask, connectivity=4)``.
     """
-    if not mask.any():
-        return empty_pieces(False)
-    offset = Affine.translation(window.col, window.row)
-    batches: list[GeometryArray] = []
-    geometries: list[Mapping[str, Any]] = []
-    values: list[float] = []
-    with _IN_MEMORY_RASTER_LOCK:
-        for geometry, value in shapes(labels, mask=mask, connectivity=4, transform=offset):
-            geometries.append(geometry)
-            values.append(value)
-            if len(geometries) == _CONVERSION_BATCH:  # bound the memory held as GeoJSON
-                batches.append(_polygons_from_geojson(geometries))
-                geometries = []
-    batches.append(_polygons_from_geojson(geometries))
-    return PolygonPieces(np.concatenate(batches), np.asarray(values, dtype=np.uint8))
+    return _pieces(trace_regions(labels, mask, (window.row, window.col)))
+
+
+def _pieces(outlines: RegionOutlines) -> PolygonPieces:
+    geometries = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON,
+        outlines.coordinates,
+        (outlines.ring_offsets, outlines.polygon_offsets),
+    )
+    return PolygonPieces(
+        np.asarray(geometries, dtype=object), outlines.values.astype(np.uint8, copy=False)
+    )
 
 
 def polygon_mask(
@@ -195,78 +163,22 @@ def polygon_mask(
     return mask
 
 
-def probability_sums(
-    pieces: PolygonPieces, probability: NDArray[np.floating], window: PixelWindow
-) -> NDArray[np.float64]:
-    """Sum of ``probability`` over the pixels of each piece of ``window``."""
-    if len(pieces) == 0:
-        return np.zeros(0, dtype=np.float64)
-    offset = Affine.translation(window.col, window.row)
-    with _IN_MEMORY_RASTER_LOCK:
-        owners = rasterize(
-            zip(pieces.geometries, range(1, len(pieces) + 1), strict=True),
-            out_shape=window.shape,
-            transform=offset,
-            fill=0,
-            dtype="int32",
-        )
-    sums = np.bincount(
-        owners.ravel(), weights=probability.astype(np.float64).ravel(), minlength=len(pieces) + 1
-    )
-    return sums[1:].astype(np.float64)
-
-
 def _interior_seams(window: PixelWindow, raster_shape: tuple[int, int]) -> tuple[bool, ...]:
     """Which of top, bottom, left, right of ``window`` border another chunk."""
     height, width = raster_shape
     return (window.row > 0, window.row_stop < height, window.col > 0, window.col_stop < width)
 
 
-def _paint(
-    strip: NDArray[np.int64],
-    starts: NDArray[np.int64],
-    stops: NDArray[np.int64],
-    values: NDArray[np.int64],
-) -> None:
-    lengths = stops - starts
-    total = int(lengths.sum())
-    if total == 0:
-        return
-    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    strip[np.repeat(starts, lengths) + within] = np.repeat(values, lengths)
+def seam_edges(region_ids: NDArray[np.int32], seam_regions: NDArray[np.intp]) -> SeamEdges:
+    """Which seam piece owns each pixel along the four edges of a chunk.
 
-
-def seam_edges(seam: PolygonPieces, window: PixelWindow) -> SeamEdges:
-    """Which seam piece owns each pixel along the four edges of ``window``.
-
-    Only exterior rings can lie on a chunk edge; a segment of a ring on the
-    left edge ``x == col`` from row ``y0`` to ``y1`` means the pixels of column
-    ``col``, rows ``y0..y1``, belong to that piece (and likewise for the other
-    edges).
+    ``region_ids`` is the chunk's region raster (-1: not polygonized) and
+    ``seam_regions`` the region of each seam piece, in piece order.
     """
-    strips = [np.zeros(size, dtype=np.int64) for size in (window.width,) * 2 + (window.height,) * 2]
-    if len(seam) == 0:
-        return SeamEdges(*strips)
-    coords, owner = shapely.get_coordinates(
-        shapely.get_exterior_ring(seam.geometries), return_index=True
-    )
-    same = owner[:-1] == owner[1:]
-    x0, y0, x1, y1 = coords[:-1, 0], coords[:-1, 1], coords[1:, 0], coords[1:, 1]
-    values = owner[:-1].astype(np.int64) + 1
-    lines = (
-        (y0, y1, window.row, x0, x1, window.col),  # top: y == row, along x
-        (y0, y1, window.row_stop, x0, x1, window.col),  # bottom
-        (x0, x1, window.col, y0, y1, window.row),  # left: x == col, along y
-        (x0, x1, window.col_stop, y0, y1, window.row),  # right
-    )
-    for strip, (fixed0, fixed1, position, along0, along1, origin) in zip(
-        strips, lines, strict=True
-    ):
-        on_edge = same & (fixed0 == position) & (fixed1 == position)
-        starts = np.minimum(along0[on_edge], along1[on_edge]).astype(np.int64) - origin
-        stops = np.maximum(along0[on_edge], along1[on_edge]).astype(np.int64) - origin
-        _paint(strip, starts, stops, values[on_edge])
-    return SeamEdges(*strips)
+    piece_of_region = np.zeros(int(region_ids.max(initial=-1)) + 2, dtype=np.int64)
+    piece_of_region[seam_regions + 1] = np.arange(1, len(seam_regions) + 1)
+    strips = (region_ids[0], region_ids[-1], region_ids[:, 0], region_ids[:, -1])
+    return SeamEdges(*(piece_of_region[strip + 1] for strip in strips))
 
 
 def polygonize_chunk(
@@ -298,21 +210,37 @@ def polygonize_chunk(
     """
     if labels.dtype == np.bool_:  # a mask (e.g. deforestation): classes 0 and 1
         labels = labels.astype(np.uint8)
-    pieces = polygonize_pixels(labels, polygon_mask(labels, valid, classes), window)
+    outlines = trace_regions(labels, polygon_mask(labels, valid, classes), (window.row, window.col))
+    pieces = _pieces(outlines)
+    inside = outlines.region_ids >= 0
     if probability is not None:
-        pieces = PolygonPieces(
-            pieces.geometries, pieces.class_ids, probability_sums(pieces, probability, window)
-        )
-    top, bottom, left, right = _interior_seams(window, raster_shape)
-    min_x, min_y, max_x, max_y = shapely.bounds(pieces.geometries).reshape(-1, 4).T
-    touches = (
-        (top & (min_y == window.row))
-        | (bottom & (max_y == window.row_stop))
-        | (left & (min_x == window.col))
-        | (right & (max_x == window.col_stop))
+        sums = np.bincount(
+            outlines.region_ids[inside],
+            weights=probability[inside].astype(np.float64),
+            minlength=len(outlines),
+        ).astype(np.float64)
+        pieces = PolygonPieces(pieces.geometries, pieces.class_ids, sums)
+    touches = np.zeros(len(outlines), dtype=bool)
+    seam_strips = zip(
+        _interior_seams(window, raster_shape),
+        (
+            outlines.region_ids[0],
+            outlines.region_ids[-1],
+            outlines.region_ids[:, 0],
+            outlines.region_ids[:, -1],
+        ),
+        strict=True,
     )
-    seam = pieces.take(touches)
-    return ChunkPolygons(window, pieces.take(~touches), seam, seam_edges(seam, window))
+    for is_seam, strip in seam_strips:
+        if is_seam:
+            touches[strip[strip >= 0]] = True
+    seam_regions = np.flatnonzero(touches)
+    return ChunkPolygons(
+        window,
+        pieces.take(~touches),
+        pieces.take(seam_regions),
+        seam_edges(outlines.region_ids, seam_regions),
+    )
 
 
 def _seam_pairs(chunks: Sequence[ChunkPolygons], offsets: NDArray[np.int64]) -> NDArray[np.int64]:
