@@ -68,6 +68,10 @@ def test_unknown_key_is_rejected_with_file_and_key(tmp_path: Path) -> None:
         ({"classes": [{"id": 0, "name": "only", "color": "#000000"}]}, "classes"),
         ({"class_weights": [1.0]}, "class_weights"),
         ({"class_weights": [1.0, 0.0]}, "class_weights"),
+        ({"chip_sampling": "stratified"}, "chip_sampling"),
+        ({"class_balance_power": 1.5}, "class_balance_power"),
+        ({"radiometric_jitter": {"gain_std": 0.1, "scale": 1}}, "scale"),
+        ({"validation_score": "accuracy"}, "validation_score"),
     ],
 )
 def test_invalid_values(tmp_path: Path, change: dict[str, Any], message: str) -> None:

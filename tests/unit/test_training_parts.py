@@ -13,11 +13,14 @@ from shapely.geometry import box
 from geoseg.errors import ConfigError
 from geoseg.grid import PixelWindow
 from geoseg.models.card import InputScaling
-from geoseg.training.augment import SYMMETRIES, apply_symmetry
+from geoseg.training.augment import SYMMETRIES, apply_symmetry, radiometric_jitter
 from geoseg.training.config import SceneSpec
+from geoseg.training.loop import validation_score
 from geoseg.training.losses import build_loss, cross_entropy_loss, dice_loss, jaccard_loss
 from geoseg.training.sampling import (
     IGNORE_INDEX,
+    class_balanced_chips,
+    index_class_pixels,
     prepare_scene,
     random_chips,
     read_chip,
@@ -42,6 +45,21 @@ def test_eight_distinct_symmetries_move_labels_with_pixels() -> None:
     assert len(seen) == SYMMETRIES
     _, same_labels = apply_symmetry(image, labels, 0)
     np.testing.assert_array_equal(same_labels, labels)
+
+
+def test_radiometric_jitter_is_one_gain_and_offset_per_band() -> None:
+    image = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    jittered = radiometric_jitter(image, np.random.default_rng(1), gain_std=0.1, offset_std=0.05)
+    assert jittered.dtype == np.float32
+    for band in range(3):
+        gain, offset = np.polyfit(image[band].ravel(), jittered[band].ravel(), 1)
+        residual = jittered[band] - (gain * image[band] + offset)
+        assert np.abs(residual).max() < 1e-5
+        assert gain != pytest.approx(1.0, abs=1e-6)
+    again = radiometric_jitter(image, np.random.default_rng(1), gain_std=0.1, offset_std=0.05)
+    np.testing.assert_array_equal(jittered, again)
+    same = radiometric_jitter(image, np.random.default_rng(1), gain_std=0.0, offset_std=0.0)
+    np.testing.assert_allclose(same, image)
 
 
 # ---------------------------------------------------------------- losses
@@ -179,3 +197,47 @@ def test_chips_stay_inside_training_windows_and_validation_counts_once(
         _, labels = read_validation_chip(chip_scene, chip, window)
         counted += int((labels != IGNORE_INDEX).sum())
     assert counted == 12 * 32
+
+
+def test_class_balanced_chips_contain_the_drawn_classes(
+    make_geotiff: Callable[..., Path], tmp_path: Path
+) -> None:
+    labels = np.zeros((64, 64), dtype=np.uint8)
+    labels[50:52, 3:5] = 1  # 4 pixels of a rare class
+    image = coordinate_image(2, 64, 64)
+    spec = SceneSpec(
+        image=str(make_geotiff(image, name="image.tif")),
+        band_indexes=[1, 2],
+        dense_labels={"path": str(make_geotiff(labels, name="labels.tif"))},
+        train_windows=[
+            {"row": 0, "col": 0, "height": 40, "width": 64},
+            {"row": 40, "col": 0, "height": 24, "width": 32},
+        ],
+        validation_windows=[{"row": 40, "col": 32, "height": 24, "width": 32}],
+    )
+    scene = prepare_scene(spec, BANDS, [0, 1], SCALING, tmp_path)
+    pixels = index_class_pixels(scene, 2, tile=16)
+    np.testing.assert_array_equal(pixels.counts, [40 * 64 + 24 * 32 - 4, 4])
+    assert sorted(map(tuple, pixels.per_class[1][:, 1:].tolist())) == [
+        (50, 3),
+        (50, 4),
+        (51, 3),
+        (51, 4),
+    ]
+    generator = np.random.default_rng(5)
+    chips = class_balanced_chips([scene], [pixels], 200, 16, 0.0, generator)
+    with_rare = 0
+    for _, window in chips:
+        assert any(window.intersection(train) == window for train in scene.train_windows)
+        _, chip_labels = read_chip(scene, window)
+        with_rare += int((chip_labels == 1).any())
+    assert 70 <= with_rare <= 130  # classes equally often (power 0)
+    proportional = class_balanced_chips([scene], [pixels], 200, 16, 1.0, generator)
+    assert sum(int((read_chip(scene, w)[1] == 1).any()) for _, w in proportional) < 30
+
+
+def test_validation_score_labelled_skips_classes_without_validation_labels() -> None:
+    matrix = np.array([[8, 2, 0], [0, 0, 0], [1, 0, 9]])  # truth rows; class 1 never true
+    iou = [8 / 11, 0.0, 9 / 10]
+    assert validation_score(matrix, "mean_iou") == pytest.approx(np.mean(iou))
+    assert validation_score(matrix, "mean_iou_labelled") == pytest.approx((iou[0] + iou[2]) / 2)
