@@ -83,24 +83,21 @@ def build_raster(path: Path, size: int) -> None:
                 target.write(block, 1, window=Window(col, row, block.shape[1], block.shape[0]))
 
 
-def gdal_polygons(labels: np.ndarray, mask: np.ndarray) -> Any:
-    """``rasterio.features.shapes`` (4-connectivity) as geoseg ``PolygonPieces``."""
+def geojson_polygons(geometries: list[Any]) -> np.ndarray:
+    """Shapely polygons from GeoJSON polygon mappings, built in two vectorized calls."""
     import shapely
-    from rasterio.features import shapes
-
-    from geoseg.vectorize import PolygonPieces
 
     ring_sizes: list[int] = []
     ring_counts: list[int] = []
     flat: list[tuple[float, float]] = []
-    values: list[float] = []
-    for geometry, value in shapes(labels, mask=mask, connectivity=4):
+    for geometry in geometries:
         rings = geometry["coordinates"]
         ring_counts.append(len(rings))
-        values.append(value)
         for ring in rings:
             ring_sizes.append(len(ring))
             flat.extend(ring)
+    if not ring_counts:
+        return np.empty(0, dtype=object)
     rings_array = shapely.linearrings(
         np.asarray(flat, dtype=np.float64),
         indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes),
@@ -108,7 +105,29 @@ def gdal_polygons(labels: np.ndarray, mask: np.ndarray) -> Any:
     polygons = shapely.polygons(
         rings_array, indices=np.repeat(np.arange(len(ring_counts)), ring_counts)
     )
-    return PolygonPieces(np.asarray(polygons, dtype=object), np.asarray(values, dtype=np.uint8))
+    return np.asarray(polygons, dtype=object)
+
+
+def gdal_polygons(labels: np.ndarray, mask: np.ndarray) -> Any:
+    """``rasterio.features.shapes`` (4-connectivity) as geoseg ``PolygonPieces``.
+
+    GeoJSON mappings are converted 20,000 at a time, so they never pile up.
+    """
+    from rasterio.features import shapes
+
+    from geoseg.vectorize import PolygonPieces
+
+    batches: list[np.ndarray] = []
+    geometries: list[Any] = []
+    values: list[float] = []
+    for geometry, value in shapes(labels, mask=mask, connectivity=4):
+        geometries.append(geometry)
+        values.append(value)
+        if len(geometries) == 20_000:
+            batches.append(geojson_polygons(geometries))
+            geometries = []
+    batches.append(geojson_polygons(geometries))
+    return PolygonPieces(np.concatenate(batches), np.asarray(values, dtype=np.uint8))
 
 
 def run_whole(labels: Path, out: Path) -> dict[str, float]:

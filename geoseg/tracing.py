@@ -23,20 +23,13 @@ The loops run under numba (compiled on first use and cached on disk); a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
-_Function = TypeVar("_Function", bound=Callable[..., Any])
-
-
-def _compiled(function: _Function) -> _Function:
-    """``function`` compiled by numba (no Python objects, GIL released, cached)."""
-    return cast(_Function, numba.njit(cache=True, nogil=True)(function))
+from geoseg.jit import compiled
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ class RegionOutlines:
         return len(self.values)
 
 
-@_compiled
+@compiled
 def _find(parent: NDArray[np.int32], index: int) -> int:
     while parent[index] != index:
         parent[index] = parent[parent[index]]  # path halving
@@ -83,7 +76,7 @@ def _find(parent: NDArray[np.int32], index: int) -> int:
     return index
 
 
-@_compiled
+@compiled
 def _label_regions(labels: NDArray[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
     """Region id of every pixel (-1 outside the mask) and the number of regions.
 
@@ -133,7 +126,7 @@ def _label_regions(labels: NDArray[Any], mask: NDArray[np.bool_]) -> tuple[NDArr
     return region_ids, count
 
 
-@_compiled
+@compiled
 def _region_stats(
     labels: NDArray[Any], region_ids: NDArray[np.int32], count: int
 ) -> tuple[NDArray[Any], NDArray[np.int64]]:
@@ -151,13 +144,13 @@ def _region_stats(
     return values, counts
 
 
-@_compiled
+@compiled
 def _inside(region_ids: NDArray[np.int32], row: int, col: int, region: int) -> bool:
     height, width = region_ids.shape
     return 0 <= row < height and 0 <= col < width and bool(region_ids[row, col] == region)
 
 
-@_compiled
+@compiled
 def _trace_rings(
     region_ids: NDArray[np.int32], count: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:

@@ -92,6 +92,29 @@ def test_chunked_equals_whole_for_fixed_chunk_sizes(rows: int, cols: int) -> Non
     assert as_keys(chunked(labels, rows, cols)) == expected
 
 
+def test_pieces_meeting_diagonally_inside_a_chunk_are_joined_like_gdal() -> None:
+    # In the lower chunk, (3, 1) and {(3, 3), (4, 2), (4, 3)} are two pieces meeting only
+    # at the corner (x 2, y 4); the upper chunk joins them, so that corner is where the
+    # exterior meets the hole (column 2, rows 1-3): the rings must pair its edges as
+    # GDAL does on the whole raster (two simple rings, not one pinched ring)
+    labels = np.array(
+        [
+            [0, 1, 1, 1, 0, 0],
+            [0, 1, 0, 1, 0, 0],
+            [0, 1, 0, 1, 0, 0],
+            [0, 1, 0, 1, 0, 0],
+            [0, 0, 1, 1, 0, 0],
+            [0, 0, 0, 0, 0, 0],
+        ],
+        dtype=np.uint8,
+    )
+    pieces = chunked(labels, 3, 6)
+    assert as_keys(pieces) == whole(labels, np.ones(labels.shape, dtype=bool))
+    region = pieces.geometries[pieces.class_ids == 1]
+    assert len(region) == 1 and shapely.is_valid(region[0])
+    assert shapely.get_num_interior_rings(region[0]) == 1
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
