@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.jit import compiled
+from geoseg.ragged import offsets, ranges
 
 # edge directions: 0 +x, 1 +y, 2 -x, 3 -y (pixel coordinates: x column, y row)
 _STEP_X = np.array([1, 0, -1, 0], dtype=np.int64)
@@ -187,26 +188,21 @@ def join_rings(
     other = order[first[two] + 1]
     left_turn = (direction[two] + 1) % 4
     next_edge[two] = np.where(direction[next_edge[two]] == left_turn, next_edge[two], other)
-    xs, ys, offsets, firsts = _walk_cycles(next_edge, start_x, start_y, direction)
+    xs, ys, cycle_offsets, firsts = _walk_cycles(next_edge, start_x, start_y, direction)
     ring_groups = edge_group[firsts]
     # exteriors run clockwise in x, y (negative shoelace sum), holes counter-clockwise
-    ring_index = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    cycle_lengths = np.diff(cycle_offsets)
+    ring_index = np.repeat(np.arange(len(cycle_lengths)), cycle_lengths)
     cross = xs[:-1] * ys[1:] - xs[1:] * ys[:-1]
     same_ring = ring_index[:-1] == ring_index[1:]
     doubled_area = np.bincount(
-        ring_index[:-1][same_ring], weights=cross[same_ring], minlength=len(offsets) - 1
+        ring_index[:-1][same_ring], weights=cross[same_ring], minlength=len(cycle_lengths)
     )
     is_exterior = doubled_area < 0
     order = np.lexsort((~is_exterior, ring_groups))
-    lengths = np.diff(offsets)[order]
-    gather = np.repeat(
-        offsets[:-1][order] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths
-    )
-    gather += np.arange(int(lengths.sum()))
+    lengths = cycle_lengths[order]
+    gather = ranges(cycle_offsets[:-1][order], lengths)
     joined = np.column_stack([xs[gather], ys[gather]]).astype(np.float64)
     return JoinedRings(
-        joined,
-        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        ring_groups[order].astype(np.int64),
-        is_exterior[order],
+        joined, offsets(lengths), ring_groups[order].astype(np.int64), is_exterior[order]
     )

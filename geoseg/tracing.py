@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.jit import compiled
+from geoseg.ragged import RaggedPolygons, offsets
 
 
 @dataclass(frozen=True)
@@ -47,22 +48,15 @@ class RegionOutlines:
         The label value of each region.
     pixel_counts
         The number of pixels of each region (its area in pixel units).
-    coordinates
-        ``(n, 2)`` float64 ring vertices ``(x, y)``, every ring closed (its
-        first vertex repeated at its end).
-    ring_offsets
-        Start of each ring in ``coordinates`` (one more entry than rings).
-    polygon_offsets
-        Start of each region's rings in the ring list (one more entry than
-        regions); a region's first ring is its exterior.
+    polygons
+        One polygon per region, in region order, in flat arrays: vertices
+        ``(x, y)`` in float64, every ring closed, the exterior first.
     """
 
     region_ids: NDArray[np.int32]
     values: NDArray[Any]
     pixel_counts: NDArray[np.int64]
-    coordinates: NDArray[np.float64]
-    ring_offsets: NDArray[np.int64]
-    polygon_offsets: NDArray[np.int64]
+    polygons: RaggedPolygons
 
     def __len__(self) -> int:
         return len(self.values)
@@ -284,9 +278,6 @@ def trace_regions(
     coordinates = vertices[gather].astype(np.float64)
     coordinates[:, 0] += offset[1]
     coordinates[:, 1] += offset[0]
-    ring_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     rings_per_region = np.bincount(ring_regions, minlength=count)
-    polygon_offsets = np.concatenate([[0], np.cumsum(rings_per_region)]).astype(np.int64)
-    return RegionOutlines(
-        region_ids, values, pixel_counts, coordinates, ring_offsets, polygon_offsets
-    )
+    polygons = RaggedPolygons(coordinates, offsets(lengths), offsets(rings_per_region))
+    return RegionOutlines(region_ids, values, pixel_counts, polygons)

@@ -25,8 +25,9 @@ from scipy.sparse.csgraph import connected_components
 
 from geoseg.grid import PixelWindow
 from geoseg.models.card import LABEL_NODATA
+from geoseg.ragged import RaggedPolygons, concat_ragged
 from geoseg.seams import join_rings
-from geoseg.tracing import RegionOutlines, trace_regions
+from geoseg.tracing import trace_regions
 
 GeometryArray = NDArray[np.object_]
 POLYGON_TYPE_ID = 3
@@ -101,10 +102,22 @@ def concat_pieces(parts: Sequence[PolygonPieces], with_probability: bool) -> Pol
     )
 
 
-def _sums_or_zeros(pieces: PolygonPieces) -> NDArray[np.float64]:
+def _sums_or_zeros(pieces: PolygonPieces | SeamPieces) -> NDArray[np.float64]:
     if pieces.probability_sums is None:
         return np.zeros(len(pieces), dtype=np.float64)
     return pieces.probability_sums
+
+
+@dataclass(frozen=True)
+class SeamPieces:
+    """Pieces of polygons cut by a chunk seam, kept as flat arrays for the merge."""
+
+    polygons: RaggedPolygons
+    class_ids: NDArray[np.uint8]
+    probability_sums: NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,7 @@ class ChunkPolygons:
 
     window: PixelWindow
     interior: PolygonPieces
-    seam: PolygonPieces
+    seam: SeamPieces
     edges: SeamEdges
 
 
@@ -136,18 +149,8 @@ def polygonize_pixels(
     offset in the raster). The polygons equal those of
     ``rasterio.features.shapes(labels, mask=mask, connectivity=4)``.
     """
-    return _pieces(trace_regions(labels, mask, (window.row, window.col)))
-
-
-def _pieces(outlines: RegionOutlines) -> PolygonPieces:
-    geometries = shapely.from_ragged_array(
-        shapely.GeometryType.POLYGON,
-        outlines.coordinates,
-        (outlines.ring_offsets, outlines.polygon_offsets),
-    )
-    return PolygonPieces(
-        np.asarray(geometries, dtype=object), outlines.values.astype(np.uint8, copy=False)
-    )
+    outlines = trace_regions(labels, mask, (window.row, window.col))
+    return PolygonPieces(outlines.polygons.geometries(), outlines.values.astype(np.uint8))
 
 
 def polygon_mask(
@@ -210,15 +213,15 @@ def polygonize_chunk(
     if labels.dtype == np.bool_:  # a mask (e.g. deforestation): classes 0 and 1
         labels = labels.astype(np.uint8)
     outlines = trace_regions(labels, polygon_mask(labels, valid, classes), (window.row, window.col))
-    pieces = _pieces(outlines)
-    inside = outlines.region_ids >= 0
+    class_ids = outlines.values.astype(np.uint8)
+    sums = None
     if probability is not None:
+        inside = outlines.region_ids >= 0
         sums = np.bincount(
             outlines.region_ids[inside],
             weights=probability[inside].astype(np.float64),
             minlength=len(outlines),
         ).astype(np.float64)
-        pieces = PolygonPieces(pieces.geometries, pieces.class_ids, sums)
     touches = np.zeros(len(outlines), dtype=bool)
     seam_strips = zip(
         _interior_seams(window, raster_shape),
@@ -233,12 +236,18 @@ def polygonize_chunk(
     for is_seam, strip in seam_strips:
         if is_seam:
             touches[strip[strip >= 0]] = True
-    seam_regions = np.flatnonzero(touches)
+    seam, interior = np.flatnonzero(touches), np.flatnonzero(~touches)
     return ChunkPolygons(
         window,
-        pieces.take(~touches),
-        pieces.take(seam_regions),
-        seam_edges(outlines.region_ids, seam_regions),
+        PolygonPieces(
+            outlines.polygons.take(interior).geometries(),
+            class_ids[interior],
+            None if sums is None else sums[interior],
+        ),
+        SeamPieces(
+            outlines.polygons.take(seam), class_ids[seam], None if sums is None else sums[seam]
+        ),
+        seam_edges(outlines.region_ids, seam),
     )
 
 
@@ -297,17 +306,19 @@ def merge_seam_pieces(chunks: Sequence[ChunkPolygons], with_probability: bool) -
     with_probability
         Whether the pieces carry probability sums.
     """
-    pieces = concat_pieces([chunk.seam for chunk in chunks], with_probability)
-    if len(pieces) == 0:
-        return pieces
+    if sum(len(chunk.seam) for chunk in chunks) == 0:
+        return empty_pieces(with_probability)
     groups = seam_groups(chunks)
     order = np.argsort(groups, kind="stable")
     starts = np.flatnonzero(np.diff(groups[order], prepend=-1))
-    geometries = _joined_polygons(pieces.geometries[order], groups[order], chunks)
+    pieces = concat_ragged([chunk.seam.polygons for chunk in chunks])
+    class_ids = np.concatenate([chunk.seam.class_ids for chunk in chunks])
     sums = None
-    if pieces.probability_sums is not None:
-        sums = np.add.reduceat(pieces.probability_sums[order], starts)
-    return PolygonPieces(geometries, pieces.class_ids[order[starts]], sums)
+    if with_probability:
+        every_sum = np.concatenate([_sums_or_zeros(chunk.seam) for chunk in chunks])
+        sums = np.add.reduceat(every_sum[order], starts)
+    joined = _joined_polygons(pieces, groups, chunks)
+    return PolygonPieces(joined.geometries(), class_ids[order[starts]], sums)
 
 
 def _seam_lines(chunks: Sequence[ChunkPolygons]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -318,58 +329,35 @@ def _seam_lines(chunks: Sequence[ChunkPolygons]) -> tuple[NDArray[np.int64], NDA
 
 
 def _joined_polygons(
-    members: GeometryArray, groups: NDArray[np.int64], chunks: Sequence[ChunkPolygons]
-) -> GeometryArray:
-    """One polygon per group of ``members`` (sorted by group): exteriors joined, holes kept."""
-    _, coordinates, (ring_offsets, polygon_offsets) = shapely.to_ragged_array(members)
-    ring_counts = np.diff(polygon_offsets)
+    members: RaggedPolygons, groups: NDArray[np.int64], chunks: Sequence[ChunkPolygons]
+) -> RaggedPolygons:
+    """One polygon per group of ``members``, by group: exteriors joined, holes kept."""
     _, group_index, group_sizes = np.unique(groups, return_inverse=True, return_counts=True)
     joined_member = group_sizes[group_index] > 1
-    seam_columns, seam_rows = _seam_lines(chunks)
-    exteriors = polygon_offsets[:-1][joined_member]
-    exterior_lengths = np.diff(ring_offsets)[exteriors]
-    gather = np.repeat(
-        ring_offsets[exteriors] - _exclusive_cumsum(exterior_lengths), exterior_lengths
-    )
-    gather += np.arange(int(exterior_lengths.sum()))
+    exteriors = members.polygon_offsets[:-1]
+    to_join = members.rings(exteriors[joined_member], np.ones(int(joined_member.sum()), np.int64))
     joined = join_rings(
-        coordinates[gather],
-        np.concatenate([[0], np.cumsum(exterior_lengths)]).astype(np.int64),
+        to_join.coordinates,
+        to_join.ring_offsets,
         group_index[joined_member].astype(np.int64),
-        seam_columns,
-        seam_rows,
+        *_seam_lines(chunks),
     )
-    # every ring of the output, as (group, 0 for joined rings / 1 for kept rings, position)
-    # over one table: the members' own rings first, then the joined ones
-    member_of_ring = np.repeat(np.arange(len(members)), ring_counts)
+    # one table of rings, the members' own then the joined ones; each group takes its
+    # joined rings (exterior first) then the rings its members keep (all of a lone
+    # member's, only the holes of joined members)
+    member_of_ring = np.repeat(np.arange(len(members)), members.ring_counts)
     is_exterior = np.zeros(len(member_of_ring), dtype=bool)
-    is_exterior[polygon_offsets[:-1]] = True
-    kept = ~(joined_member[member_of_ring] & is_exterior)
-    ring_group = np.concatenate([group_index[member_of_ring][kept], joined.groups])
-    ring_part = np.concatenate(
-        [np.ones(int(kept.sum()), dtype=np.int8), np.zeros(len(joined.groups), dtype=np.int8)]
+    is_exterior[exteriors] = True
+    kept = np.flatnonzero(~(joined_member[member_of_ring] & is_exterior))
+    table = RaggedPolygons(
+        np.concatenate([members.coordinates, joined.coordinates]),
+        np.concatenate([members.ring_offsets[:-1], len(members.coordinates) + joined.ring_offsets]),
+        np.zeros(1, dtype=np.int64),
     )
-    ring_ids = np.concatenate(
-        [np.flatnonzero(kept), len(member_of_ring) + np.arange(len(joined.groups))]
+    ring_ids = np.concatenate([kept, len(member_of_ring) + np.arange(len(joined.groups))])
+    ring_group = np.concatenate([group_index[member_of_ring[kept]], joined.groups])
+    joined_first = np.concatenate(
+        [np.ones(len(kept), np.int8), np.zeros(len(joined.groups), np.int8)]
     )
-    ring_order = np.lexsort((np.arange(len(ring_ids)), ring_part, ring_group))
-    all_offsets = np.concatenate([ring_offsets[:-1], ring_offsets[-1] + joined.ring_offsets])
-    all_coordinates = np.concatenate([coordinates, joined.coordinates])
-    chosen = ring_ids[ring_order]
-    lengths = all_offsets[chosen + 1] - all_offsets[chosen]
-    gather = np.repeat(all_offsets[chosen] - _exclusive_cumsum(lengths), lengths)
-    gather += np.arange(int(lengths.sum()))
-    rings_per_group = np.bincount(ring_group, minlength=len(group_sizes))
-    polygons = shapely.from_ragged_array(
-        shapely.GeometryType.POLYGON,
-        all_coordinates[gather],
-        (
-            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            np.concatenate([[0], np.cumsum(rings_per_group)]).astype(np.int64),
-        ),
-    )
-    return np.asarray(polygons, dtype=object)
-
-
-def _exclusive_cumsum(values: NDArray[np.int64]) -> NDArray[np.int64]:
-    return (np.cumsum(values) - values).astype(np.int64)
+    ring_order = np.lexsort((np.arange(len(ring_ids)), joined_first, ring_group))
+    return table.rings(ring_ids[ring_order], np.bincount(ring_group, minlength=len(group_sizes)))

@@ -16,14 +16,7 @@ from geoseg.tracing import RegionOutlines, trace_regions
 
 
 def polygons(outlines: RegionOutlines) -> NDArray[np.object_]:
-    return np.asarray(
-        shapely.from_ragged_array(
-            shapely.GeometryType.POLYGON,
-            outlines.coordinates,
-            (outlines.ring_offsets, outlines.polygon_offsets),
-        ),
-        dtype=object,
-    )
+    return outlines.polygons.geometries()
 
 
 def gdal(labels: NDArray[np.generic], mask: NDArray[np.bool_]) -> list[tuple[int, object]]:
@@ -136,8 +129,9 @@ def test_nothing_masked_gives_no_regions() -> None:
     labels = np.ones((3, 3), dtype=np.uint8)
     outlines = trace_regions(labels, np.zeros(labels.shape, dtype=bool))
     assert len(outlines) == 0
-    assert outlines.coordinates.shape == (0, 2)
-    assert list(outlines.polygon_offsets) == [0]
+    assert outlines.polygons.coordinates.shape == (0, 2)
+    assert list(outlines.polygons.polygon_offsets) == [0]
+    assert len(polygons(outlines)) == 0
 
 
 def test_shape_mismatch_is_an_error() -> None:
