@@ -293,7 +293,7 @@ PHASES = {
         "forward_probabilities",
         "normalize",
         "reflect_pad",
-        "weight_probabilities",
+        "keep_tile",
         "write_tile_batch",
         "read_tile_batch",
         "blend_window",

@@ -30,7 +30,7 @@ the scene is chunked.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -107,10 +107,19 @@ def weight_probabilities(
     return np.multiply(probabilities, tile_weights(layout, index)[None], out=out)
 
 
+Pieces = Sequence[tuple[PixelWindow, NDArray[np.float32]]]
+"""Parts of one tile's weighted probabilities: ``(scene window, (classes, h, w))`` pairs."""
+
+
+def whole_tile(layout: TileLayout, index: int, weighted: NDArray[np.float32]) -> Pieces:
+    """A tile's weighted probabilities ``(classes, tile, tile)`` as one piece."""
+    return [(layout.window(index), weighted)]
+
+
 def blend_window(
     layout: TileLayout,
     window: PixelWindow,
-    contributions: Iterable[tuple[int, NDArray[np.float32] | None]],
+    contributions: Iterable[tuple[int, Pieces | None]],
     valid: NDArray[np.bool_],
     num_classes: int,
 ) -> NDArray[np.float32]:
@@ -123,9 +132,13 @@ def blend_window(
     window
         The output window (inside the scene).
     contributions
-        ``(tile index, weighted probabilities (classes, tile, tile))`` for every
-        tile touching ``window``; ``None`` for a tile without any valid pixel
-        (it is skipped). Summed in ascending tile index whatever the given order.
+        ``(tile index, pieces of its weighted probabilities)`` for every tile
+        with a positive weight somewhere in ``window`` (whole tiles:
+        :func:`whole_tile`; the stored bands of a tile:
+        :class:`geoseg.stitching.TileParts`); ``None`` for a tile without any
+        valid pixel (skipped). The pieces must hold every pixel of ``window``
+        where the tile's weight is positive. Summed in ascending tile index
+        whatever the given order.
     valid
         Valid-pixel mask of ``window``; invalid pixels get probability 0.
     num_classes
@@ -143,17 +156,20 @@ def blend_window(
     """
     total = np.zeros((num_classes, window.height, window.width), dtype=np.float32)
     weight_sum = np.zeros(window.shape, dtype=np.float32)
-    for index, weighted in sorted(contributions, key=lambda item: item[0]):
-        if weighted is None:
+    for index, pieces in sorted(contributions, key=lambda item: item[0]):
+        if pieces is None:
             continue
         tile_window = layout.window(index)
-        common = tile_window.intersection(window)
-        if common.is_empty:
-            continue
-        rows, cols = common.shift(-window.row, -window.col).slices()
-        tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
-        total[:, rows, cols] += weighted[:, tile_rows, tile_cols]
-        weight_sum[rows, cols] += tile_weights(layout, index)[tile_rows, tile_cols]
+        weights = tile_weights(layout, index)
+        for piece_window, weighted in pieces:
+            common = piece_window.intersection(window)
+            if common.is_empty:
+                continue
+            rows, cols = common.shift(-window.row, -window.col).slices()
+            piece_rows, piece_cols = common.shift(-piece_window.row, -piece_window.col).slices()
+            tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
+            total[:, rows, cols] += weighted[:, piece_rows, piece_cols]
+            weight_sum[rows, cols] += weights[tile_rows, tile_cols]
     if np.any(valid & (weight_sum <= 0)):
         raise RuntimeError(f"valid pixels of {window} got no tile weight; tile layout bug")
     weight_sum[~valid] = 1.0

@@ -2,11 +2,14 @@
 
 A :class:`PredictPlan` is the normalised, picklable description of a run: the
 source, which of its bands feed the model, the model, the tile layout, the
-scaling and where the work directory is. :func:`forward_batch` computes the
-weighted probabilities of one batch of tiles (a fixed group of the global tile
-order) and stores them; :func:`assemble_chunk` blends the stored tile outputs
-touching one output chunk in canonical order and writes the chunk's label (and
-probability) GeoTIFFs. ``workflows/predict.py`` wires these into Dask.
+scaling and where the work directory is. :func:`forward_batch` runs one batch
+of tiles (a fixed group of the global tile order) and stores what stitching
+needs of each tile (:mod:`geoseg.stitching`): the labels of its solo window,
+where it alone has weight, and its weighted probabilities over the bands it
+shares with neighbours; :func:`assemble_chunk` pastes the solo labels of the
+tiles touching one output chunk, blends the shared bands in canonical order
+and writes the chunk's label (and probability) GeoTIFFs. ``workflows/predict.py``
+wires these into Dask.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from geoseg.blending import (
     blend_window,
     labels_from_probabilities,
     quantize_probabilities,
-    weight_probabilities,
+    tile_weights,
 )
 from geoseg.grid import PixelWindow
 from geoseg.inference import (
@@ -56,9 +59,10 @@ from geoseg.preprocess import (
     scene_statistics,
 )
 from geoseg.sources import RasterSource
+from geoseg.stitching import TileParts, parts_sizes, shared_windows, tile_parts, tile_regions
 from geoseg.tiling import TileLayout, make_layout, tiles_touching
 
-WORK_FORMAT = 1
+WORK_FORMAT = 2
 """Version of the work-directory layout; part of its hash."""
 
 
@@ -121,37 +125,79 @@ def batch_inputs(
 
 @dataclass(frozen=True)
 class TileBatch:
-    """Weighted probabilities ``(tiles, classes, h, w)`` and validity ``(tiles, h, w)``."""
+    """What a forward task keeps of a batch of tiles (see :mod:`geoseg.stitching`).
 
-    outputs: NDArray[np.float32]
+    ``bands`` (float32) and ``solo`` (uint8) are flat arrays that
+    :func:`geoseg.stitching.tile_parts` cuts into each tile's parts; ``valid``
+    is the validity of every tile pixel ``(tiles, tile, tile)``.
+    """
+
+    bands: NDArray[np.float32]
+    solo: NDArray[np.uint8]
     valid: NDArray[np.bool_]
 
 
-def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
-    """Run one batch of tiles through the model and weight the probabilities.
+def batch_parts(plan: PredictPlan, indexes: Sequence[int], batch: TileBatch) -> list[TileParts]:
+    """The parts of each tile of ``batch`` (views into its arrays)."""
+    return tile_parts(
+        plan.layout, indexes, plan.num_classes, batch.bands, batch.solo, plan.write_probabilities
+    )
 
-    Tiles without any valid pixel are not run through the model (their output
-    is zero; no valid pixel can depend on it).
+
+def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
+    """Run one batch of tiles through the model and keep what stitching needs.
+
+    Per tile: the labels (and quantized probabilities) of its solo window,
+    where no other tile has weight and the blend is the tile's own output,
+    and its weighted probabilities over the bands it shares. Tiles without any
+    valid pixel are not run through the model (zero bands, nodata labels).
     """
-    tile = plan.layout.tile
+    layout = plan.layout
     inputs = batch_inputs(plan, indexes)
     valid = np.stack([tile_valid for _, tile_valid in inputs])
+    band_values, solo_values = parts_sizes(
+        layout, indexes, plan.num_classes, plan.write_probabilities
+    )
+    batch = TileBatch(
+        np.zeros(band_values, dtype=np.float32), np.zeros(solo_values, dtype=np.uint8), valid
+    )
     active = [position for position in range(len(indexes)) if valid[position].any()]
-    if not active:
-        outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
-        return TileBatch(outputs, valid)
-    loaded = cached_model(plan.model)
-    batch = np.stack([inputs[position][0] for position in active])
-    probabilities = forward_probabilities(loaded, batch, plan.model.device, plan.precision)
-    if len(active) == len(indexes):
-        outputs = probabilities  # weighted in place below
-    else:
-        outputs = np.zeros((len(indexes), plan.num_classes, tile, tile), dtype=np.float32)
-    for row, position in enumerate(active):
-        weight_probabilities(
-            plan.layout, indexes[position], probabilities[row], out=outputs[position]
-        )
-    return TileBatch(outputs, valid)
+    probabilities = None
+    if active:
+        loaded = cached_model(plan.model)
+        stacked = np.stack([inputs[position][0] for position in active])
+        probabilities = forward_probabilities(loaded, stacked, plan.model.device, plan.precision)
+    rows = {position: row for row, position in enumerate(active)}
+    for position, parts in enumerate(batch_parts(plan, indexes, batch)):
+        if position not in rows or probabilities is None:
+            parts.solo_labels[...] = LABEL_NODATA
+            continue
+        keep_tile(plan, parts, probabilities[rows[position]], valid[position])
+    return batch
+
+
+def keep_tile(
+    plan: PredictPlan,
+    parts: TileParts,
+    probabilities: NDArray[np.float32],
+    valid: NDArray[np.bool_],
+) -> None:
+    """Fill a tile's parts from its probabilities ``(classes, tile, tile)``."""
+    tile_window = plan.layout.window(parts.index)
+    weights = tile_weights(plan.layout, parts.index)
+    for band, out in parts.bands:
+        rows, cols = band.shift(-tile_window.row, -tile_window.col).slices()
+        np.multiply(probabilities[:, rows, cols], weights[None, rows, cols], out=out)
+    solo = tile_regions(plan.layout, parts.index).solo
+    if solo.is_empty:
+        return
+    rows, cols = solo.shift(-tile_window.row, -tile_window.col).slices()
+    kept = probabilities[:, rows, cols]
+    parts.solo_labels[...] = labels_from_probabilities(
+        kept, valid[rows, cols], list(plan.class_ids), LABEL_NODATA
+    )
+    if parts.solo_probabilities is not None:
+        parts.solo_probabilities[...] = quantize_probabilities(kept, valid[rows, cols])
 
 
 def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:
@@ -168,7 +214,7 @@ def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) 
     path = batch_path(plan.work_dir, batch_number)
     if not path.exists():
         batch = compute_batch(plan, indexes)
-        write_tile_batch(path, batch.outputs, batch.valid)
+        write_tile_batch(path, batch.bands, batch.solo, batch.valid)
     return path
 
 
@@ -196,7 +242,7 @@ def assemble_chunk(
     window: PixelWindow,
     batches: Sequence[tuple[Sequence[int], TileBatch | Path]],
 ) -> ChunkSummary:
-    """Blend the tiles touching ``window`` and write the chunk's GeoTIFF(s).
+    """Stitch the tiles touching ``window`` and write the chunk's GeoTIFF(s).
 
     Parameters
     ----------
@@ -213,38 +259,53 @@ def assemble_chunk(
     ChunkSummary
         Valid-pixel and per-class counts; also written beside the chunk.
     """
-    touching = set(tiles_touching(plan.layout, window))
-    contributions: list[tuple[int, NDArray[np.float32] | None]] = []
+    layout = plan.layout
+    touching = set(tiles_touching(layout, window))
+    kept: dict[int, TileParts] = {}
     valid = np.zeros(window.shape, dtype=bool)
     for indexes, stored in batches:
-        if isinstance(stored, TileBatch):
-            outputs, tile_valid = stored.outputs, stored.valid
-        else:
-            outputs, tile_valid = read_tile_batch(stored)
-        for position, index in enumerate(indexes):
-            if index not in touching:
+        batch = stored if isinstance(stored, TileBatch) else TileBatch(*read_tile_batch(stored))
+        for position, parts in enumerate(batch_parts(plan, indexes, batch)):
+            if parts.index not in touching:
                 continue
-            contributions.append((index, outputs[position]))
+            kept[parts.index] = parts
             # validity is per pixel, so every tile over a pixel agrees on it
-            tile_window = plan.layout.window(index)
+            tile_window = layout.window(parts.index)
             common = tile_window.intersection(window)
             rows, cols = common.shift(-window.row, -window.col).slices()
             tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
-            valid[rows, cols] = tile_valid[position, tile_rows, tile_cols]
+            valid[rows, cols] = batch.valid[position, tile_rows, tile_cols]
     labels = np.empty(window.shape, dtype=np.uint8)
     quantized = np.empty(
         (plan.num_classes if plan.write_probabilities else 0, *window.shape), np.uint8
     )
-    for strip in blend_strips(window, plan.num_classes):
-        rows = slice(strip.row - window.row, strip.row_stop - window.row)
-        probabilities = blend_window(
-            plan.layout, strip, contributions, valid[rows], plan.num_classes
-        )
-        labels[rows] = labels_from_probabilities(
-            probabilities, valid[rows], list(plan.class_ids), LABEL_NODATA
-        )
-        if plan.write_probabilities:
-            quantized[:, rows] = quantize_probabilities(probabilities, valid[rows])
+    regions = {index: tile_regions(layout, index) for index in kept}
+    for index, parts in kept.items():  # where one tile is alone: its own results
+        solo = regions[index].solo
+        common = solo.intersection(window)
+        if common.is_empty:
+            continue
+        rows, cols = common.shift(-window.row, -window.col).slices()
+        solo_rows, solo_cols = common.shift(-solo.row, -solo.col).slices()
+        labels[rows, cols] = parts.solo_labels[solo_rows, solo_cols]
+        if parts.solo_probabilities is not None:
+            quantized[:, rows, cols] = parts.solo_probabilities[:, solo_rows, solo_cols]
+    for shared in shared_windows(layout, window):  # where tiles overlap: blended
+        contributions = [
+            (index, parts.bands)
+            for index, parts in kept.items()
+            if not regions[index].positive.intersection(shared).is_empty
+        ]
+        for strip in blend_strips(shared, plan.num_classes):
+            rows, cols = strip.shift(-window.row, -window.col).slices()
+            probabilities = blend_window(
+                layout, strip, contributions, valid[rows, cols], plan.num_classes
+            )
+            labels[rows, cols] = labels_from_probabilities(
+                probabilities, valid[rows, cols], list(plan.class_ids), LABEL_NODATA
+            )
+            if plan.write_probabilities:
+                quantized[:, rows, cols] = quantize_probabilities(probabilities, valid[rows, cols])
     grid = plan.source.grid
     if plan.write_probabilities:
         write_chunk(chunk_path(plan.work_dir, window, "probabilities"), grid, window, quantized)

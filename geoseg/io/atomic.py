@@ -32,7 +32,9 @@ def _default_file_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, *, copy_existing: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, *, copy_existing: bool = False, sync: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it to ``path`` on success.
 
     Parameters
@@ -42,6 +44,11 @@ def atomic_path(path: str | Path, *, copy_existing: bool = False) -> Iterator[Pa
     copy_existing
         Start the temporary file as a copy of the existing ``path`` (for
         updating one layer of a GeoPackage while keeping the others).
+    sync
+        fsync the file before the rename, so it survives a machine crash too.
+        Intermediates of a work directory skip it (a killed process still
+        never leaves a partial file; after a machine crash the work directory
+        is deleted): an fsync stalls the writing worker for milliseconds.
 
     Yields
     ------
@@ -64,8 +71,9 @@ def atomic_path(path: str | Path, *, copy_existing: bool = False) -> Iterator[Pa
         yield temporary
         if not temporary.exists():
             raise OutputError(f"{final}: nothing was written")
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
+        if sync:
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
         # mkstemp creates 0600 files; give the output the permissions of a normal new file
         os.chmod(temporary, _default_file_mode())
         os.replace(temporary, final)

@@ -67,7 +67,7 @@ def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray
     Chunks are short-lived intermediates, compressed with ZSTD level 1: about
     as small as DEFLATE's default level here, 7-8x cheaper to write and
     cheaper to read back (the final COG is re-encoded from the pixels, so its
-    bytes do not depend on this).
+    bytes do not depend on this). Not fsynced, like every work-directory file.
     """
     profile = {
         "driver": "GTiff",
@@ -83,7 +83,10 @@ def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray
     }
     if profile["tiled"]:
         profile.update(blockxsize=256, blockysize=256)
-    with atomic_path(path) as temporary, rasterio.open(temporary, "w", **profile) as dataset:
+    with (
+        atomic_path(path, sync=False) as temporary,
+        rasterio.open(temporary, "w", **profile) as dataset,
+    ):
         dataset.write(data)
 
 

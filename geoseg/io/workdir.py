@@ -1,13 +1,16 @@
 """The resumable work directory of a prediction run.
 
-It holds the weighted tile outputs of each batch (``.npy``, read back
-memory-mapped so a chunk only pages in the parts of tiles it needs), the chunk
-GeoTIFFs and one small JSON summary per finished chunk. Every file is written
-atomically; a chunk is finished exactly when its summary exists.
+It holds what each batch keeps of its tiles (``.npy``: weighted bands and
+solo results, see :mod:`geoseg.stitching`; read back memory-mapped so a chunk
+only pages in the parts of tiles it needs), the chunk GeoTIFFs and one small
+JSON summary per finished chunk. Every file is written atomically; a chunk is
+finished exactly when its summary exists. Nothing here is fsynced (an fsync
+stalls the writing worker): a killed run resumes safely, but after a machine
+crash the work directory must be deleted.
 
 A batch file whose last chunk is done is not deleted but kept as a *spare*
 (:func:`recycle_tile_batch`), and the next batch is written into a spare in
-place. Creating a new 64 MB file costs the kernel page allocation and, on
+place. Creating a new file of tens of MB costs the kernel page allocation and, on
 ext4, frequent stalls of 150 ms of system CPU; rewriting a file whose pages
 are cached does not (measured on this machine, 64 MB batches written every
 0.3 s: 52 ms mean per batch into new files, 14 ms into recycled ones).
@@ -60,6 +63,10 @@ def _mask_path(path: Path) -> Path:
     return path.with_name(path.stem + "_valid.npy")
 
 
+def _solo_path(path: Path) -> Path:
+    return path.with_name(path.stem + "_solo.npy")
+
+
 def _claim_spare(directory: Path, claimed: Path) -> bool:
     """Move any spare batch file of ``directory`` to ``claimed``; False when none is left.
 
@@ -97,21 +104,28 @@ def _save(path: Path, array: NDArray[np.generic]) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def write_tile_batch(path: Path, outputs: NDArray[np.float32], valid: NDArray[np.bool_]) -> None:
-    """Write a batch: outputs ``(tiles, classes, h, w)`` float32 and validity ``(tiles, h, w)``.
+def write_tile_batch(
+    path: Path, bands: NDArray[np.float32], solo: NDArray[np.uint8], valid: NDArray[np.bool_]
+) -> None:
+    """Write what a forward task keeps of a batch (see :mod:`geoseg.stitching`).
 
-    Each file is renamed into place when complete, the outputs last, so a batch
-    exists exactly when ``path`` does. Not fsynced (short-lived intermediates;
-    syncing tens of MB per batch costs more than the bookkeeping around a
-    forward pass): a killed process never leaves a partial file; after a
-    machine crash, delete the work directory.
+    ``bands`` (the tiles' weighted bands, float32) goes to ``path``, ``solo``
+    (their solo labels and quantized probabilities, uint8) and ``valid``
+    (``(tiles, h, w)``) beside it. Each file is renamed into place when
+    complete, the bands last, so a batch exists exactly when ``path`` does. Not
+    fsynced (short-lived intermediates; syncing tens of MB per batch costs more
+    than the bookkeeping around a forward pass): a killed process never leaves
+    a partial file; after a machine crash, delete the work directory.
     """
     _save(_mask_path(path), valid)
-    _save_recycled(path, outputs)
+    _save(_solo_path(path), solo)
+    _save_recycled(path, bands)
 
 
-def read_tile_batch(path: Path) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """Memory-map a batch written by :func:`write_tile_batch` (read-only).
+def read_tile_batch(
+    path: Path,
+) -> tuple[NDArray[np.float32], NDArray[np.uint8], NDArray[np.bool_]]:
+    """Memory-map a batch written by :func:`write_tile_batch`: bands, solo, validity.
 
     Raises
     ------
@@ -119,14 +133,15 @@ def read_tile_batch(path: Path) -> tuple[NDArray[np.float32], NDArray[np.bool_]]
         A file is missing or damaged; the message names the work directory.
     """
     try:
-        outputs: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+        bands: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
+        solo: NDArray[np.uint8] = np.load(_solo_path(path), mmap_mode="r", allow_pickle=False)
         valid: NDArray[np.bool_] = np.load(_mask_path(path), allow_pickle=False)
     except (OSError, ValueError) as error:
         raise OutputError(
             f"{path}: intermediate tile outputs are missing or damaged ({error}); delete the "
             f"work directory {path.parent} and run again"
         ) from None
-    return outputs, valid
+    return bands, solo, valid
 
 
 def recycle_tile_batch(path: Path) -> None:
@@ -137,15 +152,16 @@ def recycle_tile_batch(path: Path) -> None:
     directory (:func:`remove_work_dir`).
     """
     _mask_path(path).unlink(missing_ok=True)
+    _solo_path(path).unlink(missing_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.rename(path, path.with_name(f"spare_{uuid.uuid4().hex}.npy"))
 
 
 def write_summary(path: Path, summary: ChunkSummary) -> None:
-    """Write a chunk summary atomically."""
+    """Write a chunk summary atomically (not fsynced: see :func:`write_tile_batch`)."""
     data: dict[str, Any] = asdict(summary)
     data["class_pixels"] = {str(key): value for key, value in summary.class_pixels.items()}
-    with atomic_path(path) as temporary:
+    with atomic_path(path, sync=False) as temporary:
         temporary.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
 
 

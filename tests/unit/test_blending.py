@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from geoseg.blending import (
     WEIGHT_FLOOR,
+    Pieces,
     axis_weights,
     blend_window,
     discarded_margin,
@@ -13,6 +14,7 @@ from geoseg.blending import (
     quantize_probabilities,
     tile_weights,
     weight_probabilities,
+    whole_tile,
 )
 from geoseg.grid import PixelWindow
 from geoseg.tiling import chunk_windows, make_layout, tiles_touching
@@ -63,7 +65,9 @@ def _random_contributions(
     outputs = {}
     for index in range(layout.count):
         probabilities = generator.random((3, tile, tile), dtype=np.float32)
-        outputs[index] = weight_probabilities(layout, index, probabilities)
+        outputs[index] = whole_tile(
+            layout, index, weight_probabilities(layout, index, probabilities)
+        )
     return layout, outputs
 
 
@@ -104,7 +108,8 @@ def test_constant_tiles_blend_to_the_constant_with_full_border_coverage() -> Non
     value = np.full((2, 32, 32), 0.25, dtype=np.float32)
     value[1] = 0.75
     contributions = [
-        (index, weight_probabilities(layout, index, value)) for index in range(layout.count)
+        (index, whole_tile(layout, index, weight_probabilities(layout, index, value)))
+        for index in range(layout.count)
     ]
     valid = np.ones((90, 70), dtype=bool)
     valid[40:45, 10:20] = False
@@ -124,8 +129,13 @@ def test_skipped_tiles_only_affect_invalid_pixels() -> None:
     value = np.full((1, 32, 32), 1.0, dtype=np.float32)
     valid = np.zeros((64, 64), dtype=bool)
     valid[:10, :10] = True
-    contributions: list[tuple[int, np.ndarray | None]] = [
-        (index, weight_probabilities(layout, index, value) if index == 0 else None)
+    contributions: list[tuple[int, Pieces | None]] = [
+        (
+            index,
+            whole_tile(layout, index, weight_probabilities(layout, index, value))
+            if index == 0
+            else None,
+        )
         for index in range(layout.count)
     ]
     blended = blend_window(layout, PixelWindow(0, 0, 64, 64), contributions, valid, 1)

@@ -16,10 +16,11 @@ from geoseg.io.workdir import (
 )
 
 
-def _batch(rng: np.random.Generator, tiles: int) -> tuple[np.ndarray, np.ndarray]:
-    outputs = rng.random((tiles, 3, 16, 16), dtype=np.float32)
+def _batch(rng: np.random.Generator, tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bands = rng.random(tiles * 3 * 100, dtype=np.float32)
+    solo = rng.integers(0, 255, tiles * 64, dtype=np.uint8)
     valid = rng.random((tiles, 16, 16)) > 0.2
-    return outputs, valid
+    return bands, solo, valid
 
 
 def _npy_size(array: np.ndarray) -> int:
@@ -38,25 +39,27 @@ def test_a_retired_batch_file_is_rewritten_in_place_and_truncated(
     assert not first.exists()
     assert len(list(tmp_path.glob(SPARE_PATTERN))) == 1
     # a smaller batch (the scene's last) goes into the spare: same file, cut to size
-    outputs, valid = _batch(rng, 3)
+    bands, solo, valid = _batch(rng, 3)
     second = batch_path(tmp_path, 1)
-    write_tile_batch(second, outputs, valid)
+    write_tile_batch(second, bands, solo, valid)
     assert second.stat().st_ino == inode
-    assert second.stat().st_size == _npy_size(outputs)
+    assert second.stat().st_size == _npy_size(bands)
     assert list(tmp_path.glob(SPARE_PATTERN)) == []
-    stored, stored_valid = read_tile_batch(second)
-    assert np.array_equal(stored, outputs) and np.array_equal(stored_valid, valid)
+    stored, stored_solo, stored_valid = read_tile_batch(second)
+    assert np.array_equal(stored, bands) and np.array_equal(stored_solo, solo)
+    assert np.array_equal(stored_valid, valid)
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "batch_0000001.npy",
+        "batch_0000001_solo.npy",
         "batch_0000001_valid.npy",
     ]
 
 
 def test_without_a_spare_a_new_file_is_written(tmp_path: Path, rng: np.random.Generator) -> None:
-    outputs, valid = _batch(rng, 2)
+    bands, solo, valid = _batch(rng, 2)
     path = batch_path(tmp_path, 5)
-    write_tile_batch(path, outputs, valid)
-    assert np.array_equal(read_tile_batch(path)[0], outputs)
+    write_tile_batch(path, bands, solo, valid)
+    assert np.array_equal(read_tile_batch(path)[0], bands)
     recycle_tile_batch(batch_path(tmp_path, 6))  # never written: nothing happens
     assert len(list(tmp_path.glob(SPARE_PATTERN))) == 0
 

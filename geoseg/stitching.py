@@ -1,0 +1,208 @@
+"""Which pixels a tile covers alone, and which it shares with its neighbours.
+
+Blending (:mod:`geoseg.blending`) sums every tile's weighted probabilities and
+divides by the weight sum. Most of a tile, though, is covered by no other tile
+with a positive weight: its *solo* rectangle, where the blended value is the
+tile's own probability (its weight is exactly 1 there: the rectangle lies in the
+flat top of the window, so ``w * p / w == p`` bit for bit). Only the *bands*
+around it (the rest of the tile's positive-weight rectangle) are shared with
+neighbours and need blending. With the default 512 px tiles and 64 px overlap
+an interior tile's solo rectangle is 416 x 416 px (66% of the tile) and its
+bands 22%; the discarded margins (weight 0) are the rest.
+
+So a forward task keeps, per tile, the labels (and quantized probabilities) of
+its solo rectangle and the weighted probabilities of its four bands (top and
+bottom over the full positive width, left and right beside the solo
+rectangle); a chunk pastes the solo labels and blends only the shared
+rectangles (:func:`shared_windows`). The stitched result is identical to
+blending every pixel.
+
+Along one axis, tile ``i`` has positive weight on ``[positive_start,
+positive_stop)`` (its origin plus the discarded margin on sides not on the
+scene border, clipped to the scene) and is alone on ``[solo_start, solo_stop)``:
+from where tile ``i - 1``'s positive span stops to where tile ``i + 1``'s
+starts. Tiles further apart never overlap (``2 * overlap < tile``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.blending import discarded_margin
+from geoseg.grid import PixelWindow
+from geoseg.tiling import TileLayout
+
+
+@dataclass(frozen=True, slots=True)
+class AxisSpan:
+    """One tile's spans along one axis, in scene coordinates (``start <= stop``)."""
+
+    positive_start: int
+    solo_start: int
+    solo_stop: int
+    positive_stop: int
+
+
+@lru_cache(maxsize=256)
+def axis_spans(
+    origins: tuple[int, ...], tile: int, overlap: int, length: int
+) -> tuple[AxisSpan, ...]:
+    """The positive and solo spans of every tile along an axis of ``length`` pixels."""
+    margin = discarded_margin(overlap)
+    positive = []
+    for origin in origins:
+        start = origin if origin <= 0 else origin + margin
+        stop = origin + tile if origin + tile >= length else origin + tile - margin
+        positive.append((max(start, 0), min(stop, length)))
+    spans = []
+    for index, (start, stop) in enumerate(positive):
+        solo_start = max(start, positive[index - 1][1]) if index > 0 else start
+        solo_stop = min(stop, positive[index + 1][0]) if index + 1 < len(positive) else stop
+        solo_start = min(solo_start, stop)
+        spans.append(AxisSpan(start, solo_start, max(solo_start, solo_stop), stop))
+    return tuple(spans)
+
+
+@dataclass(frozen=True, slots=True)
+class TileRegions:
+    """Scene windows of one tile: where its weight is positive, and where it is alone."""
+
+    positive: PixelWindow
+    solo: PixelWindow
+    bands: tuple[PixelWindow, ...]
+    """The positive window minus the solo one: top, bottom, left, right (empty ones left out)."""
+
+
+def _window(rows: tuple[int, int], cols: tuple[int, int]) -> PixelWindow:
+    return PixelWindow(rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0])
+
+
+@lru_cache(maxsize=4096)
+def tile_regions(layout: TileLayout, index: int) -> TileRegions:
+    """The positive, solo and band windows of tile ``index`` (scene coordinates)."""
+    tile_row, tile_col = divmod(index, layout.columns)
+    rows = axis_spans(layout.row_origins, layout.tile, layout.overlap, layout.height)[tile_row]
+    cols = axis_spans(layout.col_origins, layout.tile, layout.overlap, layout.width)[tile_col]
+    positive_cols = (cols.positive_start, cols.positive_stop)
+    solo_rows = (rows.solo_start, rows.solo_stop)
+    bands = (
+        _window((rows.positive_start, rows.solo_start), positive_cols),
+        _window((rows.solo_stop, rows.positive_stop), positive_cols),
+        _window(solo_rows, (cols.positive_start, cols.solo_start)),
+        _window(solo_rows, (cols.solo_stop, cols.positive_stop)),
+    )
+    return TileRegions(
+        positive=_window((rows.positive_start, rows.positive_stop), positive_cols),
+        solo=_window(solo_rows, (cols.solo_start, cols.solo_stop)),
+        bands=tuple(band for band in bands if not band.is_empty),
+    )
+
+
+def _shared_intervals(spans: tuple[AxisSpan, ...], start: int, stop: int) -> list[tuple[int, int]]:
+    """Parts of ``[start, stop)`` outside every solo span (covered by two tiles or more)."""
+    intervals = []
+    position = start
+    for span in spans:
+        if span.solo_stop <= span.solo_start or span.solo_stop <= position:
+            continue
+        if span.solo_start >= stop:
+            break
+        if span.solo_start > position:
+            intervals.append((position, span.solo_start))
+        position = max(position, span.solo_stop)
+    if position < stop:
+        intervals.append((position, stop))
+    return intervals
+
+
+def _solo_intervals(spans: tuple[AxisSpan, ...], start: int, stop: int) -> list[tuple[int, int]]:
+    clipped = [(max(s.solo_start, start), min(s.solo_stop, stop)) for s in spans]
+    return [(low, high) for low, high in clipped if low < high]
+
+
+def shared_windows(layout: TileLayout, window: PixelWindow) -> list[PixelWindow]:
+    """Disjoint windows covering the pixels of ``window`` that no tile covers alone.
+
+    Full-width windows over the shared rows, then, within each tile row's solo
+    rows, windows over the shared columns.
+    """
+    row_spans = axis_spans(layout.row_origins, layout.tile, layout.overlap, layout.height)
+    col_spans = axis_spans(layout.col_origins, layout.tile, layout.overlap, layout.width)
+    columns = (window.col, window.col_stop)
+    windows = [
+        _window(rows, columns) for rows in _shared_intervals(row_spans, window.row, window.row_stop)
+    ]
+    shared_cols = _shared_intervals(col_spans, window.col, window.col_stop)
+    for rows in _solo_intervals(row_spans, window.row, window.row_stop):
+        windows.extend(_window(rows, cols) for cols in shared_cols)
+    return windows
+
+
+@dataclass(frozen=True)
+class TileParts:
+    """What is kept of one tile's output: weighted bands and its solo results.
+
+    ``bands`` pairs each band window (scene coordinates) with the weighted
+    probabilities there, ``(classes, h, w)`` float32; ``solo_labels`` holds the
+    class labels of the solo window (nodata where the input is), and
+    ``solo_probabilities`` its quantized probabilities ``(classes, h, w)``
+    when the run writes them.
+    """
+
+    index: int
+    bands: tuple[tuple[PixelWindow, NDArray[np.float32]], ...]
+    solo_labels: NDArray[np.uint8]
+    solo_probabilities: NDArray[np.uint8] | None
+
+
+def parts_sizes(
+    layout: TileLayout, indexes: Sequence[int], num_classes: int, with_probabilities: bool
+) -> tuple[int, int]:
+    """Lengths of the flat float32 (bands) and uint8 (solo) arrays of a batch's tiles."""
+    band_values = solo_values = 0
+    for index in indexes:
+        regions = tile_regions(layout, index)
+        band_values += num_classes * sum(band.height * band.width for band in regions.bands)
+        solo_pixels = regions.solo.height * regions.solo.width
+        solo_values += solo_pixels * (1 + (num_classes if with_probabilities else 0))
+    return band_values, solo_values
+
+
+def tile_parts(
+    layout: TileLayout,
+    indexes: Sequence[int],
+    num_classes: int,
+    bands: NDArray[np.float32],
+    solo: NDArray[np.uint8],
+    with_probabilities: bool,
+) -> list[TileParts]:
+    """Per tile of a batch, views into its flat arrays (for writing or reading).
+
+    Tiles follow ``indexes``; within a tile the bands come in
+    :attr:`TileRegions.bands` order, then the solo labels, then the solo
+    probabilities.
+    """
+    parts = []
+    band_at = solo_at = 0
+    for index in indexes:
+        regions = tile_regions(layout, index)
+        views = []
+        for band in regions.bands:
+            size = num_classes * band.height * band.width
+            views.append((band, bands[band_at : band_at + size].reshape(num_classes, *band.shape)))
+            band_at += size
+        pixels = regions.solo.height * regions.solo.width
+        labels = solo[solo_at : solo_at + pixels].reshape(regions.solo.shape)
+        solo_at += pixels
+        probabilities = None
+        if with_probabilities:
+            size = num_classes * pixels
+            probabilities = solo[solo_at : solo_at + size].reshape(num_classes, *regions.solo.shape)
+            solo_at += size
+        parts.append(TileParts(index, tuple(views), labels, probabilities))
+    return parts
