@@ -45,11 +45,13 @@ from geoseg.io.workdir import (
     ChunkSummary,
     batch_path,
     chunk_path,
+    overview_chunk_path,
     read_tile_batch,
     write_summary,
     write_tile_batch,
 )
 from geoseg.models.card import LABEL_NODATA, InputScaling
+from geoseg.overviews import decimate, overview_factors, overview_grid
 from geoseg.preprocess import (
     SceneStatistics,
     normalize,
@@ -306,10 +308,11 @@ def assemble_chunk(
             )
             if plan.write_probabilities:
                 quantized[:, rows, cols] = quantize_probabilities(probabilities, valid[rows, cols])
-    grid = plan.source.grid
+    outputs = [("labels", labels[None])]
     if plan.write_probabilities:
-        write_chunk(chunk_path(plan.work_dir, window, "probabilities"), grid, window, quantized)
-    write_chunk(chunk_path(plan.work_dir, window, "labels"), grid, window, labels[None])
+        outputs.append(("probabilities", quantized))
+    for kind, data in outputs:
+        write_output_chunk(plan, window, kind, data)
     valid_pixels = int(np.count_nonzero(valid))
     counted = labels.ravel() if valid_pixels == valid.size else labels[valid]
     counts = np.bincount(counted, minlength=256)
@@ -320,6 +323,19 @@ def assemble_chunk(
     )
     write_summary(chunk_path(plan.work_dir, window, "summary"), summary)
     return summary
+
+
+def write_output_chunk(
+    plan: PredictPlan, window: PixelWindow, kind: str, data: NDArray[np.uint8]
+) -> None:
+    """Write a chunk of an output and its share of every overview level."""
+    grid = plan.source.grid
+    for factor in overview_factors(grid.height, grid.width):
+        level, decimated = decimate(data, window, grid, factor)
+        if not level.is_empty:
+            path = overview_chunk_path(plan.work_dir, window, kind, factor)
+            write_chunk(path, overview_grid(grid, factor), level, np.ascontiguousarray(decimated))
+    write_chunk(chunk_path(plan.work_dir, window, kind), grid, window, data)
 
 
 def make_plan(

@@ -39,17 +39,19 @@ from geoseg.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.checkpoint import read_card
-from geoseg.io.cog import CLASS_NAMES_TAG, OutputStyle, assemble_cog, class_names_tag
+from geoseg.io.cog import CLASS_NAMES_TAG, Level, OutputStyle, assemble_cog, class_names_tag
 from geoseg.io.workdir import (
     ChunkSummary,
     batch_path,
     chunk_path,
+    overview_chunk_path,
     prepare_work_dir,
     read_summary,
     recycle_tile_batch,
     remove_work_dir,
 )
 from geoseg.models.card import LABEL_NODATA, ModelCard
+from geoseg.overviews import overview_factors, overview_grid, overview_window
 from geoseg.sources import FileSource, RasterSource
 from geoseg.tiling import chunk_windows, tile_batches, tiles_touching
 from workflows.cluster import dask_client
@@ -141,6 +143,28 @@ def _run_chunks(
             if queue:
                 running.add(submit_next())
     return summaries
+
+
+def _overview_levels(
+    work_dir: Path, grid: RasterGrid, windows: list[PixelWindow], kind: str
+) -> list[Level]:
+    """Every overview level of output ``kind``: its grid and the chunks' shares."""
+    levels: list[Level] = []
+    for factor in overview_factors(grid.height, grid.width):
+        shares = [
+            (
+                overview_window(window, grid, factor),
+                overview_chunk_path(work_dir, window, kind, factor),
+            )
+            for window in windows
+        ]
+        levels.append(
+            (
+                overview_grid(grid, factor),
+                [(level, path) for level, path in shares if not level.is_empty],
+            )
+        )
+    return levels
 
 
 def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
@@ -263,20 +287,15 @@ def predict_source(
         )
     labels_style, probabilities_style = _styles(card)
     grid = source.grid
+    finals = [(labels_out, "labels", 1, labels_style)]
     if probabilities_out is not None:
-        probability_chunks = [
-            (window, chunk_path(plan.work_dir, window, "probabilities")) for window in windows
-        ]
-        assemble_cog(
-            Path(probabilities_out),
-            grid,
-            probability_chunks,
-            plan.num_classes,
-            probabilities_style,
-            plan.work_dir,
+        finals.insert(
+            0, (Path(probabilities_out), "probabilities", plan.num_classes, probabilities_style)
         )
-    label_chunks = [(window, chunk_path(plan.work_dir, window, "labels")) for window in windows]
-    assemble_cog(labels_out, grid, label_chunks, 1, labels_style, plan.work_dir)
+    for out, kind, bands, style in finals:
+        chunks = [(window, chunk_path(plan.work_dir, window, kind)) for window in windows]
+        levels = _overview_levels(plan.work_dir, grid, windows, kind)
+        assemble_cog(out, grid, chunks, bands, style, plan.work_dir, levels)
     remove_work_dir(plan.work_dir)
     class_pixels: Counter[int] = Counter()
     for summary in summaries:

@@ -1,15 +1,16 @@
 """Writing prediction outputs: chunk GeoTIFFs, then one Cloud Optimized GeoTIFF.
 
 Workers write each output chunk as a small GeoTIFF in a work directory (each
-atomically, so a killed run never leaves a half-written chunk). The finished
-chunks are mosaicked by a VRT (written here as XML: every chunk lies on the
-scene grid, so the VRT only places them; multi-band outputs are first copied
-into one GeoTIFF, from which GDAL builds overviews faster) and copied by GDAL's
-COG driver into the final file: tiled, compressed (LZW for labels, DEFLATE for
-probabilities: see :class:`OutputStyle`), overviews with NEAREST resampling,
-exactly the scene's CRS, transform and shape, with the colour table, class
-names (tag ``GEOSEG_CLASS_NAMES``, JSON ``{"id": "name"}``), band descriptions
-and scales carried over. The final file appears atomically.
+atomically, so a killed run never leaves a half-written chunk). Each chunk also writes its
+share of every overview level (:mod:`geoseg.overviews`). The finished chunks
+are mosaicked by a VRT (written here as XML: every chunk lies on the scene
+grid, so the VRT only places them), each level by a VRT of its own declared as
+the mosaic's overview, and GDAL's COG driver copies the mosaic and its
+overviews into the final file without computing anything: tiled, compressed
+(LZW for labels, DEFLATE for probabilities: see :class:`OutputStyle`),
+nearest-neighbour overviews, exactly the scene's CRS, transform and shape,
+with the colour table, class names (tag ``GEOSEG_CLASS_NAMES``, JSON
+``{"id": "name"}``), band descriptions and scales carried over. The final file appears atomically.
 """
 
 from __future__ import annotations
@@ -91,7 +92,11 @@ def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray
 
 
 def _vrt_xml(
-    grid: RasterGrid, chunks: Sequence[tuple[PixelWindow, Path]], bands: int, style: OutputStyle
+    grid: RasterGrid,
+    chunks: Sequence[tuple[PixelWindow, Path]],
+    bands: int,
+    style: OutputStyle,
+    overviews: Sequence[Path] = (),
 ) -> str:
     transform = grid.transform
     geotransform = ", ".join(
@@ -136,9 +141,22 @@ def _vrt_xml(
                     "    </SimpleSource>",
                 ]
             )
+        for level in overviews:
+            lines.extend(
+                [
+                    "    <Overview>",
+                    f"      <SourceFilename>{escape(str(level.resolve()))}</SourceFilename>",
+                    f"      <SourceBand>{band}</SourceBand>",
+                    "    </Overview>",
+                ]
+            )
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
     return "\n".join(lines) + "\n"
+
+
+Level = tuple[RasterGrid, Sequence[tuple[PixelWindow, Path]]]
+"""One overview level: its grid and ``(window, chunk file)`` of every non-empty chunk share."""
 
 
 def assemble_cog(
@@ -148,8 +166,9 @@ def assemble_cog(
     bands: int,
     style: OutputStyle,
     work_dir: Path,
+    overviews: Sequence[Level] = (),
 ) -> None:
-    """Mosaic the chunk files into the final COG at ``out`` (atomically).
+    """Mosaic the chunk files and their overviews into the final COG at ``out`` (atomically).
 
     Parameters
     ----------
@@ -164,30 +183,40 @@ def assemble_cog(
     style
         Descriptions, nodata, colour table, tags and scale of the output.
     work_dir
-        Where the mosaic VRT (and, for several bands, a GeoTIFF mosaic) is written.
+        Where the mosaic VRTs are written.
+    overviews
+        The overview levels, finest first, tiling their grids exactly
+        (:mod:`geoseg.overviews`); without them GDAL computes nearest-neighbour
+        overviews from the mosaic (serial work).
 
     Raises
     ------
     OutputError
         The output directory is missing or not writable, or GDAL fails.
     """
+    level_vrts = []
+    for number, (level_grid, level_chunks) in enumerate(overviews, start=1):
+        level_vrt = work_dir / f"{out.stem}.overview{number}.vrt"
+        level_vrt.write_text(_vrt_xml(level_grid, level_chunks, bands, style), encoding="utf-8")
+        level_vrts.append(level_vrt)
     vrt = work_dir / f"{out.stem}.vrt"
-    vrt.write_text(_vrt_xml(grid, chunks, bands, style), encoding="utf-8")
+    vrt.write_text(_vrt_xml(grid, chunks, bands, style, level_vrts), encoding="utf-8")
     options: dict[str, str | int] = {
         "compress": style.compression,
         "blocksize": COG_BLOCK,
         "overview_resampling": "NEAREST",
         "resampling": "NEAREST",
         "bigtiff": "IF_SAFER",
-        # the copy runs after the last chunk, while the workers idle (LZW labels at 8192 px:
-        # 1.25 s with one thread, 1.06 s with two)
+        # the copy runs after the last chunk, while the workers idle
         "num_threads": "ALL_CPUS",
     }
+    if overviews:
+        options["overviews"] = "FORCE_USE_EXISTING"
     if style.level is not None:
         options["level"] = style.level
-    # GDAL builds the overviews of a multi-band VRT slowly (15 s of CPU for an 8-band 4096 px
-    # scene); from one ZSTD GeoTIFF mosaic of the chunks it takes 9 s, mosaic included, and
-    # the COG's bytes are the same. A one-band VRT is as fast as the mosaic.
+    # Without given overviews, GDAL builds those of a multi-band VRT slowly (15 s of CPU
+    # for an 8-band 4096 px scene); from one ZSTD GeoTIFF mosaic of the chunks it takes
+    # 9 s, mosaic included, and the COG's bytes are the same.
     mosaic = work_dir / f"{out.stem}.mosaic.tif"
     try:
         with (
@@ -195,7 +224,7 @@ def assemble_cog(
             rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_PAM_ENABLED="NO"),
         ):
             source = vrt
-            if bands > 1:
+            if bands > 1 and not overviews:
                 rasterio.shutil.copy(
                     str(vrt),
                     str(mosaic),

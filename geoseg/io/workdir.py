@@ -56,6 +56,11 @@ def chunk_path(work_dir: Path, window: PixelWindow, kind: str) -> Path:
     return work_dir / f"{kind}_r{window.row:07d}_c{window.col:07d}{suffix}"
 
 
+def overview_chunk_path(work_dir: Path, window: PixelWindow, kind: str, factor: int) -> Path:
+    """File of a chunk's share of the overview at ``factor`` of output ``kind``."""
+    return chunk_path(work_dir, window, f"{kind}_x{factor}")
+
+
 SPARE_PATTERN = "spare_*.npy"
 
 

@@ -16,8 +16,10 @@ from distributed import Client, LocalCluster
 
 from geoseg.datadir import data_file
 from geoseg.io.cog import CLASS_NAMES_TAG
+from geoseg.io.raster import read_info
 from geoseg.models.card import LABEL_NODATA
 from geoseg.models.loading import shipped_models
+from geoseg.overviews import decimate, overview_factors
 from tests.predict_fixtures import make_model_dir
 from workflows.predict import predict_file
 
@@ -83,6 +85,12 @@ def test_zion_output_is_a_cog_on_the_input_grid_with_nodata_propagated(
     # the scene has no nodata pixel: every output pixel, the borders included, gets a class
     assert np.array_equal(result == LABEL_NODATA, invalid)
     assert not (result == LABEL_NODATA).any()
+    # the overviews (built chunk by chunk) sample the centre of each block of the labels
+    grid = read_info(default_run).grid
+    for number, factor in enumerate(overview_factors(grid.height, grid.width)):
+        with rasterio.open(default_run, overview_level=number) as level:
+            _, expected = decimate(result[None], grid.full_window, grid, factor)
+            assert np.array_equal(level.read(1), expected[0])
 
 
 def test_zion_labels_do_not_depend_on_the_chunk_size(
