@@ -77,6 +77,15 @@ def _profiler_enabled() -> bool:
     return bool(dask.config.get("distributed.worker.profile.enabled"))
 
 
+def _tick_interval() -> str:
+    import dask
+
+    return str(dask.config.get("distributed.admin.tick.interval"))
+
+
 def test_local_workers_do_not_run_the_statistical_profiler() -> None:
     with dask_client(None, n_workers=1) as client:
         assert list(client.run(_profiler_enabled).values()) == [False]
+        # slow periodic callbacks, in the workers and in the scheduler's process
+        assert list(client.run(_tick_interval).values()) == ["1s"]
+        assert client.run_on_scheduler(_tick_interval) == "1s"
