@@ -160,8 +160,9 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     band_values, solo_values = parts_sizes(
         layout, indexes, plan.num_classes, plan.write_probabilities
     )
+    # every value is set below (tiles without valid pixels get zero bands)
     batch = TileBatch(
-        np.zeros(band_values, dtype=np.float32), np.zeros(solo_values, dtype=np.uint8), valid
+        np.empty(band_values, dtype=np.float32), np.zeros(solo_values, dtype=np.uint8), valid
     )
     active = [position for position in range(len(indexes)) if valid[position].any()]
     probabilities = None
@@ -172,6 +173,8 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     rows = {position: row for row, position in enumerate(active)}
     for position, parts in enumerate(batch_parts(plan, indexes, batch)):
         if position not in rows or probabilities is None:
+            for _, band in parts.bands:
+                band[...] = 0.0
             parts.solo_labels[...] = LABEL_NODATA
             continue
         keep_tile(plan, parts, probabilities[rows[position]], valid[position])
@@ -266,7 +269,11 @@ def assemble_chunk(
     kept: dict[int, TileParts] = {}
     valid = np.zeros(window.shape, dtype=bool)
     for indexes, stored in batches:
-        batch = stored if isinstance(stored, TileBatch) else TileBatch(*read_tile_batch(stored))
+        batch = (
+            stored
+            if isinstance(stored, TileBatch)
+            else TileBatch(*read_tile_batch(stored, layout.tile))
+        )
         for position, parts in enumerate(batch_parts(plan, indexes, batch)):
             if parts.index not in touching:
                 continue

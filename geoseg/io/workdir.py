@@ -116,21 +116,23 @@ def write_tile_batch(
 
     ``bands`` (the tiles' weighted bands, float32) goes to ``path``, ``solo``
     (their solo labels and quantized probabilities, uint8) and ``valid``
-    (``(tiles, h, w)``) beside it. Each file is renamed into place when
+    (``(tiles, h, w)``, packed 8 pixels a byte) beside it. Each file is renamed into place when
     complete, the bands last, so a batch exists exactly when ``path`` does. Not
     fsynced (short-lived intermediates; syncing tens of MB per batch costs more
     than the bookkeeping around a forward pass): a killed process never leaves
     a partial file; after a machine crash, delete the work directory.
     """
-    _save(_mask_path(path), valid)
+    _save(_mask_path(path), np.packbits(valid, axis=-1))  # 8 pixels a byte
     _save(_solo_path(path), solo)
     _save_recycled(path, bands)
 
 
 def read_tile_batch(
-    path: Path,
+    path: Path, tile: int
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], NDArray[np.bool_]]:
     """Memory-map a batch written by :func:`write_tile_batch`: bands, solo, validity.
+
+    ``tile`` is the tile size (the validity is stored packed, 8 pixels a byte).
 
     Raises
     ------
@@ -140,7 +142,8 @@ def read_tile_batch(
     try:
         bands: NDArray[np.float32] = np.load(path, mmap_mode="r", allow_pickle=False)
         solo: NDArray[np.uint8] = np.load(_solo_path(path), mmap_mode="r", allow_pickle=False)
-        valid: NDArray[np.bool_] = np.load(_mask_path(path), allow_pickle=False)
+        packed = np.load(_mask_path(path), allow_pickle=False)
+        valid: NDArray[np.bool_] = np.unpackbits(packed, axis=-1, count=tile).view(bool)
     except (OSError, ValueError) as error:
         raise OutputError(
             f"{path}: intermediate tile outputs are missing or damaged ({error}); delete the "

@@ -127,7 +127,7 @@ def test_fixed_convolution_is_reproduced_exactly_through_tiling(
     plan.work_dir.mkdir()
     bands = {}
     for number, indexes in enumerate(tile_batches(plan.layout, 8)):
-        batch = TileBatch(*read_tile_batch(forward_batch(plan, number, indexes)))
+        batch = TileBatch(*read_tile_batch(forward_batch(plan, number, indexes), plan.layout.tile))
         bands.update({parts.index: parts.bands for parts in batch_parts(plan, indexes, batch)})
     shared = shared_windows(plan.layout, plan.source.grid.full_window)
     assert len(shared) > 4
