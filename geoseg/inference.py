@@ -25,11 +25,11 @@ Precision = Literal["fp32", "bf16", "fp16"]
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# bf16 autocast on the CPU (AMD EPYC with avx512_bf16) was measured 1.1-1.2x
-# faster end to end but only 98.86% label agreement with fp32 for the shipped
-# landcover-landsat model on the Zion scene, below the 99.5% bar (see
-# ARCHITECTURE.md), so ``auto`` keeps fp32 on CPU; on CUDA it uses bf16 where
-# the GPU supports it (not measured here: no GPU was available).
+# bf16 autocast on the CPU (AMD EPYC with avx512_bf16) was measured 1.6-1.9x
+# faster end to end, but its label agreement with fp32 on the Zion scene depends
+# on the model (98.86% to 99.85% for trainings of landcover-landsat, against a
+# 99.5% bar; see ARCHITECTURE.md), so ``auto`` keeps fp32 on CPU; on CUDA it
+# uses bf16 where the GPU supports it (not measured here: no GPU was available).
 _AUTO_CPU_PRECISION: Precision = "fp32"
 
 _DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -119,8 +119,10 @@ def _run_chunks(
         inputs = []
         for number in job.batches:
             if number not in forward:
+                # global order first, whatever chunk asked first: the short batches that
+                # end the order (tiling.batch_taper) then run last, when workers finish
                 forward[number] = client.submit(
-                    forward_batch, plan, number, batches[number], pure=False, priority=0
+                    forward_batch, plan, number, batches[number], pure=False, priority=-number
                 )
             inputs.append((batches[number], forward[number]))
         future = client.submit(assemble_chunk, plan, job.window, inputs, pure=False, priority=10)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow
 from geoseg.tiling import (
+    batch_taper,
     chunk_windows,
     halo_window,
     make_layout,
@@ -89,7 +90,20 @@ def test_batches_partition_tiles_in_global_order(count: int, batch: int) -> None
     batches = tile_batches(layout, batch)
     flat = [index for group in batches for index in group]
     assert flat == list(range(layout.count))
-    assert all(len(group) == batch for group in batches[:-1])
+    taper = batch_taper(batch)
+    sizes = [len(group) for group in batches]
+    # counted from the end: the taper, then full batches; the first batch takes the rest
+    expected = [*taper[::-1], *[batch] * len(sizes)][: len(sizes)]
+    assert sizes[::-1][:-1] == expected[:-1]
+    assert 1 <= sizes[0] <= expected[len(sizes) - 1]
+
+
+def test_batch_taper_halves_down_to_one() -> None:
+    assert batch_taper(8) == (4, 4, 2, 2, 1, 1)
+    assert batch_taper(3) == (1, 1)
+    assert batch_taper(1) == ()
+    layout = make_layout(10, 400, 10, 0)  # 40 tiles
+    assert [len(group) for group in tile_batches(layout, 8)] == [2, 8, 8, 8, 4, 4, 2, 2, 1, 1]
 
 
 def test_tiles_touching_a_window_match_brute_force() -> None:
