@@ -157,3 +157,6 @@ def test_labels_match_numpy_argmax_including_ties() -> None:
     expected = np.array([9, 3, 7, 1, 0], dtype=np.uint8)[np.argmax(probabilities, axis=0)]
     expected[~valid] = 255
     assert np.array_equal(labels, expected)
+    # strided views (a window of a larger array), as the engine passes them
+    view = labels_from_probabilities(probabilities[:, 2:, 3:], valid[2:, 3:], [9, 3, 7, 1, 0], 255)
+    assert np.array_equal(view, expected[2:, 3:])
