@@ -37,7 +37,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.grid import PixelWindow
-from geoseg.jit import compiled
 from geoseg.tiling import TileLayout
 
 WEIGHT_FLOOR = 1e-3
@@ -180,44 +179,23 @@ def blend_window(
     return total
 
 
-@compiled
-def _argmax_labels(
-    probabilities: NDArray[np.float32],
-    valid: NDArray[np.bool_],
-    class_ids: NDArray[np.uint8],
-    nodata: np.uint8,
-    labels: NDArray[np.uint8],
-) -> None:
-    classes, height, width = probabilities.shape
-    for row in range(height):
-        for col in range(width):
-            if not valid[row, col]:
-                labels[row, col] = nodata
-                continue
-            best = probabilities[0, row, col]
-            chosen = 0
-            for channel in range(1, classes):
-                value = probabilities[channel, row, col]
-                if value > best:  # strict: the first maximum wins, as in np.argmax
-                    best = value
-                    chosen = channel
-            labels[row, col] = class_ids[chosen]
-
-
 def labels_from_probabilities(
     probabilities: NDArray[np.float32],
     valid: NDArray[np.bool_],
-    class_ids: Sequence[int],
+    class_ids: list[int],
     nodata: int,
 ) -> NDArray[np.uint8]:
-    """Class labels (``class_ids[argmax]``) as uint8, ``nodata`` where invalid.
-
-    One compiled pass over the pixels (5-6x faster than argmax with numpy on a
-    448 px window of 8 classes: 1.0 against 5.8 ms); the first maximum wins.
-    """
-    labels = np.empty(valid.shape, dtype=np.uint8)
-    ids = np.asarray(class_ids, dtype=np.uint8)
-    _argmax_labels(probabilities, valid, ids, np.uint8(nodata), labels)
+    """Class labels (``class_ids[argmax]``) as uint8, ``nodata`` where invalid."""
+    # argmax over the class planes, one contiguous plane at a time (much faster than
+    # np.argmax along a strided axis); strict ">" keeps the first maximum, as argmax does
+    best = probabilities[0].copy()
+    labels = np.full(best.shape, class_ids[0], dtype=np.uint8)
+    higher = np.empty(best.shape, dtype=bool)
+    for channel in range(1, probabilities.shape[0]):
+        np.greater(probabilities[channel], best, out=higher)
+        np.maximum(best, probabilities[channel], out=best)
+        np.copyto(labels, np.uint8(class_ids[channel]), where=higher)
+    np.copyto(labels, np.uint8(nodata), where=~valid)
     return labels
 
 
