@@ -373,9 +373,9 @@ def make_plan(
         geometry, unknown device, all-nodata scene...).
     """
     resolved_device = select_device(device)
-    resolved_precision = select_precision(precision, resolved_device)
     key = model_key(model, resolved_device)
     card = read_card(key.directory)
+    resolved_precision = select_precision(precision, resolved_device, card.cpu_bf16_agreement)
     indexes = resolve_band_indexes(source.label, card.band_names, source.band_names)
     positions = tuple(index - 1 for index in indexes)
     tile_size = card.tile_size if tile is None else tile

@@ -25,12 +25,15 @@ Precision = Literal["fp32", "bf16", "fp16"]
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# bf16 autocast on the CPU (AMD EPYC with avx512_bf16) was measured 1.6-1.9x
-# faster end to end, but its label agreement with fp32 on the Zion scene depends
-# on the model (98.86% to 99.85% for trainings of landcover-landsat, against a
-# 99.5% bar; see ARCHITECTURE.md), so ``auto`` keeps fp32 on CPU; on CUDA it
-# uses bf16 where the GPU supports it (not measured here: no GPU was available).
-_AUTO_CPU_PRECISION: Precision = "fp32"
+AUTO_CPU_BF16_AGREEMENT = 0.995
+"""Least recorded bf16/fp32 label agreement (model card) for ``auto`` to use bf16 on a CPU.
+
+bf16 autocast on the CPU (AMD EPYC with avx512_bf16) was measured 1.6-1.9x
+faster end to end, but its label agreement with fp32 depends on the model
+(98.86% to 99.85% on the Zion scene for trainings of landcover-landsat; see
+ARCHITECTURE.md), so ``auto`` uses it only for a model whose card records an
+agreement of at least this, and only on CPUs with native bf16 instructions.
+"""
 
 _DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -52,10 +55,24 @@ def select_device(device: str) -> str:
     return device
 
 
-def select_precision(precision: str, device: str) -> Precision:
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX).
+
+    Elsewhere bf16 autocast is emulated and not faster than fp32.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def select_precision(
+    precision: str, device: str, cpu_bf16_agreement: float | None = None
+) -> Precision:
     """Resolve the autocast precision for a resolved ``device``.
 
-    ``auto`` is bf16 on GPUs that support it (else fp16) and fp32 on CPU.
+    ``auto`` is bf16 on GPUs that support it (else fp16). On the CPU it is
+    bf16 when the model card records a bf16/fp32 label agreement
+    (``cpu_bf16_agreement``) of at least :data:`AUTO_CPU_BF16_AGREEMENT` and
+    the CPU has native bf16 instructions; fp32 otherwise.
 
     Raises
     ------
@@ -67,7 +84,8 @@ def select_precision(precision: str, device: str) -> Precision:
     if precision == "auto":
         if device == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return _AUTO_CPU_PRECISION
+        agrees = cpu_bf16_agreement is not None and cpu_bf16_agreement >= AUTO_CPU_BF16_AGREEMENT
+        return "bf16" if agrees and native_cpu_bf16() else "fp32"
     if precision == "fp16" and device == "cpu":
         raise ConfigError("fp16 is not supported on the CPU; use fp32 or bf16")
     resolved: Precision = precision  # type: ignore[assignment]

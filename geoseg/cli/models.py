@@ -66,6 +66,11 @@ def show(name: str, as_json: bool) -> None:
         for class_name, values in model["per_class"].items():
             other = baseline["per_class"][class_name]
             click.echo(f"  F1 {class_name:13s} {values['f1']!s:>8s} {other['f1']!s:>8s}")
+    if card.cpu_bf16_agreement is not None:
+        click.echo(
+            f"CPU bf16 labels agree with fp32 on {100 * card.cpu_bf16_agreement:.2f}% of the "
+            "validation pixels"
+        )
     click.echo(f"weights sha256: {card.weights_sha256}")
     if card.attribution:
         click.echo(f"attribution: {card.attribution}")

@@ -127,6 +127,15 @@ class ModelCard(StrictModel):
         "is widened to float32 when loaded",
     )
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    cpu_bf16_agreement: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of the validation pixels whose label under CPU bf16 autocast equals "
+        "the fp32 label, measured with the stored weights when the model was trained; "
+        "``--precision auto`` runs the model in bf16 on CPUs with native bf16 when this is at "
+        "least 0.995 (None: not measured, fp32)",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelCard:

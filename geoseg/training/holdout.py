@@ -16,7 +16,10 @@ from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
 from geoseg.grid import PixelWindow
+from geoseg.inference import forward_probabilities
 from geoseg.metrics import confusion_matrix
+from geoseg.models.loading import LoadedModel
+from geoseg.preprocess import normalize
 from geoseg.training.sampling import IGNORE_INDEX, TrainingScene, read_chip
 
 
@@ -58,6 +61,44 @@ def network_block_matrix(
         prediction, truth = predict_tile(module, scene, window, halo)
         matrix += confusion_matrix(truth, prediction, num_classes)
     return matrix
+
+
+def cpu_bf16_agreement(
+    loaded: LoadedModel, scenes: list[TrainingScene], *, tile: int = 256, halo: int = 32
+) -> tuple[float, int]:
+    """Share of valid validation pixels labelled alike under CPU bf16 autocast and fp32.
+
+    Every validation window is predicted in ``tile`` px windows, each read
+    with ``halo`` px of context on all sides (a fixed ``tile + 2 * halo``
+    square, as the inference path runs it: channels-last, autocast), once in
+    fp32 and once in bf16.
+
+    Returns
+    -------
+    tuple[float, int]
+        The agreement and the number of valid pixels it was measured on
+        (``(1.0, 0)`` when the validation windows hold no valid pixel).
+    """
+    loaded.module.eval()
+    loaded.module.to(memory_format=torch.channels_last)
+    agreeing = counted = 0
+    side = tile + 2 * halo
+    for scene in scenes:
+        for block in scene.validation_windows:
+            for window in block_tiles(block, tile):
+                physical, valid = scene.source.read(
+                    PixelWindow(window.row - halo, window.col - halo, side, side)
+                )
+                inputs = normalize(physical, valid, scene.scaling, scene.statistics)[None]
+                inner = (slice(halo, halo + window.height), slice(halo, halo + window.width))
+                mask = valid[inner]
+                fp32, bf16 = (
+                    forward_probabilities(loaded, inputs, "cpu", precision)[0].argmax(axis=0)
+                    for precision in ("fp32", "bf16")
+                )
+                agreeing += int(np.count_nonzero((fp32[inner] == bf16[inner]) & mask))
+                counted += int(np.count_nonzero(mask))
+    return (agreeing / counted if counted else 1.0), counted
 
 
 def sample_training_pixels(

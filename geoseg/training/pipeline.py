@@ -20,8 +20,10 @@ from torch import nn
 from geoseg.io.checkpoint import read_card, read_weights, write_model_dir
 from geoseg.metrics import scores
 from geoseg.models.card import ModelCard, TrainingInfo
+from geoseg.models.loading import LoadedModel
 from geoseg.models.registry import build_model
 from geoseg.training.config import TrainConfig
+from geoseg.training.holdout import cpu_bf16_agreement
 from geoseg.training.loop import TrainingResult, train_model
 from geoseg.training.sampling import TrainingScene, prepare_scene
 
@@ -131,15 +133,27 @@ def train_from_config(
     card = write_model_dir(output, result.state_dict, card_for(config, result, command))
     # the module scored afterwards is the one shipped: weights as stored (e.g. float16)
     module.load_state_dict(read_weights(output, card))
+    card = record_precision_agreement(LoadedModel(module, card, output), scenes)
     return TrainedModel(module, scenes, result, card, output)
+
+
+def record_precision_agreement(loaded: LoadedModel, scenes: list[TrainingScene]) -> ModelCard:
+    """Measure :func:`~geoseg.training.holdout.cpu_bf16_agreement` and record it in the card."""
+    agreement, _ = cpu_bf16_agreement(loaded, scenes)
+    return update_card(loaded.directory, {"cpu_bf16_agreement": round(agreement, 5)})
+
+
+def update_card(directory: Path, changes: dict[str, Any]) -> ModelCard:
+    """Set card fields of ``directory`` (weights unchanged, card re-validated, hash re-checked)."""
+    card = read_card(directory)
+    state = read_weights(directory, card)
+    updated = ModelCard.model_validate({**card.model_dump(), **changes})
+    return write_model_dir(directory, state, updated)
 
 
 def add_metrics(directory: Path, metrics: dict[str, Any]) -> ModelCard:
     """Merge ``metrics`` into the card of ``directory`` (weights unchanged, hash re-checked)."""
-    card = read_card(directory)
-    state = read_weights(directory, card)
-    updated = card.model_copy(update={"metrics": {**card.metrics, **metrics}})
-    return write_model_dir(directory, state, ModelCard.model_validate(updated.model_dump()))
+    return update_card(directory, {"metrics": {**read_card(directory).metrics, **metrics}})
 
 
 def class_index_names(config: TrainConfig) -> list[str]:

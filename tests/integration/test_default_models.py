@@ -12,7 +12,7 @@ from geoseg.grid import PixelWindow
 from geoseg.metrics import mean_iou, per_class_dice
 from geoseg.models.loading import load_model, shipped_models
 from geoseg.training.config import load_train_config
-from geoseg.training.holdout import network_block_matrix
+from geoseg.training.holdout import cpu_bf16_agreement, network_block_matrix
 from geoseg.training.pipeline import prepare_scenes
 from workflows.train_defaults import CONFIG_DIR, DEFAULT_MODELS, TEST_FIRST_ROW
 
@@ -41,6 +41,7 @@ def test_models_command_lists_and_shows() -> None:
     shown = runner.invoke(cli, ["models", "show", "forest-landsat"])
     assert shown.exit_code == 0, shown.output
     assert "test block" in shown.output and "RF" in shown.output
+    assert "bf16 labels agree with fp32 on 99." in shown.output
     missing = runner.invoke(cli, ["models", "show", "no-such-model"])
     assert missing.exit_code != 0
 
@@ -59,3 +60,16 @@ def test_test_block_scores_are_reproduced(name: str, shared_data: Path) -> None:
     assert per_class_dice(matrix)[forest] == pytest.approx(
         recorded["per_class"]["forest"]["f1"], abs=0.01
     )
+
+
+@pytest.mark.parametrize("name", DEFAULT_MODELS)
+def test_recorded_bf16_agreement_is_reproduced(name: str, shared_data: Path) -> None:
+    config = load_train_config(CONFIG_DIR / f"{name}.yaml")
+    scenes = prepare_scenes(config, shared_data)
+    loaded = load_model(name)
+    agreement, pixels = cpu_bf16_agreement(loaded, scenes)
+    assert pixels == 112800  # the validation windows' valid pixels
+    recorded = loaded.card.cpu_bf16_agreement
+    assert recorded is not None and recorded >= 0.995  # ``--precision auto`` may use bf16
+    # other CPUs order bf16 sums differently: a few pixels either way
+    assert agreement == pytest.approx(recorded, abs=0.002)

@@ -103,5 +103,6 @@ def test_train_command_writes_a_loadable_model(shared_data: Path, tmp_path: Path
     card = read_card(out)
     assert card.metrics["validation"]["pixels"] > 0
     assert card.training.epochs == 1
+    assert card.cpu_bf16_agreement is not None and 0.5 <= card.cpu_bf16_agreement <= 1.0
     loaded = load_model(out)
     assert loaded.card.band_names == ["blue", "green", "red", "nir"]

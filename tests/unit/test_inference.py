@@ -30,6 +30,25 @@ def test_precision_selection() -> None:
         inference.select_precision("int8", "cpu")
 
 
+@pytest.mark.parametrize(
+    ("agreement", "native", "expected"),
+    [
+        (None, True, "fp32"),  # not measured
+        (0.99, True, "fp32"),  # below the bar
+        (0.998, False, "fp32"),  # emulated bf16 is not faster
+        (0.998, True, "bf16"),
+        (inference.AUTO_CPU_BF16_AGREEMENT, True, "bf16"),
+    ],
+)
+def test_auto_precision_on_cpu_follows_the_card_and_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, agreement: float | None, native: bool, expected: str
+) -> None:
+    monkeypatch.setattr(inference, "native_cpu_bf16", lambda: native)
+    assert inference.select_precision("auto", "cpu", agreement) == expected
+    # an explicit choice is kept whatever the card says
+    assert inference.select_precision("fp32", "cpu", agreement) == "fp32"
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("model") / "m")

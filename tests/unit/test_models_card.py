@@ -34,6 +34,8 @@ def test_card_rejects_unknown_keys_and_bad_values() -> None:
         ModelCard.model_validate({**good, "classes": [bad]})
     with pytest.raises(ValueError, match="overlap"):
         ModelCard.model_validate({**good, "overlap": 40})
+    with pytest.raises(ValueError, match="cpu_bf16_agreement"):
+        ModelCard.model_validate({**good, "cpu_bf16_agreement": 1.2})
 
 
 def test_invalid_card_file_names_the_file(tmp_path: Path) -> None:
