@@ -38,7 +38,7 @@ from geoseg.bbox import BBox
 from geoseg.catalog import SceneEntry, region_file, search, verify_entry
 from geoseg.errors import OutputError
 from geoseg.grid import RasterGrid
-from geoseg.inference import select_device
+from geoseg.inference import select_device, select_precision
 from geoseg.io.checkpoint import read_card
 from geoseg.io.runs import (
     fixed_file_dates,
@@ -94,13 +94,21 @@ class InferenceSettings:
     precision: str = "auto"
     progress: bool = True
 
-    def output_parameters(self) -> dict[str, Any]:
-        """The settings that can change the labels (recorded in the manifest)."""
+    def output_parameters(self, card: ModelCard) -> dict[str, Any]:
+        """The settings that can change the labels (recorded in the manifest).
+
+        ``device`` and ``precision`` are as asked for; ``device_used`` and
+        ``precision_used`` as resolved here for ``card`` (``auto`` depends on
+        the machine and the model), the way the prediction resolves them.
+        """
+        device = select_device(self.device)
         return {
             "tile": self.tile,
             "overlap": self.overlap,
             "device": self.device,
             "precision": self.precision,
+            "device_used": device,
+            "precision_used": select_precision(self.precision, device, card.cpu_bf16_agreement),
         }
 
 
@@ -378,7 +386,7 @@ def run_bbox(
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
         "datetime": datetime_range,
-        **settings.output_parameters(),
+        **settings.output_parameters(card),
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": model_info.model_dump()}
@@ -534,7 +542,7 @@ def run_change(
         "region_layer": region_layer,
         "region_id_field": region_id_field,
         "forest_classes": _forest_ids(card),
-        **settings.output_parameters(),
+        **settings.output_parameters(card),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {

@@ -92,6 +92,13 @@ def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
     assert manifest.inputs[0].id == "zion-landsat8-20150818"
     assert manifest.inputs[0].sha256.startswith("55424d86")
     assert manifest.model.name == "tiny-landcover"
+    # asked for auto; the card records no bf16 agreement, so fp32 on any CPU
+    assert manifest.parameters["precision"] == "auto"
+    assert (manifest.parameters["device_used"], manifest.parameters["precision_used"]) in {
+        ("cpu", "fp32"),
+        ("cuda", "bf16"),
+        ("cuda", "fp16"),
+    }
     assert {"search_s", "predict_s", "vectorize_s", "total_s"} <= set(manifest.timings_s)
     connection = sqlite3.connect(reference.geopackage)
     rows = dict(connection.execute("SELECT key, value FROM run_manifest").fetchall())
