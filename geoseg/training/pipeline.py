@@ -32,7 +32,7 @@ _PENDING_HASH = "0" * 64
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained module, its scenes and training history, and the card written for it."""
+    """A trained module (moved to the CPU), its scenes, training history and card."""
 
     module: nn.Module
     scenes: list[TrainingScene]
@@ -131,7 +131,9 @@ def train_from_config(
     module = build_untrained(config)
     result = train_model(module, scenes, config, progress=progress, log=log)
     card = write_model_dir(output, result.state_dict, card_for(config, result, command))
-    # the module scored afterwards is the one shipped: weights as stored (e.g. float16)
+    # the module scored afterwards is the one shipped: weights as stored (e.g. float16),
+    # on the CPU whatever it was trained on (the CPU precision check and holdout scoring)
+    module.to("cpu")
     module.load_state_dict(read_weights(output, card))
     card = record_precision_agreement(LoadedModel(module, card, output), scenes)
     return TrainedModel(module, scenes, result, card, output)
