@@ -19,8 +19,7 @@ from geoseg.grid import PixelWindow
 from geoseg.inference import forward_probabilities
 from geoseg.metrics import confusion_matrix
 from geoseg.models.loading import LoadedModel
-from geoseg.preprocess import normalize
-from geoseg.training.sampling import IGNORE_INDEX, TrainingScene, read_chip
+from geoseg.training.sampling import IGNORE_INDEX, TrainingScene, read_chip, read_inputs
 
 
 def block_tiles(block: PixelWindow, size: int) -> list[PixelWindow]:
@@ -71,7 +70,9 @@ def cpu_bf16_agreement(
     Every validation window is predicted in ``tile`` px windows, each read
     with ``halo`` px of context on all sides (a fixed ``tile + 2 * halo``
     square, as the inference path runs it: channels-last, autocast), once in
-    fp32 and once in bf16.
+    fp32 and once in bf16. The module is left in evaluation mode and in
+    channels-last memory format, as :func:`~geoseg.inference.cached_model`
+    runs it.
 
     Returns
     -------
@@ -86,14 +87,13 @@ def cpu_bf16_agreement(
     for scene in scenes:
         for block in scene.validation_windows:
             for window in block_tiles(block, tile):
-                physical, valid = scene.source.read(
-                    PixelWindow(window.row - halo, window.col - halo, side, side)
+                inputs, valid = read_inputs(
+                    scene, PixelWindow(window.row - halo, window.col - halo, side, side)
                 )
-                inputs = normalize(physical, valid, scene.scaling, scene.statistics)[None]
                 inner = (slice(halo, halo + window.height), slice(halo, halo + window.width))
                 mask = valid[inner]
                 fp32, bf16 = (
-                    forward_probabilities(loaded, inputs, "cpu", precision)[0].argmax(axis=0)
+                    forward_probabilities(loaded, inputs[None], "cpu", precision)[0].argmax(axis=0)
                     for precision in ("fp32", "bf16")
                 )
                 agreeing += int(np.count_nonzero((fp32[inner] == bf16[inner]) & mask))

@@ -166,12 +166,19 @@ def rasterize_polygons(
     return burned.astype(np.int64)
 
 
+def read_inputs(
+    scene: TrainingScene, window: PixelWindow
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Scaled model inputs ``(bands, H, W)`` of ``window`` and their validity ``(H, W)``."""
+    physical, valid = scene.source.read(window)
+    return normalize(physical, valid, scene.scaling, scene.statistics), valid
+
+
 def read_chip(
     scene: TrainingScene, window: PixelWindow
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Scaled inputs ``(bands, H, W)`` and class indexes ``(H, W)`` of ``window``."""
-    physical, valid = scene.source.read(window)
-    inputs = normalize(physical, valid, scene.scaling, scene.statistics)
+    inputs, valid = read_inputs(scene, window)
     return inputs, _labels(scene, window, valid)
 
 
