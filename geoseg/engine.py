@@ -64,7 +64,7 @@ from geoseg.sources import RasterSource
 from geoseg.stitching import TileParts, parts_sizes, shared_windows, tile_parts, tile_regions
 from geoseg.tiling import TileLayout, make_layout, tiles_touching
 
-WORK_FORMAT = 2
+WORK_FORMAT = 3
 """Version of the work-directory layout; part of its hash."""
 
 

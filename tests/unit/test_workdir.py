@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from geoseg.errors import OutputError
 from geoseg.io.workdir import (
+    BATCH_HEADER_BYTES,
     SPARE_PATTERN,
     batch_path,
     read_tile_batch,
@@ -23,10 +25,9 @@ def _batch(rng: np.random.Generator, tiles: int) -> tuple[np.ndarray, np.ndarray
     return bands, solo, valid
 
 
-def _npy_size(array: np.ndarray) -> int:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return len(buffer.getvalue())
+def _file_size(bands: np.ndarray, solo: np.ndarray, valid: np.ndarray) -> int:
+    tiles, tile = valid.shape[0], valid.shape[-1]
+    return BATCH_HEADER_BYTES + bands.nbytes + solo.nbytes + tiles * tile * ((tile + 7) // 8)
 
 
 def test_a_retired_batch_file_is_rewritten_in_place_and_truncated(
@@ -43,16 +44,12 @@ def test_a_retired_batch_file_is_rewritten_in_place_and_truncated(
     second = batch_path(tmp_path, 1)
     write_tile_batch(second, bands, solo, valid)
     assert second.stat().st_ino == inode
-    assert second.stat().st_size == _npy_size(bands)
+    assert second.stat().st_size == _file_size(bands, solo, valid)
     assert list(tmp_path.glob(SPARE_PATTERN)) == []
     stored, stored_solo, stored_valid = read_tile_batch(second, 13)
     assert np.array_equal(stored, bands) and np.array_equal(stored_solo, solo)
     assert np.array_equal(stored_valid, valid)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "batch_0000001.npy",
-        "batch_0000001_solo.npy",
-        "batch_0000001_valid.npy",
-    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["batch_0000001.batch"]
 
 
 def test_without_a_spare_a_new_file_is_written(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -74,3 +71,25 @@ def test_each_spare_is_claimed_once(tmp_path: Path, rng: np.random.Generator) ->
     used = {batch_path(tmp_path, number).stat().st_ino for number in range(2, 5)}
     assert inodes < used  # both spares reused, one batch in a new file
     assert list(tmp_path.glob(SPARE_PATTERN)) == []
+
+
+def test_a_damaged_or_foreign_batch_file_is_refused_naming_the_work_dir(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = batch_path(tmp_path, 0)
+    bands, solo, valid = _batch(rng, 2)
+    write_tile_batch(path, bands, solo, valid)
+    with pytest.raises(OutputError, match="delete the work directory"):
+        read_tile_batch(path, 16)  # written with 13 px tiles
+    with path.open("r+b") as handle:  # cut short, as by a full disk
+        handle.truncate(path.stat().st_size - 10)
+    with pytest.raises(OutputError, match=str(tmp_path)):
+        read_tile_batch(path, 13)
+    path.write_bytes(b"")
+    with pytest.raises(OutputError, match="missing or damaged"):
+        read_tile_batch(path, 13)
+    path.write_bytes(b"\x93NUMPY" + bytes(100))  # an old .npy intermediate
+    with pytest.raises(OutputError, match="not a batch file"):
+        read_tile_batch(path, 13)
+    with pytest.raises(OutputError, match="missing or damaged"):
+        read_tile_batch(batch_path(tmp_path, 1), 13)
