@@ -50,6 +50,21 @@ def test_missing_band_names_file_band_and_fix() -> None:
         resolve_band_indexes("scene.tif", ["red"], ["a", "b", "c"], {"red": 5})
 
 
+def test_scene_statistics_are_numpy_percentiles_of_the_valid_pixels(
+    rng: np.random.Generator,
+) -> None:
+    samples = []
+    for _ in range(3):
+        data = rng.gamma(2.0, 900.0, (4, 37, 41)).astype(np.float32)
+        samples.append((data, rng.random((37, 41)) > 0.3))
+    stats = scene_statistics("x.tif", samples, (2.0, 98.0))
+    pixels = np.concatenate([data[:, valid] for data, valid in samples], axis=1)
+    for band in range(4):
+        values = pixels[band].astype(np.float64)
+        assert stats.low[band] == np.percentile(values, 2.0)
+        assert stats.high[band] == np.percentile(values, 98.0)
+
+
 def test_scene_statistics_use_valid_pixels_only() -> None:
     data = np.arange(200, dtype=np.float32).reshape(2, 10, 10)
     valid = np.ones((10, 10), dtype=bool)
