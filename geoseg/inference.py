@@ -131,10 +131,23 @@ def model_loads() -> int:
     return _LOADS["count"]
 
 
+CPU_FORWARD_TILES = 1
+"""Tiles per forward pass on the CPU, whatever the batch size.
+
+A batch is for the GPU; on the CPU larger forward passes are not faster but
+hold larger activations. Shipped landcover U-Net, 512 px tiles, one thread,
+fp32, batch of 8 run as passes of 1 / 2 / 8 tiles: 174-184 / 178-186 /
+185-192 ms per tile, peak RSS 0.89 / 1.01 / 1.63-1.76 GiB.
+"""
+
+
 def forward_probabilities(
     loaded: LoadedModel, inputs: NDArray[np.float32], device: str, precision: Precision
 ) -> NDArray[np.float32]:
     """Softmax class probabilities of a batch.
+
+    On the CPU the batch runs :data:`CPU_FORWARD_TILES` tiles per forward
+    pass; on CUDA in one pass.
 
     Parameters
     ----------
@@ -155,6 +168,23 @@ def forward_probabilities(
     ModelError
         The model rejects the input shape (e.g. a tile size it cannot divide).
     """
+    step = CPU_FORWARD_TILES if device == "cpu" else len(inputs)
+    if len(inputs) <= step:
+        return _forward_pass(loaded, inputs, device, precision)
+    first = _forward_pass(loaded, inputs[:step], device, precision)
+    result = np.empty((len(inputs), *first.shape[1:]), dtype=np.float32)
+    result[:step] = first
+    for start in range(step, len(inputs), step):
+        result[start : start + step] = _forward_pass(
+            loaded, inputs[start : start + step], device, precision
+        )
+    return result
+
+
+def _forward_pass(
+    loaded: LoadedModel, inputs: NDArray[np.float32], device: str, precision: Precision
+) -> NDArray[np.float32]:
+    """One forward pass of ``inputs`` (see :func:`forward_probabilities`)."""
     tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(device)
     tensor = tensor.contiguous(memory_format=torch.channels_last)
     dtype = _DTYPES.get(precision)

@@ -82,3 +82,34 @@ def test_a_model_refusing_the_tile_shape_is_a_model_error(model_dir: Path) -> No
         inference.forward_probabilities(
             refusing, np.zeros((1, 4, 50, 50), dtype=np.float32), "cpu", "fp32"
         )
+
+
+class _Recording(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.passes: list[int] = []
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.passes.append(int(inputs.shape[0]))
+        output: torch.Tensor = self.inner(inputs)
+        return output
+
+
+def test_a_cpu_batch_runs_a_few_tiles_per_forward_pass(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = inference.cached_model(inference.model_key(model_dir, "cpu"))
+    recording = _Recording(loaded.module)
+    counted = inference.LoadedModel(recording, loaded.card, loaded.directory)
+    batch = np.random.default_rng(1).random((5, 4, 64, 64), dtype=np.float32)
+    monkeypatch.setattr(inference, "CPU_FORWARD_TILES", 2)
+    probabilities = inference.forward_probabilities(counted, batch, "cpu", "fp32")
+    assert recording.passes == [2, 2, 1]
+    for index in range(5):  # each tile's values are those of its own pass
+        alone = inference.forward_probabilities(counted, batch[index : index + 1], "cpu", "fp32")
+        np.testing.assert_allclose(probabilities[index], alone[0], atol=1e-5)
+    monkeypatch.setattr(inference, "CPU_FORWARD_TILES", 1)
+    recording.passes.clear()
+    inference.forward_probabilities(counted, batch[:3], "cpu", "fp32")
+    assert recording.passes == [1, 1, 1]
