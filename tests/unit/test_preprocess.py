@@ -9,6 +9,7 @@ from geoseg.errors import BandMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.models.card import InputScaling
 from geoseg.preprocess import (
+    SceneStatistics,
     band_name_from_description,
     band_names_from_descriptions,
     normalize,
@@ -87,7 +88,6 @@ def test_normalize_standardize_and_percentile() -> None:
     result = normalize(data, valid, standard, None)
     assert result[0, 0, 0] == 3.0 and result[1, 0, 0] == 2.0
     assert (result[:, 0, 1] == 0).all()
-    from geoseg.preprocess import SceneStatistics
 
     percentile = InputScaling(units="dn", method="scene_percentile")
     result = normalize(data, valid, percentile, SceneStatistics((0.0, 10.0), (20.0, 30.0)))
@@ -114,3 +114,35 @@ def test_sample_windows_are_inside_and_fixed() -> None:
     assert all(w.clip(5000, 300) == w and not w.is_empty for w in windows)
     assert len(windows) <= 8 * 8
     assert max(w.row_stop for w in windows) == 5000
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64])
+def test_normalize_equals_numpy_arithmetic_in_the_promoted_type(dtype: type) -> None:
+    generator = np.random.default_rng(7)
+    if np.issubdtype(dtype, np.integer):
+        data = generator.integers(0, np.iinfo(dtype).max, (3, 17, 23)).astype(dtype)
+    else:
+        data = (generator.random((3, 17, 23)) * 30000).astype(dtype)
+    valid = generator.random((17, 23)) > 0.2
+    statistics = SceneStatistics((123.4, 5.5, 0.1), (20000.7, 3000.2, 1.9))
+    scaling = InputScaling(units="dn", method="scene_percentile")
+    low = np.asarray(statistics.low, dtype=np.float32)[:, None, None]
+    spread = np.maximum(np.asarray(statistics.high, dtype=np.float32)[:, None, None] - low, 1e-6)
+    expected = np.where(valid, (data - low) / spread, 0).astype(np.float32)
+    result = normalize(data, valid, scaling, statistics)
+    assert result.dtype == np.float32
+    assert np.array_equal(result, expected)
+
+
+def test_normalize_selects_bands_and_columns_into_a_given_array() -> None:
+    generator = np.random.default_rng(8)
+    data = generator.random((4, 6, 20), dtype=np.float32) * 100
+    valid = generator.random((6, 20)) > 0.3
+    scaling = InputScaling(units="dn", method="standardize", mean=[1.0, 2.0], std=[3.0, 4.0])
+    out = np.full((2, 6, 7), np.nan, dtype=np.float32)
+    result = normalize(data, valid, scaling, None, bands=[3, 1], cols=slice(5, 12), out=out)
+    assert result is out
+    expected = normalize(data[[3, 1], :, 5:12], valid[:, 5:12], scaling, None)
+    assert np.array_equal(out, expected)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        normalize(data, valid, scaling, None, bands=[3, 1], out=np.empty((2, 6, 7), np.float32))
