@@ -144,5 +144,5 @@ def test_normalize_selects_bands_and_columns_into_a_given_array() -> None:
     assert result is out
     expected = normalize(data[[3, 1], :, 5:12], valid[:, 5:12], scaling, None)
     assert np.array_equal(out, expected)
-    with pytest.raises(ValueError, match="C-contiguous float32"):
+    with pytest.raises(ValueError, match="float32 array of shape"):
         normalize(data, valid, scaling, None, bands=[3, 1], out=np.empty((2, 6, 7), np.float32))
