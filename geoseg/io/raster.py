@@ -164,8 +164,16 @@ def read_valid_mask(path: str | Path, window: PixelWindow) -> NDArray[np.bool_]:
         raise RasterReadError(f"{path}: reading the validity mask failed ({error})") from None
 
 
-READ_CACHE_BYTES = 128 * 2**20
-"""Bound of GDAL's block cache while :func:`read_window_masked` reads (per process)."""
+READ_CACHE_BYTES = 64 * 2**20
+"""Bound of GDAL's block cache while :func:`read_window_masked` reads (per process).
+
+Tiles overlap their upper neighbours, so a tile row decodes again the last
+block row of the one above unless it is still cached. Two workers taking every
+other batch of 512 px tiles from scenes of 256 px deflate blocks read 6.7 /
+7.7 ms per tile at 8192 / 16384 px with 64 MB, 6.8 / 7.9 with 128 MB and 7.6 /
+9.0 with 32 MB; a larger cache only holds more memory once a scene is big
+enough to fill it.
+"""
 
 OPEN_DATASETS_PER_THREAD = 4
 """How many datasets :func:`read_window_masked` keeps open per process and thread."""
