@@ -51,7 +51,7 @@ import torch
 from distributed import Client
 
 from geoseg.datadir import data_file
-from geoseg.engine import PredictPlan, make_plan, tile_inputs
+from geoseg.engine import PredictPlan, batch_inputs, make_plan
 from geoseg.inference import cached_model, forward_probabilities
 from geoseg.models.loading import shipped_models
 from geoseg.sources import FileSource
@@ -153,7 +153,7 @@ def take_forward_seconds() -> float:
 
 def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
     """Seconds of the forward pass alone for one batch (inputs prepared untimed)."""
-    batch = np.stack([tile_inputs(plan, index)[0] for index in indexes])
+    batch, _ = batch_inputs(plan, indexes)
     loaded = cached_model(plan.model)
     start = time.perf_counter()
     forward_probabilities(loaded, batch, plan.model.device, plan.precision)

@@ -89,12 +89,6 @@ class PredictPlan:
         return len(self.class_ids)
 
 
-def tile_inputs(plan: PredictPlan, index: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """Scaled model inputs ``(bands, tile, tile)`` and validity of tile ``index``."""
-    inputs, valid = batch_inputs(plan, [index])
-    return inputs[0], valid[0]
-
-
 def batch_inputs(
     plan: PredictPlan, indexes: Sequence[int]
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:

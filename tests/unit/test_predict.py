@@ -11,7 +11,14 @@ from distributed import Client, LocalCluster
 
 from geoseg import inference
 from geoseg.blending import PROBABILITY_SCALE, blend_window
-from geoseg.engine import TileBatch, batch_inputs, batch_parts, forward_batch, make_plan
+from geoseg.engine import (
+    PredictPlan,
+    TileBatch,
+    batch_inputs,
+    batch_parts,
+    forward_batch,
+    make_plan,
+)
 from geoseg.io.cog import CLASS_NAMES_TAG
 from geoseg.io.workdir import read_tile_batch
 from geoseg.models.card import LABEL_NODATA
@@ -77,6 +84,30 @@ def run(scene: Path, model: Path, out: Path, client: Client, **options: object):
     return predict_file(scene, model, labels_out=out, client=client, progress=False, **options)  # type: ignore[arg-type]
 
 
+def cpu_plan(
+    path: Path,
+    model: Path,
+    tmp_path: Path,
+    *,
+    tile: int | None,
+    overlap: int | None,
+    chunk_size: int,
+) -> PredictPlan:
+    """The plan of an fp32 CPU run of labels only, batch 8."""
+    return make_plan(
+        FileSource.open(path),
+        model,
+        tile=tile,
+        overlap=overlap,
+        device="cpu",
+        precision="fp32",
+        work_root=tmp_path,
+        write_probabilities=False,
+        batch_size=8,
+        chunk_size=chunk_size,
+    )
+
+
 def test_fixed_convolution_is_reproduced_exactly_through_tiling(
     tmp_path: Path, rng: np.random.Generator, client: Client
 ) -> None:
@@ -93,18 +124,7 @@ def test_fixed_convolution_is_reproduced_exactly_through_tiling(
         chunk_size=70,
     )
     # whole-image reference: the same scaling, one convolution over the whole scene
-    plan = make_plan(
-        FileSource.open(path),
-        model,
-        tile=None,
-        overlap=None,
-        device="cpu",
-        precision="fp32",
-        work_root=tmp_path,
-        write_probabilities=False,
-        batch_size=8,
-        chunk_size=70,
-    )
+    plan = cpu_plan(path, model, tmp_path, tile=None, overlap=None, chunk_size=70)
     physical, valid = plan.source.read(plan.source.grid.full_window)
     inputs = normalize(physical, valid, plan.scaling, plan.statistics)
     loaded = inference.cached_model(plan.model)
@@ -261,18 +281,7 @@ def test_model_is_loaded_once_per_process(
 def test_batch_inputs_equal_each_tile_read_and_scaled_on_its_own(
     scene: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    plan = make_plan(
-        FileSource.open(scene),
-        model_dir,
-        tile=64,
-        overlap=16,
-        device="cpu",
-        precision="fp32",
-        work_root=tmp_path,
-        write_probabilities=False,
-        batch_size=8,
-        chunk_size=128,
-    )
+    plan = cpu_plan(scene, model_dir, tmp_path, tile=64, overlap=16, chunk_size=128)
     layout = plan.layout
     # two tile rows, the last tile of each past the right border, and the bottom row
     indexes = [layout.columns - 2, layout.columns - 1, layout.columns, layout.count - 1]
