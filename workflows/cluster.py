@@ -127,6 +127,9 @@ def local_client(
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=None,
+            # no dashboard, but the scheduler still serves its HTTP routes, by default on
+            # port 8787: taken by another cluster, the failed bind leaks a socket
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             env=WORKER_ENV,
         ) as cluster,
         Client(cluster, set_as_default=False) as client,

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from workflows.cluster import WORKER_ENV, dask_client, resolve_scheduler
-
-pytestmark = pytest.mark.filterwarnings(
-    # distributed leaves an unbound probe socket to the garbage collector
-    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-)
 
 
 def _start_environment() -> dict[str, str]:
@@ -59,6 +56,31 @@ def test_forwards_in_task_threads_reuse_their_buffers(monkeypatch: pytest.Monkey
     with dask_client(None, n_workers=1) as client:
         faults = client.submit(_forward_faults, pure=False).result()
     assert faults < 40_000
+
+
+def test_local_scheduler_leaves_port_8787_alone() -> None:
+    # a socket of another cluster (or of anything else) on the dashboard's default port:
+    # the local scheduler's HTTP server must not try it (a failed bind leaked a socket,
+    # which pytest reports as an error at garbage collection)
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:
+        pass  # already taken by something else: the same situation
+    try:
+        with dask_client(None, n_workers=1) as client:
+            address, port = client.run_on_scheduler(
+                lambda dask_scheduler: (
+                    dask_scheduler.http_server.address,
+                    dask_scheduler.http_server.port,
+                )
+            )
+            assert client.submit(int, "7").result() == 7
+        gc.collect()
+    finally:
+        holder.close()
+    assert address == "127.0.0.1" and port not in (0, 8787)
 
 
 def test_scheduler_address_comes_from_the_argument_or_the_environment(
