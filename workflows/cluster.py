@@ -47,6 +47,14 @@ event loops are still reported (after ``distributed.admin.tick.limit``) and a
 worker over its memory limit is still stopped, within a second."""
 
 
+SCHEDULER_HTTP: dict[str, object] = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+"""``scheduler_kwargs`` of a local cluster: no dashboard, HTTP routes on a free localhost port.
+
+Without them the scheduler serves its HTTP routes on port 8787; when another
+cluster holds that port, distributed's failed bind leaks a socket.
+"""
+
+
 def local_worker_settings() -> dict[str, object]:
     """Dask settings for the worker processes of a local cluster (``dask.config.set``).
 
@@ -127,9 +135,7 @@ def local_client(
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=None,
-            # no dashboard, but the scheduler still serves its HTTP routes, by default on
-            # port 8787: taken by another cluster, the failed bind leaks a socket
-            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            scheduler_kwargs=SCHEDULER_HTTP,
             env=WORKER_ENV,
         ) as cluster,
         Client(cluster, set_as_default=False) as client,

@@ -25,6 +25,7 @@ from geoseg.jobs.runner import run_now
 from geoseg.jobs.spec import JobSpec, validate_mapping
 from geoseg.jobs.state import JobStore
 from tests.unit.jobs_fakes import NdviChangeRunner, cleared_copy
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.jobs import CatalogSceneSource, RunChangeRunner
 
 CHIAPAS_BBOX = [462405, 1734315, 469905, 1741815]
@@ -143,7 +144,11 @@ def test_real_run_change_runner(tmp_path: Path, growing_catalog: tuple[Path, obj
     store.add_job(spec, NOW)
     # threads, not processes: the test architecture is registered in this process only
     with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs=SCHEDULER_HTTP,
     ) as cluster:
         runner = RunChangeRunner(scheduler=cluster.scheduler_address)
         backend = JobBackend(scenes=CatalogSceneSource(), runner=runner)

@@ -12,15 +12,11 @@ from distributed import Client, LocalCluster
 from geoseg.cli import main
 from tests.predict_fixtures import make_model_dir
 from tests.unit.test_predict import DESCRIPTIONS, landscape
-from workflows.cluster import WORKER_ENV
+from workflows.cluster import SCHEDULER_HTTP, WORKER_ENV
 from workflows.predict import predict_file
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.filterwarnings(
-        # distributed leaves an unbound probe socket to the garbage collector
-        "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-    ),
 ]
 
 
@@ -32,7 +28,13 @@ def test_two_worker_processes_give_the_default_result(
     scene = make_geotiff(data, name="scene.tif", nodata=65535, descriptions=DESCRIPTIONS)
     model = make_model_dir(tmp_path / "model")
     with (
-        LocalCluster(n_workers=1, processes=False, threads_per_worker=1) as local,
+        LocalCluster(
+            n_workers=1,
+            processes=False,
+            threads_per_worker=1,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
+        ) as local,
         Client(local, set_as_default=False) as client,
     ):
         default = predict_file(
@@ -43,6 +45,7 @@ def test_two_worker_processes_give_the_default_result(
         processes=True,
         threads_per_worker=1,
         dashboard_address=None,
+        scheduler_kwargs=SCHEDULER_HTTP,
         env=WORKER_ENV,
     ) as cluster:
         with Client(cluster, set_as_default=False) as client:

@@ -21,14 +21,11 @@ from geoseg.models.card import LABEL_NODATA
 from geoseg.models.loading import shipped_models
 from geoseg.overviews import decimate, overview_factors
 from tests.predict_fixtures import make_model_dir
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.predict import predict_file
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.filterwarnings(
-        # distributed leaves an unbound probe socket to the garbage collector
-        "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-    ),
 ]
 
 SCENE = "zion/zion_landsat8_20150818_b2345.tif"
@@ -52,7 +49,11 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> str | Path:
 def client() -> Iterator[Client]:
     with (
         LocalCluster(
-            n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None
+            n_workers=1,
+            processes=False,
+            threads_per_worker=2,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
         ) as cluster,
         Client(cluster, set_as_default=False) as connected,
     ):

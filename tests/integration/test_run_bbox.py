@@ -24,17 +24,11 @@ from geoseg.cli import main
 from geoseg.errors import BBoxError, CatalogError
 from geoseg.manifest import RunManifest
 from tests.predict_fixtures import make_model_dir
-from workflows.cluster import WORKER_ENV
+from workflows.cluster import SCHEDULER_HTTP, WORKER_ENV
 from workflows.run import InferenceSettings, RunOutputs, run_bbox
 
 pytestmark = [
     pytest.mark.slow,
-    # distributed's scheduler probes port 8787 for its HTTP server and, when another
-    # process holds that port (other clusters on this machine), leaks the probe socket
-    pytest.mark.filterwarnings(
-        "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-    ),
-    pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning"),
 ]
 
 # about 250 x 320 px of the Zion scene, away from its nodata border
@@ -164,7 +158,12 @@ def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
     reference: RunOutputs, model: Path, tmp_path: Path, fixed_time: None
 ) -> None:
     with LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, env=WORKER_ENV
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        scheduler_kwargs=SCHEDULER_HTTP,
+        env=WORKER_ENV,
     ) as cluster:
         # the command line, pointed at the cluster's scheduler
         status = main(

@@ -15,14 +15,11 @@ from distributed import Client, LocalCluster
 from geoseg.bbox import make_bbox
 from geoseg.manifest import RunManifest
 from tests.predict_fixtures import make_model_dir
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.run import InferenceSettings, run_change
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.filterwarnings(
-        "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-    ),
-    pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning"),
 ]
 
 FOREST = [
@@ -48,7 +45,13 @@ def test_two_dates_on_one_grid_give_consistent_change(
     regions.to_file(tmp_path / "regions.gpkg", driver="GPKG", engine="pyogrio")
     out = tmp_path / "change.gpkg"
     with (
-        LocalCluster(n_workers=1, processes=False, threads_per_worker=2) as cluster,
+        LocalCluster(
+            n_workers=1,
+            processes=False,
+            threads_per_worker=2,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
+        ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
         result = run_change(

@@ -12,6 +12,7 @@ from distributed import Client, LocalCluster
 from geoseg.bbox import make_bbox
 from geoseg.errors import ModelError
 from geoseg.models.loading import resolve_model_dir
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.run import InferenceSettings, run_bbox
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,13 @@ def test_shipped_model_maps_the_test_block(shared_data: Path, tmp_path: Path) ->
     except ModelError:
         pytest.skip("the shipped landcover-landsat model is not in this build")
     with (
-        LocalCluster(n_workers=1, processes=False, threads_per_worker=2) as cluster,
+        LocalCluster(
+            n_workers=1,
+            processes=False,
+            threads_per_worker=2,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
+        ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
         result = run_bbox(

@@ -20,11 +20,6 @@ from geoseg.vectorize import concat_pieces, merge_seam_pieces, polygonize_chunk
 from workflows.cluster import dask_client
 from workflows.vectorize import lazy_labels, vectorize_file, vectorize_labels
 
-pytestmark = pytest.mark.filterwarnings(
-    # distributed leaves an unbound probe socket to the garbage collector
-    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-)
-
 GUADELOUPE = "guadeloupe_forest/forest_t1.tif"
 PRODES = "rondonia_prodes/PRODES_LANDSAT_AMZ_2000-08-01_2020-07-31_class_v20220606.tif"
 ALBERS_BRAZIL = "+proj=aea +lat_1=-2 +lat_2=-22 +lat_0=-12 +lon_0=-54 +ellps=GRS80 +units=m"

@@ -20,6 +20,7 @@ from geoseg.cli import main
 from geoseg.errors import GridMismatchError, InputError, VectorReadError
 from geoseg.regions import EmptyRegionWarning
 from workflows.change import change_file
+from workflows.cluster import SCHEDULER_HTTP
 
 ORIGIN_X, ORIGIN_Y = 300000.0, 4150000.0
 HEIGHT, WIDTH = 48, 64
@@ -255,7 +256,11 @@ def test_one_empty_region_warns_and_keeps_its_row(
 @pytest.fixture(scope="module")
 def scheduler_address() -> Iterator[str]:
     with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs=SCHEDULER_HTTP,
     ) as cluster:
         yield cluster.scheduler_address
 
@@ -343,7 +348,11 @@ def test_worker_processes_give_the_same_statistics(
     )
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -29,21 +29,21 @@ from geoseg.tiling import tile_batches
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_fixed_conv_dir, make_model_dir
 from workflows import predict as predict_workflow
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.predict import predict_file
 
 DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
-
-pytestmark = pytest.mark.filterwarnings(
-    # distributed leaves an unbound probe socket to the garbage collector
-    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-)
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     with (
         LocalCluster(
-            n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None
+            n_workers=1,
+            processes=False,
+            threads_per_worker=2,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
         ) as cluster,
         Client(cluster, set_as_default=False) as connected,
     ):

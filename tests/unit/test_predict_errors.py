@@ -11,6 +11,7 @@ from geoseg.cli import main
 from geoseg.errors import InputError
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.predict import predict_file
 
 DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
@@ -125,17 +126,15 @@ def test_missing_output_directory_is_reported(
     assert "/no/such/dir does not exist" in capsys.readouterr().err
 
 
-pytestmark = pytest.mark.filterwarnings(
-    # distributed leaves an unbound probe socket to the garbage collector
-    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-)
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     with (
         LocalCluster(
-            n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+            n_workers=1,
+            processes=False,
+            threads_per_worker=1,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
         ) as cluster,
         Client(cluster, set_as_default=False) as connected,
     ):

@@ -21,12 +21,8 @@ from scipy import ndimage
 
 from geoseg.cli import cli
 from geoseg.grid import RasterGrid
+from workflows.cluster import SCHEDULER_HTTP
 from workflows.vectorize import vectorize_file, vectorize_labels
-
-pytestmark = pytest.mark.filterwarnings(
-    # distributed leaves an unbound probe socket to the garbage collector
-    "ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"
-)
 
 TRANSFORM = Affine(30.0, 0.0, 300000.0, 0.0, -30.0, 4150000.0)
 NAMES = {0: "other", 1: "forest", 2: "water"}
@@ -177,7 +173,11 @@ def test_cli_vectorize_on_a_cluster(labels_tif: Callable[..., Path], tmp_path: P
     labels = class_map()
     out = tmp_path / "cli.gpkg"
     with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs=SCHEDULER_HTTP,
     ) as cluster:
         result = CliRunner().invoke(
             cli,
@@ -227,7 +227,11 @@ def test_polygon_order_on_a_cluster_is_the_task_order() -> None:
     local = vectorize_labels(lazy, None, grid)
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
+            n_workers=1,
+            threads_per_worker=4,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
         ) as cluster,
         Client(cluster) as client,
     ):
