@@ -25,6 +25,10 @@ from geoseg.models.card import InputScaling
 
 _TOKEN = re.compile(r"[^a-z0-9]+")
 
+PhysicalValues = NDArray[np.float32] | NDArray[np.uint8 | np.int8 | np.uint16 | np.int16]
+"""Band values in physical units as sources deliver them: float32, or 8- and
+16-bit integers (raw values without scale or offset, which float32 holds exactly)."""
+
 
 def band_name_from_description(description: str) -> str:
     """The common band name a description refers to (``'B3_green'`` -> ``'green'``).
@@ -124,7 +128,7 @@ def sample_windows(grid: RasterGrid, *, size: int = 128, per_axis: int = 8) -> l
 
 def scene_statistics(
     source_label: str,
-    samples: Sequence[tuple[NDArray[np.float32], NDArray[np.bool_]]],
+    samples: Sequence[tuple[PhysicalValues, NDArray[np.bool_]]],
     percentiles: tuple[float, float],
 ) -> SceneStatistics:
     """Per-band percentiles of the valid pixels of ``samples``.

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import read_info, read_window_masked
-from geoseg.preprocess import band_names_from_descriptions, resolve_band_indexes
+from geoseg.preprocess import PhysicalValues, band_names_from_descriptions, resolve_band_indexes
 
 
 @runtime_checkable
@@ -61,14 +61,15 @@ class RasterSource(Protocol):
         """Human name for messages."""
         ...
 
-    def read(self, window: PixelWindow) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    def read(self, window: PixelWindow) -> tuple[PhysicalValues, NDArray[np.bool_]]:
         """Read ``window`` (may extend past the scene).
 
         Returns
         -------
         tuple
-            ``(bands, h, w)`` float32 values in physical units and an ``(h, w)``
-            validity mask; pixels outside the scene are invalid.
+            ``(bands, h, w)`` values in physical units and an ``(h, w)``
+            validity mask; pixels outside the scene are invalid. Values are
+            float32, or integers that float32 holds exactly (8 or 16 bits).
         """
         ...
 
@@ -154,15 +155,26 @@ class FileSource:
             identity=f"{identity}|{band_scales}|{band_offsets}",
         )
 
-    def read(self, window: PixelWindow) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-        """Boundless read of ``window`` in physical units, with its validity mask."""
-        raw, valid = read_window_masked(self.path, window, bands=list(self.band_indexes))
-        if self.nodata is not None:
-            valid &= np.all(raw != self.nodata, axis=0)
-        data = raw.astype(np.float32)
+    def read(self, window: PixelWindow) -> tuple[PhysicalValues, NDArray[np.bool_]]:
+        """Boundless read of ``window`` in physical units, with its validity mask.
+
+        Pixels where any band holds the nodata value are invalid. Values of 8-
+        and 16-bit integer bands without scale or offset come in their own
+        type (float32 holds them exactly), anything else as float32.
+        """
+        raw, valid = read_window_masked(
+            self.path,
+            window,
+            bands=list(self.band_indexes),
+            any_nodata_invalid=self.nodata is not None,
+        )
         scales = np.asarray(self.scales, dtype=np.float32)[:, None, None]
         offsets = np.asarray(self.offsets, dtype=np.float32)[:, None, None]
         scaled = bool(np.any(scales != 1) or np.any(offsets != 0))
+        if not scaled and raw.dtype.kind in "iu" and np.can_cast(raw.dtype, np.float32):
+            exact: PhysicalValues = raw  # type: ignore[assignment]  # checked just above
+            return exact, valid
+        data = raw.astype(np.float32)
         if scaled:
             data = data * scales + offsets
         if scaled or not np.issubdtype(raw.dtype, np.integer):

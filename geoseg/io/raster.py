@@ -202,17 +202,49 @@ def _cached_dataset(path: str | Path) -> DatasetReader:
     return dataset
 
 
+def _nodata_in_no_band(
+    values: NDArray[np.generic], nodata: float, out: NDArray[np.bool_] | None = None
+) -> NDArray[np.bool_]:
+    """Pixels where no band of ``values`` equals ``nodata`` (into ``out`` if given).
+
+    One comparison per band into a reused buffer, no ``(bands, h, w)`` temporary.
+    """
+    fill = values.dtype.type(nodata)
+    valid: NDArray[np.bool_] = np.not_equal(values[0], fill, out=out)
+    differs = np.empty(valid.shape, dtype=bool)
+    for band in values[1:]:
+        np.not_equal(band, fill, out=differs)
+        valid &= differs
+    return valid
+
+
+def _nodata_in_every_band(values: NDArray[np.generic], nodata: float) -> NDArray[np.bool_]:
+    """Pixels where every band of ``values`` equals ``nodata``."""
+    fill = values.dtype.type(nodata)
+    missing: NDArray[np.bool_] = values[0] == fill
+    same = np.empty(missing.shape, dtype=bool)
+    for band in values[1:]:
+        np.equal(band, fill, out=same)
+        missing &= same
+    return missing
+
+
 def _mask_from_values(
-    dataset: DatasetReader, indexes: list[int], values: NDArray[np.generic], window: PixelWindow
+    dataset: DatasetReader,
+    indexes: list[int],
+    values: NDArray[np.generic],
+    window: PixelWindow,
+    any_nodata_invalid: bool,
 ) -> NDArray[np.bool_] | None:
-    """The dataset mask of ``window`` when it follows from its ``values`` alone, else None.
+    """The mask :func:`read_window_masked` returns, when it follows from ``values`` alone.
 
     That is the case when every band is valid everywhere (then only pixels
-    outside the raster are invalid), or when ``values`` hold every band of an
-    integer raster whose bands share one nodata value and have no mask or
-    alpha band: GDAL's mask is then "some band is not nodata", computed here
-    without decoding the bands a second time (pixels outside the raster were
-    filled with nodata, so they come out invalid).
+    outside the raster are invalid), or when the raster's validity comes from
+    one integer nodata value shared by its bands, with no mask or alpha band,
+    and ``values`` hold every band (GDAL's mask is then "some band is not
+    nodata") or ``any_nodata_invalid`` asks for "no band is nodata", which the
+    read bands alone decide. No band is decoded a second time; pixels outside
+    the raster were filled with nodata, so they come out invalid. None otherwise.
     """
     flags = {tuple(band) for band in dataset.mask_flag_enums}
     if flags == {(MaskFlags.all_valid,)}:
@@ -225,7 +257,7 @@ def _mask_from_values(
     nodata = dataset.nodata
     if (
         flags == {(MaskFlags.nodata,)}
-        and sorted(indexes) == list(range(1, dataset.count + 1))
+        and (any_nodata_invalid or sorted(indexes) == list(range(1, dataset.count + 1)))
         and ColorInterp.alpha not in dataset.colorinterp
         and np.issubdtype(values.dtype, np.integer)
         and nodata is not None
@@ -233,26 +265,47 @@ def _mask_from_values(
         and float(nodata).is_integer()
         and np.can_cast(np.min_scalar_type(int(nodata)), values.dtype)
     ):
-        mask: NDArray[np.bool_] = np.any(values != values.dtype.type(nodata), axis=0)
-        return mask
+        if any_nodata_invalid:
+            return _nodata_in_no_band(values, nodata)
+        return ~_nodata_in_every_band(values, nodata)
     return None
 
 
 def read_window_masked(
-    path: str | Path, window: PixelWindow, *, bands: list[int] | None = None
+    path: str | Path,
+    window: PixelWindow,
+    *,
+    bands: list[int] | None = None,
+    any_nodata_invalid: bool = False,
 ) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
     """:func:`read_window` and :func:`read_valid_mask` of ``window`` in one opening.
 
     Pixels outside the raster are filled with the nodata value (else 0) and
     are invalid. The dataset stays open for the next read from this thread.
+
+    Parameters
+    ----------
+    path
+        The raster file.
+    window
+        Pixel window; may extend past the raster edges.
+    bands
+        1-based band indexes to read (default: all).
+    any_nodata_invalid
+        Also invalid where any read band holds the raster's nodata value
+        (GDAL's mask only marks the pixels where every band does).
     """
     try:
         dataset = _cached_dataset(path)
         with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES):
             indexes = bands or list(range(1, dataset.count + 1))
             values = _read_boundless(dataset, window, indexes, dataset.nodata or 0)
-            mask = _mask_from_values(dataset, indexes, values, window)
-            return values, mask if mask is not None else _mask_boundless(dataset, window)
+            mask = _mask_from_values(dataset, indexes, values, window, any_nodata_invalid)
+            if mask is None:
+                mask = _mask_boundless(dataset, window)
+                if any_nodata_invalid and dataset.nodata is not None:
+                    mask &= np.all(values != dataset.nodata, axis=0)
+            return values, mask
     except (RasterioIOError, OSError) as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"

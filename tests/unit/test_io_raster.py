@@ -40,13 +40,22 @@ def reference_read(
 
 
 def assert_reads_like_reference(path: Path, bands: list[int] | None = None) -> None:
+    """GDAL's values and mask; with ``any_nodata_invalid`` also no read band at nodata."""
+    with rasterio.open(path) as dataset:
+        nodata = dataset.nodata
     for _ in range(2):  # the second round reads through the dataset kept open
         for window in WINDOWS:
-            values, valid = read_window_masked(path, window, bands=bands)
             expected_values, expected_valid = reference_read(path, window, bands)
-            assert values.dtype == expected_values.dtype
-            np.testing.assert_array_equal(values, expected_values)
-            np.testing.assert_array_equal(valid, expected_valid)
+            strict_valid = expected_valid.copy()
+            if nodata is not None:
+                strict_valid &= np.all(expected_values != nodata, axis=0)
+            for strict, expected in ((False, expected_valid), (True, strict_valid)):
+                values, valid = read_window_masked(
+                    path, window, bands=bands, any_nodata_invalid=strict
+                )
+                assert values.dtype == expected_values.dtype
+                np.testing.assert_array_equal(values, expected_values)
+                np.testing.assert_array_equal(valid, expected)
 
 
 def with_nodata_pixels(data: NDArray[np.generic], nodata: float) -> NDArray[np.generic]:
@@ -64,6 +73,11 @@ def test_integer_nodata_raster_reads_like_gdal(
     data = rng.integers(0, 1000, size=(3, 48, 40), dtype=np.uint16)
     path = make_geotiff(with_nodata_pixels(data, 65535), nodata=65535, blocksize=16)
     assert_reads_like_reference(path, bands)
+    # one band at nodata: valid for GDAL, invalid when any nodata band counts
+    window = PixelWindow(0, 0, 48, 40)
+    assert read_window_masked(path, window, bands=bands)[1][5, 6]
+    if bands is None or 1 in bands:
+        assert not read_window_masked(path, window, bands=bands, any_nodata_invalid=True)[1][5, 6]
 
 
 def test_signed_nodata_raster_reads_like_gdal(

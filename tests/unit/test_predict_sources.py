@@ -21,7 +21,8 @@ def test_file_source_names_bands_and_reads_boundless(make_geotiff: Callable[...,
     assert isinstance(source, RasterSource)
     assert source.band_names == ["red", "nir", "green"]
     values, valid = source.read(PixelWindow(-2, -3, 10, 10))
-    assert values.dtype == np.float32 and values.shape == (3, 10, 10)
+    # raw 16-bit values without scale or offset come as they are: float32 holds them exactly
+    assert values.dtype == np.uint16 and values.shape == (3, 10, 10)
     assert not valid[:2].any() and not valid[:, :3].any()
     assert not valid[2, 3]  # nodata pixel (0, 0)
     assert valid[2, 4]
@@ -36,7 +37,7 @@ def test_band_map_selects_and_orders_bands(make_geotiff: Callable[..., Path]) ->
     source = FileSource.open(path, band_map={"nir": 3, "red": 1})
     assert source.band_names == ["nir", "red"]
     values, _ = source.read(PixelWindow(0, 0, 20, 20))
-    assert np.array_equal(values, data[[2, 0]].astype(np.float32))
+    assert np.array_equal(values, data[[2, 0]])
     with pytest.raises(BandMismatchError, match="3 band"):
         FileSource.open(path, band_map={"nir": 4})
 
@@ -50,6 +51,31 @@ def test_scale_and_offset_give_physical_units(make_geotiff: Callable[..., Path])
     assert values[0, 0, 0] == 51.0 and values[1, 0, 0] == 199.0
     with pytest.raises(InputError, match="one scale"):
         FileSource.open(path, scales=[1.0])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "returned"),
+    [
+        (np.uint8, np.uint8),
+        (np.int16, np.int16),
+        (np.uint16, np.uint16),
+        (np.int32, np.float32),  # float32 would round large int32 values: converted as before
+        (np.float64, np.float32),
+    ],
+)
+def test_read_keeps_exact_integers_and_converts_the_rest(
+    make_geotiff: Callable[..., Path], dtype: type[np.generic], returned: type[np.generic]
+) -> None:
+    data = (coordinate_image(2, 12, 12) % 100).astype(dtype)
+    data[1, 4, 5] = 7  # one band at nodata: the pixel is invalid
+    source = FileSource.open(make_geotiff(data, nodata=7))
+    values, valid = source.read(PixelWindow(-1, 0, 12, 12))
+    assert values.dtype == returned
+    np.testing.assert_array_equal(values[:, 1:], data[:, :11].astype(returned))
+    expected = np.zeros((12, 12), dtype=bool)
+    expected[1:] = np.all(data[:, :11] != 7, axis=0)
+    np.testing.assert_array_equal(valid, expected)
+    assert not valid[5, 5]
 
 
 def test_identity_changes_when_the_file_changes(make_geotiff: Callable[..., Path]) -> None:
