@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pystac
 import pytest
-from distributed import LocalCluster
 
 from data_catalog.build import HREF_BASE, SCENES, raster_item
 from geoseg.jobs.interfaces import JobBackend
@@ -24,8 +23,8 @@ from geoseg.jobs.outputs import CUMULATIVE_FILE
 from geoseg.jobs.runner import run_now
 from geoseg.jobs.spec import JobSpec, validate_mapping
 from geoseg.jobs.state import JobStore
+from tests.clusters import started_cluster
 from tests.unit.jobs_fakes import NdviChangeRunner, cleared_copy
-from workflows.cluster import SCHEDULER_HTTP
 from workflows.jobs import CatalogSceneSource, RunChangeRunner
 
 CHIAPAS_BBOX = [462405, 1734315, 469905, 1741815]
@@ -143,13 +142,7 @@ def test_real_run_change_runner(tmp_path: Path, growing_catalog: tuple[Path, obj
     store = JobStore(tmp_path / "jobs.sqlite")
     store.add_job(spec, NOW)
     # threads, not processes: the test architecture is registered in this process only
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=2,
-        processes=False,
-        dashboard_address=None,
-        scheduler_kwargs=SCHEDULER_HTTP,
-    ) as cluster:
+    with started_cluster(1, threads_per_worker=2) as cluster:
         runner = RunChangeRunner(scheduler=cluster.scheduler_address)
         backend = JobBackend(scenes=CatalogSceneSource(), runner=runner)
         result = run_now(store, "chiapas-real", backend, lambda: NOW)

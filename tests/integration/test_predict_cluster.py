@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from geoseg.cli import main
+from tests.clusters import started_client, started_cluster
 from tests.predict_fixtures import make_model_dir
 from tests.unit.test_predict import DESCRIPTIONS, landscape
-from workflows.cluster import SCHEDULER_HTTP, WORKER_ENV
+from workflows.cluster import WORKER_ENV
 from workflows.predict import predict_file
 
 pytestmark = [
@@ -27,27 +28,11 @@ def test_two_worker_processes_give_the_default_result(
     data[:, 150:170, 20:60] = 65535
     scene = make_geotiff(data, name="scene.tif", nodata=65535, descriptions=DESCRIPTIONS)
     model = make_model_dir(tmp_path / "model")
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            threads_per_worker=1,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as local,
-        Client(local, set_as_default=False) as client,
-    ):
+    with started_client(1) as client:
         default = predict_file(
             scene, model, labels_out=tmp_path / "default.tif", client=client, progress=False
         )
-    with LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        dashboard_address=None,
-        scheduler_kwargs=SCHEDULER_HTTP,
-        env=WORKER_ENV,
-    ) as cluster:
+    with started_cluster(2, processes=True, env=WORKER_ENV) as cluster:
         with Client(cluster, set_as_default=False) as client:
             pids = set(client.run(lambda: __import__("os").getpid()).values())
             assert len(pids) == 2 and __import__("os").getpid() not in pids

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from geoseg.datadir import data_file
 from geoseg.io.cog import CLASS_NAMES_TAG
@@ -20,8 +20,8 @@ from geoseg.io.raster import read_info
 from geoseg.models.card import LABEL_NODATA
 from geoseg.models.loading import shipped_models
 from geoseg.overviews import decimate, overview_factors
+from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
-from workflows.cluster import SCHEDULER_HTTP
 from workflows.predict import predict_file
 
 pytestmark = [
@@ -47,16 +47,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> str | Path:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            threads_per_worker=2,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as connected,
-    ):
+    with started_client(1, threads_per_worker=2) as connected:
         yield connected
 
 

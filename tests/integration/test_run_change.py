@@ -10,12 +10,11 @@ import pyogrio
 import pytest
 import rasterio
 import shapely
-from distributed import Client, LocalCluster
 
 from geoseg.bbox import make_bbox
 from geoseg.manifest import RunManifest
+from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
-from workflows.cluster import SCHEDULER_HTTP
 from workflows.run import InferenceSettings, run_change
 
 pytestmark = [
@@ -44,16 +43,7 @@ def test_two_dates_on_one_grid_give_consistent_change(
     )
     regions.to_file(tmp_path / "regions.gpkg", driver="GPKG", engine="pyogrio")
     out = tmp_path / "change.gpkg"
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            threads_per_worker=2,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+    with started_client(1, threads_per_worker=2) as client:
         result = run_change(
             make_bbox(UTM_BBOX, "EPSG:32615"),
             "1999-11-18",

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from distributed import Client, LocalCluster
 
 from geoseg.bbox import make_bbox
 from geoseg.errors import ModelError
 from geoseg.models.loading import resolve_model_dir
-from workflows.cluster import SCHEDULER_HTTP
+from tests.clusters import started_client
 from workflows.run import InferenceSettings, run_bbox
 
 pytestmark = pytest.mark.slow
@@ -26,16 +25,7 @@ def test_shipped_model_maps_the_test_block(shared_data: Path, tmp_path: Path) ->
         resolve_model_dir("landcover-landsat")
     except ModelError:
         pytest.skip("the shipped landcover-landsat model is not in this build")
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            threads_per_worker=2,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+    with started_client(1, threads_per_worker=2) as client:
         result = run_bbox(
             make_bbox(TEST_BLOCK, "EPSG:32612"),
             "2015-08-18",

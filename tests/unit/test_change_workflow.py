@@ -13,14 +13,13 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from distributed import Client, LocalCluster
 
 from geoseg.classmap import preset_class_map
 from geoseg.cli import main
 from geoseg.errors import GridMismatchError, InputError, VectorReadError
 from geoseg.regions import EmptyRegionWarning
+from tests.clusters import started_client, started_cluster
 from workflows.change import change_file
-from workflows.cluster import SCHEDULER_HTTP
 
 ORIGIN_X, ORIGIN_Y = 300000.0, 4150000.0
 HEIGHT, WIDTH = 48, 64
@@ -255,13 +254,7 @@ def test_one_empty_region_warns_and_keeps_its_row(
 
 @pytest.fixture(scope="module")
 def scheduler_address() -> Iterator[str]:
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=2,
-        processes=False,
-        dashboard_address=None,
-        scheduler_kwargs=SCHEDULER_HTTP,
-    ) as cluster:
+    with started_cluster(1, threads_per_worker=2) as cluster:
         yield cluster.scheduler_address
 
 
@@ -346,16 +339,7 @@ def test_worker_processes_give_the_same_statistics(
         region_id_field="name",
         class_map=FOREST,
     )
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with started_client(2, processes=True) as client:
         remote = change_file(
             *two_dates,
             _halves(tmp_path),

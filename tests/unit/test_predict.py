@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from geoseg import inference
 from geoseg.blending import PROBABILITY_SCALE, blend_window
@@ -26,10 +26,10 @@ from geoseg.preprocess import normalize, reflect_pad
 from geoseg.sources import FileSource
 from geoseg.stitching import shared_windows
 from geoseg.tiling import tile_batches
+from tests.clusters import started_client
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_fixed_conv_dir, make_model_dir
 from workflows import predict as predict_workflow
-from workflows.cluster import SCHEDULER_HTTP
 from workflows.predict import predict_file
 
 DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
@@ -37,16 +37,7 @@ DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            threads_per_worker=2,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as connected,
-    ):
+    with started_client(1, threads_per_worker=2) as connected:
         yield connected
 
 

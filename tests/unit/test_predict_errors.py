@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from geoseg.cli import main
 from geoseg.errors import InputError
+from tests.clusters import started_client
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir
-from workflows.cluster import SCHEDULER_HTTP
 from workflows.predict import predict_file
 
 DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
@@ -128,16 +128,7 @@ def test_missing_output_directory_is_reported(
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            threads_per_worker=1,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as connected,
-    ):
+    with started_client(1) as connected:
         yield connected
 
 

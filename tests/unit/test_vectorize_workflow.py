@@ -14,14 +14,13 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
-from distributed import Client, LocalCluster
 from numpy.typing import NDArray
 from rasterio.features import shapes
 from scipy import ndimage
 
 from geoseg.cli import cli
 from geoseg.grid import RasterGrid
-from workflows.cluster import SCHEDULER_HTTP
+from tests.clusters import started_client, started_cluster
 from workflows.vectorize import vectorize_file, vectorize_labels
 
 TRANSFORM = Affine(30.0, 0.0, 300000.0, 0.0, -30.0, 4150000.0)
@@ -172,13 +171,7 @@ def test_vectorize_labels_on_a_lazy_array_with_simplification() -> None:
 def test_cli_vectorize_on_a_cluster(labels_tif: Callable[..., Path], tmp_path: Path) -> None:
     labels = class_map()
     out = tmp_path / "cli.gpkg"
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=False,
-        dashboard_address=None,
-        scheduler_kwargs=SCHEDULER_HTTP,
-    ) as cluster:
+    with started_cluster(1) as cluster:
         result = CliRunner().invoke(
             cli,
             [
@@ -225,16 +218,7 @@ def test_polygon_order_on_a_cluster_is_the_task_order() -> None:
     grid = RasterGrid(rasterio.crs.CRS.from_epsg(32612), TRANSFORM, 60, 70)
     lazy = da.from_array(labels, chunks=(11, 9))
     local = vectorize_labels(lazy, None, grid)
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=4,
-            processes=False,
-            dashboard_address=None,
-            scheduler_kwargs=SCHEDULER_HTTP,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with started_client(1, threads_per_worker=4) as client:
         distributed = vectorize_labels(lazy, None, grid, client=client)
     assert list(distributed["class_id"]) == list(local["class_id"])
     assert all(
