@@ -31,6 +31,7 @@ from geoseg.blending import (
 )
 from geoseg.grid import PixelWindow
 from geoseg.inference import (
+    DeviceSupport,
     ModelKey,
     Precision,
     cached_model,
@@ -366,10 +367,13 @@ def make_plan(
     write_probabilities: bool,
     batch_size: int,
     chunk_size: int,
+    support: DeviceSupport | None = None,
 ) -> PredictPlan:
     """Validate a run's inputs once and describe it as a :class:`PredictPlan`.
 
-    Resolves the device and precision, the model (by name or directory), the
+    Resolves the device and precision for ``support`` (the hardware that runs
+    the model: default this process's; see
+    :func:`workflows.cluster.inference_placement`), the model (by name or directory), the
     model's bands among the source's, the tile geometry (default: the card's),
     and for ``scene_percentile`` scaling the scene's statistics from a fixed
     sample lattice. The work directory is ``work_root`` / a hash of everything
@@ -381,10 +385,12 @@ def make_plan(
         Any invalid input, with a message naming it (band mismatch, bad tile
         geometry, unknown device, all-nodata scene...).
     """
-    resolved_device = select_device(device)
+    resolved_device = select_device(device, support)
     key = model_key(model, resolved_device)
     card = read_card(key.directory)
-    resolved_precision = select_precision(precision, resolved_device, card.cpu_bf16_agreement)
+    resolved_precision = select_precision(
+        precision, resolved_device, card.cpu_bf16_agreement, support
+    )
     indexes = resolve_band_indexes(source.label, card.band_names, source.band_names)
     positions = tuple(index - 1 for index in indexes)
     tile_size = card.tile_size if tile is None else tile

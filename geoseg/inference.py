@@ -38,20 +38,63 @@ agreement of at least this, and only on CPUs with native bf16 instructions.
 _DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def select_device(device: str) -> str:
+@dataclass(frozen=True)
+class DeviceSupport:
+    """What the hardware of the processes running inference offers it.
+
+    Probed in each process by :func:`device_support`; for a Dask cluster,
+    combined over the workers that run inference
+    (:func:`workflows.cluster.inference_placement`), so that ``auto`` is
+    resolved for the machines that run the model, not for the one submitting.
+    """
+
+    cuda: bool
+    """A CUDA device is usable."""
+    cuda_bf16: bool = False
+    """The CUDA device runs bf16 (else ``auto`` uses fp16 on it)."""
+    cpu_bf16: bool = False
+    """The CPU has native bf16 instructions (see :func:`native_cpu_bf16`)."""
+    where: str = "this machine"
+    """Whose hardware this is, for error messages."""
+
+
+def device_support() -> DeviceSupport:
+    """Probe this process's hardware (run on each Dask worker for a cluster)."""
+    cuda = torch.cuda.is_available()
+    return DeviceSupport(
+        cuda=cuda,
+        cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
+        cpu_bf16=native_cpu_bf16(),
+    )
+
+
+def select_device(device: str, support: DeviceSupport | None = None) -> str:
     """Resolve ``auto`` | ``cpu`` | ``cuda`` to ``cpu`` or ``cuda``.
+
+    Parameters
+    ----------
+    device
+        As asked for.
+    support
+        The hardware that runs the model; default this process's.
 
     Raises
     ------
     ConfigError
-        Unknown name, or ``cuda`` asked for on a machine without a CUDA device.
+        Unknown name, or ``cuda`` asked for where no CUDA device is available.
     """
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return device
+    support = support or device_support()
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available; use cpu")
+        return "cuda" if support.cuda else "cpu"
+    if not support.cuda:
+        raise ConfigError(
+            f"--device cuda was asked for but {support.where} has no CUDA device; "
+            "use --device auto or cpu"
+        )
     return device
 
 
@@ -65,14 +108,18 @@ def native_cpu_bf16() -> bool:
 
 
 def select_precision(
-    precision: str, device: str, cpu_bf16_agreement: float | None = None
+    precision: str,
+    device: str,
+    cpu_bf16_agreement: float | None = None,
+    support: DeviceSupport | None = None,
 ) -> Precision:
     """Resolve the autocast precision for a resolved ``device``.
 
     ``auto`` is bf16 on GPUs that support it (else fp16). On the CPU it is
     bf16 when the model card records a bf16/fp32 label agreement
     (``cpu_bf16_agreement``) of at least :data:`AUTO_CPU_BF16_AGREEMENT` and
-    the CPU has native bf16 instructions; fp32 otherwise.
+    the CPU has native bf16 instructions; fp32 otherwise. ``support`` is the
+    hardware that runs the model (default this process's).
 
     Raises
     ------
@@ -82,10 +129,11 @@ def select_precision(
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
+        support = support or device_support()
         if device == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if support.cuda_bf16 else "fp16"
         agrees = cpu_bf16_agreement is not None and cpu_bf16_agreement >= AUTO_CPU_BF16_AGREEMENT
-        return "bf16" if agrees and native_cpu_bf16() else "fp32"
+        return "bf16" if agrees and support.cpu_bf16 else "fp32"
     if precision == "fp16" and device == "cpu":
         raise ConfigError("fp16 is not supported on the CPU; use fp32 or bf16")
     resolved: Precision = precision  # type: ignore[assignment]

@@ -27,9 +27,9 @@ import contextlib
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from distributed import Client, Future, as_completed
 from tqdm import tqdm
@@ -54,7 +54,7 @@ from geoseg.models.card import LABEL_NODATA, ModelCard
 from geoseg.overviews import overview_factors, overview_grid, overview_window
 from geoseg.sources import FileSource, RasterSource
 from geoseg.tiling import chunk_windows, tile_batches, tiles_touching
-from workflows.cluster import dask_client
+from workflows.cluster import dask_client, inference_placement
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
 PROBABILITY_ENCODING = "uint8 = round(p * 255), band per class; nodata pixels are 0 (see labels)"
@@ -83,15 +83,6 @@ class _ChunkJob:
     batches: tuple[int, ...]
 
 
-@contextlib.contextmanager
-def _client_for(client: Client | None) -> Iterator[Client]:
-    if client is not None:
-        yield client
-        return
-    with dask_client(None) as started:
-        yield started
-
-
 def _check_output(path: Path) -> None:
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the output directory {path.parent} does not exist")
@@ -105,8 +96,13 @@ def _run_chunks(
     jobs: list[_ChunkJob],
     batches: list[tuple[int, ...]],
     progress: bool,
+    restrictions: dict[str, Any],
 ) -> list[ChunkSummary]:
-    """Submit chunk jobs in row-major order, a few at a time; return their summaries."""
+    """Submit chunk jobs in row-major order, a few at a time; return their summaries.
+
+    Forward tasks are submitted with ``restrictions`` (see
+    :attr:`workflows.cluster.InferencePlacement.restrictions`).
+    """
     remaining_users = Counter(number for job in jobs for number in job.batches)
     forward: dict[int, Future[Path]] = {}
     queue = deque(jobs)
@@ -122,7 +118,13 @@ def _run_chunks(
                 # global order first, whatever chunk asked first: the short batches that
                 # end the order (tiling.batch_taper) then run last, when workers finish
                 forward[number] = client.submit(
-                    forward_batch, plan, number, batches[number], pure=False, priority=-number
+                    forward_batch,
+                    plan,
+                    number,
+                    batches[number],
+                    pure=False,
+                    priority=-number,
+                    **restrictions,
                 )
             inputs.append((batches[number], forward[number]))
         future = client.submit(assemble_chunk, plan, job.window, inputs, pure=False, priority=10)
@@ -230,7 +232,9 @@ def predict_source(
     chunk_size
         Output chunk side in pixels; the outputs do not depend on it.
     device, precision
-        ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``.
+        ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``, resolved for the workers
+        that run the model (:func:`workflows.cluster.inference_placement`): on
+        a cluster where only some workers have a GPU, inference goes to those.
     client
         A Dask client; default a local cluster (or ``$DASK_SCHEDULER_ADDRESS``).
         Workers must see the same filesystem (work directory, model, input).
@@ -249,13 +253,15 @@ def predict_source(
     outputs = [labels_out] + ([Path(probabilities_out)] if probabilities_out else [])
     for path in outputs:
         _check_output(path)
+    placement = inference_placement(client, device)
     plan = make_plan(
         source,
         model,
         tile=tile,
         overlap=overlap,
-        device=device,
+        device=placement.device,
         precision=precision,
+        support=placement.support,
         work_root=Path(work_dir) if work_dir is not None else labels_out.parent,
         write_probabilities=probabilities_out is not None,
         batch_size=batch_size,
@@ -278,8 +284,11 @@ def predict_source(
         jobs.append(_ChunkJob(window, tuple(numbers)))
     reused = len(summaries)
     if jobs:
-        with _client_for(client) as active:
-            summaries.extend(_run_chunks(active, plan, jobs, batches, progress))
+        with contextlib.ExitStack() as stack:
+            active = client if client is not None else stack.enter_context(dask_client(None))
+            summaries.extend(
+                _run_chunks(active, plan, jobs, batches, progress, placement.restrictions)
+            )
     valid_pixels = sum(summary.valid_pixels for summary in summaries)
     if valid_pixels == 0:
         remove_work_dir(plan.work_dir)

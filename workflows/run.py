@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from dask.base import annotate
 from distributed import Client
 
 from geoseg.bbox import BBox
 from geoseg.catalog import SceneEntry, region_file, search, verify_entry
 from geoseg.errors import OutputError
 from geoseg.grid import RasterGrid
-from geoseg.inference import select_device, select_precision
+from geoseg.inference import select_precision
 from geoseg.io.checkpoint import read_card
 from geoseg.io.runs import (
     fixed_file_dates,
@@ -68,7 +67,7 @@ from geoseg.mosaic import MosaicSource, coarser_grid, mosaic_source, target_grid
 from geoseg.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.summary import class_area_table
 from workflows.change import change_file
-from workflows.cluster import dask_client
+from workflows.cluster import InferencePlacement, dask_client, inference_placement
 from workflows.predict import predict_source
 from workflows.vectorize import vectorize_file
 
@@ -94,21 +93,24 @@ class InferenceSettings:
     precision: str = "auto"
     progress: bool = True
 
-    def output_parameters(self, card: ModelCard) -> dict[str, Any]:
+    def output_parameters(self, card: ModelCard, placement: InferencePlacement) -> dict[str, Any]:
         """The settings that can change the labels (recorded in the manifest).
 
         ``device`` and ``precision`` are as asked for; ``device_used`` and
-        ``precision_used`` as resolved here for ``card`` (``auto`` depends on
-        the machine and the model), the way the prediction resolves them.
+        ``precision_used`` as resolved for ``card`` on the workers of
+        ``placement`` (``auto`` depends on their hardware and the model), the
+        way the prediction resolves them.
         """
-        device = select_device(self.device)
+        precision = select_precision(
+            self.precision, placement.device, card.cpu_bf16_agreement, placement.support
+        )
         return {
             "tile": self.tile,
             "overlap": self.overlap,
             "device": self.device,
             "precision": self.precision,
-            "device_used": device,
-            "precision_used": select_precision(self.precision, device, card.cpu_bf16_agreement),
+            "device_used": placement.device,
+            "precision_used": precision,
         }
 
 
@@ -157,16 +159,6 @@ def _client(client: Client | None, scheduler: str | None) -> Iterator[Client]:
         return
     with dask_client(scheduler) as started:
         yield started
-
-
-def _gpu_annotations(client: Client, device: str) -> dict[str, Any]:
-    """``resources={"GPU": 1}`` when inference runs on CUDA and some worker offers a GPU."""
-    if device == "cpu" or select_device(device) != "cuda":
-        return {}
-    workers = client.scheduler_info().get("workers", {}).values()
-    if any("GPU" in (worker.get("resources") or {}) for worker in workers):
-        return {"resources": {"GPU": 1}}
-    return {}
 
 
 def _check_outputs(paths: Sequence[Path]) -> None:
@@ -222,21 +214,20 @@ def _predict(
     staged = run.work / f"{name}.tif"
     if run.state.get(f"{name}_done") and staged.exists():
         return staged
-    with annotate(**_gpu_annotations(client, settings.device)):
-        result = predict_source(
-            source,
-            model,
-            labels_out=staged,
-            tile=settings.tile,
-            overlap=settings.overlap,
-            batch_size=settings.batch_size,
-            chunk_size=settings.chunk_size,
-            device=settings.device,
-            precision=settings.precision,
-            client=client,
-            work_dir=run.work / f"{name}-chunks",
-            progress=settings.progress,
-        )
+    result = predict_source(
+        source,
+        model,
+        labels_out=staged,
+        tile=settings.tile,
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
+        chunk_size=settings.chunk_size,
+        device=settings.device,
+        precision=settings.precision,
+        client=client,
+        work_dir=run.work / f"{name}-chunks",
+        progress=settings.progress,
+    )
     run.computed += result.chunks_computed
     run.reused += result.chunks_reused
     run.state[f"{name}_done"] = True
@@ -382,11 +373,12 @@ def run_bbox(
         f"px in {grid.crs.to_string()}"
     )
     model_info = _model_info(model, card)
+    placement = inference_placement(client, settings.device, scheduler)
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
         "datetime": datetime_range,
-        **settings.output_parameters(card),
+        **settings.output_parameters(card, placement),
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": model_info.model_dump()}
@@ -533,6 +525,7 @@ def run_change(
         f"{', '.join(e.id for e in after_scenes)}; grid {grid.height}x{grid.width} px"
     )
     model_info = _model_info(model, card)
+    placement = inference_placement(client, settings.device, scheduler)
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
@@ -542,7 +535,7 @@ def run_change(
         "region_layer": region_layer,
         "region_id_field": region_id_field,
         "forest_classes": _forest_ids(card),
-        **settings.output_parameters(card),
+        **settings.output_parameters(card, placement),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from geoseg.bbox import make_bbox, to_crs
 from geoseg.cli import main
 from geoseg.errors import BBoxError, CatalogError
 from geoseg.manifest import RunManifest
+from tests.clusters import started_cluster
 from tests.predict_fixtures import make_model_dir
-from workflows.cluster import SCHEDULER_HTTP, WORKER_ENV
+from workflows.cluster import WORKER_ENV
 from workflows.run import InferenceSettings, RunOutputs, run_bbox
 
 pytestmark = [
@@ -157,14 +158,7 @@ def test_killed_run_resumes_to_identical_outputs(
 def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
     reference: RunOutputs, model: Path, tmp_path: Path, fixed_time: None
 ) -> None:
-    with LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        dashboard_address=None,
-        scheduler_kwargs=SCHEDULER_HTTP,
-        env=WORKER_ENV,
-    ) as cluster:
+    with started_cluster(2, processes=True, env=WORKER_ENV) as cluster:
         # the command line, pointed at the cluster's scheduler
         status = main(
             [
@@ -218,26 +212,3 @@ def test_bad_requests_fail_before_any_work(model: Path, tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="scenes there"):
         run_bbox(make_bbox(LONLAT), "2020-01-01", out=out, model=model)
     assert list(tmp_path.iterdir()) == []
-
-
-class _FakeClient:
-    def __init__(self, resources: list[dict[str, float]]) -> None:
-        self.workers = {f"w{i}": {"resources": item} for i, item in enumerate(resources)}
-
-    def scheduler_info(self) -> dict[str, object]:
-        return {"workers": self.workers}
-
-
-def test_inference_goes_to_gpu_workers_only_when_it_runs_on_cuda(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from workflows import run as run_module
-
-    gpu_cluster = _FakeClient([{"GPU": 1.0}, {}])
-    cpu_cluster = _FakeClient([{}, {}])
-    monkeypatch.setattr(run_module, "select_device", lambda device: "cuda")
-    assert run_module._gpu_annotations(gpu_cluster, "auto") == {"resources": {"GPU": 1}}
-    assert run_module._gpu_annotations(cpu_cluster, "auto") == {}
-    assert run_module._gpu_annotations(gpu_cluster, "cpu") == {}
-    monkeypatch.setattr(run_module, "select_device", lambda device: "cpu")
-    assert run_module._gpu_annotations(gpu_cluster, "auto") == {}
