@@ -156,10 +156,6 @@ def local_client(
         yield client
 
 
-WORKER_WAIT_S = 60.0
-"""How long :func:`inference_placement` waits for a cluster's first worker."""
-
-
 @dataclass(frozen=True)
 class InferencePlacement:
     """Where the model runs: the resolved device, its hardware and task restrictions."""
@@ -231,8 +227,8 @@ def inference_placement(
 
     ``client`` when given; else the scheduler at ``scheduler`` or
     ``$DASK_SCHEDULER_ADDRESS`` (connected to briefly); else this machine,
-    where the default local cluster runs (nothing is started for that).
-    Waits up to :data:`WORKER_WAIT_S` for a first worker.
+    where the default local cluster runs (nothing is started for that). On a
+    cluster without workers yet (adaptive), the first worker to start is asked.
 
     Raises
     ------
@@ -247,15 +243,25 @@ def inference_placement(
             return place_inference(device, {"local": device_support()}, where="this machine")
         with Client(address, set_as_default=False) as connected:
             return inference_placement(connected, device)
-    where = f"the Dask cluster at {client.scheduler_info(n_workers=0).get('address', '?')}"
-    try:
-        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
-    except TimeoutError:
-        raise ConfigError(
-            f"{where} has had no workers for {WORKER_WAIT_S:.0f} s; start some, or run "
-            "without --scheduler"
-        ) from None
-    supports: dict[str, DeviceSupport] = client.run(device_support)
-    info = client.scheduler_info().get("workers", {})
-    resources = {address: dict(w.get("resources") or {}) for address, w in info.items()}
+    info = client.scheduler_info()
+    where = f"the Dask cluster at {info.get('address', '?')}"
+    supports: dict[str, DeviceSupport]
+    if info.get("workers"):
+        supports = client.run(device_support)
+    else:
+        # no worker yet: ask the first one through a task, which an adaptive cluster
+        # starts workers for (client.run would only see the workers already there)
+        address, support = client.submit(_worker_device_support, pure=False).result()
+        supports = {address: support}
+    workers = client.scheduler_info().get("workers", {})
+    resources = {address: dict(w.get("resources") or {}) for address, w in workers.items()}
     return place_inference(device, supports, resources, where=where)
+
+
+def _worker_device_support() -> tuple[str, DeviceSupport]:
+    """In a task: this worker's address and hardware."""
+    from distributed import get_worker
+
+    from geoseg.inference import device_support
+
+    return get_worker().address, device_support()

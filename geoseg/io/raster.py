@@ -285,12 +285,8 @@ def read_window_masked(
 
     Parameters
     ----------
-    path
-        The raster file.
-    window
-        Pixel window; may extend past the raster edges.
-    bands
-        1-based band indexes to read (default: all).
+    path, window, bands
+        As for :func:`read_window`.
     any_nodata_invalid
         Also invalid where any read band holds the raster's nodata value
         (GDAL's mask only marks the pixels where every band does).

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from distributed import Client, get_task_stream
 
 from geoseg.errors import ConfigError
 from geoseg.inference import DeviceSupport, device_support, select_device, select_precision
-from tests.clusters import started_client
+from tests.clusters import started_client, started_cluster
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir
 from tests.unit.test_predict import DESCRIPTIONS, landscape
@@ -148,3 +151,26 @@ def test_forward_tasks_go_only_to_the_workers_placed_for_inference(
     assert set(forward.values()) == {chosen}
     with rasterio.open(result.labels) as dataset:
         assert dataset.read(1).shape == (300, 280)
+
+
+def _queued_tasks(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def test_a_cluster_without_workers_yet_is_asked_through_its_first_worker() -> None:
+    # as an adaptive cluster: no worker until there is a task to run
+    with (
+        started_cluster(0) as cluster,
+        Client(cluster, set_as_default=False) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        asking = pool.submit(inference_placement, client, "auto")
+        deadline = time.monotonic() + 60
+        while client.run_on_scheduler(_queued_tasks) == 0:  # the probe task is waiting
+            assert time.monotonic() < deadline and not asking.done()
+            time.sleep(0.05)
+        assert not asking.done()
+        cluster.scale(1)
+        placement = asking.result(timeout=60)
+    assert placement.device == ("cuda" if device_support().cuda else "cpu")
+    assert placement.support.where.startswith("the Dask cluster at ")
