@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: env test lint run-default train-default bench clean
+.PHONY: env test lint run-default train-default bench gpu-check clean
 
 $(BIN)/geoseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ train-default: env
 
 bench: env
 	$(BIN)/python benchmarks/bench_predict.py
+
+# on a machine with a CUDA device: the GPU tests (skipped elsewhere), then the benchmark on it
+gpu-check: env
+	$(BIN)/python -m pytest -m gpu
+	$(BIN)/python benchmarks/bench_predict.py --device cuda --workers 1 --sizes 4096,8192 --pairs 2
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

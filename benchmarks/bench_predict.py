@@ -28,6 +28,10 @@ written tiled and compressed to a temporary folder. Workers start with the
 allocator settings of ``workflows.cluster.WORKER_ENV`` (printed), set before
 the worker processes are spawned (see :func:`cluster`).
 
+On a GPU (``--device cuda``) use ``--workers 1``: the bare forward time is the
+sum of the batches' forward passes divided by the workers, which holds only
+where each worker has a processor of its own (``make gpu-check`` runs it so).
+
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--sizes 4096,8192,16384] [--model NAME|DIR]
@@ -203,7 +207,7 @@ def bench_plan(scene: Path, model: str | Path, work: Path, args: argparse.Namesp
         model,
         tile=args.tile,
         overlap=args.overlap,
-        device="cpu",
+        device=args.device,
         precision=args.precision,
         work_root=work,
         write_probabilities=False,
@@ -230,7 +234,7 @@ def timed_predict(
         overlap=args.overlap,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
-        device="cpu",
+        device=args.device,
         precision=precision,
         client=client,
         progress=False,
@@ -431,6 +435,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=3, help="pipeline runs in the ratio")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--device", default="cpu", help="cpu (the targets' device) or cuda")
     parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--phases", action="store_true", help="CPU time per step instead")
     args = parser.parse_args()
@@ -445,7 +450,10 @@ def main() -> None:
             model = random_model(work / "random-segnet", args.tile or 256, args.overlap or 32)
         print(f"date {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
         print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}, torch {torch.__version__}")
-        print(f"model {model}; precision {args.precision}; workers {args.workers} x 1 thread")
+        print(
+            f"model {model}; device {args.device}; precision {args.precision}; "
+            f"workers {args.workers} x 1 thread"
+        )
         print(f"worker env {WORKER_ENV}")
         print(
             f"tile {args.tile or 'card'} overlap {args.overlap or 'card'} batch "
