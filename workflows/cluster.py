@@ -197,9 +197,10 @@ def place_inference(
     gpus = sorted(address for address, support in workers.items() if support.cuda)
     if device == "cuda" and not gpus:
         count = f" (none of its {len(workers)} workers)" if len(workers) > 1 else ""
+        more = "" if where == "this machine" else ", or add GPU workers to it"
         raise ConfigError(
             f"--device cuda was asked for but {where} has no CUDA device{count}; "
-            "use --device auto or cpu, or add GPU workers"
+            f"use --device auto or cpu{more}"
         )
     if device == "cpu" or not gpus:
         every = list(workers.values())

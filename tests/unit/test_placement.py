@@ -77,9 +77,14 @@ def test_precision_support_is_what_every_inference_worker_offers() -> None:
 
 
 def test_impossible_requests_say_what_to_do() -> None:
-    with pytest.raises(ConfigError, match=r"none of its 2 workers\).*--device auto or cpu"):
+    with pytest.raises(
+        ConfigError,
+        match=r"none of its 2 workers\).*--device auto or cpu, or add GPU workers to it",
+    ):
         place_inference("cuda", {"a": CPU, "b": CPU}, where="the Dask cluster at tcp://x:8786")
-    with pytest.raises(ConfigError, match="this machine has no CUDA device;"):
+    with pytest.raises(
+        ConfigError, match=r"this machine has no CUDA device; use --device auto or cpu$"
+    ):
         place_inference("cuda", {"local": CPU}, where="this machine")
     with pytest.raises(ConfigError, match="has no workers"):
         place_inference("auto", {})
