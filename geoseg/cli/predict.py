@@ -62,7 +62,14 @@ def parse_band_map(text: str | None) -> dict[str, int] | None:
     show_default=True,
     help="Output chunk side in pixels (the result does not depend on it).",
 )
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where the model runs; auto: CUDA when the workers (this machine, or the cluster's "
+    "workers with --scheduler) have a GPU, else the CPU.",
+)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
 @click.option(
     "--bands",

@@ -57,6 +57,7 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             type=click.Choice(["auto", "cpu", "cuda"]),
             default="auto",
             show_default=True,
+            help="auto: CUDA when the workers have a GPU (see geoseg predict --help)",
         ),
         click.option(
             "--precision",
