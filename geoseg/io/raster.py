@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,31 +203,23 @@ def _cached_dataset(path: str | Path) -> DatasetReader:
     return dataset
 
 
-def _nodata_in_no_band(
-    values: NDArray[np.generic], nodata: float, out: NDArray[np.bool_] | None = None
+def _in_every_band(
+    values: NDArray[np.generic],
+    nodata: float,
+    compare: Callable[..., NDArray[np.bool_]],
 ) -> NDArray[np.bool_]:
-    """Pixels where no band of ``values`` equals ``nodata`` (into ``out`` if given).
+    """Pixels where ``compare(band, nodata)`` holds in every band of ``values``.
 
-    One comparison per band into a reused buffer, no ``(bands, h, w)`` temporary.
+    ``compare`` is ``np.equal`` or ``np.not_equal``: one comparison per band
+    into a reused buffer, no ``(bands, h, w)`` temporary.
     """
     fill = values.dtype.type(nodata)
-    valid: NDArray[np.bool_] = np.not_equal(values[0], fill, out=out)
-    differs = np.empty(valid.shape, dtype=bool)
+    result: NDArray[np.bool_] = compare(values[0], fill)
+    scratch = np.empty(result.shape, dtype=bool)
     for band in values[1:]:
-        np.not_equal(band, fill, out=differs)
-        valid &= differs
-    return valid
-
-
-def _nodata_in_every_band(values: NDArray[np.generic], nodata: float) -> NDArray[np.bool_]:
-    """Pixels where every band of ``values`` equals ``nodata``."""
-    fill = values.dtype.type(nodata)
-    missing: NDArray[np.bool_] = values[0] == fill
-    same = np.empty(missing.shape, dtype=bool)
-    for band in values[1:]:
-        np.equal(band, fill, out=same)
-        missing &= same
-    return missing
+        compare(band, fill, out=scratch)
+        result &= scratch
+    return result
 
 
 def _mask_from_values(
@@ -265,9 +258,9 @@ def _mask_from_values(
         and float(nodata).is_integer()
         and np.can_cast(np.min_scalar_type(int(nodata)), values.dtype)
     ):
-        if any_nodata_invalid:
-            return _nodata_in_no_band(values, nodata)
-        return ~_nodata_in_every_band(values, nodata)
+        if any_nodata_invalid:  # no band at nodata
+            return _in_every_band(values, nodata, np.not_equal)
+        return ~_in_every_band(values, nodata, np.equal)  # not every band at nodata
     return None
 
 
