@@ -68,6 +68,12 @@ def device_support() -> DeviceSupport:
     )
 
 
+def check_device(device: str) -> None:
+    """Raise :class:`ConfigError` unless ``device`` is one of :data:`DEVICES`."""
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
 def select_device(device: str, support: DeviceSupport | None = None) -> str:
     """Resolve ``auto`` | ``cpu`` | ``cuda`` to ``cpu`` or ``cuda``.
 
@@ -83,8 +89,7 @@ def select_device(device: str, support: DeviceSupport | None = None) -> str:
     ConfigError
         Unknown name, or ``cuda`` asked for where no CUDA device is available.
     """
-    if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    check_device(device)
     if device == "cpu":
         return device
     support = support or device_support()

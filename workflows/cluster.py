@@ -188,10 +188,9 @@ def place_inference(
     ConfigError
         Unknown device, no workers, or ``cuda`` asked for and no worker has it.
     """
-    from geoseg.inference import DEVICES, DeviceSupport
+    from geoseg.inference import DeviceSupport, check_device
 
-    if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    check_device(device)
     if not workers:
         raise ConfigError(f"{where} has no workers; start some, or run without --scheduler")
     gpus = sorted(address for address, support in workers.items() if support.cuda)
@@ -246,15 +245,16 @@ def inference_placement(
             return inference_placement(connected, device)
     info = client.scheduler_info()
     where = f"the Dask cluster at {info.get('address', '?')}"
+    workers = info.get("workers", {})
     supports: dict[str, DeviceSupport]
-    if info.get("workers"):
+    if workers:
         supports = client.run(device_support)
     else:
         # no worker yet: ask the first one through a task, which an adaptive cluster
         # starts workers for (client.run would only see the workers already there)
         address, support = client.submit(_worker_device_support, pure=False).result()
         supports = {address: support}
-    workers = client.scheduler_info().get("workers", {})
+        workers = client.scheduler_info().get("workers", {})
     resources = {address: dict(w.get("resources") or {}) for address, w in workers.items()}
     return place_inference(device, supports, resources, where=where)
 
