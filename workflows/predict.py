@@ -54,7 +54,7 @@ from geoseg.models.card import LABEL_NODATA, ModelCard
 from geoseg.overviews import overview_factors, overview_grid, overview_window
 from geoseg.sources import FileSource, RasterSource
 from geoseg.tiling import chunk_windows, tile_batches, tiles_touching
-from workflows.cluster import dask_client, inference_placement
+from workflows.cluster import InferencePlacement, dask_client, inference_placement
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
 PROBABILITY_ENCODING = "uint8 = round(p * 255), band per class; nodata pixels are 0 (see labels)"
@@ -210,6 +210,7 @@ def predict_source(
     client: Client | None = None,
     work_dir: Path | None = None,
     progress: bool = True,
+    placement: InferencePlacement | None = None,
 ) -> PredictResult:
     """Segment ``source`` with ``model`` and write the label (and probability) COGs.
 
@@ -242,6 +243,9 @@ def predict_source(
         Folder for the resumable work directory; default the output's folder.
     progress
         Show a progress bar.
+    placement
+        Where the model runs, when the caller has already asked the cluster
+        (``inference_placement(client, device)``); ``device`` is then ignored.
 
     Raises
     ------
@@ -253,7 +257,7 @@ def predict_source(
     outputs = [labels_out] + ([Path(probabilities_out)] if probabilities_out else [])
     for path in outputs:
         _check_output(path)
-    placement = inference_placement(client, device)
+    placement = placement or inference_placement(client, device)
     plan = make_plan(
         source,
         model,

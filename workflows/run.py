@@ -208,9 +208,13 @@ def _predict(
     source: MosaicSource,
     model: str | Path,
     settings: InferenceSettings,
+    placement: InferencePlacement,
     client: Client,
 ) -> Path:
-    """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it."""
+    """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
+
+    The model runs where ``placement`` says: the placement the manifest records.
+    """
     staged = run.work / f"{name}.tif"
     if run.state.get(f"{name}_done") and staged.exists():
         return staged
@@ -227,6 +231,7 @@ def _predict(
         client=client,
         work_dir=run.work / f"{name}-chunks",
         progress=settings.progress,
+        placement=placement,
     )
     run.computed += result.chunks_computed
     run.reused += result.chunks_reused
@@ -387,7 +392,7 @@ def run_bbox(
 
     clock = time.perf_counter()
     with _client(client, scheduler) as active:
-        staged_labels = _predict(run, "labels", source, model, settings, active)
+        staged_labels = _predict(run, "labels", source, model, settings, placement, active)
         run.timings["predict_s"] = time.perf_counter() - clock
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
 
@@ -549,7 +554,7 @@ def run_change(
     clock = time.perf_counter()
     with _client(client, scheduler) as active:
         staged = {
-            name: _predict(run, name, source, model, settings, active)
+            name: _predict(run, name, source, model, settings, placement, active)
             for name, source in sources.items()
         }
         run.timings["predict_s"] = time.perf_counter() - clock

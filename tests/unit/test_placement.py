@@ -15,6 +15,7 @@ from distributed import Client, get_task_stream
 
 from geoseg.errors import ConfigError
 from geoseg.inference import DeviceSupport, device_support, select_device, select_precision
+from geoseg.sources import FileSource
 from tests.clusters import started_client, started_cluster
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir
@@ -179,3 +180,27 @@ def test_a_cluster_without_workers_yet_is_asked_through_its_first_worker() -> No
         placement = asking.result(timeout=60)
     assert placement.device == ("cuda" if device_support().cuda else "cpu")
     assert placement.support.where.startswith("the Dask cluster at ")
+
+
+def test_a_placement_given_by_the_caller_is_used_as_it_is(
+    two_workers: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # geoseg run records its placement in the manifest, then predicts with it: no second probe
+    def no_probe(client: Client | None, device: str) -> InferencePlacement:
+        raise AssertionError("the cluster was asked again")
+
+    monkeypatch.setattr(predict_module, "inference_placement", no_probe)
+    data = landscape(np.random.default_rng(4), 120, 110)
+    scene = write_geotiff(tmp_path / "scene.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
+    result = predict_module.predict_source(
+        FileSource.open(scene),
+        make_model_dir(tmp_path / "model"),
+        labels_out=tmp_path / "labels.tif",
+        tile=64,
+        overlap=16,
+        device="cuda",  # ignored: the placement decides
+        client=two_workers,
+        progress=False,
+        placement=InferencePlacement("cpu", CPU),
+    )
+    assert (result.device, result.precision) == ("cpu", "fp32")
