@@ -54,12 +54,12 @@ import rasterio
 import torch
 from distributed import Client
 
-from geoseg.datadir import data_file
-from geoseg.engine import PredictPlan, batch_inputs, make_plan
-from geoseg.inference import cached_model, forward_probabilities
+from geoseg.catalog.datadir import data_file
 from geoseg.models.loading import shipped_models
-from geoseg.sources import FileSource
-from geoseg.tiling import tile_batches
+from geoseg.predict.engine import PredictPlan, batch_inputs, make_plan
+from geoseg.predict.inference import cached_model, forward_probabilities
+from geoseg.predict.sources import FileSource
+from geoseg.predict.tiling import tile_batches
 from workflows.cluster import WORKER_ENV, local_client
 from workflows.predict import predict_file
 
@@ -128,10 +128,10 @@ def mirrored_scene(path: Path, size: int) -> Path:
 def install_forward_timer() -> None:
     """In a worker: accumulate the seconds spent in the model's forward passes.
 
-    The total is kept on the ``geoseg.engine`` module of the worker (functions of
+    The total is kept on the ``geoseg.predict.engine`` module of the worker (functions of
     this script are shipped by value, so their own globals would not persist).
     """
-    import geoseg.engine as engine
+    import geoseg.predict.engine as engine
 
     original = engine.forward_probabilities
     engine.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
@@ -148,7 +148,7 @@ def install_forward_timer() -> None:
 
 def take_forward_seconds() -> float:
     """In a worker: the accumulated forward seconds, then reset."""
-    import geoseg.engine as engine
+    import geoseg.predict.engine as engine
 
     seconds = float(engine.bench_forward_seconds)  # type: ignore[attr-defined]
     engine.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
@@ -293,7 +293,7 @@ def run_size(
 
 
 PHASES = {
-    "geoseg.engine": (
+    "geoseg.predict.engine": (
         "forward_probabilities",
         "normalize",
         "reflect_pad",
@@ -310,7 +310,7 @@ PHASES = {
         "forward_batch",
         "assemble_chunk",
     ),
-    "geoseg.sources": ("read_window_masked",),
+    "geoseg.predict.sources": ("read_window_masked",),
     "geoseg.io.cog": ("assemble_cog",),
 }
 
@@ -327,10 +327,10 @@ def profile_phases(
     import importlib
     from collections import Counter, defaultdict
 
-    import geoseg.engine as engine
+    import geoseg.predict.engine as engine
     from geoseg.io.cog import OutputStyle
     from geoseg.io.workdir import batch_path, chunk_path, prepare_work_dir, recycle_tile_batch
-    from geoseg.tiling import chunk_windows, tiles_touching
+    from geoseg.predict.tiling import chunk_windows, tiles_touching
 
     torch.set_num_threads(1)
     seconds: defaultdict[str, float] = defaultdict(float)

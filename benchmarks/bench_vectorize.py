@@ -12,7 +12,7 @@ memory), then runs in fresh subprocesses, one after the other:
   runs use;
 - ``chunked`` with 1 and with 2 Dask worker processes: ``vectorize_file``
   (workers polygonize chunks in task order with geoseg's own tracer,
-  :mod:`geoseg.tracing`, which gives GDAL's polygons as flat arrays, and build
+  :mod:`geoseg.vector.tracing`, which gives GDAL's polygons as flat arrays, and build
   the rows of polygons that touch no seam, a worker merges the seam pieces,
   the client streams all rows into the GeoPackage in one pass).
 
@@ -58,7 +58,7 @@ def mirrored_indexes(start: int, stop: int, length: int) -> np.ndarray:
 
 
 def build_raster(path: Path, size: int) -> None:
-    from geoseg.datadir import data_file
+    from geoseg.catalog.datadir import data_file
 
     with rasterio.open(data_file(SOURCE)) as source:
         mask = source.read(1)
@@ -115,7 +115,7 @@ def gdal_polygons(labels: np.ndarray, mask: np.ndarray) -> Any:
     """
     from rasterio.features import shapes
 
-    from geoseg.vectorize import PolygonPieces
+    from geoseg.vector.polygonize import PolygonPieces
 
     batches: list[np.ndarray] = []
     geometries: list[Any] = []
@@ -133,8 +133,8 @@ def gdal_polygons(labels: np.ndarray, mask: np.ndarray) -> Any:
 def run_whole(labels: Path, out: Path) -> dict[str, float]:
     from geoseg.io.raster import read_info, read_valid_mask, read_window
     from geoseg.io.vector import write_layers
-    from geoseg.polygons import polygon_table
-    from geoseg.vectorize import polygon_mask
+    from geoseg.vector.polygonize import polygon_mask
+    from geoseg.vector.polygons import polygon_table
 
     start = time.perf_counter()
     cpu_start = time.process_time()

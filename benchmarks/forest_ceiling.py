@@ -31,9 +31,9 @@ import yaml
 from numpy.typing import NDArray
 from scipy.ndimage import uniform_filter
 
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
+from geoseg.change.metrics import scores
 from geoseg.grid import PixelWindow
-from geoseg.metrics import scores
 from geoseg.training.config import TrainConfig
 from geoseg.training.holdout import (
     fit_random_forest,

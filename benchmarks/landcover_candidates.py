@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
 from geoseg.training.config import TrainConfig
 from geoseg.training.pipeline import class_index_names, train_from_config
 from workflows.train_defaults import CONFIG_DIR

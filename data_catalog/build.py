@@ -7,8 +7,8 @@ scale and units) is declared in the tables below, from ``SOURCES.md``.
 
 Asset hrefs are stored relative to the *data directory* (``GEOSEG_DATA_DIR``
 or ``../shared/data``), not to the JSON files, so the catalog stays valid
-wherever the data lives: :mod:`geoseg.catalog` resolves them against
-:func:`geoseg.datadir.data_dir` (the catalog's ``geoseg:href_base`` field says
+wherever the data lives: :mod:`geoseg.catalog.stac` resolves them against
+:func:`geoseg.catalog.datadir.data_dir` (the catalog's ``geoseg:href_base`` field says
 so).
 """
 
@@ -29,7 +29,7 @@ from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import box, mapping
 
 from data_catalog import CATALOG_DIR
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
 from geoseg.io.checksums import sha256_file
 from geoseg.io.raster import read_info
 

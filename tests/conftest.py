@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
 from geoseg.errors import DataDirError
 
 UTM_CRS = "EPSG:32612"

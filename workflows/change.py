@@ -3,7 +3,7 @@
 Both rasters are read lazily onto one common grid (BEFORE's grid clipped to the
 overlap, see :func:`geoseg.io.warp.common_grid`), one task per window. Each task
 maps codes to classes, rasterises the regions that touch its window and returns
-additive :class:`geoseg.change.ChangeCounts`; the counts are summed pairwise in
+additive :class:`geoseg.change.counts.ChangeCounts`; the counts are summed pairwise in
 a tree and turned into tables. Because the counts are exact integers, the
 statistics are identical for any ``chunk_size``.
 """
@@ -27,7 +27,8 @@ from geopandas import GeoDataFrame
 from numpy.typing import NDArray
 
 from geoseg.areas import row_pixel_areas_m2
-from geoseg.change import (
+from geoseg.change.classmap import ClassMap, ClassSpec, apply_class_map, class_map_for_raster
+from geoseg.change.counts import (
     ChangeCounts,
     ChangeStatistics,
     class_index_lookup,
@@ -39,7 +40,13 @@ from geoseg.change import (
     row_area_units,
     set_forest_classes,
 )
-from geoseg.classmap import ClassMap, ClassSpec, apply_class_map, class_map_for_raster
+from geoseg.change.regions import (
+    Regions,
+    prepare_regions,
+    region_masks,
+    tag_with_regions,
+    warn_empty_regions,
+)
 from geoseg.errors import ConfigError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
@@ -47,13 +54,6 @@ from geoseg.io.raster import read_info
 from geoseg.io.tables import check_table_path, write_table
 from geoseg.io.vector import read_vector, write_layers
 from geoseg.io.warp import common_grid, read_on_grid
-from geoseg.regions import (
-    Regions,
-    prepare_regions,
-    region_masks,
-    tag_with_regions,
-    warn_empty_regions,
-)
 from workflows.vectorize import vectorize_labels
 
 REGIONS_LAYER = "regions"
@@ -180,7 +180,7 @@ def change_statistics(
 ) -> ChangeStatistics:
     """Change statistics of two lazy class-id arrays (uint8, 255 excluded) on ``grid``.
 
-    Warns (:class:`geoseg.regions.EmptyRegionWarning`) about regions without a
+    Warns (:class:`geoseg.change.regions.EmptyRegionWarning`) about regions without a
     valid pixel and raises when no region has one.
     """
     counts = change_counts(before_ids, after_ids, grid, regions, classes, client=client)

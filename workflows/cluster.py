@@ -19,8 +19,8 @@ from distributed import Client, LocalCluster
 
 from geoseg.errors import ConfigError
 
-if TYPE_CHECKING:  # geoseg.inference imports torch; workflows that need no model skip it
-    from geoseg.inference import DeviceSupport
+if TYPE_CHECKING:  # geoseg.predict.inference imports torch; workflows that need no model skip it
+    from geoseg.predict.inference import DeviceSupport
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -188,7 +188,7 @@ def place_inference(
     ConfigError
         Unknown device, no workers, or ``cuda`` asked for and no worker has it.
     """
-    from geoseg.inference import DeviceSupport, check_device
+    from geoseg.predict.inference import DeviceSupport, check_device
 
     check_device(device)
     if not workers:
@@ -235,7 +235,7 @@ def inference_placement(
     ConfigError
         As :func:`place_inference`.
     """
-    from geoseg.inference import device_support
+    from geoseg.predict.inference import device_support
 
     if client is None:
         address = resolve_scheduler(scheduler)
@@ -263,6 +263,6 @@ def _worker_device_support() -> tuple[str, DeviceSupport]:
     """In a task: this worker's address and hardware."""
     from distributed import get_worker
 
-    from geoseg.inference import device_support
+    from geoseg.predict.inference import device_support
 
     return get_worker().address, device_support()

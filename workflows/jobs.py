@@ -1,7 +1,7 @@
 """The real backend of scheduled jobs: the STAC catalog and ``run-change``, wiring only.
 
 :func:`default_backend` is what ``geoseg jobs`` uses unless ``--backend`` names
-another factory. Scenes come from :func:`geoseg.catalog.search` (the embedded
+another factory. Scenes come from :func:`geoseg.catalog.stac.search` (the embedded
 catalog, another static catalog, or a STAC API); change runs call
 :func:`workflows.run.run_change` and read back its GeoPackage; the report's
 quicklook is the AFTER scene's true colour over the job's bbox.
@@ -21,7 +21,8 @@ import pandas as pd
 from shapely.geometry import box
 
 from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
-from geoseg.catalog import (
+from geoseg.catalog.mosaic import coarser_grid, mosaic_source, target_grid
+from geoseg.catalog.stac import (
     EMBEDDED,
     IMAGERY,
     SceneEntry,
@@ -38,11 +39,10 @@ from geoseg.io.stac import read_static_catalog
 from geoseg.io.vector import read_vector, write_layers
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery, as_utc
-from geoseg.manifest import SOURCE_DATE_EPOCH
 from geoseg.models.loading import resolve_model_dir
-from geoseg.mosaic import coarser_grid, mosaic_source, target_grid
-from geoseg.quicklook import stretch_rgb
-from geoseg.report import MAP_WIDTH, Quicklook
+from geoseg.report.html import MAP_WIDTH, Quicklook
+from geoseg.report.manifest import SOURCE_DATE_EPOCH
+from geoseg.report.quicklook import stretch_rgb
 
 BBOX_REGION_ID = "bbox"
 """Region id of a job watching a bbox without a regions file."""
@@ -87,9 +87,9 @@ class CatalogSceneSource:
     """Scenes of a STAC catalog over the job's area, in the query's date range.
 
     A static catalog is read afresh at every call (not through the per-process
-    cache of :func:`geoseg.catalog.open_catalog`), so a long-running scheduler
+    cache of :func:`geoseg.catalog.stac.open_catalog`), so a long-running scheduler
     sees scenes added to it; a STAC API is searched with
-    :func:`geoseg.catalog.search`.
+    :func:`geoseg.catalog.stac.search`.
     """
 
     def scenes(self, area: AreaSpec, query: CatalogQuery) -> list[SceneRef]:

@@ -1,6 +1,6 @@
 """``geoseg predict`` as a Dask computation: wiring only.
 
-Two kinds of tasks (bodies in :mod:`geoseg.engine`):
+Two kinds of tasks (bodies in :mod:`geoseg.predict.engine`):
 
 - *forward* tasks, one per batch of tiles; batches are fixed groups of the
   global tile order (independent of the chunk size), so every tile is computed
@@ -34,8 +34,6 @@ from typing import Any
 from distributed import Client, Future, as_completed
 from tqdm import tqdm
 
-from geoseg.blending import PROBABILITY_SCALE
-from geoseg.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.checkpoint import read_card
@@ -51,9 +49,11 @@ from geoseg.io.workdir import (
     remove_work_dir,
 )
 from geoseg.models.card import LABEL_NODATA, ModelCard
-from geoseg.overviews import overview_factors, overview_grid, overview_window
-from geoseg.sources import FileSource, RasterSource
-from geoseg.tiling import chunk_windows, tile_batches, tiles_touching
+from geoseg.predict.blending import PROBABILITY_SCALE
+from geoseg.predict.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
+from geoseg.predict.overviews import overview_factors, overview_grid, overview_window
+from geoseg.predict.sources import FileSource, RasterSource
+from geoseg.predict.tiling import chunk_windows, tile_batches, tiles_touching
 from workflows.cluster import InferencePlacement, dask_client, inference_placement
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
@@ -217,7 +217,7 @@ def predict_source(
     Parameters
     ----------
     source
-        The scene (any :class:`~geoseg.sources.RasterSource`).
+        The scene (any :class:`~geoseg.predict.sources.RasterSource`).
     model
         Shipped model name or model directory.
     labels_out

@@ -1,7 +1,7 @@
 """``geoseg run`` and ``geoseg run-change``: the main job, wiring only.
 
 ``run_bbox``: catalog search over a bbox -> scenes verified by checksum ->
-one target grid (:mod:`geoseg.mosaic`) -> chunked inference on Dask
+one target grid (:mod:`geoseg.catalog.mosaic`) -> chunked inference on Dask
 (:func:`workflows.predict.predict_source`) -> seam-free polygons
 (:func:`workflows.vectorize.vectorize_file`) -> GeoPackage with the class
 polygons, the per-class area table and the run manifest; plus the label COG,
@@ -34,10 +34,10 @@ import pandas as pd
 from distributed import Client
 
 from geoseg.bbox import BBox
-from geoseg.catalog import SceneEntry, region_file, search, verify_entry
+from geoseg.catalog.mosaic import MosaicSource, coarser_grid, mosaic_source, target_grid
+from geoseg.catalog.stac import SceneEntry, region_file, search, verify_entry
 from geoseg.errors import OutputError
 from geoseg.grid import RasterGrid
-from geoseg.inference import select_precision
 from geoseg.io.checkpoint import read_card
 from geoseg.io.runs import (
     fixed_file_dates,
@@ -52,7 +52,10 @@ from geoseg.io.runs import (
     write_json,
 )
 from geoseg.io.vector import read_vector
-from geoseg.manifest import (
+from geoseg.models.card import ModelCard
+from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.inference import select_precision
+from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
     RunManifest,
@@ -61,11 +64,8 @@ from geoseg.manifest import (
     run_time,
     software_versions,
 )
-from geoseg.models.card import ModelCard
-from geoseg.models.loading import resolve_model_dir
-from geoseg.mosaic import MosaicSource, coarser_grid, mosaic_source, target_grid
-from geoseg.quicklook import LegendClass, quicklook_figure, stretch_rgb
-from geoseg.summary import class_area_table
+from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
+from geoseg.report.summary import class_area_table
 from workflows.change import change_file
 from workflows.cluster import InferencePlacement, dask_client, inference_placement
 from workflows.predict import predict_source
@@ -340,7 +340,7 @@ def run_bbox(
     bbox
         The area (any CRS); partly outside the scenes is clipped with a warning.
     datetime_range
-        ``DATE`` or ``START/END`` (see :func:`geoseg.catalog.parse_datetime_range`).
+        ``DATE`` or ``START/END`` (see :func:`geoseg.catalog.stac.parse_datetime_range`).
     out
         The GeoPackage: layer ``classes`` (polygons), tables ``class_areas`` and
         ``run_manifest``.

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
+from geoseg.change.metrics import scores
 from geoseg.grid import PixelWindow
-from geoseg.metrics import scores
 from geoseg.models.loading import SHIPPED_DIR
 from geoseg.training.config import load_train_config
 from geoseg.training.holdout import (

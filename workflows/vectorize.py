@@ -1,6 +1,6 @@
 """Seam-free vectorization of a class map on Dask.
 
-One task per chunk polygonizes it (:func:`geoseg.vectorize.polygonize_chunk`)
+One task per chunk polygonizes it (:func:`geoseg.vector.polygonize.polygonize_chunk`)
 and returns its finished polygons plus the pieces cut by a chunk seam, with
 the piece ids along the chunk's edges. For a GeoPackage the task also builds
 the finished polygons' rows (attributes, CRS coordinates, WKB), so the client
@@ -40,7 +40,15 @@ from geoseg.io.vector import (
     layer_name,
     open_geopackage,
 )
-from geoseg.polygons import (
+from geoseg.vector.polygonize import (
+    ChunkPolygons,
+    PolygonPieces,
+    concat_pieces,
+    empty_pieces,
+    merge_seam_pieces,
+    polygonize_chunk,
+)
+from geoseg.vector.polygons import (
     CLASS_NAMES_TAG,
     class_probability,
     drop_small,
@@ -50,14 +58,6 @@ from geoseg.polygons import (
     probability_bands,
     provenance_values,
     simplify_coverage,
-)
-from geoseg.vectorize import (
-    ChunkPolygons,
-    PolygonPieces,
-    concat_pieces,
-    empty_pieces,
-    merge_seam_pieces,
-    polygonize_chunk,
 )
 
 MODEL_TAG = "GEOSEG_MODEL"

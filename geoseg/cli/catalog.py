@@ -7,7 +7,7 @@ import json
 import click
 
 from geoseg.bbox import make_bbox, parse_bbox_text
-from geoseg.catalog import (
+from geoseg.catalog.stac import (
     IMAGERY,
     SceneEntry,
     describe,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geoseg.classmap import ClassMap, load_class_map
+from geoseg.change.classmap import ClassMap, load_class_map
 
 
 def _class_map(value: str | None) -> ClassMap | None:

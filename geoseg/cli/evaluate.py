@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from geoseg.classmap import load_class_map
-from geoseg.evaluate import evaluate_rasters
+from geoseg.change.classmap import load_class_map
+from geoseg.change.evaluate import evaluate_rasters
 
 
 @click.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geoseg.inference import DEVICES, PRECISIONS
+from geoseg.predict.inference import DEVICES, PRECISIONS
 
 
 def parse_band_map(text: str | None) -> dict[str, int] | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
 from geoseg.errors import DataDirError
 from geoseg.training.config import load_train_config
 from geoseg.training.pipeline import train_from_config

@@ -2,7 +2,7 @@
 
 Workers write each output chunk as a small GeoTIFF in a work directory (each
 atomically, so a killed run never leaves a half-written chunk). Each chunk also writes its
-share of every overview level (:mod:`geoseg.overviews`). The finished chunks
+share of every overview level (:mod:`geoseg.predict.overviews`). The finished chunks
 are mosaicked by a VRT (written here as XML: every chunk lies on the scene
 grid, so the VRT only places them), each level by a VRT of its own declared as
 the mosaic's overview, and GDAL's COG driver copies the mosaic and its
@@ -186,7 +186,7 @@ def assemble_cog(
         Where the mosaic VRTs are written.
     overviews
         The overview levels, finest first, tiling their grids exactly
-        (:mod:`geoseg.overviews`); without them GDAL computes nearest-neighbour
+        (:mod:`geoseg.predict.overviews`); without them GDAL computes nearest-neighbour
         overviews from the mosaic (serial work).
 
     Raises

@@ -1,7 +1,7 @@
 """Reading STAC: a static catalog on disk (pystac) or a STAC API (pystac-client).
 
 Both return plain item dictionaries with their asset hrefs exactly as stored,
-plus the id of the collection each item belongs to; :mod:`geoseg.catalog`
+plus the id of the collection each item belongs to; :mod:`geoseg.catalog.stac`
 turns them into scene entries.
 """
 

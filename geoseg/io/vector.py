@@ -31,7 +31,7 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from geoseg.errors import OutputError, VectorReadError
 from geoseg.io.atomic import atomic_path
-from geoseg.polygons import default_colour
+from geoseg.vector.polygons import default_colour
 
 STYLES_LAYER = "layer_styles"
 _GEOMETRY_FIELD = "geometry"
@@ -117,7 +117,7 @@ def class_style_qml(
     """The QML style of a class layer: one category per class id, by ``class_id``.
 
     Classes without a name are labelled ``class N``; without a colour they get
-    :func:`geoseg.polygons.default_colour`.
+    :func:`geoseg.vector.polygons.default_colour`.
     """
     categories = [
         StyleCategory(

@@ -1,7 +1,7 @@
 """The resumable work directory of a prediction run.
 
 It holds what each batch keeps of its tiles (one ``.batch`` file: weighted bands
-and solo results, see :mod:`geoseg.stitching`; read back memory-mapped so a chunk
+and solo results, see :mod:`geoseg.predict.stitching`; read back memory-mapped so a chunk
 only pages in the parts of tiles it needs), the chunk GeoTIFFs and one small
 JSON summary per finished chunk. Every file is written atomically; a chunk is
 finished exactly when its summary exists. Nothing here is fsynced (an fsync
@@ -92,7 +92,7 @@ def _batch_header(band_values: int, solo_values: int, tiles: int, tile: int) -> 
 def write_tile_batch(
     path: Path, bands: NDArray[np.float32], solo: NDArray[np.uint8], valid: NDArray[np.bool_]
 ) -> None:
-    """Write what a forward task keeps of a batch (see :mod:`geoseg.stitching`) to one file.
+    """Write what a forward task keeps of a batch (see :mod:`geoseg.predict.stitching`) to one file.
 
     The file holds a 64-byte header, ``bands`` (the tiles' weighted bands,
     flat float32), ``solo`` (their solo labels and quantized probabilities,

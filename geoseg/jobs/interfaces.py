@@ -18,7 +18,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geoseg.jobs.spec import AreaSpec, CatalogQuery
-from geoseg.report import Quicklook
+from geoseg.report.html import Quicklook
 
 REGION_COLUMNS = ("region_id", "forest_loss_ha")
 """Columns every per-region change table must hold (others are kept as they are)."""

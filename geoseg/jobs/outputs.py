@@ -38,7 +38,7 @@ from geoseg.jobs.history import (
 from geoseg.jobs.interfaces import JobBackend, SceneRef
 from geoseg.jobs.spec import JobSpec, as_utc
 from geoseg.jobs.state import JobStore
-from geoseg.report import ReportInputs, build_report
+from geoseg.report.html import ReportInputs, build_report
 
 MANIFEST_FILE = "run.json"
 REPORT_FILE = "report.html"

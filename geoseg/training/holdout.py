@@ -15,10 +15,10 @@ from numpy.typing import NDArray
 from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
+from geoseg.change.metrics import confusion_matrix
 from geoseg.grid import PixelWindow
-from geoseg.inference import forward_probabilities
-from geoseg.metrics import confusion_matrix
 from geoseg.models.loading import LoadedModel
+from geoseg.predict.inference import forward_probabilities
 from geoseg.training.sampling import IGNORE_INDEX, TrainingScene, read_chip, read_inputs
 
 
@@ -71,7 +71,7 @@ def cpu_bf16_agreement(
     with ``halo`` px of context on all sides (a fixed ``tile + 2 * halo``
     square, as the inference path runs it: channels-last, autocast), once in
     fp32 and once in bf16. The module is left in evaluation mode and in
-    channels-last memory format, as :func:`~geoseg.inference.cached_model`
+    channels-last memory format, as :func:`~geoseg.predict.inference.cached_model`
     runs it.
 
     Returns

@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
+from geoseg.change.metrics import confusion_matrix, mean_iou, per_class_dice, per_class_iou
 from geoseg.errors import ConfigError
-from geoseg.metrics import confusion_matrix, mean_iou, per_class_dice, per_class_iou
 from geoseg.training.augment import radiometric_jitter, random_symmetry
 from geoseg.training.config import TrainConfig
 from geoseg.training.losses import build_loss

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from geoseg.change.metrics import scores
 from geoseg.io.checkpoint import read_card, read_weights, write_model_dir
-from geoseg.metrics import scores
 from geoseg.models.card import ModelCard, TrainingInfo
 from geoseg.models.loading import LoadedModel
 from geoseg.models.registry import build_model

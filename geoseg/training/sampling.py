@@ -29,8 +29,8 @@ from geoseg.io.raster import read_window
 from geoseg.io.training_data import read_labelled_polygons
 from geoseg.io.warp import read_on_grid
 from geoseg.models.card import InputScaling
-from geoseg.preprocess import SceneStatistics, normalize, sample_windows, scene_statistics
-from geoseg.sources import FileSource
+from geoseg.predict.preprocess import SceneStatistics, normalize, sample_windows, scene_statistics
+from geoseg.predict.sources import FileSource
 from geoseg.training.config import SceneSpec
 
 IGNORE_INDEX = -1
@@ -73,8 +73,8 @@ def prepare_scene(
     """Resolve a scene of the config: open metadata, compute its scene statistics, read polygons.
 
     The inputs are read and scaled exactly as ``geoseg predict`` does
-    (:class:`geoseg.sources.FileSource`, :func:`geoseg.preprocess.scene_statistics`
-    over the same sample lattice, :func:`geoseg.preprocess.normalize`).
+    (:class:`geoseg.predict.sources.FileSource`, :func:`geoseg.predict.preprocess.scene_statistics`
+    over the same sample lattice, :func:`geoseg.predict.preprocess.normalize`).
 
     Parameters
     ----------

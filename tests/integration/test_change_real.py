@@ -15,10 +15,10 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from geoseg.classmap import preset_class_map
-from geoseg.datadir import data_file
+from geoseg.catalog.datadir import data_file
+from geoseg.change.classmap import preset_class_map
+from geoseg.change.regions import EmptyRegionWarning, prepare_regions
 from geoseg.io.raster import read_info
-from geoseg.regions import EmptyRegionWarning, prepare_regions
 from workflows.change import change_file, change_statistics, class_ids_on_grid
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from geoseg.change.metrics import mean_iou, per_class_dice
 from geoseg.cli import cli
 from geoseg.grid import PixelWindow
-from geoseg.metrics import mean_iou, per_class_dice
 from geoseg.models.loading import load_model, shipped_models
 from geoseg.training.config import load_train_config
 from geoseg.training.holdout import cpu_bf16_agreement, network_block_matrix

@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from distributed import Client
 
-from geoseg.datadir import data_file
+from geoseg.catalog.datadir import data_file
 from geoseg.models.card import LABEL_NODATA
 from tests.clusters import started_client
 from workflows.cluster import WORKER_ENV, inference_placement
@@ -90,7 +90,7 @@ def test_workers_keep_one_model_on_the_gpu(client: Client, tmp_path: Path) -> No
     _run(client, tmp_path / "auto.tif", "auto", "auto")
 
     def devices() -> list[str]:
-        from geoseg import inference
+        from geoseg.predict import inference
 
         return sorted({str(next(m.module.parameters()).device) for m in inference._CACHE.values()})
 

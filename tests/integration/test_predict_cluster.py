@@ -46,7 +46,9 @@ def test_two_worker_processes_give_the_default_result(
                 chunk_size=128,
             )
             assert distributed_run.chunks_computed == 9
-            loads = client.run(lambda: __import__("geoseg.inference").inference.model_loads())
+            loads = client.run(
+                lambda: __import__("geoseg.predict.inference").predict.inference.model_loads()
+            )
             assert all(count <= 1 for count in loads.values())
         # the command line on the same cluster, through --scheduler
         main(

@@ -14,12 +14,12 @@ import pytest
 import rasterio
 from distributed import Client
 
-from geoseg.datadir import data_file
+from geoseg.catalog.datadir import data_file
 from geoseg.io.cog import CLASS_NAMES_TAG
 from geoseg.io.raster import read_info
 from geoseg.models.card import LABEL_NODATA
 from geoseg.models.loading import shipped_models
-from geoseg.overviews import decimate, overview_factors
+from geoseg.predict.overviews import decimate, overview_factors
 from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
 from workflows.predict import predict_file

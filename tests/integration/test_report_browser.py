@@ -15,7 +15,7 @@ from PIL import Image
 from shapely.geometry import box
 
 from geoseg.io.report import write_html
-from geoseg.report import Quicklook, ReportInputs, build_report
+from geoseg.report.html import Quicklook, ReportInputs, build_report
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -22,7 +22,7 @@ from distributed import Client
 from geoseg.bbox import make_bbox, to_crs
 from geoseg.cli import main
 from geoseg.errors import BBoxError, CatalogError
-from geoseg.manifest import RunManifest
+from geoseg.report.manifest import RunManifest
 from tests.clusters import started_cluster
 from tests.predict_fixtures import make_model_dir
 from workflows.cluster import WORKER_ENV

@@ -12,7 +12,7 @@ import rasterio
 import shapely
 
 from geoseg.bbox import make_bbox
-from geoseg.manifest import RunManifest
+from geoseg.report.manifest import RunManifest
 from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
 from workflows.run import InferenceSettings, run_change

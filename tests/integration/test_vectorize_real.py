@@ -13,10 +13,10 @@ from numpy.typing import NDArray
 from rasterio.features import shapes
 
 from geoseg.areas import pixel_areas_m2
-from geoseg.datadir import data_file
+from geoseg.catalog.datadir import data_file
 from geoseg.grid import PixelWindow
 from geoseg.io.raster import read_info, read_valid_mask, read_window
-from geoseg.vectorize import concat_pieces, merge_seam_pieces, polygonize_chunk
+from geoseg.vector.polygonize import concat_pieces, merge_seam_pieces, polygonize_chunk
 from workflows.cluster import dask_client
 from workflows.vectorize import lazy_labels, vectorize_file, vectorize_labels
 

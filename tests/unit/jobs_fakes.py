@@ -32,10 +32,10 @@ import rasterio.features
 from numpy.typing import NDArray
 from shapely.geometry import shape
 
-from geoseg.catalog import local_path
+from geoseg.catalog.stac import local_path
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery
-from geoseg.report import Quicklook
+from geoseg.report.html import Quicklook
 
 CHIAPAS = (
     ("LE70220491999322EDC01", "1999-11-18T16:30:00+00:00", "LE70220491999322EDC01_stack.gtif"),

@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoseg.blending import (
+from geoseg.grid import PixelWindow
+from geoseg.predict.blending import (
     WEIGHT_FLOOR,
     Pieces,
     axis_weights,
@@ -16,8 +17,7 @@ from geoseg.blending import (
     weight_probabilities,
     whole_tile,
 )
-from geoseg.grid import PixelWindow
-from geoseg.tiling import chunk_windows, make_layout, tiles_touching
+from geoseg.predict.tiling import chunk_windows, make_layout, tiles_touching
 
 tile_and_overlap = st.integers(min_value=8, max_value=300).flatmap(
     lambda tile: st.tuples(st.just(tile), st.integers(min_value=0, max_value=(tile - 1) // 2))

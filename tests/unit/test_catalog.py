@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from geoseg import catalog as catalog_module
 from geoseg.bbox import make_bbox
-from geoseg.catalog import (
+from geoseg.catalog import stac as catalog_module
+from geoseg.catalog.stac import (
     EMBEDDED,
     entry_from_item,
     open_catalog,

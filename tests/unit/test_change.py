@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from geoseg.change import (
+from geoseg.change.classmap import EXCLUDED, ClassSpec
+from geoseg.change.counts import (
     AREA_UNITS_PER_HA,
     ChangeCounts,
     class_index_lookup,
@@ -19,7 +20,6 @@ from geoseg.change import (
     row_area_units,
     set_forest_classes,
 )
-from geoseg.classmap import EXCLUDED, ClassSpec
 from geoseg.errors import ConfigError
 
 CLASSES = (

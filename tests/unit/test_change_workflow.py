@@ -14,10 +14,10 @@ import rasterio
 import shapely
 from affine import Affine
 
-from geoseg.classmap import preset_class_map
+from geoseg.change.classmap import preset_class_map
+from geoseg.change.regions import EmptyRegionWarning
 from geoseg.cli import main
 from geoseg.errors import GridMismatchError, InputError, VectorReadError
-from geoseg.regions import EmptyRegionWarning
 from tests.clusters import started_client, started_cluster
 from workflows.change import change_file
 

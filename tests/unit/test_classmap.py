@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoseg.classmap import (
+from geoseg.change.classmap import (
     EXCLUDED,
     ClassMap,
     apply_class_map,

@@ -36,7 +36,7 @@ def test_local_workers_start_with_the_allocator_settings(monkeypatch: pytest.Mon
 
 def _forward_faults() -> int:
     """In a task thread: page faults of the second of two forwards of a shipped model."""
-    from geoseg.inference import cached_model, forward_probabilities, model_key
+    from geoseg.predict.inference import cached_model, forward_probabilities, model_key
 
     loaded = cached_model(model_key("landcover-landsat", "cpu"))
     batch = np.random.default_rng(0).random((4, 4, 512, 512), dtype=np.float32)

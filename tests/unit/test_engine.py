@@ -5,8 +5,8 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geoseg.engine import STRIP_BYTES, blend_strips
 from geoseg.grid import PixelWindow
+from geoseg.predict.engine import STRIP_BYTES, blend_strips
 
 
 @given(

@@ -9,10 +9,10 @@ import pytest
 from affine import Affine
 from click.testing import CliRunner
 
-from geoseg.classmap import ClassMap
+from geoseg.change.classmap import ClassMap
+from geoseg.change.evaluate import evaluate_rasters
 from geoseg.cli import cli
 from geoseg.errors import GridMismatchError
-from geoseg.evaluate import evaluate_rasters
 
 PREDICTION = np.array(
     [

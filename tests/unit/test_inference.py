@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from geoseg import inference
 from geoseg.errors import ConfigError, ModelError
+from geoseg.predict import inference
 from tests.predict_fixtures import make_model_dir
 
 

@@ -12,7 +12,7 @@ from shapely.geometry import Polygon, box
 from geoseg.errors import JobError
 from geoseg.io.vector import read_vector, write_layers
 from geoseg.jobs.spec import AreaSpec
-from geoseg.report import ReportInputs, build_report, map_svg
+from geoseg.report.html import ReportInputs, build_report, map_svg
 from workflows.jobs import _per_region_polygons, area_bbox, regions_file
 
 
@@ -56,7 +56,7 @@ def test_report_is_escaped_offline_and_deterministic() -> None:
 def test_map_places_polygons_in_the_pictures_pixels() -> None:
     import numpy as np
 
-    from geoseg.report import MAP_WIDTH, Quicklook
+    from geoseg.report.html import MAP_WIDTH, Quicklook
 
     quicklook = Quicklook(np.zeros((10, 20, 3), np.uint8), (0.0, 0.0, 200.0, 100.0), "EPSG:32615")
     polygons = gpd.GeoDataFrame(

@@ -17,7 +17,7 @@ from geoseg.io.runs import (
     write_attribute_table,
     write_json,
 )
-from geoseg.manifest import (
+from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
     RunManifest,

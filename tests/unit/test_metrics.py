@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from geoseg.errors import InputError
-from geoseg.metrics import (
+from geoseg.change.metrics import (
     confusion_matrix,
     f1_score,
     mean_iou,
@@ -15,6 +14,7 @@ from geoseg.metrics import (
     per_class_iou,
     scores,
 )
+from geoseg.errors import InputError
 
 TRUTH = np.array([[0, 0, 1, 1], [2, 2, 1, -1]])
 PREDICTION = np.array([[0, 1, 1, 1], [2, 0, 255, 2]])

@@ -11,7 +11,7 @@ from geoseg.io.checkpoint import read_card, write_model_dir
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import load_model
 from geoseg.models.registry import build_model
-from geoseg.preprocess import resolve_band_indexes
+from geoseg.predict.preprocess import resolve_band_indexes
 from tests.unit.test_models_contract import card_for
 
 

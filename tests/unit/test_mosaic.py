@@ -11,11 +11,11 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geoseg.bbox import BBox, BBoxClippedWarning, make_bbox, to_crs
-from geoseg.catalog import AssetFile, BandInfo, CatalogError, SceneEntry, open_catalog
+from geoseg.catalog.mosaic import coarser_grid, mosaic_source, target_grid
+from geoseg.catalog.stac import AssetFile, BandInfo, CatalogError, SceneEntry, open_catalog
 from geoseg.errors import BBoxError
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.mosaic import coarser_grid, mosaic_source, target_grid
-from geoseg.sources import RasterSource
+from geoseg.predict.sources import RasterSource
 
 from ..conftest import coordinate_image
 

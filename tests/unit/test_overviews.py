@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.overviews import decimate, overview_factors, overview_grid, overview_window
-from geoseg.tiling import chunk_windows
+from geoseg.predict.overviews import decimate, overview_factors, overview_grid, overview_window
+from geoseg.predict.tiling import chunk_windows
 
 
 def grid_of(height: int, width: int) -> RasterGrid:

@@ -14,8 +14,8 @@ import rasterio
 from distributed import Client, get_task_stream
 
 from geoseg.errors import ConfigError
-from geoseg.inference import DeviceSupport, device_support, select_device, select_precision
-from geoseg.sources import FileSource
+from geoseg.predict.inference import DeviceSupport, device_support, select_device, select_precision
+from geoseg.predict.sources import FileSource
 from tests.clusters import started_client, started_cluster
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir

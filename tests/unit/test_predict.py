@@ -9,9 +9,12 @@ import rasterio
 import torch
 from distributed import Client
 
-from geoseg import inference
-from geoseg.blending import PROBABILITY_SCALE, blend_window
-from geoseg.engine import (
+from geoseg.io.cog import CLASS_NAMES_TAG
+from geoseg.io.workdir import read_tile_batch
+from geoseg.models.card import LABEL_NODATA
+from geoseg.predict import inference
+from geoseg.predict.blending import PROBABILITY_SCALE, blend_window
+from geoseg.predict.engine import (
     PredictPlan,
     TileBatch,
     batch_inputs,
@@ -19,13 +22,10 @@ from geoseg.engine import (
     forward_batch,
     make_plan,
 )
-from geoseg.io.cog import CLASS_NAMES_TAG
-from geoseg.io.workdir import read_tile_batch
-from geoseg.models.card import LABEL_NODATA
-from geoseg.preprocess import normalize, reflect_pad
-from geoseg.sources import FileSource
-from geoseg.stitching import shared_windows
-from geoseg.tiling import tile_batches
+from geoseg.predict.preprocess import normalize, reflect_pad
+from geoseg.predict.sources import FileSource
+from geoseg.predict.stitching import shared_windows
+from geoseg.predict.tiling import tile_batches
 from tests.clusters import started_client
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_fixed_conv_dir, make_model_dir

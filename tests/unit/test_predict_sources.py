@@ -9,7 +9,7 @@ import pytest
 
 from geoseg.errors import BandMismatchError, InputError
 from geoseg.grid import PixelWindow
-from geoseg.sources import FileSource, RasterSource
+from geoseg.predict.sources import FileSource, RasterSource
 from tests.conftest import coordinate_image
 
 

@@ -8,7 +8,7 @@ from rasterio.crs import CRS
 from geoseg.errors import BandMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.models.card import InputScaling
-from geoseg.preprocess import (
+from geoseg.predict.preprocess import (
     SceneStatistics,
     band_name_from_description,
     band_names_from_descriptions,

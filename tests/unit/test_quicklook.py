@@ -8,8 +8,8 @@ from PIL import Image
 
 from geoseg.errors import InputError
 from geoseg.io.runs import save_png
-from geoseg.quicklook import LegendClass, class_picture, quicklook_figure, stretch_rgb
-from geoseg.summary import class_area_table
+from geoseg.report.quicklook import LegendClass, class_picture, quicklook_figure, stretch_rgb
+from geoseg.report.summary import class_area_table
 
 CLASSES = [LegendClass(1, "water", (31, 120, 180)), LegendClass(4, "forest", (51, 160, 44))]
 

@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 
-from geoseg.errors import InputError, VectorReadError
-from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.regions import (
+from geoseg.change.regions import (
     EmptyRegionWarning,
     prepare_regions,
     region_masks,
     tag_with_regions,
     warn_empty_regions,
 )
+from geoseg.errors import InputError, VectorReadError
+from geoseg.grid import PixelWindow, RasterGrid
 
 # 10 x 10 pixels of 30 m: x 300000..300300, y 4149700..4150000
 GRID = RasterGrid(CRS.from_epsg(32612), Affine(30.0, 0.0, 300000.0, 0.0, -30.0, 4150000.0), 10, 10)

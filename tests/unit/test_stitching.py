@@ -6,21 +6,21 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoseg.blending import (
+from geoseg.grid import PixelWindow
+from geoseg.predict.blending import (
     blend_window,
     labels_from_probabilities,
     tile_weights,
     weight_probabilities,
     whole_tile,
 )
-from geoseg.grid import PixelWindow
-from geoseg.stitching import (
+from geoseg.predict.stitching import (
     parts_sizes,
     shared_windows,
     tile_parts,
     tile_regions,
 )
-from geoseg.tiling import TileLayout, chunk_windows, make_layout, tiles_touching
+from geoseg.predict.tiling import TileLayout, chunk_windows, make_layout, tiles_touching
 
 layouts = st.integers(8, 120).flatmap(
     lambda tile: st.tuples(

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow
-from geoseg.tiling import (
+from geoseg.predict.tiling import (
     batch_taper,
     chunk_windows,
     halo_window,

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from rasterio.features import shapes
 from scipy import ndimage
 
-from geoseg.tracing import RegionOutlines, trace_regions
+from geoseg.vector.tracing import RegionOutlines, trace_regions
 
 
 def polygons(outlines: RegionOutlines) -> NDArray[np.object_]:

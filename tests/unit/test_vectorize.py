@@ -15,19 +15,19 @@ from scipy import ndimage
 
 from geoseg.areas import pixel_areas_m2
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.polygons import (
-    class_probability,
-    drop_small,
-    polygon_table,
-    probability_bands,
-    simplify_coverage,
-)
-from geoseg.vectorize import (
+from geoseg.vector.polygonize import (
     PolygonPieces,
     concat_pieces,
     merge_seam_pieces,
     polygon_mask,
     polygonize_chunk,
+)
+from geoseg.vector.polygons import (
+    class_probability,
+    drop_small,
+    polygon_table,
+    probability_bands,
+    simplify_coverage,
 )
 
 UTM = CRS.from_epsg(32612)

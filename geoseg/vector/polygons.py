@@ -1,6 +1,6 @@
 """From merged pixel-space polygons to an attributed, georeferenced table.
 
-Polygons arrive in global pixel coordinates (see :mod:`geoseg.vectorize`).
+Polygons arrive in global pixel coordinates (see :mod:`geoseg.vector.polygonize`).
 Here they are simplified as a coverage (shared boundaries stay shared), moved
 to the raster's CRS, measured on the ground and given their attributes; small
 ones are dropped. Areas are true ground areas: planimetric in metres for
@@ -23,7 +23,7 @@ from pyproj import CRS as ProjCRS
 from geoseg.areas import row_pixel_areas_m2
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.vectorize import GeometryArray, PolygonPieces
+from geoseg.vector.polygonize import GeometryArray, PolygonPieces
 
 PROVENANCE_FIELDS = ("source", "model", "run_time")
 CLASS_NAMES_TAG = "GEOSEG_CLASS_NAMES"

@@ -3,7 +3,7 @@
 Items become :class:`SceneEntry` values (grid, bands by common name with scale,
 offset and nodata, datetime interval, files with their SHA-256), so nothing
 downstream touches STAC dictionaries. Local asset hrefs are relative to the
-data directory (:func:`geoseg.datadir.data_dir`); every file's checksum is
+data directory (:func:`geoseg.catalog.datadir.data_dir`); every file's checksum is
 verified before use (:func:`verify_entry`).
 """
 
@@ -20,13 +20,13 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
-from geoseg.datadir import data_dir
+from geoseg.catalog.datadir import data_dir
 from geoseg.errors import BBoxError, CatalogError
 from geoseg.grid import RasterGrid
 from geoseg.io.checksums import verify_sha256
 from geoseg.io.stac import read_static_catalog, search_stac_api
 
-EMBEDDED = Path(__file__).resolve().parent.parent / "data_catalog" / "catalog.json"
+EMBEDDED = Path(__file__).resolve().parents[2] / "data_catalog" / "catalog.json"
 """The catalog shipped with geoseg, describing the sample data."""
 
 IMAGERY = "landsat"

@@ -33,7 +33,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.warp import transform_bounds
 
 from geoseg.bbox import BBox, clip_to_coverage, to_crs, union
-from geoseg.catalog import SceneEntry
+from geoseg.catalog.stac import SceneEntry
 from geoseg.errors import CatalogError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.warp import read_bands_on_grid

@@ -13,7 +13,7 @@ ends exactly on the last pixel. Consecutive tiles therefore overlap by at least
 one tile large reads only real pixels, and the border pixels are covered
 without padding. When the scene is smaller than a tile along an axis, that axis
 has a single tile at origin 0 that runs past the border; its reads are padded
-by reflection (see :func:`geoseg.preprocess.reflect_pad`).
+by reflection (see :func:`geoseg.predict.preprocess.reflect_pad`).
 
 Tiles are numbered in row-major order (``index = tile_row * columns +
 tile_col``); that global order fixes both the batching of tiles for the model

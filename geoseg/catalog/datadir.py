@@ -10,7 +10,7 @@ from geoseg.errors import ChecksumError, DataDirError
 from geoseg.io.checksums import read_sha256sums, verify_sha256
 
 ENV_VAR = "GEOSEG_DATA_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:

@@ -21,7 +21,11 @@ from numpy.typing import NDArray
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import read_info, read_window_masked
-from geoseg.preprocess import PhysicalValues, band_names_from_descriptions, resolve_band_indexes
+from geoseg.predict.preprocess import (
+    PhysicalValues,
+    band_names_from_descriptions,
+    resolve_band_indexes,
+)
 
 
 @runtime_checkable

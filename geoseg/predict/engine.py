@@ -4,7 +4,7 @@ A :class:`PredictPlan` is the normalised, picklable description of a run: the
 source, which of its bands feed the model, the model, the tile layout, the
 scaling and where the work directory is. :func:`forward_batch` runs one batch
 of tiles (a fixed group of the global tile order) and stores what stitching
-needs of each tile (:mod:`geoseg.stitching`): the labels of its solo window,
+needs of each tile (:mod:`geoseg.predict.stitching`): the labels of its solo window,
 where it alone has weight, and its weighted probabilities over the bands it
 shares with neighbours; :func:`assemble_chunk` pastes the solo labels of the
 tiles touching one output chunk, blends the shared bands in canonical order
@@ -23,23 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.blending import (
-    blend_window,
-    labels_from_probabilities,
-    quantize_probabilities,
-    tile_weights,
-)
 from geoseg.grid import PixelWindow
-from geoseg.inference import (
-    DeviceSupport,
-    ModelKey,
-    Precision,
-    cached_model,
-    forward_probabilities,
-    model_key,
-    select_device,
-    select_precision,
-)
 from geoseg.io.checkpoint import read_card
 from geoseg.io.cog import write_chunk
 from geoseg.io.workdir import (
@@ -52,8 +36,24 @@ from geoseg.io.workdir import (
     write_tile_batch,
 )
 from geoseg.models.card import LABEL_NODATA, InputScaling
-from geoseg.overviews import decimate, overview_factors, overview_grid
-from geoseg.preprocess import (
+from geoseg.predict.blending import (
+    blend_window,
+    labels_from_probabilities,
+    quantize_probabilities,
+    tile_weights,
+)
+from geoseg.predict.inference import (
+    DeviceSupport,
+    ModelKey,
+    Precision,
+    cached_model,
+    forward_probabilities,
+    model_key,
+    select_device,
+    select_precision,
+)
+from geoseg.predict.overviews import decimate, overview_factors, overview_grid
+from geoseg.predict.preprocess import (
     SceneStatistics,
     normalize,
     reflect_pad,
@@ -61,9 +61,15 @@ from geoseg.preprocess import (
     sample_windows,
     scene_statistics,
 )
-from geoseg.sources import RasterSource
-from geoseg.stitching import TileParts, parts_sizes, shared_windows, tile_parts, tile_regions
-from geoseg.tiling import TileLayout, make_layout, tiles_touching
+from geoseg.predict.sources import RasterSource
+from geoseg.predict.stitching import (
+    TileParts,
+    parts_sizes,
+    shared_windows,
+    tile_parts,
+    tile_regions,
+)
+from geoseg.predict.tiling import TileLayout, make_layout, tiles_touching
 
 WORK_FORMAT = 3
 """Version of the work-directory layout; part of its hash."""
@@ -137,10 +143,10 @@ def batch_inputs(
 
 @dataclass(frozen=True)
 class TileBatch:
-    """What a forward task keeps of a batch of tiles (see :mod:`geoseg.stitching`).
+    """What a forward task keeps of a batch of tiles (see :mod:`geoseg.predict.stitching`).
 
     ``bands`` (float32) and ``solo`` (uint8) are flat arrays that
-    :func:`geoseg.stitching.tile_parts` cuts into each tile's parts; ``valid``
+    :func:`geoseg.predict.stitching.tile_parts` cuts into each tile's parts; ``valid``
     is the validity of every tile pixel ``(tiles, tile, tile)``.
     """
 

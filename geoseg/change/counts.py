@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from geoseg.classmap import EXCLUDED, ClassSpec
+from geoseg.change.classmap import EXCLUDED, ClassSpec
 from geoseg.errors import ConfigError
 from geoseg.grid import RasterGrid
 

@@ -25,9 +25,9 @@ from scipy.sparse.csgraph import connected_components
 
 from geoseg.grid import PixelWindow
 from geoseg.models.card import LABEL_NODATA
-from geoseg.ragged import RaggedPolygons, concat_ragged
-from geoseg.seams import join_rings
-from geoseg.tracing import trace_regions
+from geoseg.vector.ragged import RaggedPolygons, concat_ragged
+from geoseg.vector.seams import join_rings
+from geoseg.vector.tracing import trace_regions
 
 GeometryArray = NDArray[np.object_]
 POLYGON_TYPE_ID = 3
@@ -295,7 +295,7 @@ def merge_seam_pieces(chunks: Sequence[ChunkPolygons], with_probability: bool) -
 
     Pieces of one region (same class, edge-adjacent across a seam) become one
     polygon: their exterior rings are joined edge by edge
-    (:func:`geoseg.seams.join_rings`) and their holes, which lie inside their
+    (:func:`geoseg.vector.seams.join_rings`) and their holes, which lie inside their
     own chunks, are kept. Polygons come in group order.
 
     Parameters

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.jit import compiled
-from geoseg.ragged import RaggedPolygons, offsets
+from geoseg.vector.ragged import RaggedPolygons, offsets
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Which pixels a tile covers alone, and which it shares with its neighbours.
 
-Blending (:mod:`geoseg.blending`) sums every tile's weighted probabilities and
+Blending (:mod:`geoseg.predict.blending`) sums every tile's weighted probabilities and
 divides by the weight sum. Most of a tile, though, is covered by no other tile
 with a positive weight: its *solo* rectangle, where the blended value is the
 tile's own probability (its weight is exactly 1 there: the rectangle lies in the
@@ -33,9 +33,9 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.blending import discarded_margin
 from geoseg.grid import PixelWindow
-from geoseg.tiling import TileLayout
+from geoseg.predict.blending import discarded_margin
+from geoseg.predict.tiling import TileLayout
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.classmap import EXCLUDED, ClassMap, apply_class_map, class_names_from_tags
+from geoseg.change.classmap import EXCLUDED, ClassMap, apply_class_map, class_names_from_tags
+from geoseg.change.metrics import SegmentationScores, confusion_matrix, scores
 from geoseg.errors import InputError
 from geoseg.io.raster import read_info
 from geoseg.io.warp import common_grid, read_on_grid
-from geoseg.metrics import SegmentationScores, confusion_matrix, scores
-from geoseg.tiling import chunk_windows
+from geoseg.predict.tiling import chunk_windows
 
 CODES = 255
 """Class ids 0..254 are counted; 255 is nodata/excluded."""

@@ -1,7 +1,7 @@
 """Joining the outlines of regions cut by chunk seams, edge by edge.
 
 A region of a class map that spans several chunks is traced once per chunk
-(:mod:`geoseg.tracing`); the exterior rings of its pieces share the unit edges
+(:mod:`geoseg.vector.tracing`); the exterior rings of its pieces share the unit edges
 along the seams between them, walked in opposite directions. :func:`join_rings`
 removes those shared edges and walks what is left into the rings of the whole
 region: its exterior and the holes the pieces enclose together, exactly the
@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.jit import compiled
-from geoseg.ragged import offsets, ranges
+from geoseg.vector.ragged import offsets, ranges
 
 # edge directions: 0 +x, 1 +y, 2 -x, 3 -y (pixel coordinates: x column, y row)
 _STEP_X = np.array([1, 0, -1, 0], dtype=np.int64)

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.grid import PixelWindow
-from geoseg.tiling import TileLayout
+from geoseg.predict.tiling import TileLayout
 
 WEIGHT_FLOOR = 1e-3
 """Smallest weight inside a tile's kept area (the first pixel of a ramp is above it)."""
@@ -135,7 +135,7 @@ def blend_window(
         ``(tile index, pieces of its weighted probabilities)`` for every tile
         with a positive weight somewhere in ``window`` (whole tiles:
         :func:`whole_tile`; the stored bands of a tile:
-        :class:`geoseg.stitching.TileParts`); ``None`` for a tile without any
+        :class:`geoseg.predict.stitching.TileParts`); ``None`` for a tile without any
         valid pixel (skipped). The pieces must hold every pixel of ``window``
         where the tile's weight is positive. Summed in ascending tile index
         whatever the given order.

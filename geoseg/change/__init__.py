@@ -1,0 +1,1 @@
+"""Change stage: class maps, regions, additive change counts, metrics and evaluation."""

@@ -1,0 +1,1 @@
+"""Predict stage: tiled, overlapping-window inference stitched into class maps."""

@@ -1,0 +1,1 @@
+"""Report stage: run manifests, summary tables, quicklook figures and HTML reports."""

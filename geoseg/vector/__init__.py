@@ -1,0 +1,1 @@
+"""Vector stage: seam-free polygonization of class maps and their attributes."""
