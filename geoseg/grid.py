@@ -32,7 +32,7 @@ class PixelWindow:
 
     def __post_init__(self) -> None:
         if self.height < 0 or self.width < 0:
-            raise ValueError(f"window size must be >= 0, got {self.height}x{self.width}")
+            raise InputError(f"window size must be >= 0, got {self.height}x{self.width}")
 
     @property
     def row_stop(self) -> int:
