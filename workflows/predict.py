@@ -37,7 +37,7 @@ from tqdm import tqdm
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.checkpoint import read_card
-from geoseg.io.cog import CLASS_NAMES_TAG, Level, OutputStyle, assemble_cog, class_names_tag
+from geoseg.io.cog import Level, OutputStyle, assemble_cog
 from geoseg.io.workdir import (
     ChunkSummary,
     batch_path,
@@ -48,7 +48,14 @@ from geoseg.io.workdir import (
     recycle_tile_batch,
     remove_work_dir,
 )
-from geoseg.models.card import LABEL_NODATA, ModelCard
+from geoseg.labels import (
+    CLASS_NAMES_TAG,
+    LABEL_NODATA,
+    MODEL_SHA256_TAG,
+    MODEL_TAG,
+    format_class_names,
+)
+from geoseg.models.card import ModelCard
 from geoseg.predict.blending import PROBABILITY_SCALE
 from geoseg.predict.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
 from geoseg.predict.overviews import overview_factors, overview_grid, overview_window
@@ -174,9 +181,9 @@ def _overview_levels(
 def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
     names = {spec.id: spec.name for spec in card.classes}
     tags = {
-        CLASS_NAMES_TAG: class_names_tag(names),
-        "GEOSEG_MODEL": card.name,
-        "GEOSEG_MODEL_SHA256": card.weights_sha256,
+        CLASS_NAMES_TAG: format_class_names(names),
+        MODEL_TAG: card.name,
+        MODEL_SHA256_TAG: card.weights_sha256,
     }
     labels = OutputStyle(
         band_descriptions=("class",),

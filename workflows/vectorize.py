@@ -33,13 +33,9 @@ from numpy.typing import NDArray
 from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
-from geoseg.io.vector import (
-    GeoPackageWriter,
-    class_style_qml,
-    feature_table,
-    layer_name,
-    open_geopackage,
-)
+from geoseg.io.vector import GeoPackageWriter, open_geopackage
+from geoseg.labels import CLASS_NAMES_TAG, MODEL_TAG, colours_of_table, parse_class_names
+from geoseg.vector.features import feature_table, layer_name
 from geoseg.vector.polygonize import (
     ChunkPolygons,
     PolygonPieces,
@@ -49,18 +45,15 @@ from geoseg.vector.polygonize import (
     polygonize_chunk,
 )
 from geoseg.vector.polygons import (
-    CLASS_NAMES_TAG,
     class_probability,
     drop_small,
-    parse_class_names,
     pixel_size_m,
     polygon_table,
     probability_bands,
     provenance_values,
     simplify_coverage,
 )
-
-MODEL_TAG = "GEOSEG_MODEL"
+from geoseg.vector.style import class_style_qml
 
 
 def chunk_windows(grid: RasterGrid, chunk_size: int) -> list[list[PixelWindow]]:
@@ -394,8 +387,7 @@ def _colours(
 ) -> dict[int, tuple[int, int, int]]:
     if given is not None:
         return dict(given)
-    table = info.colormap or {}
-    return {class_id: (rgba[0], rgba[1], rgba[2]) for class_id, rgba in table.items()}
+    return colours_of_table(info.colormap or {})
 
 
 def _noting_classes(tables: Iterable[pa.Table], seen: set[int]) -> Iterator[pa.Table]:

@@ -4,7 +4,8 @@ A class map says which raw raster codes belong to which class. Each class has an
 ``id`` (0-254), a ``name`` and an ``is_forest`` flag (the deforestation rule is
 "a forest class at BEFORE and a non-forest class at AFTER"). Codes are single
 values or inclusive ranges written ``"first..last"``. Codes that no class lists,
-and the raster's nodata, are *excluded* (class id 255) and counted apart.
+and the raster's nodata, are *excluded* (class id 255, :data:`geoseg.labels.LABEL_NODATA`)
+and counted apart.
 
 A class map is read from YAML (``geoseg change --class-map MAP.yaml``)::
 
@@ -35,7 +36,6 @@ identity map built by :func:`identity_class_map` is used.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -46,17 +46,16 @@ from numpy.typing import NDArray
 from pydantic import Field, field_validator, model_validator
 
 from geoseg.config import StrictModel, load_yaml_config
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, InputError
+from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA, MAX_CLASS_ID, parse_class_names
 
-EXCLUDED = 255
-CLASS_NAMES_TAG = "GEOSEG_CLASS_NAMES"
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 
 
 class ClassSpec(StrictModel):
     """One class: its id in the output, its name, and whether it counts as forest."""
 
-    id: int = Field(ge=0, le=254)
+    id: int = Field(ge=0, le=MAX_CLASS_ID)
     name: str = Field(min_length=1)
     is_forest: bool = False
 
@@ -196,7 +195,7 @@ def identity_class_map(names: dict[int, str], forest_ids: Iterable[int] = ()) ->
     rules = [
         _rule(code, name, [code], forest=code in forest)
         for code, name in sorted(names.items())
-        if code != EXCLUDED
+        if code != LABEL_NODATA
     ]
     if not rules:
         raise ConfigError("an identity class map needs at least one class name")
@@ -204,14 +203,20 @@ def identity_class_map(names: dict[int, str], forest_ids: Iterable[int] = ()) ->
 
 
 def class_names_from_tags(tags: dict[str, str], source: str) -> dict[int, str] | None:
-    """Class names from a raster's ``GEOSEG_CLASS_NAMES`` tag (None when absent)."""
+    """Class names from a raster's ``GEOSEG_CLASS_NAMES`` tag (None when absent).
+
+    Raises
+    ------
+    ConfigError
+        The tag is not valid (:func:`geoseg.labels.parse_class_names`); the
+        message offers ``--class-map`` as the other way out.
+    """
     text = tags.get(CLASS_NAMES_TAG)
     if text is None:
         return None
     try:
-        raw = json.loads(text)
-        return {int(key): str(value) for key, value in raw.items()}
-    except (ValueError, AttributeError):
+        return parse_class_names(text, source)
+    except InputError:
         raise ConfigError(
             f"{source}: tag {CLASS_NAMES_TAG} is not JSON like {{'0': 'water'}}; "
             "fix the tag or pass --class-map"
@@ -242,7 +247,7 @@ def code_lookup(class_map: ClassMap, dtype: np.dtype[np.generic]) -> NDArray[np.
     if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
         return None
     size = 1 << (8 * dtype.itemsize)
-    table = np.full(size, EXCLUDED, dtype=np.uint8)
+    table = np.full(size, LABEL_NODATA, dtype=np.uint8)
     for rule in class_map.classes:
         for first, last in rule.code_ranges():
             low, high = max(first, 0), min(last, size - 1)
@@ -271,10 +276,10 @@ def apply_class_map(
     if table is not None:
         ids: NDArray[np.uint8] = table[codes]
     else:
-        ids = np.full(codes.shape, EXCLUDED, dtype=np.uint8)
+        ids = np.full(codes.shape, LABEL_NODATA, dtype=np.uint8)
         for rule in class_map.classes:
             for first, last in rule.code_ranges():
                 ids[(codes >= first) & (codes <= last)] = rule.id
     if valid is not None:
-        ids = np.where(valid, ids, np.uint8(EXCLUDED)).astype(np.uint8, copy=False)
+        ids = np.where(valid, ids, np.uint8(LABEL_NODATA)).astype(np.uint8, copy=False)
     return ids

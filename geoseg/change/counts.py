@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from geoseg.change.classmap import EXCLUDED, ClassSpec
+from geoseg.change.classmap import ClassSpec
 from geoseg.errors import ConfigError
 from geoseg.grid import RasterGrid
+from geoseg.labels import LABEL_NODATA
 
 AREA_UNITS_PER_M2 = 10_000  # areas are accumulated in integer cm2
 AREA_UNITS_PER_HA = AREA_UNITS_PER_M2 * 10_000
@@ -231,7 +232,7 @@ def deforestation_mask(
     forest_after = forest[after]
     valid = (lookup[before] >= 0) & (lookup[after] >= 0)
     lost = (forest_before == 1) & (forest_after == 0)
-    return np.where(valid, lost.astype(np.uint8), np.uint8(EXCLUDED)).astype(np.uint8)
+    return np.where(valid, lost.astype(np.uint8), np.uint8(LABEL_NODATA)).astype(np.uint8)
 
 
 def _hectares(area_cm2: NDArray[np.int64]) -> NDArray[np.float64]:

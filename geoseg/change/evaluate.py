@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.change.classmap import EXCLUDED, ClassMap, apply_class_map, class_names_from_tags
+from geoseg.change.classmap import ClassMap, apply_class_map, class_names_from_tags
 from geoseg.change.metrics import SegmentationScores, confusion_matrix, scores
 from geoseg.errors import InputError
 from geoseg.io.raster import read_info
 from geoseg.io.warp import common_grid, read_on_grid
+from geoseg.labels import LABEL_NODATA, MAX_CLASS_ID
 from geoseg.predict.tiling import chunk_windows
 
-CODES = 255
-"""Class ids 0..254 are counted; 255 is nodata/excluded."""
+CODES = MAX_CLASS_ID + 1
+"""Class ids 0..254 are counted; 255 (``LABEL_NODATA``) is nodata/excluded."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def _class_ids(values: NDArray[np.generic], valid: NDArray[np.bool_]) -> NDArray
     """Values as class ids 0..254; anything else (and invalid pixels) -> 255."""
     ids = values.astype(np.int64)
     keep = valid & (ids >= 0) & (ids < CODES) & (ids == values)
-    return np.where(keep, ids, EXCLUDED)
+    return np.where(keep, ids, LABEL_NODATA)
 
 
 def evaluate_rasters(

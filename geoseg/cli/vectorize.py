@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geoseg.labels import MAX_CLASS_ID
+
 
 def _class_ids(
     context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
@@ -14,8 +16,8 @@ def _class_ids(
     ids: list[int] = []
     for value in values:
         for part in value.split(","):
-            if not part.strip().isdigit() or int(part) > 254:
-                raise click.BadParameter(f"class ids are integers 0-254, got {part!r}")
+            if not part.strip().isdigit() or int(part) > MAX_CLASS_ID:
+                raise click.BadParameter(f"class ids are integers 0-{MAX_CLASS_ID}, got {part!r}")
             ids.append(int(part))
     return ids or None
 

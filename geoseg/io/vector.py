@@ -6,7 +6,8 @@ has been written, so an error mid-write leaves the previous file byte-identical.
 Writing a layer replaces only that layer; the file's other layers and their
 styles are kept. Layers get the GeoPackage R-tree spatial index, and QGIS
 styles go into the standard ``layer_styles`` table, which QGIS applies when
-the layer is opened.
+the layer is opened. The rows arrive as Arrow tables
+(:mod:`geoseg.vector.features`), the styles as QML text (:mod:`geoseg.vector.style`).
 """
 
 from __future__ import annotations
@@ -14,30 +15,27 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyogrio
-import shapely
-from numpy.typing import NDArray
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from geoseg.errors import OutputError, VectorReadError
 from geoseg.io.atomic import atomic_path
-from geoseg.vector.polygons import default_colour
+from geoseg.vector.features import (
+    GEOMETRY_FIELD,
+    feature_table,
+    layer_geometry_type,
+    matching_layer_type,
+    table_crs,
+)
 
 STYLES_LAYER = "layer_styles"
-_GEOMETRY_FIELD = "geometry"
-_CRS_KEY = "geoseg:crs"
-_WKB_POLYGON = 3
-_WKB_MULTIPOLYGON = 6
 _SYNC_OPTION = "OGR_SQLITE_SYNCHRONOUS"
 _STYLE_COLUMNS = (
     "f_table_catalog",
@@ -55,159 +53,10 @@ _STYLE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class StyleCategory:
-    """One class of a categorized style: attribute value, legend label, fill colour."""
-
-    value: int
-    label: str
-    colour: tuple[int, int, int]
-
-
-def categorized_style_qml(field: str, categories: Sequence[StyleCategory]) -> str:
-    """A QGIS QML document: solid fills categorized by the integer ``field``."""
-    root = ElementTree.Element("qgis", version="3.28.0", styleCategories="Symbology")
-    renderer = ElementTree.SubElement(
-        root,
-        "renderer-v2",
-        type="categorizedSymbol",
-        attr=field,
-        symbollevels="0",
-        enableorderby="0",
-        forceraster="0",
-    )
-    listed = ElementTree.SubElement(renderer, "categories")
-    symbols = ElementTree.SubElement(renderer, "symbols")
-    for index, category in enumerate(categories):
-        ElementTree.SubElement(
-            listed,
-            "category",
-            value=str(category.value),
-            label=category.label,
-            symbol=str(index),
-            render="true",
-            type="integer",
-        )
-        symbol = ElementTree.SubElement(
-            symbols, "symbol", type="fill", name=str(index), alpha="1", clip_to_extent="1"
-        )
-        layer = ElementTree.SubElement(
-            symbol, "layer", attrib={"class": "SimpleFill", "enabled": "1", "pass": "0"}
-        )
-        options = ElementTree.SubElement(layer, "Option", type="Map")
-        red, green, blue = category.colour
-        for name, value in (
-            ("color", f"{red},{green},{blue},255"),
-            ("style", "solid"),
-            ("outline_color", f"{red // 2},{green // 2},{blue // 2},255"),
-            ("outline_style", "solid"),
-            ("outline_width", "0.1"),
-            ("outline_width_unit", "MM"),
-        ):
-            ElementTree.SubElement(options, "Option", type="QString", name=name, value=value)
-    body = ElementTree.tostring(root, encoding="unicode")
-    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body
-
-
-def class_style_qml(
-    class_ids: Sequence[int],
-    names: Mapping[int, str],
-    colours: Mapping[int, tuple[int, int, int]],
-) -> str:
-    """The QML style of a class layer: one category per class id, by ``class_id``.
-
-    Classes without a name are labelled ``class N``; without a colour they get
-    :func:`geoseg.vector.polygons.default_colour`.
-    """
-    categories = [
-        StyleCategory(
-            class_id,
-            names.get(class_id, f"class {class_id}"),
-            colours.get(class_id, default_colour(class_id)),
-        )
-        for class_id in sorted(class_ids)
-    ]
-    return categorized_style_qml("class_id", categories)
-
-
-def layer_name(text: str) -> str:
-    """A GeoPackage layer name from free text: letters, digits and underscores."""
-    cleaned = "".join(character if character.isalnum() else "_" for character in text)
-    return cleaned.strip("_") or "polygons"
-
-
-def feature_table(frame: gpd.GeoDataFrame) -> pa.Table:
-    """The rows of ``frame`` as an Arrow table ready for :meth:`GeoPackageWriter.write_table`.
-
-    Attribute columns keep their order and types (NaN floats become nulls, as
-    pyogrio writes them), except that every text column is ``large_string``:
-    pandas gives ``string``, ``large_string`` or, for an empty object column,
-    ``null`` depending on the dtype, and the tables of one layer must agree.
-    The geometry becomes the little-endian WKB column ``geometry`` and the CRS
-    is kept in the schema metadata. Building it is plain in-memory work, so
-    Dask workers can do it and ship the table to the process that writes the
-    file.
-    """
-    geometry_name = frame.geometry.name
-    attributes = pd.DataFrame(frame.drop(columns=geometry_name), copy=False)
-    table = pa.Table.from_pandas(attributes, preserve_index=False)
-    for index, field in enumerate(table.schema):
-        if pa.types.is_null(field.type) or pa.types.is_string(field.type):
-            text = table.column(index).cast(pa.large_string())
-            table = table.set_column(index, field.name, text)
-    wkb = shapely.to_wkb(np.asarray(frame.geometry.array), byte_order=1)
-    table = table.append_column(_GEOMETRY_FIELD, pa.array(wkb, type=pa.binary()))
-    crs = "" if frame.crs is None else frame.crs.to_wkt()
-    return table.replace_schema_metadata({_CRS_KEY: crs})
-
-
-def _wkb_type_codes(table: pa.Table) -> NDArray[np.uint32]:
-    """The geometry type code of every row's little-endian WKB."""
-    codes = []
-    for chunk in table.column(_GEOMETRY_FIELD).chunks:
-        if len(chunk) == 0:
-            continue
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[
-            chunk.offset : chunk.offset + len(chunk)
-        ]
-        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
-        starts = offsets.astype(np.int64) + 1
-        code = np.zeros(len(chunk), dtype=np.uint32)
-        for byte in range(4):
-            code |= data[starts + byte].astype(np.uint32) << np.uint32(8 * byte)
-        codes.append(code)
-    return np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
-
-
-def _promoted_to_multi(table: pa.Table, codes: NDArray[np.uint32]) -> pa.Table:
-    """``table`` with every Polygon turned into a one-part MultiPolygon."""
-    geometries = shapely.from_wkb(table.column(_GEOMETRY_FIELD).to_numpy(zero_copy_only=False))
-    single = codes == _WKB_POLYGON
-    geometries[single] = shapely.multipolygons(np.atleast_2d(geometries[single]), axis=0)
-    wkb = pa.array(shapely.to_wkb(geometries, byte_order=1), type=pa.binary())
-    return table.set_column(table.schema.get_field_index(_GEOMETRY_FIELD), _GEOMETRY_FIELD, wkb)
-
-
-def _geometry_type(codes: NDArray[np.uint32]) -> str:
-    return "MultiPolygon" if bool((codes == _WKB_MULTIPOLYGON).any()) else "Polygon"
-
-
-def _matching_layer_type(table: pa.Table, geometry_type: str) -> pa.Table:
-    """``table`` with Polygons promoted to MultiPolygons when the layer holds those."""
-    codes = _wkb_type_codes(table)
-    if geometry_type == "MultiPolygon" and bool((codes == _WKB_POLYGON).any()):
-        return _promoted_to_multi(table, codes)
-    return table
-
-
-def _crs_of(schema: pa.Schema) -> str | None:
-    return (schema.metadata or {}).get(_CRS_KEY.encode(), b"").decode() or None
-
-
 def _write_table(table: pa.Table, path: Path, layer: str, *, append: bool) -> None:
     """Write (or append) one layer with pyogrio; split out so tests can inject failures."""
-    geometry_type = _geometry_type(_wkb_type_codes(table))
-    _write_arrow(_matching_layer_type(table, geometry_type), path, layer, geometry_type, append)
+    geometry_type = layer_geometry_type(table)
+    _write_arrow(matching_layer_type(table, geometry_type), path, layer, geometry_type, append)
 
 
 def _write_arrow(data: Any, path: Path, layer: str, geometry_type: str, append: bool) -> None:
@@ -218,9 +67,9 @@ def _write_arrow(data: Any, path: Path, layer: str, geometry_type: str, append: 
         layer=layer,
         driver="GPKG",
         append=append,
-        geometry_name=_GEOMETRY_FIELD,
+        geometry_name=GEOMETRY_FIELD,
         geometry_type=geometry_type,
-        crs=_crs_of(data.schema),
+        crs=table_crs(data.schema),
         layer_options=None if append else {"SPATIAL_INDEX": "YES"},
     )
 
@@ -288,7 +137,7 @@ class GeoPackageWriter:
                 break
             schema_table = following
         first = schema_table
-        geometry_type = _geometry_type(_wkb_type_codes(first))
+        geometry_type = layer_geometry_type(first)
         failures: list[BaseException] = []
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -303,7 +152,7 @@ class GeoPackageWriter:
                             f"types mid-stream ({table.schema} after {first.schema})"
                         )
                     self._counts[layer] += len(table)
-                    yield from _matching_layer_type(table, geometry_type).to_batches()
+                    yield from matching_layer_type(table, geometry_type).to_batches()
             except BaseException as error:  # Arrow would hand GDAL only its message
                 failures.append(error)
                 raise

@@ -9,19 +9,15 @@ it scored on held-out data, and the SHA-256 of the weights.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from geoseg.config import StrictModel
+from geoseg.labels import MAX_CLASS_ID, Colour, hex_colour, is_hex_colour
 
 CARD_FILENAME = "card.json"
 WEIGHTS_FILENAME = "weights.safetensors"
-LABEL_NODATA = 255
-"""Label value written where the input is nodata; no class may use it."""
-
-_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 class BandSpec(StrictModel):
@@ -34,21 +30,21 @@ class BandSpec(StrictModel):
 class ClassSpec(StrictModel):
     """One output class."""
 
-    id: int = Field(ge=0, le=254)
+    id: int = Field(ge=0, le=MAX_CLASS_ID)
     name: str = Field(min_length=1)
     color: str = Field(description="#rrggbb")
 
     @field_validator("color")
     @classmethod
     def _check_colour(cls, value: str) -> str:
-        if not _HEX_COLOUR.match(value):
+        if not is_hex_colour(value):
             raise ValueError(f"colour must look like '#1a2b3c', got {value!r}")
         return value.lower()
 
     @property
-    def rgb(self) -> tuple[int, int, int]:
+    def rgb(self) -> Colour:
         """The colour as an ``(r, g, b)`` tuple of 0-255 ints."""
-        return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+        return hex_colour(self.color)
 
 
 class InputScaling(StrictModel):

@@ -35,7 +35,8 @@ from geoseg.io.workdir import (
     write_summary,
     write_tile_batch,
 )
-from geoseg.models.card import LABEL_NODATA, InputScaling
+from geoseg.labels import LABEL_NODATA
+from geoseg.models.card import InputScaling
 from geoseg.predict.blending import (
     blend_window,
     labels_from_probabilities,

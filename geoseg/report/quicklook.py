@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from numpy.typing import NDArray
 
 from geoseg.errors import InputError
+from geoseg.labels import colour_table
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 
@@ -55,9 +56,7 @@ def stretch_rgb(values: NDArray[np.floating], valid: NDArray[np.bool_]) -> NDArr
 
 def class_picture(labels: NDArray[np.integer], classes: Sequence[LegendClass]) -> NDArray[np.uint8]:
     """``(rows, cols)`` class ids to an ``(rows, cols, 4)`` RGBA picture (unknown ids clear)."""
-    lookup = np.zeros((256, 4), dtype=np.uint8)
-    for spec in classes:
-        lookup[spec.id] = (*spec.rgb, 255)
+    lookup = colour_table({spec.id: spec.rgb for spec in classes})
     return lookup[labels.astype(np.uint8)]
 
 

@@ -24,7 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from geoseg.grid import PixelWindow
-from geoseg.models.card import LABEL_NODATA
+from geoseg.labels import LABEL_NODATA
 from geoseg.vector.ragged import RaggedPolygons, concat_ragged
 from geoseg.vector.seams import join_rings
 from geoseg.vector.tracing import trace_regions

@@ -9,7 +9,6 @@ projected CRSs, geodesic on the CRS's ellipsoid for geographic ones.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -23,10 +22,10 @@ from pyproj import CRS as ProjCRS
 from geoseg.areas import row_pixel_areas_m2
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.labels import MAX_CLASS_ID
 from geoseg.vector.polygonize import GeometryArray, PolygonPieces
 
 PROVENANCE_FIELDS = ("source", "model", "run_time")
-CLASS_NAMES_TAG = "GEOSEG_CLASS_NAMES"
 
 
 def pixel_size_m(grid: RasterGrid) -> float:
@@ -175,34 +174,6 @@ def drop_small(table: gpd.GeoDataFrame, min_area_m2: float) -> gpd.GeoDataFrame:
     return table.loc[table["area_m2"].to_numpy() >= min_area_m2].reset_index(drop=True)
 
 
-def parse_class_names(text: str, source: str) -> dict[int, str]:
-    """Class names from the JSON ``{"id": "name"}`` of a raster's class-names tag."""
-    try:
-        decoded = json.loads(text)
-        return {int(key): str(value) for key, value in decoded.items()}
-    except (ValueError, AttributeError, TypeError):
-        raise InputError(
-            f"{source}: the {CLASS_NAMES_TAG} tag must be JSON like "
-            f'{{"1": "forest"}}, got {text[:80]!r}'
-        ) from None
-
-
-def default_colour(class_id: int) -> tuple[int, int, int]:
-    """A stable, distinct colour for a class without one (golden-angle hues)."""
-    hue = (class_id * 0.618033988749895) % 1.0
-    sector, fraction = divmod(hue * 6.0, 1.0)
-    rising, falling = int(255 * fraction), int(255 * (1.0 - fraction))
-    table = [
-        (255, rising, 0),
-        (falling, 255, 0),
-        (0, 255, rising),
-        (0, falling, 255),
-        (rising, 0, 255),
-        (255, 0, falling),
-    ]
-    return table[int(sector) % 6]
-
-
 def probability_bands(
     count: int, descriptions: tuple[str, ...], class_names: Mapping[int, str], source: str
 ) -> dict[int, int]:
@@ -213,7 +184,7 @@ def probability_bands(
     ``class_id + 1`` holds class ``class_id``.
     """
     if count == 1:
-        return {class_id: 1 for class_id in range(255)}
+        return {class_id: 1 for class_id in range(MAX_CLASS_ID + 1)}
     by_name = {name: index for index, name in enumerate(descriptions, start=1) if name}
     if class_names and all(name in by_name for name in class_names.values()):
         return {class_id: by_name[name] for class_id, name in class_names.items()}

@@ -16,7 +16,7 @@ import rasterio
 from distributed import Client
 
 from geoseg.catalog.datadir import data_file
-from geoseg.models.card import LABEL_NODATA
+from geoseg.labels import LABEL_NODATA
 from tests.clusters import started_client
 from workflows.cluster import WORKER_ENV, inference_placement
 from workflows.predict import PredictResult, predict_file

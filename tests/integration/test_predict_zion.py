@@ -15,9 +15,8 @@ import rasterio
 from distributed import Client
 
 from geoseg.catalog.datadir import data_file
-from geoseg.io.cog import CLASS_NAMES_TAG
 from geoseg.io.raster import read_info
-from geoseg.models.card import LABEL_NODATA
+from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA
 from geoseg.models.loading import shipped_models
 from geoseg.predict.overviews import decimate, overview_factors
 from tests.clusters import started_client

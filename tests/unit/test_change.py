@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from geoseg.change.classmap import EXCLUDED, ClassSpec
+from geoseg.change.classmap import ClassSpec
 from geoseg.change.counts import (
     AREA_UNITS_PER_HA,
     ChangeCounts,
@@ -21,6 +21,7 @@ from geoseg.change.counts import (
     set_forest_classes,
 )
 from geoseg.errors import ConfigError
+from geoseg.labels import LABEL_NODATA
 
 CLASSES = (
     ClassSpec(id=0, name="non-forest"),
@@ -30,7 +31,7 @@ CLASSES = (
 
 
 def _random_maps(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[NDArray[np.uint8], ...]:
-    codes = np.array([0, 1, 5, EXCLUDED, 7], dtype=np.uint8)  # 7 is unknown: excluded
+    codes = np.array([0, 1, 5, LABEL_NODATA, 7], dtype=np.uint8)  # 7 is unknown: excluded
     before = rng.choice(codes, size=shape, p=[0.3, 0.4, 0.1, 0.1, 0.1]).astype(np.uint8)
     after = rng.choice(codes, size=shape, p=[0.4, 0.3, 0.1, 0.1, 0.1]).astype(np.uint8)
     return before, after
@@ -112,7 +113,7 @@ def test_area_sums_stay_exact_past_float_precision() -> None:
 
 def test_final_tables_on_a_known_example() -> None:
     # forest -> forest 2 px, forest -> non-forest 1 px, non-forest -> forest 1 px, water stays 1 px
-    before = np.array([[1, 1, 1, 0, 5, EXCLUDED]], dtype=np.uint8)
+    before = np.array([[1, 1, 1, 0, 5, LABEL_NODATA]], dtype=np.uint8)
     after = np.array([[1, 1, 0, 1, 5, 1]], dtype=np.uint8)
     areas = row_area_units(np.array([900.0]))
     mask = np.ones(before.shape, bool)
@@ -145,9 +146,10 @@ def test_final_tables_on_a_known_example() -> None:
 
 
 def test_deforestation_mask() -> None:
-    before = np.array([1, 1, 0, 1, EXCLUDED, 1], dtype=np.uint8)
+    before = np.array([1, 1, 0, 1, LABEL_NODATA, 1], dtype=np.uint8)
     after = np.array([0, 1, 1, 5, 0, 9], dtype=np.uint8)
-    assert deforestation_mask(before, after, CLASSES).tolist() == [1, 0, 0, 1, EXCLUDED, EXCLUDED]
+    expected = [1, 0, 0, 1, LABEL_NODATA, LABEL_NODATA]
+    assert deforestation_mask(before, after, CLASSES).tolist() == expected
 
 
 def test_merge_and_forest_classes() -> None:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from geoseg.change.classmap import (
-    EXCLUDED,
     ClassMap,
     apply_class_map,
     class_map_for_raster,
@@ -19,12 +18,13 @@ from geoseg.change.classmap import (
     preset_class_map,
 )
 from geoseg.errors import ConfigError
+from geoseg.labels import LABEL_NODATA
 
 
 def test_prodes_preset_maps_years_and_excludes_clouds() -> None:
     codes = np.array([[1, 11, 16, 17], [27, 29, 33, 32]], dtype=np.uint8)
     ids = apply_class_map(codes, preset_class_map("prodes"))
-    assert ids.tolist() == [[1, 11, 16, 17], [27, 29, 33, EXCLUDED]]
+    assert ids.tolist() == [[1, 11, 16, 17], [27, 29, 33, LABEL_NODATA]]
     names = {spec.id: spec.name for spec in preset_class_map("prodes").specs()}
     assert names[27] == "cleared 2019"
     forest = [spec.id for spec in preset_class_map("prodes").specs() if spec.is_forest]
@@ -33,11 +33,11 @@ def test_prodes_preset_maps_years_and_excludes_clouds() -> None:
 
 def test_hansen_presets() -> None:
     loss = apply_class_map(np.array([0, 1, 23, 24, 255], np.uint8), load_class_map("hansen-loss"))
-    assert loss.tolist() == [100, 101, 123, EXCLUDED, EXCLUDED]
+    assert loss.tolist() == [100, 101, 123, LABEL_NODATA, LABEL_NODATA]
     cover = apply_class_map(
         np.array([0, 30, 31, 100, 101], np.uint8), load_class_map("hansen-treecover30")
     )
-    assert cover.tolist() == [0, 0, 1, 1, EXCLUDED]
+    assert cover.tolist() == [0, 0, 1, 1, LABEL_NODATA]
 
 
 def test_yaml_class_map_with_ranges(tmp_path: Path) -> None:
@@ -49,10 +49,11 @@ def test_yaml_class_map_with_ranges(tmp_path: Path) -> None:
     )
     class_map = load_class_map(path)
     codes = np.array([0, 9, 10, 19, 20, 21], dtype=np.uint16)
-    assert apply_class_map(codes, class_map).tolist() == [0, 0, 3, 3, 0, EXCLUDED]
+    assert apply_class_map(codes, class_map).tolist() == [0, 0, 3, 3, 0, LABEL_NODATA]
     # other integer types take the range path and give the same answer
     signed = np.array([-5, 0, 9, 10, 19, 20, 21], dtype=np.int32)
-    assert apply_class_map(signed, class_map).tolist() == [EXCLUDED, 0, 0, 3, 3, 0, EXCLUDED]
+    expected = [LABEL_NODATA, 0, 0, 3, 3, 0, LABEL_NODATA]
+    assert apply_class_map(signed, class_map).tolist() == expected
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_valid_mask_excludes_pixels() -> None:
     codes = np.array([1, 1, 0], dtype=np.uint8)
     valid = np.array([True, False, True])
     ids = apply_class_map(codes, preset_class_map("forest"), valid)
-    assert ids.tolist() == [1, EXCLUDED, 0]
+    assert ids.tolist() == [1, LABEL_NODATA, 0]
     assert ids.dtype == np.uint8
 
 
@@ -96,7 +97,7 @@ def test_identity_from_predict_tags() -> None:
     class_map = class_map_for_raster(None, tags, "labels.tif")
     assert [spec.name for spec in class_map.specs()] == ["water", "forest"]
     ids = apply_class_map(np.array([0, 4, 5, 255], np.uint8), class_map)
-    assert ids.tolist() == [0, 4, EXCLUDED, EXCLUDED]
+    assert ids.tolist() == [0, 4, LABEL_NODATA, LABEL_NODATA]
     assert identity_class_map({1: "a"}, forest_ids=[1]).classes[0].is_forest
 
 

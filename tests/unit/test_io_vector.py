@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from xml.etree import ElementTree
 
 import geopandas as gpd
 import numpy as np
@@ -16,14 +15,9 @@ import shapely
 
 from geoseg.errors import OutputError, VectorReadError
 from geoseg.io import vector
-from geoseg.io.vector import (
-    StyleCategory,
-    categorized_style_qml,
-    feature_table,
-    open_geopackage,
-    read_vector,
-    write_layers,
-)
+from geoseg.io.vector import open_geopackage, read_vector, write_layers
+from geoseg.vector.features import feature_table
+from geoseg.vector.style import StyleCategory, categorized_style_qml
 
 QGIS_STYLE_COLUMNS = [
     "id",
@@ -113,23 +107,6 @@ def test_empty_layer_keeps_its_schema(tmp_path: Path) -> None:
     assert list(info["fields"]) == ["class_id", "class_name"]
     assert info["geometry_type"] == "Polygon"
     assert info["crs"] == "EPSG:32612"
-
-
-def test_style_qml_is_a_categorized_renderer() -> None:
-    text = categorized_style_qml(
-        "class_id", [StyleCategory(1, "forest", (0, 100, 0)), StyleCategory(3, "water", (0, 0, 9))]
-    )
-    root = ElementTree.fromstring(text.split("\n", 1)[1])
-    renderer = root.find("renderer-v2")
-    assert renderer is not None
-    assert renderer.get("type") == "categorizedSymbol"
-    assert renderer.get("attr") == "class_id"
-    values = [category.get("value") for category in renderer.iter("category")]
-    colours = [
-        option.get("value") for option in renderer.iter("Option") if option.get("name") == "color"
-    ]
-    assert values == ["1", "3"]
-    assert colours == ["0,100,0,255", "0,0,9,255"]
 
 
 def test_read_vector_errors_name_file_layer_and_field(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ import rasterio
 import torch
 from distributed import Client
 
-from geoseg.io.cog import CLASS_NAMES_TAG
 from geoseg.io.workdir import read_tile_batch
-from geoseg.models.card import LABEL_NODATA
+from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA
 from geoseg.predict import inference
 from geoseg.predict.blending import PROBABILITY_SCALE, blend_window
 from geoseg.predict.engine import (
