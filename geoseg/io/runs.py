@@ -1,19 +1,15 @@
-"""Files of a run: its state and manifest JSON, GeoPackage tables, PNGs, label previews.
+"""Files of ``geoseg run`` besides its staging: GeoPackage attribute tables, label previews.
 
-A run stages every output in its work directory and moves each one to its
-final path only when complete (:func:`publish`), so a killed run never leaves a
-half-written file at a final path.
+Staging and publishing are :mod:`geoseg.io.staging`; the quicklook PNG is
+written by :func:`geoseg.io.report.save_png`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,26 +19,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 
 from geoseg.errors import OutputError, RasterReadError
-from geoseg.io.atomic import atomic_path
 
 _DATE_OPTION = "OGR_CURRENT_DATE"
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when the file does not exist or is unreadable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON with sorted keys, atomically."""
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
 
 
 @contextlib.contextmanager
@@ -86,14 +64,6 @@ def write_attribute_table(path: str | Path, layer: str, frame: pd.DataFrame) -> 
         raise OutputError(f"{path}: writing table {layer!r} failed ({error})") from None
 
 
-def save_png(figure: Any, path: str | Path, *, dpi: int) -> Path:
-    """Save a matplotlib figure as PNG atomically (no varying metadata)."""
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=dpi, metadata={"Software": None})
-    return path
-
-
 def read_labels_preview(
     path: str | Path, shape: tuple[int, int]
 ) -> tuple[NDArray[np.uint8], int | None]:
@@ -105,27 +75,6 @@ def read_labels_preview(
     except RasterioIOError as error:
         raise RasterReadError(f"{path}: cannot read the label raster ({error})") from None
     return data.astype(np.uint8), nodata
-
-
-def publish(staged: str | Path, final: str | Path) -> Path:
-    """Move a complete staged file to ``final`` atomically (a copy first across filesystems)."""
-    staged, final = Path(staged), Path(final)
-    if not staged.exists():
-        raise OutputError(f"{staged}: nothing was staged for {final}")
-    with atomic_path(final) as temporary:
-        shutil.copyfile(staged, temporary)
-    return final
-
-
-def remove_file(path: str | Path) -> None:
-    """Delete ``path`` if it exists (a stale staging file of a killed attempt)."""
-    with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
-
-
-def remove_tree(path: str | Path) -> None:
-    """Delete a work directory and everything in it (nothing when it is absent)."""
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def pin_style_times(path: str | Path, timestamp: str) -> None:

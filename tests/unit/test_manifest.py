@@ -9,14 +9,8 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from geoseg.io.runs import (
-    fixed_file_dates,
-    pin_style_times,
-    publish,
-    read_json,
-    write_attribute_table,
-    write_json,
-)
+from geoseg.io.runs import fixed_file_dates, pin_style_times, write_attribute_table
+from geoseg.io.staging import publish_file, read_json, write_json
 from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
@@ -116,6 +110,6 @@ def test_publish_replaces_atomically(tmp_path: Path) -> None:
     staged.write_bytes(b"new")
     final = tmp_path / "final.bin"
     final.write_bytes(b"old")
-    publish(staged, final)
+    publish_file(staged, final)
     assert final.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.bin", "staged.bin"]
