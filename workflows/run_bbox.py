@@ -22,12 +22,7 @@ from geoseg.catalog.mosaic import MosaicSource, coarser_grid, target_grid
 from geoseg.catalog.stac import SceneEntry, search
 from geoseg.io.checkpoint import read_card
 from geoseg.io.report import save_png
-from geoseg.io.runs import (
-    fixed_file_dates,
-    pin_style_times,
-    read_labels_preview,
-    write_attribute_table,
-)
+from geoseg.io.runs import read_labels_preview, write_attribute_table
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.io.vector import read_vector
 from geoseg.models.card import ModelCard
@@ -184,27 +179,26 @@ def run_bbox(
         )
         staged_gpkg = run.work / "out.gpkg"
         remove_file(staged_gpkg)
-        with fixed_file_dates(run.started):
-            vectorize_file(
-                staged_labels,
-                staged_gpkg,
-                layer=CLASS_LAYER,
-                client=active,
-                provenance={
-                    "source": ",".join(entry.id for entry in scenes),
-                    "model": f"{info.name}@{card.weights_sha256[:12]}",
-                    "run_time": run.started,
-                },
-            )
-            polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
-            areas = class_area_table(
-                polygons["class_id"].to_numpy(),
-                polygons["area_m2"].to_numpy(),
-                {spec.id: spec.name for spec in card.classes},
-            )
-            write_attribute_table(staged_gpkg, AREA_TABLE, areas)
-            write_manifest_table(staged_gpkg, manifest)
-        pin_style_times(staged_gpkg, run.started)
+        vectorize_file(
+            staged_labels,
+            staged_gpkg,
+            layer=CLASS_LAYER,
+            client=active,
+            provenance={
+                "source": ",".join(entry.id for entry in scenes),
+                "model": f"{info.name}@{card.weights_sha256[:12]}",
+                "run_time": run.started,
+            },
+            timestamp=run.started,
+        )
+        polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
+        areas = class_area_table(
+            polygons["class_id"].to_numpy(),
+            polygons["area_m2"].to_numpy(),
+            {spec.id: spec.name for spec in card.classes},
+        )
+        write_attribute_table(staged_gpkg, AREA_TABLE, areas, timestamp=run.started)
+        write_manifest_table(staged_gpkg, manifest)
         run.timings["vectorize_s"] = time.perf_counter() - clock
         report(f"vectorized: {len(polygons)} polygons")
 

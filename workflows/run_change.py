@@ -17,7 +17,6 @@ from geoseg.bbox import BBox
 from geoseg.catalog.mosaic import target_grid
 from geoseg.catalog.stac import region_file, search
 from geoseg.io.checkpoint import read_card
-from geoseg.io.runs import fixed_file_dates, pin_style_times
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.models.loading import resolve_model_dir
 from workflows.change import change_file
@@ -150,21 +149,20 @@ def run_change(
             fingerprints,
             {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
         )
-        with fixed_file_dates(run.started):
-            change_file(
-                staged["before"],
-                staged["after"],
-                regions_path,
-                staged_gpkg,
-                region_layer=region_layer,
-                region_id_field=region_id_field,
-                stats=staged_stats,
-                forest_classes=card.forest_class_ids or None,
-                client=active,
-                provenance={"run_time": run.started},
-            )
-            write_manifest_table(staged_gpkg, manifest)
-        pin_style_times(staged_gpkg, run.started)
+        change_file(
+            staged["before"],
+            staged["after"],
+            regions_path,
+            staged_gpkg,
+            region_layer=region_layer,
+            region_id_field=region_id_field,
+            stats=staged_stats,
+            forest_classes=card.forest_class_ids or None,
+            client=active,
+            provenance={"run_time": run.started},
+            timestamp=run.started,
+        )
+        write_manifest_table(staged_gpkg, manifest)
         run.timings["change_s"] = time.perf_counter() - clock
 
     publications = [

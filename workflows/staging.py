@@ -237,8 +237,16 @@ def run_manifest(
 
 
 def write_manifest_table(geopackage: Path, manifest: RunManifest) -> None:
-    """Add the manifest without timings to the staged ``geopackage`` as ``run_manifest``."""
-    write_attribute_table(geopackage, MANIFEST_TABLE, pd.DataFrame(provenance_rows(manifest)))
+    """Add the manifest without timings to the staged ``geopackage`` as ``run_manifest``.
+
+    The table records the run's time as its change time.
+    """
+    write_attribute_table(
+        geopackage,
+        MANIFEST_TABLE,
+        pd.DataFrame(provenance_rows(manifest)),
+        timestamp=manifest.started,
+    )
 
 
 def finish(

@@ -8,8 +8,6 @@ with :mod:`geoseg.io.staging`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pyogrio
 
 from geoseg.errors import VectorReadError
 from geoseg.io.atomic import atomic_path
+from geoseg.io.vector import fixed_change_time
 
 POLYGONS_FILE = "deforestation.gpkg"
 POLYGONS_LAYER = "deforestation"
@@ -26,16 +25,9 @@ REGIONS_FILE = "loss_by_region.csv"
 TIMESERIES_LAYER = "loss_by_region"
 
 
-@contextlib.contextmanager
-def fixed_gdal_timestamp(moment: datetime) -> Iterator[None]:
-    """Make GDAL stamp GeoPackages with ``moment`` instead of the wall clock."""
-    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": stamp})
-    try:
-        yield
-    finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+def _gdal_timestamp(moment: datetime) -> str:
+    """``moment`` as the change time the jobs' GeoPackages record (milliseconds included)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _write_layer(frame: pd.DataFrame, path: Path, layer: str, append: bool) -> None:
@@ -59,7 +51,7 @@ def write_run_tables(
     """Write a run's deforestation polygons (GeoPackage) and per-region table (CSV)."""
     polygons_path = folder / POLYGONS_FILE
     regions_path = folder / REGIONS_FILE
-    with fixed_gdal_timestamp(timestamp), atomic_path(polygons_path) as temporary:
+    with fixed_change_time(_gdal_timestamp(timestamp)), atomic_path(polygons_path) as temporary:
         _write_layer(polygons, temporary, POLYGONS_LAYER, append=False)
     with atomic_path(regions_path) as temporary:
         regions.to_csv(temporary, index=False, lineterminator="\n")
@@ -85,6 +77,6 @@ def write_cumulative(
     path: Path, polygons: gpd.GeoDataFrame, timeseries: pd.DataFrame, timestamp: datetime
 ) -> None:
     """Write the cumulative GeoPackage: all polygons with their period, and the time series."""
-    with fixed_gdal_timestamp(timestamp), atomic_path(path) as temporary:
+    with fixed_change_time(_gdal_timestamp(timestamp)), atomic_path(path) as temporary:
         _write_layer(polygons, temporary, POLYGONS_LAYER, append=False)
         _write_layer(timeseries, temporary, TIMESERIES_LAYER, append=True)
