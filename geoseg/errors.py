@@ -53,6 +53,10 @@ class CatalogError(GeosegError, LookupError):
     """A catalog cannot be read, or a search matches nothing."""
 
 
+class NoSceneError(CatalogError):
+    """A catalog search finds no scene in its date range (there are some at other times)."""
+
+
 class BBoxError(GeosegError, ValueError):
     """A bounding box is invalid or lies outside every scene."""
 

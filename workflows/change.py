@@ -252,6 +252,7 @@ def change_file(
     chunk_size: int = 4096,
     client: Client | None = None,
     provenance: Mapping[str, str] | None = None,
+    timestamp: str | None = None,
 ) -> ChangeResult:
     """Compare two class maps per region and write the GeoPackage (and tables).
 
@@ -282,6 +283,8 @@ def change_file(
     provenance
         ``source``, ``model`` and ``run_time`` of the deforestation polygons
         (default ``run_time``: now).
+    timestamp
+        The GeoPackage's change time (default: the clock).
     """
     before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
     stats = Path(stats) if stats is not None else None
@@ -332,5 +335,5 @@ def change_file(
         # GeoPackage has been written, so an error leaves none of the outputs behind
         for frame, path in zip(tables, table_paths, strict=False):
             write_table(frame, stack.enter_context(atomic_path(path)))
-        write_layers(out, layers)
+        write_layers(out, layers, timestamp=timestamp)
     return ChangeResult(statistics, grid, classes, polygons, out, tuple(table_paths))

@@ -3,46 +3,39 @@
 :func:`default_backend` is what ``geoseg jobs`` uses unless ``--backend`` names
 another factory. Scenes come from :func:`geoseg.catalog.stac.search` (the embedded
 catalog, another static catalog, or a STAC API); change runs call
-:func:`workflows.run.run_change` and read back its GeoPackage; the report's
+:func:`workflows.run_change.run_change` and read back its GeoPackage; the report's
 quicklook is the AFTER scene's true colour over the job's bbox.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 from shapely.geometry import box
 
-from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
+from geoseg.bbox import BBox, make_bbox
 from geoseg.catalog.mosaic import coarser_grid, mosaic_source, target_grid
 from geoseg.catalog.stac import (
-    EMBEDDED,
     IMAGERY,
     SceneEntry,
-    entry_from_item,
     is_api_url,
-    parse_datetime_range,
+    open_catalog,
     search,
     verify_entry,
 )
-from geoseg.errors import BBoxError, CatalogError, JobError
+from geoseg.errors import CatalogError, JobError, NoSceneError
 from geoseg.io.checkpoint import read_card
-from geoseg.io.jobs import copy_files
-from geoseg.io.stac import read_static_catalog
+from geoseg.io.staging import publish_file
 from geoseg.io.vector import read_vector, write_layers
+from geoseg.jobs.history import per_region_polygons
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery, as_utc
 from geoseg.models.loading import resolve_model_dir
 from geoseg.report.html import MAP_WIDTH, Quicklook
-from geoseg.report.manifest import SOURCE_DATE_EPOCH
 from geoseg.report.quicklook import stretch_rgb
+from workflows.run_change import run_change
 
 BBOX_REGION_ID = "bbox"
 """Region id of a job watching a bbox without a regions file."""
@@ -75,59 +68,30 @@ def area_bbox(area: AreaSpec) -> BBox:
     return make_bbox(tuple(float(value) for value in regions.total_bounds), regions.crs)
 
 
-def _datetime_text(query: CatalogQuery) -> str | None:
-    if query.start is None and query.end is None:
-        return None
-    start = ".." if query.start is None else as_utc(query.start).isoformat()
-    end = ".." if query.end is None else as_utc(query.end).isoformat()
-    return f"{start}/{end}"
-
-
 class CatalogSceneSource:
     """Scenes of a STAC catalog over the job's area, in the query's date range.
 
-    A static catalog is read afresh at every call (not through the per-process
-    cache of :func:`geoseg.catalog.stac.open_catalog`), so a long-running scheduler
-    sees scenes added to it; a STAC API is searched with
-    :func:`geoseg.catalog.stac.search`.
+    Found with :func:`geoseg.catalog.stac.search`; a static catalog is read
+    afresh at every call (not from the per-process cache), so a long-running
+    scheduler sees scenes added to it.
     """
 
     def scenes(self, area: AreaSpec, query: CatalogQuery) -> list[SceneRef]:
         """The matching scenes (empty when none is in the date range yet)."""
-        collection = query.collection or IMAGERY
-        bbox = area_bbox(area)
-        text = _datetime_text(query)
-        if is_api_url(query.catalog):
-            try:
-                entries = search(bbox, text, location=query.catalog, collection=collection)
-            except CatalogError:
-                entries = []
-        else:
-            location = query.catalog or str(EMBEDDED)
-            fields, items = read_static_catalog(location)
-            if fields.get("geoseg:href_base") != "data_dir":
-                raise CatalogError(
-                    f"{location}: asset hrefs must be relative to the data directory "
-                    '("geoseg:href_base": "data_dir"; see data_catalog/build.py)'
-                )
-            candidates = [
-                entry_from_item(item) for item in items if item.get("collection") == collection
-            ]
-            if not candidates:
-                raise CatalogError(f"{location}: no collection {collection!r}")
-            footprints = {entry.id: entry.footprint for entry in candidates}
-            over = set(overlapping(to_lonlat(bbox), footprints))
-            if not over:
-                raise BBoxError(
-                    f"the job's area {bbox} lies outside every scene of {location} (collection "
-                    f"{collection}); the catalog covers:\n{describe_coverage(footprints)}"
-                )
-            start, end = parse_datetime_range(text)
-            entries = [
-                entry
-                for entry in candidates
-                if entry.id in over and entry.start <= end and entry.end >= start
-            ]
+        try:
+            entries = search(
+                area_bbox(area),
+                query.datetime_range,
+                location=query.catalog,
+                collection=query.collection or IMAGERY,
+                cached=False,
+            )
+        except NoSceneError:
+            entries = []
+        except CatalogError:
+            if not is_api_url(query.catalog):
+                raise
+            entries = []  # a failed STAC API search counts as no new scene yet
         return [
             SceneRef(
                 id=entry.id,
@@ -143,8 +107,8 @@ class CatalogSceneSource:
 def _entry(scene: SceneRef) -> SceneEntry | None:
     if is_api_url(scene.catalog):
         return None
-    _, items = read_static_catalog(scene.catalog or str(EMBEDDED))
-    return next((entry_from_item(item) for item in items if str(item.get("id")) == scene.id), None)
+    catalog = open_catalog(scene.catalog or None, cached=False)
+    return next((entry for entry in catalog.entries if entry.id == scene.id), None)
 
 
 def scene_quicklook(scene: SceneRef, bbox: BBox) -> Quicklook | None:
@@ -172,29 +136,8 @@ def regions_file(area: AreaSpec, out_dir: Path) -> tuple[Path, str]:
     return path, area.region_id_field
 
 
-def _per_region_polygons(polygons: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """One row per (polygon, region) from run-change's comma-joined ``region_ids``."""
-    ids = polygons["region_ids"].fillna("").astype(str).str.split(",")
-    exploded = polygons.assign(region_id=ids).explode("region_id", ignore_index=True)
-    kept = exploded[exploded["region_id"] != ""]
-    return gpd.GeoDataFrame(kept, geometry=polygons.geometry.name, crs=polygons.crs)
-
-
-@contextlib.contextmanager
-def _source_date(scene: SceneRef) -> Iterator[None]:
-    """Set ``SOURCE_DATE_EPOCH`` to ``scene``'s time for the block (unless already set)."""
-    if os.environ.get(SOURCE_DATE_EPOCH):
-        yield
-        return
-    os.environ[SOURCE_DATE_EPOCH] = str(int(as_utc(scene.datetime).timestamp()))
-    try:
-        yield
-    finally:
-        os.environ.pop(SOURCE_DATE_EPOCH, None)
-
-
 class RunChangeRunner:
-    """Change between two scenes with :func:`workflows.run.run_change`.
+    """Change between two scenes with :func:`workflows.run_change.run_change`.
 
     ``scheduler`` is a Dask scheduler address (default: ``DASK_SCHEDULER_ADDRESS``
     or a local cluster, as for ``geoseg run-change``).
@@ -220,37 +163,33 @@ class RunChangeRunner:
 
         run-change writes into ``work_dir``, which outlives a killed attempt, so
         a retry resumes its finished chunks. Its run time (recorded in the
-        GeoPackage) is pinned to the AFTER scene's acquisition time through
-        ``SOURCE_DATE_EPOCH`` unless that is set already, so the outputs depend
-        on the scene pair, model and spec only (a retry writes the same bytes as
-        an uninterrupted run); the job's own timings are in the state store.
+        GeoPackage) is the AFTER scene's acquisition time (unless
+        ``SOURCE_DATE_EPOCH`` is set), so the outputs depend on the scene pair,
+        model and spec only (a retry writes the same bytes as an uninterrupted
+        run); the job's own timings are in the state store.
         """
-        workflow: Any = importlib.import_module("workflows.run")
-        run_change = getattr(workflow, "run_change", None)
-        if run_change is None:
-            raise JobError("workflows.run.run_change is not available in this geoseg build")
         bbox = area_bbox(area)
         regions, id_field = regions_file(area, work_dir)
         change = work_dir / CHANGE_FILE
-        with _source_date(after):
-            outputs = run_change(
-                bbox,
-                f"{as_utc(before.datetime):%Y-%m-%d}",
-                f"{as_utc(after.datetime):%Y-%m-%d}",
-                regions=regions,
-                region_id_field=id_field,
-                model=model,
-                out=change,
-                catalog=after.catalog or None,
-                scheduler=self.scheduler,
-            )
+        outputs = run_change(
+            bbox,
+            f"{as_utc(before.datetime):%Y-%m-%d}",
+            f"{as_utc(after.datetime):%Y-%m-%d}",
+            regions=regions,
+            region_id_field=id_field,
+            model=model,
+            out=change,
+            catalog=after.catalog or None,
+            scheduler=self.scheduler,
+            run_time=as_utc(after.datetime),
+        )
         # the manifest JSON is left out: its timings differ between attempts; the same
         # provenance, without timings, is the run_manifest table of the GeoPackage
         published = [Path(outputs.geopackage), *map(Path, outputs.labels)]
-        files = copy_files(published, out_dir)
+        files = tuple(publish_file(path, out_dir / path.name) for path in published)
         statistics = pd.DataFrame(read_vector(change, layer="regions").drop(columns="geometry"))
         table = statistics.rename(columns={"deforestation_ha": "forest_loss_ha"})
-        polygons = _per_region_polygons(read_vector(change, layer="deforestation"))
+        polygons = per_region_polygons(read_vector(change, layer="deforestation"))
         return ChangeOutputs(
             files=files,
             regions=table,

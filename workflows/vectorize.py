@@ -431,6 +431,7 @@ def vectorize_file(
     class_names: dict[int, str] | None = None,
     colours: dict[int, tuple[int, int, int]] | None = None,
     provenance: dict[str, str] | None = None,
+    timestamp: str | None = None,
 ) -> dict[str, int]:
     """Vectorize a class-map GeoTIFF into GeoPackage layers (atomically).
 
@@ -438,6 +439,7 @@ def vectorize_file(
     tag, colours from ``colours`` or its colour table. With
     ``layer_per_class`` each class gets a layer ``<layer>_<class name>``;
     otherwise one layer (default: the raster's file stem) holds every class.
+    ``timestamp`` is the GeoPackage's change time (default: the clock).
 
     Returns
     -------
@@ -501,7 +503,7 @@ def vectorize_file(
             min_area_m2=min_area_m2,
         )
     seen: set[int] = set()
-    with open_geopackage(out) as writer:
+    with open_geopackage(out, timestamp=timestamp) as writer:
         if layer_per_class:
             empty = _write_by_class(writer, _noting_classes(tables, seen), layer_of)
             expected = {layer_of(class_id) for class_id in seen | requested}

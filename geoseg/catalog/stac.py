@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 
 from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
 from geoseg.catalog.datadir import data_dir
-from geoseg.errors import BBoxError, CatalogError
+from geoseg.errors import BBoxError, CatalogError, NoSceneError
 from geoseg.grid import RasterGrid
 from geoseg.io.checksums import verify_sha256
 from geoseg.io.stac import read_static_catalog, search_stac_api
@@ -233,8 +233,7 @@ def entry_from_item(item: dict[str, Any]) -> SceneEntry:
         raise CatalogError(f"STAC item {identifier}: missing or invalid field ({error})") from None
 
 
-@cache
-def _open_local(location: str) -> Catalog:
+def _read_local(location: str) -> Catalog:
     fields, items = read_static_catalog(location)
     if fields.get("geoseg:href_base") != "data_dir":
         raise CatalogError(
@@ -244,19 +243,25 @@ def _open_local(location: str) -> Catalog:
     return Catalog(location, tuple(entry_from_item(item) for item in items))
 
 
+_open_local = cache(_read_local)
+
+
 def is_api_url(location: str | Path | None) -> bool:
     """True for an ``http(s)://`` STAC API address."""
     return isinstance(location, str) and location.startswith(("http://", "https://"))
 
 
-def open_catalog(location: str | Path | None = None) -> Catalog:
+def open_catalog(location: str | Path | None = None, *, cached: bool = True) -> Catalog:
     """The static catalog at ``location`` (default: the embedded one).
 
+    A catalog is read once per process unless ``cached`` is False, which reads
+    it from disk again (a long-running scheduler sees the scenes added since).
     For a STAC API URL use :func:`search`, which queries it directly.
     """
     if is_api_url(location):
         raise CatalogError(f"{location}: a STAC API cannot be listed whole; search it by bbox")
-    return _open_local(str(Path(location or EMBEDDED).resolve()))
+    path = str(Path(location or EMBEDDED).resolve())
+    return _open_local(path) if cached else _read_local(path)
 
 
 def _overlaps_time(entry: SceneEntry, start: datetime, end: datetime) -> bool:
@@ -269,17 +274,22 @@ def search(
     *,
     location: str | Path | None = None,
     collection: str = IMAGERY,
+    cached: bool = True,
 ) -> list[SceneEntry]:
     """Entries of ``collection`` overlapping ``bbox`` (any CRS) within ``datetime_range``.
+
+    A static catalog is read as by :func:`open_catalog` (``cached``).
 
     Raises
     ------
     BBoxError
         The bbox lies outside every entry of the collection; the message lists
         the catalog's coverage.
+    NoSceneError
+        Entries cover the bbox but none in the date range (the message lists
+        the dates available there), or a STAC API returns no item.
     CatalogError
-        Entries cover the bbox but none in the date range; the message lists
-        the dates available there.
+        The catalog cannot be read or has no such collection.
     """
     parts = to_lonlat(bbox)
     start, end = parse_datetime_range(datetime_range)
@@ -292,9 +302,9 @@ def search(
         )
         entries = [entry_from_item(item) for item in items]
         if not entries:
-            raise CatalogError(f"{location}: no items over {bbox} for {datetime_range}")
+            raise NoSceneError(f"{location}: no items over {bbox} for {datetime_range}")
         return sorted(entries, key=lambda entry: (entry.start, entry.id))
-    catalog = open_catalog(location)
+    catalog = open_catalog(location, cached=cached)
     candidates = catalog.collection(collection)
     if not candidates:
         raise CatalogError(f"{catalog.location}: no collection {collection!r}")
@@ -312,7 +322,7 @@ def search(
         dates = ", ".join(
             f"{entry.id} ({entry.date_text})" for entry in candidates if entry.id in over_bbox
         )
-        raise CatalogError(f"no scene over bbox {bbox} in {datetime_range}; scenes there: {dates}")
+        raise NoSceneError(f"no scene over bbox {bbox} in {datetime_range}; scenes there: {dates}")
     return found
 
 

@@ -11,7 +11,8 @@ from types import FrameType
 
 import click
 
-from geoseg.jobs import BACKEND_ENV_VAR, DEFAULT_BACKEND, load_backend
+from geoseg.jobs import BACKEND_ENV_VAR, load_backend
+from geoseg.jobs.interfaces import JobBackend
 from geoseg.jobs.runner import (
     Clock,
     RunResult,
@@ -49,11 +50,20 @@ def _echo_result(result: RunResult) -> None:
     click.echo(f"{result.job} [{result.period_key}] {result.status}: {result.message}{where}")
 
 
+def _backend(target: str | None) -> JobBackend:
+    """The backend ``target`` names, else the real one (:func:`workflows.jobs.default_backend`)."""
+    if target is None:
+        from workflows.jobs import default_backend
+
+        return default_backend()
+    return load_backend(target)
+
+
 _backend_option = click.option(
     "--backend",
     envvar=BACKEND_ENV_VAR,
-    default=DEFAULT_BACKEND,
-    show_default=True,
+    default=None,
+    show_default="workflows.jobs:default_backend",
     help="module:function building the scene source and change runner.",
 )
 _now_option = click.option(
@@ -153,7 +163,7 @@ def list_jobs(context: click.Context) -> None:
 def run_command(
     context: click.Context,
     name: str,
-    backend: str,
+    backend: str | None,
     now: datetime | None,
     stale_after: float,
     max_attempts: int,
@@ -162,7 +172,7 @@ def run_command(
     result = run_now(
         _store(context),
         name,
-        load_backend(backend),
+        _backend(backend),
         _clock(now),
         _settings(stale_after, max_attempts),
     )
@@ -179,7 +189,7 @@ def run_command(
 @click.pass_context
 def run_due_command(
     context: click.Context,
-    backend: str,
+    backend: str | None,
     now: datetime | None,
     stale_after: float,
     max_attempts: int,
@@ -187,7 +197,7 @@ def run_due_command(
     """Run every period that is due, then exit (for cron, systemd timers, CronJobs)."""
     results = run_due(
         _store(context),
-        load_backend(backend),
+        _backend(backend),
         _clock(now),
         _settings(stale_after, max_attempts),
     )
@@ -212,7 +222,7 @@ def run_due_command(
 )
 @click.pass_context
 def serve(
-    context: click.Context, backend: str, stale_after: float, max_attempts: int, poll: float
+    context: click.Context, backend: str | None, stale_after: float, max_attempts: int, poll: float
 ) -> None:
     """Run jobs when they are due, until SIGINT or SIGTERM.
 
@@ -221,7 +231,7 @@ def serve(
     by the next scheduler.
     """
     store = _store(context)
-    job_backend = load_backend(backend)
+    job_backend = _backend(backend)
     settings = _settings(stale_after, max_attempts)
     worker = worker_id()
     stop = threading.Event()

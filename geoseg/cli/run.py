@@ -13,7 +13,7 @@ import click
 from geoseg.bbox import make_bbox, parse_bbox_text
 
 if TYPE_CHECKING:
-    from workflows.run import InferenceSettings
+    from workflows.staging import InferenceSettings
 
 _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
 
@@ -83,7 +83,7 @@ def _settings(
     quiet: bool,
 ) -> InferenceSettings:
     """The inference options shared by ``run`` and ``run-change``."""
-    from workflows.run import InferenceSettings
+    from workflows.staging import InferenceSettings
 
     return InferenceSettings(
         tile=tile,
@@ -124,7 +124,7 @@ def run(
     quiet: bool,
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
-    from workflows.run import run_bbox
+    from workflows.run_bbox import run_bbox
 
     with _plain_warnings():
         run_bbox(
@@ -177,7 +177,7 @@ def run_change(
     quiet: bool,
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
-    from workflows.run import run_change as run_change_workflow
+    from workflows.run_change import run_change as run_change_workflow
 
     with _plain_warnings():
         run_change_workflow(

@@ -37,6 +37,7 @@ from geoseg.vector.features import (
 
 STYLES_LAYER = "layer_styles"
 _SYNC_OPTION = "OGR_SQLITE_SYNCHRONOUS"
+_DATE_OPTION = "OGR_CURRENT_DATE"
 _STYLE_COLUMNS = (
     "f_table_catalog",
     "f_table_schema",
@@ -84,10 +85,13 @@ class GeoPackageWriter:
     index one by one); :meth:`write_stream` writes a whole layer in one pass.
     """
 
-    def __init__(self, path: Path, final: Path, *, buffer_rows: int = 100_000) -> None:
+    def __init__(
+        self, path: Path, final: Path, *, buffer_rows: int = 100_000, timestamp: str | None = None
+    ) -> None:
         self._path = path
         self._final = final
         self._buffer_rows = buffer_rows
+        self._timestamp = timestamp
         self._started: set[str] = set()
         self._buffers: dict[str, list[pa.Table]] = {}
         self._counts: dict[str, int] = {}
@@ -203,8 +207,9 @@ class GeoPackageWriter:
         """Store the styles in ``layer_styles``, keeping other layers' rows."""
         if not self._styles:
             return
+        updated = datetime.now(UTC) if self._timestamp is None else pd.Timestamp(self._timestamp)
         rows = pd.DataFrame(
-            [_style_row(layer, qml) for layer, qml in self._styles.items()],
+            [_style_row(layer, qml, updated) for layer, qml in self._styles.items()],
             columns=list(_STYLE_COLUMNS),
         )
         if STYLES_LAYER in _layer_names(self._path):
@@ -218,7 +223,7 @@ class GeoPackageWriter:
         )
 
 
-def _style_row(layer: str, qml: str) -> dict[str, Any]:
+def _style_row(layer: str, qml: str, updated: datetime) -> dict[str, Any]:
     return {
         "f_table_catalog": "",
         "f_table_schema": "",
@@ -231,7 +236,7 @@ def _style_row(layer: str, qml: str) -> dict[str, Any]:
         "description": "geoseg class colours",
         "owner": "",
         "ui": "",
-        "update_time": datetime.now(UTC),
+        "update_time": updated,
     }
 
 
@@ -242,12 +247,37 @@ def _layer_names(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def open_geopackage(path: str | Path, *, buffer_rows: int = 100_000) -> Iterator[GeoPackageWriter]:
+def fixed_change_time(timestamp: str | None) -> Iterator[None]:
+    """GeoPackages written in this block record ``timestamp`` as their change time.
+
+    GDAL stamps ``gpkg_contents.last_change`` with the clock unless its
+    ``OGR_CURRENT_DATE`` option is set (to the exact text it records); a fixed
+    time makes repeated writes of the same layers byte-identical. None keeps
+    the clock. For the GeoPackage writers of :mod:`geoseg.io`, which take the
+    time as their ``timestamp`` argument.
+    """
+    if timestamp is None:
+        yield
+        return
+    previous = pyogrio.get_gdal_config_option(_DATE_OPTION)
+    pyogrio.set_gdal_config_options({_DATE_OPTION: timestamp})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({_DATE_OPTION: previous})
+
+
+@contextlib.contextmanager
+def open_geopackage(
+    path: str | Path, *, buffer_rows: int = 100_000, timestamp: str | None = None
+) -> Iterator[GeoPackageWriter]:
     """Yield a writer for the GeoPackage ``path``; it appears there atomically on success.
 
     The writer starts from a copy of the existing file, so layers not written
     are kept. On an exception the temporary copy is removed and ``path`` is
     left byte-identical. ``buffer_rows`` rows are written per transaction.
+    ``timestamp`` (ISO 8601 UTC, e.g. ``2026-01-01T00:00:00Z``) is recorded as
+    the change time of the layers and styles written (default: the clock).
     """
     final = Path(path)
     # The file is fsynced and renamed only once complete, so SQLite's own
@@ -255,8 +285,13 @@ def open_geopackage(path: str | Path, *, buffer_rows: int = 100_000) -> Iterator
     previous = pyogrio.get_gdal_config_option(_SYNC_OPTION)
     pyogrio.set_gdal_config_options({_SYNC_OPTION: "OFF"})
     try:
-        with atomic_path(final, copy_existing=True) as temporary:
-            writer = GeoPackageWriter(temporary, final, buffer_rows=buffer_rows)
+        with (
+            fixed_change_time(timestamp),
+            atomic_path(final, copy_existing=True) as temporary,
+        ):
+            writer = GeoPackageWriter(
+                temporary, final, buffer_rows=buffer_rows, timestamp=timestamp
+            )
             yield writer
             writer.close()
     finally:
@@ -268,15 +303,18 @@ def write_layers(
     layers: Mapping[str, gpd.GeoDataFrame],
     *,
     styles: Mapping[str, str] | None = None,
+    timestamp: str | None = None,
 ) -> dict[str, int]:
     """Write several layers (and their QML styles) into a GeoPackage atomically.
+
+    ``timestamp`` is the change time recorded, as for :func:`open_geopackage`.
 
     Returns
     -------
     dict
         Feature count per layer written.
     """
-    with open_geopackage(path) as writer:
+    with open_geopackage(path, timestamp=timestamp) as writer:
         for layer, frame in layers.items():
             writer.write(layer, frame)
             if styles and layer in styles:

@@ -16,7 +16,6 @@ from geoseg.errors import JobError
 from geoseg.jobs.interfaces import JobBackend
 
 BACKEND_ENV_VAR = "GEOSEG_JOBS_BACKEND"
-DEFAULT_BACKEND = "workflows.jobs:default_backend"
 
 
 def load_backend(target: str) -> JobBackend:

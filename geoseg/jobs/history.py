@@ -144,6 +144,14 @@ def tag_regions(regions: pd.DataFrame, before: SceneRef, after: SceneRef) -> pd.
     return table[["region_id", *PERIOD_COLUMNS, *others]]
 
 
+def per_region_polygons(polygons: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One row per (polygon, region) from run-change's comma-joined ``region_ids``."""
+    ids = polygons["region_ids"].fillna("").astype(str).str.split(",")
+    exploded = polygons.assign(region_id=ids).explode("region_id", ignore_index=True)
+    kept = exploded[exploded["region_id"] != ""]
+    return gpd.GeoDataFrame(kept, geometry=polygons.geometry.name, crs=polygons.crs)
+
+
 def cumulative_polygons(parts: Sequence[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     """All runs' tagged polygons in one frame, in the CRS of the first run that has one."""
     crs = next((part.crs for part in parts if part.crs is not None), None)

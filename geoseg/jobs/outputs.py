@@ -16,17 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 from geoseg.io.checksums import sha256_file
-from geoseg.io.jobs import (
+from geoseg.io.jobs import read_run_tables, write_cumulative, write_run_tables
+from geoseg.io.report import write_html
+from geoseg.io.staging import (
     publish_folder,
-    read_run_tables,
-    remove_folder,
+    remove_tree,
     staging_folder,
     work_folder,
-    write_cumulative,
     write_json,
-    write_run_tables,
 )
-from geoseg.io.report import write_html
 from geoseg.jobs.history import (
     check_regions,
     cumulative_polygons,
@@ -51,6 +49,11 @@ def run_folder(spec: JobSpec, before: SceneRef, after: SceneRef, model_hash: str
     return (
         spec.output_dir / RUNS_FOLDER / run_folder_name(before, after, model_hash, spec.spec_hash())
     )
+
+
+def _work_path(final: Path) -> Path:
+    """The work folder kept across attempts of the run published at ``final``."""
+    return final.parent / f".{final.name}.work"
 
 
 def is_published(folder: Path) -> bool:
@@ -92,7 +95,7 @@ def produce_run_folder(
     staging folder is renamed to ``final`` once complete and the work folder
     is then removed.
     """
-    work = work_folder(final)
+    work = work_folder(_work_path(final))
     staging = staging_folder(final, attempt)
     change_dir = staging / "change"
     change_dir.mkdir()
@@ -122,7 +125,7 @@ def produce_run_folder(
     write_html(staging / REPORT_FILE, report)
     write_json(staging / MANIFEST_FILE, _manifest(spec, before, after, model_hash, staging))
     publish_folder(staging, final)
-    remove_folder(work)
+    remove_tree(work)
 
 
 def _earlier_tables(store: JobStore, job: str, exclude: Path) -> list[pd.DataFrame]:

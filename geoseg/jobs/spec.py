@@ -110,6 +110,15 @@ class CatalogQuery(StrictModel):
             raise ValueError(f"catalog start {self.start} is after end {self.end}")
         return self
 
+    @property
+    def datetime_range(self) -> str | None:
+        """The dates as a catalog search takes them: ``START/END`` (``..`` when open), or None."""
+        if self.start is None and self.end is None:
+            return None
+        start = ".." if self.start is None else as_utc(self.start).isoformat()
+        end = ".." if self.end is None else as_utc(self.end).isoformat()
+        return f"{start}/{end}"
+
 
 class ScheduleSpec(StrictModel):
     """When the job runs: a cron expression in UTC, or a fixed interval.

@@ -165,3 +165,8 @@ class ModelCard(StrictModel):
     def class_ids(self) -> list[int]:
         """Label value written for each output channel, in channel order."""
         return [spec.id for spec in self.classes]
+
+    @property
+    def forest_class_ids(self) -> list[int]:
+        """Ids of the classes named ``forest...`` (not ``non-forest``): forest for change."""
+        return [spec.id for spec in self.classes if spec.name.lower().startswith("forest")]

@@ -1,7 +1,7 @@
 """The quicklook picture: the scene in true colour beside the class map, with a legend.
 
 Pure rendering: arrays in, a matplotlib :class:`~matplotlib.figure.Figure` out
-(Agg canvas, no pyplot state); :func:`geoseg.io.runs.save_png` writes it.
+(Agg canvas, no pyplot state); :func:`geoseg.io.report.save_png` writes it.
 """
 
 from __future__ import annotations

@@ -4,12 +4,11 @@ The catalog is built in ``tmp_path`` with the embedded catalog's own item
 builder (``data_catalog.build.raster_item``) over a data directory holding the
 two real Chiapas dates and cleared copies with later dates. The scene source is
 the real one (:class:`workflows.jobs.CatalogSceneSource`); the change runner is
-the deterministic NDVI fake, or the real ``run-change`` when it is available.
+the deterministic NDVI fake, or the real ``run-change``.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from geoseg.jobs.runner import run_now
 from geoseg.jobs.spec import JobSpec, validate_mapping
 from geoseg.jobs.state import JobStore
 from tests.clusters import started_cluster
+from tests.predict_fixtures import make_fixed_conv_dir
 from tests.unit.jobs_fakes import NdviChangeRunner, cleared_copy
 from workflows.jobs import CatalogSceneSource, RunChangeRunner
 
@@ -130,11 +130,6 @@ def test_real_catalog_scenes_appearing_trigger_one_change_run_each(
 @pytest.mark.slow
 def test_real_run_change_runner(tmp_path: Path, growing_catalog: tuple[Path, object]) -> None:
     """One change run through the real run-change, with a tiny seeded model."""
-    workflow = importlib.import_module("workflows.run")
-    if not hasattr(workflow, "run_change"):
-        pytest.skip("workflows.run.run_change (issue 6) is not in this build yet")
-    from tests.predict_fixtures import make_fixed_conv_dir
-
     model = make_fixed_conv_dir(tmp_path / "model")
     location, publish = growing_catalog
     publish(3)  # type: ignore[operator]

@@ -26,7 +26,8 @@ from geoseg.report.manifest import RunManifest
 from tests.clusters import started_cluster
 from tests.predict_fixtures import make_model_dir
 from workflows.cluster import WORKER_ENV
-from workflows.run import InferenceSettings, RunOutputs, run_bbox
+from workflows.run_bbox import run_bbox
+from workflows.staging import InferenceSettings, RunOutputs
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,7 +15,8 @@ from geoseg.bbox import make_bbox
 from geoseg.report.manifest import RunManifest
 from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
-from workflows.run import InferenceSettings, run_change
+from workflows.run_change import run_change
+from workflows.staging import InferenceSettings
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,7 +12,8 @@ from geoseg.bbox import make_bbox
 from geoseg.errors import ModelError
 from geoseg.models.loading import resolve_model_dir
 from tests.clusters import started_client
-from workflows.run import InferenceSettings, run_bbox
+from workflows.run_bbox import run_bbox
+from workflows.staging import InferenceSettings
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ from shapely.geometry import Polygon, box
 
 from geoseg.errors import JobError
 from geoseg.io.vector import read_vector, write_layers
+from geoseg.jobs.history import per_region_polygons
 from geoseg.jobs.spec import AreaSpec
 from geoseg.report.html import ReportInputs, build_report, map_svg
-from workflows.jobs import _per_region_polygons, area_bbox, regions_file
+from workflows.jobs import area_bbox, regions_file
 
 
 def inputs(**changes: object) -> ReportInputs:
@@ -100,6 +101,6 @@ def test_polygons_overlapping_two_regions_count_in_both() -> None:
         geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3), box(5, 5, 6, 6)],
         crs="EPSG:32615",
     )
-    tagged = _per_region_polygons(polygons)
+    tagged = per_region_polygons(polygons)
     assert list(tagged["region_id"]) == ["a", "b", "b"]
     assert tagged.crs == polygons.crs

@@ -9,14 +9,9 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from geoseg.io.runs import (
-    fixed_file_dates,
-    pin_style_times,
-    publish,
-    read_json,
-    write_attribute_table,
-    write_json,
-)
+from geoseg.io.runs import write_attribute_table
+from geoseg.io.staging import publish_file, read_json, write_json
+from geoseg.io.vector import write_layers
 from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
@@ -86,16 +81,10 @@ def _write_package(path: Path, stamp: str) -> None:
         geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
         crs="EPSG:32612",
     )
-    with fixed_file_dates(stamp):
-        frame.to_file(path, layer="classes", driver="GPKG", engine="pyogrio")
-        write_attribute_table(path, "run_manifest", pd.DataFrame(provenance_rows(manifest())))
-        write_attribute_table(path, "run_manifest", pd.DataFrame(provenance_rows(manifest())))
-    connection = sqlite3.connect(path)
-    with connection:
-        connection.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY, update_time TEXT)")
-        connection.execute("INSERT INTO layer_styles (update_time) VALUES ('2026-11-24T22:00:00')")
-    connection.close()
-    pin_style_times(path, stamp)
+    write_layers(path, {"classes": frame}, styles={"classes": "<qgis/>"}, timestamp=stamp)
+    rows = pd.DataFrame(provenance_rows(manifest()))
+    write_attribute_table(path, "run_manifest", rows, timestamp=stamp)
+    write_attribute_table(path, "run_manifest", rows, timestamp=stamp)
 
 
 def test_geopackage_tables_are_byte_identical_for_a_fixed_time(tmp_path: Path) -> None:
@@ -116,6 +105,6 @@ def test_publish_replaces_atomically(tmp_path: Path) -> None:
     staged.write_bytes(b"new")
     final = tmp_path / "final.bin"
     final.write_bytes(b"old")
-    publish(staged, final)
+    publish_file(staged, final)
     assert final.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.bin", "staged.bin"]

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from geoseg.errors import InputError
-from geoseg.io.runs import save_png
+from geoseg.io.report import save_png
 from geoseg.report.quicklook import LegendClass, class_picture, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 

@@ -1,0 +1,229 @@
+"""``geoseg run``: segment the scenes over a bbox and export the results, wiring only.
+
+Catalog search over a bbox -> scenes verified by checksum -> one target grid
+(:mod:`geoseg.catalog.mosaic`) -> chunked inference on Dask
+(:func:`workflows.predict.predict_source`) -> seam-free polygons
+(:func:`workflows.vectorize.vectorize_file`) -> GeoPackage with the class
+polygons, the per-class area table and the run manifest; plus the label COG,
+a quicklook PNG and the manifest JSON. Staged and resumable as described in
+:mod:`workflows.staging`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from distributed import Client
+
+from geoseg.bbox import BBox
+from geoseg.catalog.mosaic import MosaicSource, coarser_grid, target_grid
+from geoseg.catalog.stac import SceneEntry, search
+from geoseg.io.checkpoint import read_card
+from geoseg.io.report import save_png
+from geoseg.io.runs import read_labels_preview, write_attribute_table
+from geoseg.io.staging import check_output_paths, remove_file
+from geoseg.io.vector import read_vector
+from geoseg.models.card import ModelCard
+from geoseg.models.loading import resolve_model_dir
+from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
+from geoseg.report.summary import class_area_table
+from workflows.cluster import inference_placement
+from workflows.staging import (
+    InferenceSettings,
+    Report,
+    RunOutputs,
+    finish,
+    model_info,
+    quiet,
+    run_client,
+    run_manifest,
+    scene_source,
+    stage_labels,
+    start_run,
+    write_manifest_table,
+)
+from workflows.vectorize import vectorize_file
+
+CLASS_LAYER = "classes"
+AREA_TABLE = "class_areas"
+QUICKLOOK_SIDE = 640
+QUICKLOOK_DPI = 90
+
+
+def _quicklook(
+    source: MosaicSource,
+    scenes: Sequence[SceneEntry],
+    labels: Path,
+    card: ModelCard,
+    path: Path,
+) -> None:
+    preview = coarser_grid(source.grid, QUICKLOOK_SIDE)
+    colour = source.with_bands(scenes, ["red", "green", "blue"]).on_grid(preview)
+    values, valid = colour.read(preview.full_window)
+    classes, _ = read_labels_preview(labels, preview.shape)
+    legend = [LegendClass(spec.id, spec.name, spec.rgb) for spec in card.classes]
+    dates = ", ".join(entry.start.date().isoformat() for entry in scenes)
+    figure = quicklook_figure(
+        stretch_rgb(values, valid),
+        classes,
+        legend,
+        title=f"{card.name} over {', '.join(entry.id for entry in scenes)} ({dates})",
+        caption=(
+            "Imagery: Landsat (USGS, public domain). Classes: geoseg model "
+            f"{card.name}. {card.attribution}".strip()
+        ),
+    )
+    save_png(figure, path, dpi=QUICKLOOK_DPI)
+
+
+def default_paths(out: Path) -> tuple[Path, Path, Path]:
+    """Label COG, quicklook PNG and manifest JSON beside ``out`` (same stem)."""
+    return (
+        out.with_suffix(".tif"),
+        out.with_suffix(".png"),
+        out.with_name(out.stem + ".manifest.json"),
+    )
+
+
+def run_bbox(
+    bbox: BBox,
+    datetime_range: str | None,
+    *,
+    out: Path,
+    model: str | Path = "landcover-landsat",
+    labels_out: Path | None = None,
+    quicklook_out: Path | None = None,
+    catalog: str | Path | None = None,
+    crs: str | None = None,
+    resolution: float | None = None,
+    settings: InferenceSettings | None = None,
+    scheduler: str | None = None,
+    client: Client | None = None,
+    report: Report = quiet,
+) -> RunOutputs:
+    """Segment the scenes over ``bbox`` in ``datetime_range`` and export the results.
+
+    Parameters
+    ----------
+    bbox
+        The area (any CRS); partly outside the scenes is clipped with a warning.
+    datetime_range
+        ``DATE`` or ``START/END`` (see :func:`geoseg.catalog.stac.parse_datetime_range`).
+    out
+        The GeoPackage: layer ``classes`` (polygons), tables ``class_areas`` and
+        ``run_manifest``.
+    model
+        Shipped model name or model directory.
+    labels_out, quicklook_out
+        Label COG and quicklook PNG; default beside ``out`` with its stem.
+    catalog
+        Static catalog path or STAC API URL; default the embedded catalog.
+    crs, resolution
+        Target grid; default the scenes' CRS and resolution.
+    settings
+        Inference settings (see :func:`workflows.predict.predict_source`).
+    scheduler, client
+        Where to run: an existing client, a scheduler address, or (default)
+        ``$DASK_SCHEDULER_ADDRESS`` or a local cluster.
+    report
+        Called with one line per stage.
+    """
+    started_clock = time.perf_counter()
+    settings = settings or InferenceSettings()
+    out = Path(out)
+    default_labels, default_quicklook, manifest_path = default_paths(out)
+    labels_path = Path(labels_out) if labels_out else default_labels
+    quicklook_path = Path(quicklook_out) if quicklook_out else default_quicklook
+    check_output_paths([out, labels_path, quicklook_path, manifest_path])
+
+    clock = time.perf_counter()
+    scenes = search(bbox, datetime_range, location=catalog)
+    card = read_card(resolve_model_dir(model))
+    grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
+    source = scene_source(grid, scenes, card)
+    report(
+        f"scenes: {', '.join(entry.id for entry in scenes)}; grid {grid.height}x{grid.width} "
+        f"px in {grid.crs.to_string()}"
+    )
+    info = model_info(model, card)
+    placement = inference_placement(client, settings.device, scheduler)
+    parameters = {
+        "bbox": list(bbox.bounds),
+        "bbox_crs": bbox.crs.to_string(),
+        "datetime": datetime_range,
+        **settings.output_parameters(card, placement),
+    }
+    fingerprint = source.fingerprint()
+    key = {"command": "run", "source": fingerprint, "model": info.model_dump()}
+    identifier, run = start_run(out, {**key, "parameters": parameters})
+    run.timings["search_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    with run_client(client, scheduler) as active:
+        staged_labels = stage_labels(run, "labels", source, model, settings, placement, active)
+        run.timings["predict_s"] = time.perf_counter() - clock
+        report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+
+        clock = time.perf_counter()
+        manifest = run_manifest(
+            "run",
+            identifier,
+            run,
+            scenes,
+            info,
+            parameters,
+            fingerprint,
+            {"geopackage": out, "labels": labels_path, "quicklook": quicklook_path},
+        )
+        staged_gpkg = run.work / "out.gpkg"
+        remove_file(staged_gpkg)
+        vectorize_file(
+            staged_labels,
+            staged_gpkg,
+            layer=CLASS_LAYER,
+            client=active,
+            provenance={
+                "source": ",".join(entry.id for entry in scenes),
+                "model": f"{info.name}@{card.weights_sha256[:12]}",
+                "run_time": run.started,
+            },
+            timestamp=run.started,
+        )
+        polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
+        areas = class_area_table(
+            polygons["class_id"].to_numpy(),
+            polygons["area_m2"].to_numpy(),
+            {spec.id: spec.name for spec in card.classes},
+        )
+        write_attribute_table(staged_gpkg, AREA_TABLE, areas, timestamp=run.started)
+        write_manifest_table(staged_gpkg, manifest)
+        run.timings["vectorize_s"] = time.perf_counter() - clock
+        report(f"vectorized: {len(polygons)} polygons")
+
+    clock = time.perf_counter()
+    staged_quicklook = run.work / "quicklook.png"
+    _quicklook(source, scenes, staged_labels, card, staged_quicklook)
+    run.timings["quicklook_s"] = time.perf_counter() - clock
+
+    publications = [
+        (staged_labels, labels_path),
+        (staged_quicklook, quicklook_path),
+        (staged_gpkg, out),
+    ]
+    finish(run, out, publications, manifest, manifest_path, started_clock)
+    for path in (out, labels_path, quicklook_path, manifest_path):
+        report(f"wrote {path}")
+    return RunOutputs(
+        geopackage=out,
+        labels=(labels_path,),
+        quicklook=quicklook_path,
+        manifest=manifest_path,
+        run_id=identifier,
+        grid=grid,
+        scenes=tuple(entry.id for entry in scenes),
+        chunks_computed=run.computed,
+        chunks_reused=run.reused,
+        seconds=run.timings["total_s"],
+    )

@@ -1,0 +1,195 @@
+"""``geoseg run-change``: the scenes of two dates on one grid through one model, wiring only.
+
+Each date's scenes are segmented as in :mod:`workflows.run_bbox`, then
+compared with :func:`workflows.change.change_file`. Staged and resumable as
+described in :mod:`workflows.staging`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from distributed import Client
+
+from geoseg.bbox import BBox
+from geoseg.catalog.mosaic import target_grid
+from geoseg.catalog.stac import region_file, search
+from geoseg.io.checkpoint import read_card
+from geoseg.io.staging import check_output_paths, remove_file
+from geoseg.models.loading import resolve_model_dir
+from workflows.change import change_file
+from workflows.cluster import inference_placement
+from workflows.staging import (
+    InferenceSettings,
+    Report,
+    RunOutputs,
+    finish,
+    model_info,
+    quiet,
+    run_client,
+    run_manifest,
+    scene_source,
+    stage_labels,
+    start_run,
+    write_manifest_table,
+)
+
+
+def run_change(
+    bbox: BBox,
+    before: str,
+    after: str,
+    *,
+    regions: str | Path,
+    out: Path,
+    region_layer: str | None = None,
+    region_id_field: str | None = None,
+    stats: Path | None = None,
+    model: str | Path = "forest-landsat",
+    catalog: str | Path | None = None,
+    crs: str | None = None,
+    resolution: float | None = None,
+    settings: InferenceSettings | None = None,
+    scheduler: str | None = None,
+    client: Client | None = None,
+    run_time: datetime | None = None,
+    report: Report = quiet,
+) -> RunOutputs:
+    """Segment the scenes of two dates on one grid with one model, then compare them.
+
+    Parameters
+    ----------
+    bbox
+        The area (any CRS).
+    before, after
+        ``DATE`` or ``START/END`` of each date's scenes.
+    regions
+        Regions file, or the id of a region item of the catalog (e.g. ``rondonia``).
+    out
+        The change GeoPackage (layers of :func:`workflows.change.change_file`
+        plus the ``run_manifest`` table); the two label COGs go beside it as
+        ``<stem>.before.tif`` and ``<stem>.after.tif``.
+    region_layer, region_id_field, stats
+        As for :func:`workflows.change.change_file`.
+    model
+        Shipped model name or model directory; its classes named ``forest...``
+        count as forest.
+    run_time
+        The run's time, recorded in the manifest and as the GeoPackage's
+        change time (default: the clock at the first attempt); an earlier
+        attempt's time and ``SOURCE_DATE_EPOCH`` take precedence.
+    catalog, crs, resolution, settings, scheduler, client, report
+        As for :func:`workflows.run_bbox.run_bbox`.
+    """
+    started_clock = time.perf_counter()
+    settings = settings or InferenceSettings()
+    out = Path(out)
+    before_path, after_path = out.with_suffix(".before.tif"), out.with_suffix(".after.tif")
+    manifest_path = out.with_name(out.stem + ".manifest.json")
+    check_output_paths([out, before_path, after_path, manifest_path])
+    regions_path = region_file(regions, location=None if catalog is None else catalog)
+
+    clock = time.perf_counter()
+    before_scenes = search(bbox, before, location=catalog)
+    after_scenes = search(bbox, after, location=catalog)
+    card = read_card(resolve_model_dir(model))
+    grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    sources = {
+        "before": scene_source(grid, before_scenes, card),
+        "after": scene_source(grid, after_scenes, card),
+    }
+    report(
+        f"before: {', '.join(e.id for e in before_scenes)}; after: "
+        f"{', '.join(e.id for e in after_scenes)}; grid {grid.height}x{grid.width} px"
+    )
+    info = model_info(model, card)
+    placement = inference_placement(client, settings.device, scheduler)
+    parameters = {
+        "bbox": list(bbox.bounds),
+        "bbox_crs": bbox.crs.to_string(),
+        "before": before,
+        "after": after,
+        "regions": regions_path.name,
+        "region_layer": region_layer,
+        "region_id_field": region_id_field,
+        "forest_classes": card.forest_class_ids,
+        **settings.output_parameters(card, placement),
+    }
+    fingerprints = {name: source.fingerprint() for name, source in sources.items()}
+    key = {
+        "command": "run-change",
+        "sources": fingerprints,
+        "model": info.model_dump(),
+    }
+    identifier, run = start_run(out, {**key, "parameters": parameters}, run_time)
+    run.timings["search_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    with run_client(client, scheduler) as active:
+        staged = {
+            name: stage_labels(run, name, source, model, settings, placement, active)
+            for name, source in sources.items()
+        }
+        run.timings["predict_s"] = time.perf_counter() - clock
+        report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+
+        clock = time.perf_counter()
+        staged_gpkg = run.work / "change.gpkg"
+        remove_file(staged_gpkg)
+        staged_stats = run.work / f"stats{stats.suffix}" if stats is not None else None
+        manifest = run_manifest(
+            "run-change",
+            identifier,
+            run,
+            [*before_scenes, *after_scenes],
+            info,
+            parameters,
+            fingerprints,
+            {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
+        )
+        change_file(
+            staged["before"],
+            staged["after"],
+            regions_path,
+            staged_gpkg,
+            region_layer=region_layer,
+            region_id_field=region_id_field,
+            stats=staged_stats,
+            forest_classes=card.forest_class_ids or None,
+            client=active,
+            provenance={"run_time": run.started},
+            timestamp=run.started,
+        )
+        write_manifest_table(staged_gpkg, manifest)
+        run.timings["change_s"] = time.perf_counter() - clock
+
+    publications = [
+        (staged["before"], before_path),
+        (staged["after"], after_path),
+        (staged_gpkg, out),
+    ]
+    if stats is not None and staged_stats is not None:
+        stats = Path(stats)
+        for kind in ("", ".transitions", ".regions"):
+            name = f"{staged_stats.stem}{kind}{staged_stats.suffix}"
+            publications.append(
+                (staged_stats.with_name(name), stats.with_name(f"{stats.stem}{kind}{stats.suffix}"))
+            )
+    finish(run, out, publications, manifest, manifest_path, started_clock)
+    for _, path in publications:
+        report(f"wrote {path}")
+    report(f"wrote {manifest_path}")
+    return RunOutputs(
+        geopackage=out,
+        labels=(before_path, after_path),
+        quicklook=None,
+        manifest=manifest_path,
+        run_id=identifier,
+        grid=grid,
+        scenes=tuple(entry.id for entry in [*before_scenes, *after_scenes]),
+        chunks_computed=run.computed,
+        chunks_reused=run.reused,
+        seconds=run.timings["total_s"],
+    )

@@ -1,0 +1,268 @@
+"""The staging area of ``geoseg run`` and ``geoseg run-change``: wiring only.
+
+Resumable and atomic: everything is staged in ``<out>.geoseg-work/<run id>/``
+(the run id hashes inputs, model and parameters) and published to the final
+paths only when complete (:mod:`geoseg.io.staging`). A run killed at any point
+and started again with the same arguments reuses the finished prediction
+chunks (and finished label rasters) and writes byte-identical outputs: the
+run's time is fixed at its first attempt (or given by the caller, or by
+``SOURCE_DATE_EPOCH``) in the work folder's ``state.json``, and every
+GeoPackage records it as its change time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from distributed import Client
+
+from geoseg.catalog.mosaic import MosaicSource, mosaic_source
+from geoseg.catalog.stac import SceneEntry, verify_entry
+from geoseg.grid import RasterGrid
+from geoseg.io.runs import write_attribute_table
+from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
+from geoseg.models.card import ModelCard
+from geoseg.predict.inference import select_precision
+from geoseg.report.manifest import (
+    InputFile,
+    ModelInfo,
+    RunManifest,
+    provenance_rows,
+    run_id,
+    software_versions,
+)
+from geoseg.report.manifest import run_time as resolve_run_time
+from workflows.cluster import InferencePlacement, dask_client
+from workflows.predict import predict_source
+
+MANIFEST_TABLE = "run_manifest"
+WORK_SUFFIX = ".geoseg-work"
+
+Report = Callable[[str], None]
+
+
+def quiet(message: str) -> None:
+    """Discard a progress message."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How the model runs (none of these change the outputs except device/precision)."""
+
+    tile: int | None = None
+    overlap: int | None = None
+    batch_size: int = 8
+    chunk_size: int = 2048
+    device: str = "auto"
+    precision: str = "auto"
+    progress: bool = True
+
+    def output_parameters(self, card: ModelCard, placement: InferencePlacement) -> dict[str, Any]:
+        """The settings that can change the labels (recorded in the manifest).
+
+        ``device`` and ``precision`` are as asked for; ``device_used`` and
+        ``precision_used`` as resolved for ``card`` on the workers of
+        ``placement`` (``auto`` depends on their hardware and the model), the
+        way the prediction resolves them.
+        """
+        precision = select_precision(
+            self.precision, placement.device, card.cpu_bf16_agreement, placement.support
+        )
+        return {
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "device": self.device,
+            "precision": self.precision,
+            "device_used": placement.device,
+            "precision_used": precision,
+        }
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """What a run wrote, and how much of it was reused from an earlier attempt."""
+
+    geopackage: Path
+    labels: tuple[Path, ...]
+    quicklook: Path | None
+    manifest: Path
+    run_id: str
+    grid: RasterGrid
+    scenes: tuple[str, ...]
+    chunks_computed: int
+    chunks_reused: int
+    seconds: float
+
+
+@dataclass
+class RunStaging:
+    """The staging area of one run: work folder, state file, timings."""
+
+    work: Path
+    state: dict[str, Any]
+    timings: dict[str, float]
+    computed: int = 0
+    reused: int = 0
+
+    @property
+    def started(self) -> str:
+        """The run's time (ISO 8601, UTC), fixed at its first attempt."""
+        return str(self.state["started"])
+
+    def save(self) -> None:
+        """Write the state file (what a resumed attempt reads back)."""
+        write_json(self.work / "state.json", self.state)
+
+
+def work_root(out: Path) -> Path:
+    """The folder holding the work folders of the runs writing ``out``."""
+    return Path(str(out) + WORK_SUFFIX)
+
+
+def start_run(
+    out: Path, key: dict[str, Any], run_time: datetime | None = None
+) -> tuple[str, RunStaging]:
+    """The run id of ``key`` and its staging area (state reused from an earlier attempt).
+
+    The run's time is, in this order: the one an earlier attempt recorded,
+    ``SOURCE_DATE_EPOCH``, ``run_time``, the clock.
+    """
+    identifier = run_id(key)
+    work = work_folder(work_root(out) / identifier[:16])
+    state = read_json(work / "state.json") or {
+        "started": resolve_run_time(os.environ, run_time or datetime.now(UTC))
+    }
+    run = RunStaging(work, state, {})
+    run.save()
+    return identifier, run
+
+
+@contextlib.contextmanager
+def run_client(client: Client | None, scheduler: str | None) -> Iterator[Client]:
+    """``client`` when given, else a client of ``scheduler`` (or a local cluster) for the block."""
+    if client is not None:
+        yield client
+        return
+    with dask_client(scheduler) as started:
+        yield started
+
+
+def model_info(model: str | Path, card: ModelCard) -> ModelInfo:
+    """The model as the manifest records it (a directory by its card's name)."""
+    return ModelInfo(
+        name=card.name if Path(model).exists() else str(model),
+        weights_sha256=card.weights_sha256,
+        architecture=f"{card.architecture}/{card.encoder}".rstrip("/"),
+        classes={str(spec.id): spec.name for spec in card.classes},
+    )
+
+
+def scene_source(grid: RasterGrid, scenes: Sequence[SceneEntry], card: ModelCard) -> MosaicSource:
+    """The scenes (checksums verified) as one mosaic on ``grid`` with the card's bands."""
+    pairs = [(entry, verify_entry(entry)) for entry in scenes]
+    return mosaic_source(grid, pairs, card.band_names)
+
+
+def stage_labels(
+    run: RunStaging,
+    name: str,
+    source: MosaicSource,
+    model: str | Path,
+    settings: InferenceSettings,
+    placement: InferencePlacement,
+    client: Client,
+) -> Path:
+    """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
+
+    The model runs where ``placement`` says: the placement the manifest records.
+    """
+    staged = run.work / f"{name}.tif"
+    if run.state.get(f"{name}_done") and staged.exists():
+        return staged
+    result = predict_source(
+        source,
+        model,
+        labels_out=staged,
+        tile=settings.tile,
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
+        chunk_size=settings.chunk_size,
+        device=settings.device,
+        precision=settings.precision,
+        client=client,
+        work_dir=run.work / f"{name}-chunks",
+        progress=settings.progress,
+        placement=placement,
+    )
+    run.computed += result.chunks_computed
+    run.reused += result.chunks_reused
+    run.state[f"{name}_done"] = True
+    run.save()
+    return staged
+
+
+def run_manifest(
+    command: str,
+    identifier: str,
+    run: RunStaging,
+    scenes: Sequence[SceneEntry],
+    model: ModelInfo,
+    parameters: dict[str, Any],
+    grid: dict[str, Any],
+    outputs: dict[str, Path],
+) -> RunManifest:
+    """The run's manifest (without timings: :func:`finish` adds them to the JSON)."""
+    return RunManifest(
+        command=command,
+        run_id=identifier,
+        started=run.started,
+        inputs=[
+            InputFile(id=entry.id, href=entry.data.href, sha256=entry.data.sha256 or "")
+            for entry in scenes
+        ],
+        model=model,
+        parameters=parameters,
+        grid=grid,
+        versions=software_versions(),
+        outputs={name: path.name for name, path in outputs.items()},
+    )
+
+
+def write_manifest_table(geopackage: Path, manifest: RunManifest) -> None:
+    """Add the manifest without timings to the staged ``geopackage`` as ``run_manifest``.
+
+    The table records the run's time as its change time.
+    """
+    write_attribute_table(
+        geopackage,
+        MANIFEST_TABLE,
+        pd.DataFrame(provenance_rows(manifest)),
+        timestamp=manifest.started,
+    )
+
+
+def finish(
+    run: RunStaging,
+    out: Path,
+    publications: Sequence[tuple[Path, Path]],
+    manifest: RunManifest,
+    manifest_path: Path,
+    started_clock: float,
+) -> None:
+    """Publish staged files, write the manifest JSON (with timings), drop the work folder."""
+    run.timings["total_s"] = time.perf_counter() - started_clock
+    for staged, final in publications:
+        publish_file(staged, final)
+    write_json(
+        manifest_path,
+        manifest.model_copy(update={"timings_s": run.timings}).model_dump(mode="json"),
+    )
+    remove_tree(work_root(out))
