@@ -54,7 +54,8 @@ from geoseg.io.runs import (
 from geoseg.io.vector import read_vector
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
-from geoseg.predict.inference import select_precision
+from geoseg.predict.placement import InferencePlacement
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
@@ -67,7 +68,7 @@ from geoseg.report.manifest import (
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.change import change_file
-from workflows.cluster import InferencePlacement, dask_client, inference_placement
+from workflows.cluster import dask_client, inference_placement
 from workflows.predict import predict_source
 from workflows.vectorize import vectorize_file
 
@@ -79,39 +80,6 @@ QUICKLOOK_DPI = 90
 WORK_SUFFIX = ".geoseg-work"
 
 Report = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How the model runs (none of these change the outputs except device/precision)."""
-
-    tile: int | None = None
-    overlap: int | None = None
-    batch_size: int = 8
-    chunk_size: int = 2048
-    device: str = "auto"
-    precision: str = "auto"
-    progress: bool = True
-
-    def output_parameters(self, card: ModelCard, placement: InferencePlacement) -> dict[str, Any]:
-        """The settings that can change the labels (recorded in the manifest).
-
-        ``device`` and ``precision`` are as asked for; ``device_used`` and
-        ``precision_used`` as resolved for ``card`` on the workers of
-        ``placement`` (``auto`` depends on their hardware and the model), the
-        way the prediction resolves them.
-        """
-        precision = select_precision(
-            self.precision, placement.device, card.cpu_bf16_agreement, placement.support
-        )
-        return {
-            "tile": self.tile,
-            "overlap": self.overlap,
-            "device": self.device,
-            "precision": self.precision,
-            "device_used": placement.device,
-            "precision_used": precision,
-        }
 
 
 @dataclass(frozen=True)
@@ -210,6 +178,7 @@ def _predict(
     settings: InferenceSettings,
     placement: InferencePlacement,
     client: Client,
+    progress: bool,
 ) -> Path:
     """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
 
@@ -221,16 +190,11 @@ def _predict(
     result = predict_source(
         source,
         model,
-        labels_out=staged,
-        tile=settings.tile,
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        chunk_size=settings.chunk_size,
-        device=settings.device,
-        precision=settings.precision,
+        settings,
+        PredictOutputs(staged),
         client=client,
         work_dir=run.work / f"{name}-chunks",
-        progress=settings.progress,
+        progress=progress,
         placement=placement,
     )
     run.computed += result.chunks_computed
@@ -329,6 +293,7 @@ def run_bbox(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
     report: Report = _quiet,
@@ -354,6 +319,8 @@ def run_bbox(
         Target grid; default the scenes' CRS and resolution.
     settings
         Inference settings (see :func:`workflows.predict.predict_source`).
+    progress
+        Show progress bars.
     scheduler, client
         Where to run: an existing client, a scheduler address, or (default)
         ``$DASK_SCHEDULER_ADDRESS`` or a local cluster.
@@ -378,12 +345,18 @@ def run_bbox(
         f"px in {grid.crs.to_string()}"
     )
     model_info = _model_info(model, card)
-    placement = inference_placement(client, settings.device, scheduler)
+    placement = inference_placement(
+        client,
+        settings.device,
+        scheduler,
+        precision=settings.precision,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+    )
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
         "datetime": datetime_range,
-        **settings.output_parameters(card, placement),
+        **settings.output_parameters(placement),
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": model_info.model_dump()}
@@ -392,7 +365,9 @@ def run_bbox(
 
     clock = time.perf_counter()
     with _client(client, scheduler) as active:
-        staged_labels = _predict(run, "labels", source, model, settings, placement, active)
+        staged_labels = _predict(
+            run, "labels", source, model, settings, placement, active, progress
+        )
         run.timings["predict_s"] = time.perf_counter() - clock
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
 
@@ -482,6 +457,7 @@ def run_change(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
     report: Report = _quiet,
@@ -505,7 +481,7 @@ def run_change(
     model
         Shipped model name or model directory; its classes named ``forest...``
         count as forest.
-    catalog, crs, resolution, settings, scheduler, client, report
+    catalog, crs, resolution, settings, progress, scheduler, client, report
         As for :func:`run_bbox`.
     """
     started_clock = time.perf_counter()
@@ -530,7 +506,13 @@ def run_change(
         f"{', '.join(e.id for e in after_scenes)}; grid {grid.height}x{grid.width} px"
     )
     model_info = _model_info(model, card)
-    placement = inference_placement(client, settings.device, scheduler)
+    placement = inference_placement(
+        client,
+        settings.device,
+        scheduler,
+        precision=settings.precision,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+    )
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
@@ -540,7 +522,7 @@ def run_change(
         "region_layer": region_layer,
         "region_id_field": region_id_field,
         "forest_classes": _forest_ids(card),
-        **settings.output_parameters(card, placement),
+        **settings.output_parameters(placement),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {
@@ -554,7 +536,7 @@ def run_change(
     clock = time.perf_counter()
     with _client(client, scheduler) as active:
         staged = {
-            name: _predict(run, name, source, model, settings, placement, active)
+            name: _predict(run, name, source, model, settings, placement, active, progress)
             for name, source in sources.items()
         }
         run.timings["predict_s"] = time.perf_counter() - clock
