@@ -18,7 +18,7 @@ Measured side by side in one run, on the same cluster and the same tiles:
    workers; psutil, sampled every 50 ms in a thread) per scene size, each size
    on a fresh cluster (target: growth from 4k to 16k <= 10%);
 5. bf16 vs fp32 autocast on the real Zion scene: label agreement and speed;
-6. with ``--phases``: the CPU time per tile of each step of the engine, the
+6. with ``--phases``: the CPU time per tile of each step of the prediction, the
    model's forward included, measured in ONE worker process (thread CPU time,
    so the figures hold on a loaded machine): the tasks' bodies are called
    directly in order on the first scene size, then the label COG is assembled.
@@ -55,11 +55,14 @@ import torch
 from distributed import Client
 
 from geoseg.catalog.datadir import data_file
-from geoseg.models.loading import shipped_models
-from geoseg.predict.engine import PredictPlan, batch_inputs, make_plan
-from geoseg.predict.inference import cached_model, forward_probabilities
+from geoseg.io.checkpoint import read_card
+from geoseg.models.loading import resolve_model_dir, shipped_models
+from geoseg.predict.forward import batch_inputs
+from geoseg.predict.inference import cached_model, device_support, forward_probabilities
+from geoseg.predict.placement import place_inference
+from geoseg.predict.plan import PredictPlan, make_plan
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource
-from geoseg.predict.tiling import tile_batches
 from workflows.cluster import WORKER_ENV, local_client
 from workflows.predict import predict_file
 
@@ -128,30 +131,30 @@ def mirrored_scene(path: Path, size: int) -> Path:
 def install_forward_timer() -> None:
     """In a worker: accumulate the seconds spent in the model's forward passes.
 
-    The total is kept on the ``geoseg.predict.engine`` module of the worker (functions of
+    The total is kept on the ``geoseg.predict.forward`` module of the worker (functions of
     this script are shipped by value, so their own globals would not persist).
     """
-    import geoseg.predict.engine as engine
+    import geoseg.predict.forward as forward
 
-    original = engine.forward_probabilities
-    engine.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
+    original = forward.forward_probabilities
+    forward.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
-            engine.bench_forward_seconds += time.perf_counter() - start  # type: ignore[attr-defined]
+            forward.bench_forward_seconds += time.perf_counter() - start  # type: ignore[attr-defined]
 
-    engine.forward_probabilities = timed  # type: ignore[assignment]
+    forward.forward_probabilities = timed  # type: ignore[assignment]
 
 
 def take_forward_seconds() -> float:
     """In a worker: the accumulated forward seconds, then reset."""
-    import geoseg.predict.engine as engine
+    import geoseg.predict.forward as forward
 
-    seconds = float(engine.bench_forward_seconds)  # type: ignore[attr-defined]
-    engine.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
+    seconds = float(forward.bench_forward_seconds)  # type: ignore[attr-defined]
+    forward.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
     return seconds
 
 
@@ -166,8 +169,7 @@ def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
 
 def bare_forward(client: Client, plan: PredictPlan, args: argparse.Namespace) -> float:
     """Wall-equivalent seconds of the forward passes alone over all tiles of ``plan``."""
-    batches = tile_batches(plan.layout, args.batch_size)
-    futures = [client.submit(bare_forward_seconds, plan, b, pure=False) for b in batches]
+    futures = [client.submit(bare_forward_seconds, plan, b, pure=False) for b in plan.batches]
     return float(sum(client.gather(futures))) / args.workers
 
 
@@ -200,19 +202,34 @@ def random_model(directory: Path, tile: int, overlap: int) -> Path:
     return directory
 
 
+def bench_settings(args: argparse.Namespace, precision: str) -> InferenceSettings:
+    """The benchmark's inference settings, at ``precision``."""
+    return InferenceSettings(
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device=args.device,
+        precision=precision,
+    )
+
+
 def bench_plan(scene: Path, model: str | Path, work: Path, args: argparse.Namespace) -> PredictPlan:
     """The plan ``predict_file`` makes for ``scene`` with the benchmark's settings."""
+    placement = place_inference(
+        args.device,
+        {"local": device_support()},
+        where="this machine",
+        precision=args.precision,
+        cpu_bf16_agreement=read_card(resolve_model_dir(model)).cpu_bf16_agreement,
+    )
     return make_plan(
         FileSource.open(scene),
         model,
-        tile=args.tile,
-        overlap=args.overlap,
-        device=args.device,
-        precision=args.precision,
+        bench_settings(args, args.precision),
+        placement,
         work_root=work,
         write_probabilities=False,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
     )
 
 
@@ -229,13 +246,8 @@ def timed_predict(
     predict_file(
         scene,
         model,
-        labels_out=out,
-        tile=args.tile,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
-        device=args.device,
-        precision=precision,
+        bench_settings(args, precision),
+        PredictOutputs(out),
         client=client,
         progress=False,
     )
@@ -293,21 +305,27 @@ def run_size(
 
 
 PHASES = {
-    "geoseg.predict.engine": (
+    "geoseg.predict.forward": (
         "forward_probabilities",
         "normalize",
         "reflect_pad",
         "keep_tile",
         "write_tile_batch",
+        "labels_from_probabilities",
+        "quantize_probabilities",
+        "batch_inputs",
+        "compute_batch",
+        "forward_batch",
+    ),
+    "geoseg.predict.assemble": (
         "read_tile_batch",
         "blend_window",
         "labels_from_probabilities",
         "quantize_probabilities",
         "write_chunk",
         "write_summary",
-        "batch_inputs",
-        "compute_batch",
-        "forward_batch",
+        "gather_tiles",
+        "stitch_chunk",
         "assemble_chunk",
     ),
     "geoseg.predict.sources": ("read_window_masked",),
@@ -318,7 +336,7 @@ PHASES = {
 def profile_phases(
     scene: Path, model: str | Path, work: Path, args: argparse.Namespace
 ) -> tuple[int, dict[str, float]]:
-    """In a worker: CPU seconds of each engine step (exclusive of the steps it calls).
+    """In a worker: CPU seconds of each prediction step (exclusive of the steps it calls).
 
     Runs every forward batch and every chunk of ``scene`` in this process, in
     the order the Dask graph would (a chunk right after the batches it needs,
@@ -327,10 +345,10 @@ def profile_phases(
     import importlib
     from collections import Counter, defaultdict
 
-    import geoseg.predict.engine as engine
+    import geoseg.predict.assemble as assemble
+    import geoseg.predict.forward as forward
     from geoseg.io.cog import OutputStyle
     from geoseg.io.workdir import batch_path, chunk_path, prepare_work_dir, recycle_tile_batch
-    from geoseg.predict.tiling import chunk_windows, tiles_touching
 
     torch.set_num_threads(1)
     seconds: defaultdict[str, float] = defaultdict(float)
@@ -360,34 +378,30 @@ def profile_phases(
     try:
         plan = bench_plan(scene, model, work, args)
         cached_model(plan.model)
-        layout = plan.layout
-        batches = tile_batches(layout, args.batch_size)
-        batch_of = {index: number for number, group in enumerate(batches) for index in group}
-        windows = chunk_windows(layout.height, layout.width, args.chunk_size)
-        needs = [sorted({batch_of[i] for i in tiles_touching(layout, w)}) for w in windows]
-        users = Counter(number for numbers in needs for number in numbers)
+        batches = plan.batches
+        users = Counter(number for chunk in plan.chunks for number in chunk.batches)
         prepare_work_dir(plan.work_dir, {})
         done: set[int] = set()
-        for window, numbers in zip(windows, needs, strict=True):
-            for number in numbers:
+        for chunk in plan.chunks:
+            for number in chunk.batches:
                 if number not in done:
-                    engine.forward_batch(plan, number, batches[number])
+                    forward.forward_batch(plan, number, batches[number])
                     done.add(number)
-            stored = [(batches[n], batch_path(plan.work_dir, n)) for n in numbers]
-            engine.assemble_chunk(plan, window, stored)
-            for number in numbers:
+            stored = [(batches[n], batch_path(plan.work_dir, n)) for n in chunk.batches]
+            assemble.assemble_chunk(plan, chunk.window, stored)
+            for number in chunk.batches:
                 users[number] -= 1
                 if users[number] == 0:
                     recycle_tile_batch(batch_path(plan.work_dir, number))
         style = OutputStyle(band_descriptions=("class",), nodata=255)
-        chunks = [(w, chunk_path(plan.work_dir, w, "labels")) for w in windows]
+        chunks = [(c.window, chunk_path(plan.work_dir, c.window, "labels")) for c in plan.chunks]
         importlib.import_module("geoseg.io.cog").assemble_cog(
             work / "phases.tif", plan.source.grid, chunks, 1, style, work
         )
     finally:
         for module, name, function in originals:
             setattr(module, name, function)
-    return layout.count, dict(seconds)
+    return plan.layout.count, dict(seconds)
 
 
 def report_phases(args: argparse.Namespace, scene: Path, model: str | Path, work: Path) -> None:
@@ -430,8 +444,9 @@ def main() -> None:
     parser.add_argument("--model", help="shipped model name or directory")
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--overlap", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--chunk-size", type=int, default=2048)
+    defaults = InferenceSettings()
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--chunk-size", type=int, default=defaults.chunk_size)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=3, help="pipeline runs in the ratio")
     parser.add_argument("--precision", default="fp32")

@@ -80,6 +80,35 @@ class PixelWindow:
         """True when the window has no pixels."""
         return self.height == 0 or self.width == 0
 
+    def chunk_rows(self, size: int) -> tuple[tuple[PixelWindow, ...], ...]:
+        """Windows of at most ``size`` x ``size`` pixels covering this window, row by row.
+
+        Rows go top to bottom and each row left to right, starting at this
+        window's top-left corner; the last row and column are the smaller ones.
+        An empty window has no chunks (and no rows).
+
+        Raises
+        ------
+        InputError
+            ``size`` is not positive (see :func:`check_chunk_size`).
+        """
+        check_chunk_size(size)
+        if self.is_empty:
+            return ()
+        return tuple(
+            tuple(
+                PixelWindow(
+                    row, col, min(size, self.row_stop - row), min(size, self.col_stop - col)
+                )
+                for col in range(self.col, self.col_stop, size)
+            )
+            for row in range(self.row, self.row_stop, size)
+        )
+
+    def chunks(self, size: int) -> tuple[PixelWindow, ...]:
+        """The windows of :meth:`chunk_rows` in row-major order."""
+        return tuple(window for row in self.chunk_rows(size) for window in row)
+
     def to_rasterio(self) -> Any:
         """The equivalent :class:`rasterio.windows.Window`."""
         from rasterio.windows import Window
@@ -135,3 +164,54 @@ class RasterGrid:
     def full_window(self) -> PixelWindow:
         """The window covering the whole grid."""
         return PixelWindow(0, 0, self.height, self.width)
+
+    def chunks(self, size: int) -> tuple[PixelWindow, ...]:
+        """Chunks of at most ``size`` x ``size`` pixels covering the grid, in row-major order.
+
+        The order (and so the chunks' numbering) never changes: outputs and
+        resumable work folders are named after it.
+
+        Raises
+        ------
+        InputError
+            ``size`` is not positive.
+        """
+        return self.full_window.chunks(size)
+
+    def chunk_rows(self, size: int) -> tuple[tuple[PixelWindow, ...], ...]:
+        """The chunks of :meth:`chunks` grouped in rows (for ``dask.array.block``)."""
+        return self.full_window.chunk_rows(size)
+
+    def zoom_out(self, factor: int) -> RasterGrid:
+        """The grid of the same extent with pixels ``factor`` times larger.
+
+        The last row and column cover the rest of the extent (sizes round up),
+        so the zoomed-out grid may reach a little past this one.
+
+        Raises
+        ------
+        InputError
+            ``factor`` is not a positive whole number.
+        """
+        if factor < 1:
+            raise InputError(f"a grid zooms out by a whole factor >= 1, got {factor}")
+        if factor == 1:
+            return self
+        return RasterGrid(
+            self.crs,
+            self.transform @ Affine.scale(factor),
+            -(-self.height // factor),
+            -(-self.width // factor),
+        )
+
+
+def check_chunk_size(size: int) -> None:
+    """Raise :class:`InputError` unless ``size`` is a positive number of pixels.
+
+    The one check of every chunk size (``--chunk-size`` of every command,
+    evaluation windows).
+    """
+    if size < 1:
+        raise InputError(
+            f"chunk size (--chunk-size) must be a positive number of pixels, got {size}"
+        )

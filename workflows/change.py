@@ -47,8 +47,8 @@ from geoseg.change.regions import (
     tag_with_regions,
     warn_empty_regions,
 )
-from geoseg.errors import ConfigError, OutputError
-from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.errors import OutputError
+from geoseg.grid import PixelWindow, RasterGrid, check_chunk_size
 from geoseg.io.atomic import atomic_path
 from geoseg.io.raster import read_info
 from geoseg.io.tables import check_table_path, write_table
@@ -89,19 +89,16 @@ def class_ids_on_grid(
     path: Path, grid: RasterGrid, class_map: ClassMap, chunk_size: int
 ) -> da.Array:
     """Lazy class ids of ``path`` on ``grid`` (uint8, 255 excluded), one task per window."""
-    row_chunks, col_chunks = da.core.normalize_chunks((chunk_size, chunk_size), grid.shape)
     blocks = [
         [
             da.from_delayed(
-                delayed(_class_ids_window, pure=True)(
-                    path, grid, PixelWindow(row, col, height, width), class_map
-                ),
-                shape=(height, width),
+                delayed(_class_ids_window, pure=True)(path, grid, window, class_map),
+                shape=window.shape,
                 dtype=np.uint8,
             )
-            for col, width in _window_offsets(col_chunks)
+            for window in row
         ]
-        for row, height in _window_offsets(row_chunks)
+        for row in grid.chunk_rows(chunk_size)
     ]
     ids: da.Array = da.block(blocks)
     return ids
@@ -288,8 +285,7 @@ def change_file(
     """
     before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
     stats = Path(stats) if stats is not None else None
-    if chunk_size <= 0:
-        raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
+    check_chunk_size(chunk_size)
     if out.suffix.lower() != ".gpkg":
         raise OutputError(f"{out}: the output must be a GeoPackage (.gpkg)")
     table_paths = _table_paths(check_table_path(stats)) if stats is not None else ()

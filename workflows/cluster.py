@@ -1,23 +1,23 @@
 """Connecting to Dask: a local cluster by default, or an existing scheduler.
 
 Also where inference runs on a cluster: :func:`inference_placement` asks the
-workers what hardware they have, resolves ``--device auto`` for them (not for
-the machine that submits) and restricts inference tasks to the workers with a
-GPU when only some have one.
+workers what hardware they have; the library's
+:func:`geoseg.predict.placement.place_inference` then resolves ``--device auto``
+for them (not for the machine that submits) and restricts inference tasks to
+the workers with a GPU when only some have one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import dask
 from distributed import Client, LocalCluster
 
-from geoseg.errors import ConfigError
+from geoseg.predict.placement import InferencePlacement, place_inference
 
 if TYPE_CHECKING:  # geoseg.predict.inference imports torch; workflows that need no model skip it
     from geoseg.predict.inference import DeviceSupport
@@ -156,93 +156,38 @@ def local_client(
         yield client
 
 
-@dataclass(frozen=True)
-class InferencePlacement:
-    """Where the model runs: the resolved device, its hardware and task restrictions."""
-
-    device: str
-    """``cpu`` or ``cuda``."""
-    support: DeviceSupport
-    """The hardware of the workers that run the model, combined (every one must offer it)."""
-    restrictions: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of ``Client.submit`` for inference tasks (``resources`` or
-    ``workers``); empty when any worker may run them."""
-
-
-def place_inference(
-    device: str,
-    workers: Mapping[str, DeviceSupport],
-    resources: Mapping[str, Mapping[str, float]] | None = None,
-    where: str = "the Dask cluster",
-) -> InferencePlacement:
-    """Resolve ``device`` for a cluster whose workers offer ``workers`` (by address).
-
-    ``auto`` is ``cuda`` when some worker has a CUDA device. When only some
-    workers have one, inference tasks go to them: by the ``GPU`` resource when
-    exactly those workers advertise it (``dask worker --resources GPU=1``,
-    dask-cuda), else by worker address. Precision support is what every
-    worker running inference offers.
-
-    Raises
-    ------
-    ConfigError
-        Unknown device, no workers, or ``cuda`` asked for and no worker has it.
-    """
-    from geoseg.predict.inference import DeviceSupport, check_device
-
-    check_device(device)
-    if not workers:
-        raise ConfigError(f"{where} has no workers; start some, or run without --scheduler")
-    gpus = sorted(address for address, support in workers.items() if support.cuda)
-    if device == "cuda" and not gpus:
-        count = f" (none of its {len(workers)} workers)" if len(workers) > 1 else ""
-        more = "" if where == "this machine" else ", or add GPU workers to it"
-        raise ConfigError(
-            f"--device cuda was asked for but {where} has no CUDA device{count}; "
-            f"use --device auto or cpu{more}"
-        )
-    if device == "cpu" or not gpus:
-        every = list(workers.values())
-        support = DeviceSupport(cuda=False, cpu_bf16=all(s.cpu_bf16 for s in every), where=where)
-        return InferencePlacement("cpu", support)
-    chosen = [workers[address] for address in gpus]
-    support = DeviceSupport(
-        cuda=True,
-        cuda_bf16=all(s.cuda_bf16 for s in chosen),
-        cpu_bf16=all(s.cpu_bf16 for s in chosen),
-        where=where,
-    )
-    if len(gpus) == len(workers):
-        return InferencePlacement("cuda", support)
-    advertised = sorted(a for a, r in (resources or {}).items() if r.get("GPU", 0) >= 1)
-    if advertised == gpus:
-        return InferencePlacement("cuda", support, {"resources": {"GPU": 1}})
-    return InferencePlacement("cuda", support, {"workers": gpus})
-
-
 def inference_placement(
-    client: Client | None, device: str, scheduler: str | None = None
+    client: Client | None,
+    device: str,
+    scheduler: str | None = None,
+    *,
+    precision: str = "auto",
+    cpu_bf16_agreement: float | None = None,
 ) -> InferencePlacement:
-    """:func:`place_inference` for the cluster a run will use.
+    """Ask the workers a run will use about their hardware, then :func:`place_inference`.
 
-    ``client`` when given; else the scheduler at ``scheduler`` or
-    ``$DASK_SCHEDULER_ADDRESS`` (connected to briefly); else this machine,
-    where the default local cluster runs (nothing is started for that). On a
-    cluster without workers yet (adaptive), the first worker to start is asked.
+    The workers are ``client``'s when given; else those of the scheduler at
+    ``scheduler`` or ``$DASK_SCHEDULER_ADDRESS`` (connected to briefly); else
+    this machine, where the default local cluster runs (nothing is started for
+    that). On a cluster without workers yet (adaptive), the first worker to
+    start is asked. ``precision`` and ``cpu_bf16_agreement`` (the model card's)
+    go to :func:`place_inference`.
 
     Raises
     ------
     ConfigError
-        As :func:`place_inference`.
+        As :func:`geoseg.predict.placement.place_inference`.
     """
     from geoseg.predict.inference import device_support
 
+    options: dict[str, Any] = {"precision": precision, "cpu_bf16_agreement": cpu_bf16_agreement}
     if client is None:
         address = resolve_scheduler(scheduler)
         if address is None:
-            return place_inference(device, {"local": device_support()}, where="this machine")
+            local = {"local": device_support()}
+            return place_inference(device, local, where="this machine", **options)
         with Client(address, set_as_default=False) as connected:
-            return inference_placement(connected, device)
+            return inference_placement(connected, device, **options)
     info = client.scheduler_info()
     where = f"the Dask cluster at {info.get('address', '?')}"
     workers = info.get("workers", {})
@@ -256,7 +201,7 @@ def inference_placement(
         supports = {address: support}
         workers = client.scheduler_info().get("workers", {})
     resources = {address: dict(w.get("resources") or {}) for address, w in workers.items()}
-    return place_inference(device, supports, resources, where=where)
+    return place_inference(device, supports, resources, where=where, **options)
 
 
 def _worker_device_support() -> tuple[str, DeviceSupport]:

@@ -1,6 +1,8 @@
 """``geoseg predict`` as a Dask computation: wiring only.
 
-Two kinds of tasks (bodies in :mod:`geoseg.predict.engine`):
+Two kinds of tasks (bodies in :mod:`geoseg.predict.forward` and
+:mod:`geoseg.predict.assemble`), in the schedule of the run's plan
+(:func:`geoseg.predict.plan.make_plan`):
 
 - *forward* tasks, one per batch of tiles; batches are fixed groups of the
   global tile order (independent of the chunk size), so every tile is computed
@@ -56,12 +58,16 @@ from geoseg.labels import (
     format_class_names,
 )
 from geoseg.models.card import ModelCard
+from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.assemble import assemble_chunk
 from geoseg.predict.blending import PROBABILITY_SCALE
-from geoseg.predict.engine import PredictPlan, assemble_chunk, forward_batch, make_plan
-from geoseg.predict.overviews import overview_factors, overview_grid, overview_window
+from geoseg.predict.forward import forward_batch
+from geoseg.predict.overviews import overview_factors, overview_window
+from geoseg.predict.placement import InferencePlacement
+from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource, RasterSource
-from geoseg.predict.tiling import chunk_windows, tile_batches, tiles_touching
-from workflows.cluster import InferencePlacement, dask_client, inference_placement
+from workflows.cluster import dask_client, inference_placement
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
 PROBABILITY_ENCODING = "uint8 = round(p * 255), band per class; nodata pixels are 0 (see labels)"
@@ -84,12 +90,6 @@ class PredictResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class _ChunkJob:
-    window: PixelWindow
-    batches: tuple[int, ...]
-
-
 def _check_output(path: Path) -> None:
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the output directory {path.parent} does not exist")
@@ -100,20 +100,20 @@ def _check_output(path: Path) -> None:
 def _run_chunks(
     client: Client,
     plan: PredictPlan,
-    jobs: list[_ChunkJob],
-    batches: list[tuple[int, ...]],
+    jobs: list[PlannedChunk],
     progress: bool,
     restrictions: dict[str, Any],
 ) -> list[ChunkSummary]:
     """Submit chunk jobs in row-major order, a few at a time; return their summaries.
 
     Forward tasks are submitted with ``restrictions`` (see
-    :attr:`workflows.cluster.InferencePlacement.restrictions`).
+    :attr:`geoseg.predict.placement.InferencePlacement.restrictions`).
     """
+    batches = plan.batches
     remaining_users = Counter(number for job in jobs for number in job.batches)
     forward: dict[int, Future[Path]] = {}
     queue = deque(jobs)
-    job_of: dict[Future[ChunkSummary], _ChunkJob] = {}
+    job_of: dict[Future[ChunkSummary], PlannedChunk] = {}
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     limit = CHUNKS_IN_FLIGHT_PER_WORKER * workers
 
@@ -171,7 +171,7 @@ def _overview_levels(
         ]
         levels.append(
             (
-                overview_grid(grid, factor),
+                grid.zoom_out(factor),
                 [(level, path) for level, path in shares if not level.is_empty],
             )
         )
@@ -205,15 +205,9 @@ def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
 def predict_source(
     source: RasterSource,
     model: str | Path,
+    settings: InferenceSettings,
+    outputs: PredictOutputs,
     *,
-    labels_out: Path,
-    probabilities_out: Path | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = 8,
-    chunk_size: int = 2048,
-    device: str = "auto",
-    precision: str = "auto",
     client: Client | None = None,
     work_dir: Path | None = None,
     progress: bool = True,
@@ -227,22 +221,17 @@ def predict_source(
         The scene (any :class:`~geoseg.predict.sources.RasterSource`).
     model
         Shipped model name or model directory.
-    labels_out
-        Final label COG (uint8, nodata 255, colour table, class names).
-    probabilities_out
-        Optional per-class probability COG: one band per class in the card's
+    settings
+        How the model runs (tile, overlap, batch and chunk sizes, device,
+        precision); the outputs do not depend on the batch and chunk sizes.
+        ``device`` and ``precision`` are resolved for the workers that run the
+        model (:func:`workflows.cluster.inference_placement`): on a cluster
+        where only some workers have a GPU, inference goes to those.
+    outputs
+        The label COG (uint8, nodata 255, colour table, class names) and the
+        optional per-class probability COG: one band per class in the card's
         order, named after the class, uint8 ``round(p * 255)`` (band scale
         1/255), 0 where the input is nodata (masked by the label raster).
-    tile, overlap
-        Tile geometry; default the model card's.
-    batch_size
-        Tiles per forward pass.
-    chunk_size
-        Output chunk side in pixels; the outputs do not depend on it.
-    device, precision
-        ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``, resolved for the workers
-        that run the model (:func:`workflows.cluster.inference_placement`): on
-        a cluster where only some workers have a GPU, inference goes to those.
     client
         A Dask client; default a local cluster (or ``$DASK_SCHEDULER_ADDRESS``).
         Workers must see the same filesystem (work directory, model, input).
@@ -251,8 +240,9 @@ def predict_source(
     progress
         Show a progress bar.
     placement
-        Where the model runs, when the caller has already asked the cluster
-        (``inference_placement(client, device)``); ``device`` is then ignored.
+        Where and how the model runs, when the caller has already asked the
+        cluster (:func:`workflows.cluster.inference_placement`); the device and
+        precision of ``settings`` are then not looked at.
 
     Raises
     ------
@@ -260,46 +250,37 @@ def predict_source(
         Invalid input or output (nothing is written at the output paths then).
     """
     started = time.perf_counter()
-    labels_out = Path(labels_out)
-    outputs = [labels_out] + ([Path(probabilities_out)] if probabilities_out else [])
-    for path in outputs:
+    for path in outputs.paths:
         _check_output(path)
-    placement = placement or inference_placement(client, device)
+    card = read_card(resolve_model_dir(model))
+    placement = placement or inference_placement(
+        client,
+        settings.device,
+        precision=settings.precision,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+    )
     plan = make_plan(
         source,
         model,
-        tile=tile,
-        overlap=overlap,
-        device=placement.device,
-        precision=precision,
-        support=placement.support,
-        work_root=Path(work_dir) if work_dir is not None else labels_out.parent,
-        write_probabilities=probabilities_out is not None,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
+        settings,
+        placement,
+        work_root=Path(work_dir) if work_dir is not None else outputs.labels.parent,
+        write_probabilities=outputs.probabilities is not None,
     )
-    card = read_card(plan.model.directory)
-    layout = plan.layout
-    batches = tile_batches(layout, batch_size)
-    batch_of = {index: number for number, group in enumerate(batches) for index in group}
-    windows = chunk_windows(layout.height, layout.width, chunk_size)
     prepare_work_dir(plan.work_dir, {"source": source.label, "model": plan.model.directory})
     summaries: list[ChunkSummary] = []
     jobs = []
-    for window in windows:
-        done = read_summary(chunk_path(plan.work_dir, window, "summary"))
+    for chunk in plan.chunks:
+        done = read_summary(chunk_path(plan.work_dir, chunk.window, "summary"))
         if done is not None:
             summaries.append(done)
             continue
-        numbers = sorted({batch_of[index] for index in tiles_touching(layout, window)})
-        jobs.append(_ChunkJob(window, tuple(numbers)))
+        jobs.append(chunk)
     reused = len(summaries)
     if jobs:
         with contextlib.ExitStack() as stack:
             active = client if client is not None else stack.enter_context(dask_client(None))
-            summaries.extend(
-                _run_chunks(active, plan, jobs, batches, progress, placement.restrictions)
-            )
+            summaries.extend(_run_chunks(active, plan, jobs, progress, placement.restrictions))
     valid_pixels = sum(summary.valid_pixels for summary in summaries)
     if valid_pixels == 0:
         remove_work_dir(plan.work_dir)
@@ -309,10 +290,11 @@ def predict_source(
         )
     labels_style, probabilities_style = _styles(card)
     grid = source.grid
-    finals = [(labels_out, "labels", 1, labels_style)]
-    if probabilities_out is not None:
+    windows = [chunk.window for chunk in plan.chunks]
+    finals = [(outputs.labels, "labels", 1, labels_style)]
+    if outputs.probabilities is not None:
         finals.insert(
-            0, (Path(probabilities_out), "probabilities", plan.num_classes, probabilities_style)
+            0, (outputs.probabilities, "probabilities", plan.num_classes, probabilities_style)
         )
     for out, kind, bands, style in finals:
         chunks = [(window, chunk_path(plan.work_dir, window, kind)) for window in windows]
@@ -323,12 +305,12 @@ def predict_source(
     for summary in summaries:
         class_pixels.update(summary.class_pixels)
     return PredictResult(
-        labels=labels_out,
-        probabilities=Path(probabilities_out) if probabilities_out else None,
+        labels=outputs.labels,
+        probabilities=outputs.probabilities,
         grid=grid,
         valid_pixels=valid_pixels,
         class_pixels=dict(sorted(class_pixels.items())),
-        tiles=layout.count,
+        tiles=plan.layout.count,
         chunks_computed=len(summaries) - reused,
         chunks_reused=reused,
         device=plan.model.device,
@@ -340,41 +322,22 @@ def predict_source(
 def predict_file(
     input: Path,
     model: str | Path,
+    settings: InferenceSettings,
+    outputs: PredictOutputs,
     *,
-    labels_out: Path,
-    probabilities_out: Path | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = 8,
-    chunk_size: int = 2048,
-    device: str = "auto",
-    precision: str = "auto",
     client: Client | None = None,
     work_dir: Path | None = None,
     progress: bool = True,
-    band_map: dict[str, int] | None = None,
 ) -> PredictResult:
     """Segment the GeoTIFF ``input``; see :func:`predict_source` for the parameters.
 
-    ``band_map`` (``{name: 1-based index}``) names the raster's bands when its
-    band descriptions do not (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``).
+    ``settings.bands`` (``{name: 1-based index}``) names the raster's bands when
+    its band descriptions do not (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``).
     """
     input = Path(input)
-    if Path(labels_out).resolve() == input.resolve():
-        raise OutputError(f"{labels_out}: the output would overwrite the input; choose another")
-    source = FileSource.open(input, band_map=band_map)
+    if outputs.labels.resolve() == input.resolve():
+        raise OutputError(f"{outputs.labels}: the output would overwrite the input; choose another")
+    source = FileSource.open(input, band_map=settings.bands)
     return predict_source(
-        source,
-        model,
-        labels_out=labels_out,
-        probabilities_out=probabilities_out,
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        device=device,
-        precision=precision,
-        client=client,
-        work_dir=work_dir,
-        progress=progress,
+        source, model, settings, outputs, client=client, work_dir=work_dir, progress=progress
     )

@@ -27,11 +27,11 @@ from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.io.vector import read_vector
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.cluster import inference_placement
 from workflows.staging import (
-    InferenceSettings,
     Report,
     RunOutputs,
     finish,
@@ -99,6 +99,7 @@ def run_bbox(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
     report: Report = quiet,
@@ -124,6 +125,8 @@ def run_bbox(
         Target grid; default the scenes' CRS and resolution.
     settings
         Inference settings (see :func:`workflows.predict.predict_source`).
+    progress
+        Show progress bars.
     scheduler, client
         Where to run: an existing client, a scheduler address, or (default)
         ``$DASK_SCHEDULER_ADDRESS`` or a local cluster.
@@ -148,12 +151,18 @@ def run_bbox(
         f"px in {grid.crs.to_string()}"
     )
     info = model_info(model, card)
-    placement = inference_placement(client, settings.device, scheduler)
+    placement = inference_placement(
+        client,
+        settings.device,
+        scheduler,
+        precision=settings.precision,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+    )
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
         "datetime": datetime_range,
-        **settings.output_parameters(card, placement),
+        **settings.output_parameters(placement),
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": info.model_dump()}
@@ -162,7 +171,9 @@ def run_bbox(
 
     clock = time.perf_counter()
     with run_client(client, scheduler) as active:
-        staged_labels = stage_labels(run, "labels", source, model, settings, placement, active)
+        staged_labels = stage_labels(
+            run, "labels", source, model, settings, placement, active, progress
+        )
         run.timings["predict_s"] = time.perf_counter() - clock
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
 

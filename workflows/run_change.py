@@ -19,10 +19,10 @@ from geoseg.catalog.stac import region_file, search
 from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.settings import InferenceSettings
 from workflows.change import change_file
 from workflows.cluster import inference_placement
 from workflows.staging import (
-    InferenceSettings,
     Report,
     RunOutputs,
     finish,
@@ -52,6 +52,7 @@ def run_change(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
     run_time: datetime | None = None,
@@ -80,7 +81,7 @@ def run_change(
         The run's time, recorded in the manifest and as the GeoPackage's
         change time (default: the clock at the first attempt); an earlier
         attempt's time and ``SOURCE_DATE_EPOCH`` take precedence.
-    catalog, crs, resolution, settings, scheduler, client, report
+    catalog, crs, resolution, settings, progress, scheduler, client, report
         As for :func:`workflows.run_bbox.run_bbox`.
     """
     started_clock = time.perf_counter()
@@ -105,7 +106,13 @@ def run_change(
         f"{', '.join(e.id for e in after_scenes)}; grid {grid.height}x{grid.width} px"
     )
     info = model_info(model, card)
-    placement = inference_placement(client, settings.device, scheduler)
+    placement = inference_placement(
+        client,
+        settings.device,
+        scheduler,
+        precision=settings.precision,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+    )
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
@@ -115,7 +122,7 @@ def run_change(
         "region_layer": region_layer,
         "region_id_field": region_id_field,
         "forest_classes": card.forest_class_ids,
-        **settings.output_parameters(card, placement),
+        **settings.output_parameters(placement),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {
@@ -129,7 +136,7 @@ def run_change(
     clock = time.perf_counter()
     with run_client(client, scheduler) as active:
         staged = {
-            name: stage_labels(run, name, source, model, settings, placement, active)
+            name: stage_labels(run, name, source, model, settings, placement, active, progress)
             for name, source in sources.items()
         }
         run.timings["predict_s"] = time.perf_counter() - clock

@@ -30,7 +30,8 @@ from geoseg.grid import RasterGrid
 from geoseg.io.runs import write_attribute_table
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
 from geoseg.models.card import ModelCard
-from geoseg.predict.inference import select_precision
+from geoseg.predict.placement import InferencePlacement
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
@@ -40,7 +41,7 @@ from geoseg.report.manifest import (
     software_versions,
 )
 from geoseg.report.manifest import run_time as resolve_run_time
-from workflows.cluster import InferencePlacement, dask_client
+from workflows.cluster import dask_client
 from workflows.predict import predict_source
 
 MANIFEST_TABLE = "run_manifest"
@@ -51,39 +52,6 @@ Report = Callable[[str], None]
 
 def quiet(message: str) -> None:
     """Discard a progress message."""
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How the model runs (none of these change the outputs except device/precision)."""
-
-    tile: int | None = None
-    overlap: int | None = None
-    batch_size: int = 8
-    chunk_size: int = 2048
-    device: str = "auto"
-    precision: str = "auto"
-    progress: bool = True
-
-    def output_parameters(self, card: ModelCard, placement: InferencePlacement) -> dict[str, Any]:
-        """The settings that can change the labels (recorded in the manifest).
-
-        ``device`` and ``precision`` are as asked for; ``device_used`` and
-        ``precision_used`` as resolved for ``card`` on the workers of
-        ``placement`` (``auto`` depends on their hardware and the model), the
-        way the prediction resolves them.
-        """
-        precision = select_precision(
-            self.precision, placement.device, card.cpu_bf16_agreement, placement.support
-        )
-        return {
-            "tile": self.tile,
-            "overlap": self.overlap,
-            "device": self.device,
-            "precision": self.precision,
-            "device_used": placement.device,
-            "precision_used": precision,
-        }
 
 
 @dataclass(frozen=True)
@@ -179,6 +147,7 @@ def stage_labels(
     settings: InferenceSettings,
     placement: InferencePlacement,
     client: Client,
+    progress: bool,
 ) -> Path:
     """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
 
@@ -190,16 +159,11 @@ def stage_labels(
     result = predict_source(
         source,
         model,
-        labels_out=staged,
-        tile=settings.tile,
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        chunk_size=settings.chunk_size,
-        device=settings.device,
-        precision=settings.precision,
+        settings,
+        PredictOutputs(staged),
         client=client,
         work_dir=run.work / f"{name}-chunks",
-        progress=settings.progress,
+        progress=progress,
         placement=placement,
     )
     run.computed += result.chunks_computed

@@ -56,21 +56,6 @@ from geoseg.vector.polygons import (
 from geoseg.vector.style import class_style_qml
 
 
-def chunk_windows(grid: RasterGrid, chunk_size: int) -> list[list[PixelWindow]]:
-    """Rows of ``chunk_size`` windows covering ``grid`` (the last ones smaller)."""
-    if chunk_size < 1:
-        raise InputError(f"--chunk-size must be a positive number of pixels, got {chunk_size}")
-    return [
-        [
-            PixelWindow(
-                row, col, min(chunk_size, grid.height - row), min(chunk_size, grid.width - col)
-            )
-            for col in range(0, grid.width, chunk_size)
-        ]
-        for row in range(0, grid.height, chunk_size)
-    ]
-
-
 def _read_labels(path: Path, window: PixelWindow) -> NDArray[np.uint8]:
     return np.asarray(read_window(path, window, bands=[1])[0], dtype=np.uint8)
 
@@ -83,7 +68,7 @@ def _read_probability(
 
 def lazy_labels(path: Path, grid: RasterGrid, chunk_size: int) -> tuple[da.Array, da.Array]:
     """The label band and its validity mask as dask arrays, one chunk per window."""
-    windows = chunk_windows(grid, chunk_size)
+    windows = grid.chunk_rows(chunk_size)
     labels = da.block(
         [
             [

@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from affine import Affine
 from numpy.typing import NDArray
 from odc.geo import xy_
 from odc.geo.geobox import GeoBox
@@ -224,12 +223,4 @@ def mosaic_source(
 
 def coarser_grid(grid: RasterGrid, max_side: int) -> RasterGrid:
     """``grid`` with pixels enlarged by a whole factor so neither side exceeds ``max_side``."""
-    factor = max(1, -(-max(grid.height, grid.width) // max_side))
-    if factor == 1:
-        return grid
-    return RasterGrid(
-        grid.crs,
-        grid.transform @ Affine.scale(factor),
-        -(-grid.height // factor),
-        -(-grid.width // factor),
-    )
+    return grid.zoom_out(max(1, -(-max(grid.height, grid.width) // max_side)))

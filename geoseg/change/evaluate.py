@@ -24,7 +24,6 @@ from geoseg.errors import InputError
 from geoseg.io.raster import read_info
 from geoseg.io.warp import common_grid, read_on_grid
 from geoseg.labels import LABEL_NODATA, MAX_CLASS_ID
-from geoseg.predict.tiling import chunk_windows
 
 CODES = MAX_CLASS_ID + 1
 """Class ids 0..254 are counted; 255 (``LABEL_NODATA``) is nodata/excluded."""
@@ -92,7 +91,7 @@ def evaluate_rasters(
         after_name=str(truth),
     )
     matrix = np.zeros((CODES, CODES), dtype=np.int64)
-    for window in chunk_windows(grid.height, grid.width, window_size):
+    for window in grid.chunks(window_size):
         predicted, predicted_valid = read_on_grid(prediction, grid, window)
         reference, reference_valid = read_on_grid(truth, grid, window)
         if class_map is not None:

@@ -1,13 +1,75 @@
-"""``geoseg predict``: segment one GeoTIFF into a class-map COG."""
+"""``geoseg predict``: segment one GeoTIFF into a class-map COG.
+
+Also the inference options that ``geoseg run`` and ``geoseg run-change``
+share with it (:func:`inference_options`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from geoseg.predict.inference import DEVICES, PRECISIONS
+from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
+
+DEFAULTS = InferenceSettings()
+
+INFERENCE_OPTIONS = (
+    click.option("--tile", type=int, help="Tile size in pixels [default: the model card's]."),
+    click.option("--overlap", type=int, help="Tile overlap in pixels [default: the model card's]."),
+    click.option(
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        show_default=True,
+        help="Tiles per forward.",
+    ),
+    click.option(
+        "--chunk-size",
+        type=int,
+        default=DEFAULTS.chunk_size,
+        show_default=True,
+        help="Output chunk side in pixels (the result does not depend on it).",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(DEVICES),
+        default=DEFAULTS.device,
+        show_default=True,
+        help="Where the model runs; auto: CUDA when the workers (this machine, or the cluster's "
+        "workers with --scheduler) have a GPU, else the CPU.",
+    ),
+    click.option(
+        "--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True
+    ),
+)
+"""The options of :class:`~geoseg.predict.settings.InferenceSettings`, defaults from it."""
+
+_SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(InferenceSettings))
+
+
+def inference_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a click command the inference options, passed to it as one ``settings``.
+
+    The command receives :class:`~geoseg.predict.settings.InferenceSettings`
+    (validated before any file is read) instead of the options one by one;
+    its own options named after a setting (``--bands`` of ``geoseg predict``)
+    go into it too.
+    """
+
+    @functools.wraps(command)
+    def with_settings(**options: Any) -> None:
+        values = {name: options.pop(name) for name in _SETTING_NAMES & set(options)}
+        command(settings=InferenceSettings(**values), **options)
+
+    for option in reversed(INFERENCE_OPTIONS):
+        with_settings = option(with_settings)
+    return with_settings
 
 
 def parse_band_map(text: str | None) -> dict[str, int] | None:
@@ -31,6 +93,12 @@ def parse_band_map(text: str | None) -> dict[str, int] | None:
     return mapping
 
 
+def _band_map_option(
+    context: click.Context, parameter: click.Parameter, text: str | None
+) -> dict[str, int] | None:
+    return parse_band_map(text)
+
+
 @click.command()
 @click.argument("input_path", metavar="INPUT.tif", type=click.Path(path_type=Path))
 @click.option(
@@ -52,28 +120,10 @@ def parse_band_map(text: str | None) -> dict[str, int] | None:
     type=click.Path(path_type=Path),
     help="Also write per-class probabilities (uint8 = round(p * 255); nodata pixels 0).",
 )
-@click.option("--tile", type=int, help="Tile size in pixels [default: the model card's].")
-@click.option("--overlap", type=int, help="Tile overlap in pixels [default: the model card's].")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Tiles per forward.")
-@click.option(
-    "--chunk-size",
-    type=int,
-    default=2048,
-    show_default=True,
-    help="Output chunk side in pixels (the result does not depend on it).",
-)
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="Where the model runs; auto: CUDA when the workers (this machine, or the cluster's "
-    "workers with --scheduler) have a GPU, else the CPU.",
-)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@inference_options
 @click.option(
     "--bands",
-    "band_map",
+    callback=_band_map_option,
     help="Map the model's bands to raster bands, e.g. blue=1,green=2,red=3,nir=4 "
     "[default: from the raster's band descriptions].",
 )
@@ -91,13 +141,7 @@ def predict(
     model: str,
     labels_out: Path,
     probabilities_out: Path | None,
-    tile: int | None,
-    overlap: int | None,
-    batch_size: int,
-    chunk_size: int,
-    device: str,
-    precision: str,
-    band_map: str | None,
+    settings: InferenceSettings,
     scheduler: str | None,
     work_dir: Path | None,
 ) -> None:
@@ -112,25 +156,18 @@ def predict(
     from workflows.cluster import dask_client
     from workflows.predict import predict_file
 
-    bands = parse_band_map(band_map)
+    outputs = PredictOutputs(labels_out, probabilities_out)
     # without --scheduler the local cluster starts lazily, after the inputs are validated
     connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
     with connection as client:
         result = predict_file(
             input_path,
             model,
-            labels_out=labels_out,
-            probabilities_out=probabilities_out,
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            device=device,
-            precision=precision,
+            settings,
+            outputs,
             client=client,
             work_dir=work_dir,
             progress=sys.stderr.isatty(),
-            band_map=bands,
         )
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import click
 
 from geoseg.bbox import make_bbox, parse_bbox_text
-
-if TYPE_CHECKING:
-    from workflows.staging import InferenceSettings
+from geoseg.cli.predict import inference_options
+from geoseg.predict.settings import InferenceSettings
 
 _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
 
@@ -41,59 +40,20 @@ def _plain_warnings() -> Iterator[None]:
         yield
 
 
-def _common(function: click.decorators.FC) -> click.decorators.FC:
-    options = [
+def _common(function: Callable[..., None]) -> Callable[..., None]:
+    options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
         click.option("--bbox", required=True, help="MINX,MINY,MAXX,MAXY in --bbox-crs"),
         click.option("--bbox-crs", default="EPSG:4326", show_default=True, help="CRS of --bbox"),
         click.option("--catalog", "catalog", default=None, help=_CATALOG_HELP),
         click.option("--crs", default=None, help="target grid CRS (default: the scenes')"),
         click.option("--resolution", type=float, default=None, help="target pixel size"),
-        click.option("--tile", type=int, default=None, help="tile side (default: model card)"),
-        click.option("--overlap", type=int, default=None, help="tile overlap (default: card)"),
-        click.option("--batch-size", type=int, default=8, show_default=True),
-        click.option("--chunk-size", type=int, default=2048, show_default=True),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
-            default="auto",
-            show_default=True,
-            help="auto: CUDA when the workers have a GPU (see geoseg predict --help)",
-        ),
-        click.option(
-            "--precision",
-            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-            default="auto",
-            show_default=True,
-        ),
+        inference_options,
         click.option("--scheduler", default=None, help="Dask scheduler address"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
     for option in reversed(options):
         function = option(function)
     return function
-
-
-def _settings(
-    tile: int | None,
-    overlap: int | None,
-    batch_size: int,
-    chunk_size: int,
-    device: str,
-    precision: str,
-    quiet: bool,
-) -> InferenceSettings:
-    """The inference options shared by ``run`` and ``run-change``."""
-    from workflows.staging import InferenceSettings
-
-    return InferenceSettings(
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        device=device,
-        precision=precision,
-        progress=not quiet,
-    )
 
 
 @click.command()
@@ -114,12 +74,7 @@ def run(
     catalog: str | None,
     crs: str | None,
     resolution: float | None,
-    tile: int | None,
-    overlap: int | None,
-    batch_size: int,
-    chunk_size: int,
-    device: str,
-    precision: str,
+    settings: InferenceSettings,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
@@ -137,7 +92,8 @@ def run(
             catalog=catalog,
             crs=crs,
             resolution=resolution,
-            settings=_settings(tile, overlap, batch_size, chunk_size, device, precision, quiet),
+            settings=settings,
+            progress=not quiet,
             scheduler=scheduler,
             report=_echo,
         )
@@ -167,12 +123,7 @@ def run_change(
     catalog: str | None,
     crs: str | None,
     resolution: float | None,
-    tile: int | None,
-    overlap: int | None,
-    batch_size: int,
-    chunk_size: int,
-    device: str,
-    precision: str,
+    settings: InferenceSettings,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
@@ -193,7 +144,8 @@ def run_change(
             catalog=catalog,
             crs=crs,
             resolution=resolution,
-            settings=_settings(tile, overlap, batch_size, chunk_size, device, precision, quiet),
+            settings=settings,
+            progress=not quiet,
             scheduler=scheduler,
             report=_echo,
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,10 +19,7 @@ from numpy.typing import NDArray
 from geoseg.errors import ConfigError, ModelError
 from geoseg.io.checkpoint import read_card
 from geoseg.models.loading import LoadedModel, load_model, resolve_model_dir
-
-Precision = Literal["fp32", "bf16", "fp16"]
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from geoseg.predict.settings import Precision, check_device, check_precision
 
 AUTO_CPU_BF16_AGREEMENT = 0.995
 """Least recorded bf16/fp32 label agreement (model card) for ``auto`` to use bf16 on a CPU.
@@ -66,12 +62,6 @@ def device_support() -> DeviceSupport:
         cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
         cpu_bf16=native_cpu_bf16(),
     )
-
-
-def check_device(device: str) -> None:
-    """Raise :class:`ConfigError` unless ``device`` is one of :data:`DEVICES`."""
-    if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
 
 
 def select_device(device: str, support: DeviceSupport | None = None) -> str:
@@ -131,8 +121,7 @@ def select_precision(
     ConfigError
         Unknown name, or fp16 on CPU (not supported by CPU autocast kernels).
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "auto":
         support = support or device_support()
         if device == "cuda":

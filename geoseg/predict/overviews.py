@@ -11,7 +11,8 @@ Overview pixel ``(I, J)`` at factor ``f`` is the scene pixel at
 nearest the centre of the ``f x f`` block it stands for (the last row and
 column clamped to the scene). A chunk holds exactly the overview pixels whose
 sample lies inside it, so the levels do not depend on the chunking, and class
-labels stay class labels (no averaging).
+labels stay class labels (no averaging). The grid of the level at factor ``f``
+is :meth:`geoseg.grid.RasterGrid.zoom_out` ``(f)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from affine import Affine
 from numpy.typing import NDArray
 
 from geoseg.grid import PixelWindow, RasterGrid
@@ -37,16 +37,6 @@ def overview_factors(height: int, width: int, block: int = OVERVIEW_BLOCK) -> tu
         size = math.ceil(max(height, width) / factor)
         factors.append(factor)
     return tuple(factors)
-
-
-def overview_grid(grid: RasterGrid, factor: int) -> RasterGrid:
-    """The grid of the overview at ``factor`` (pixels ``factor`` times larger)."""
-    return RasterGrid(
-        grid.crs,
-        grid.transform @ Affine.scale(factor),
-        math.ceil(grid.height / factor),
-        math.ceil(grid.width / factor),
-    )
 
 
 def _samples(length: int, factor: int) -> NDArray[np.int64]:

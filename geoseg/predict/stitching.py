@@ -160,6 +160,20 @@ class TileParts:
     solo_probabilities: NDArray[np.uint8] | None
 
 
+@dataclass(frozen=True)
+class TileBatch:
+    """What a forward task keeps of a batch of tiles, as stored in the work directory.
+
+    ``bands`` (float32) and ``solo`` (uint8) are flat arrays that
+    :func:`tile_parts` cuts into each tile's parts; ``valid`` is the validity
+    of every tile pixel ``(tiles, tile, tile)``.
+    """
+
+    bands: NDArray[np.float32]
+    solo: NDArray[np.uint8]
+    valid: NDArray[np.bool_]
+
+
 def parts_sizes(
     layout: TileLayout, indexes: Sequence[int], num_classes: int, with_probabilities: bool
 ) -> tuple[int, int]:

@@ -108,6 +108,27 @@ class TileLayout:
         )
 
 
+def check_tile_geometry(tile: int | None, overlap: int | None) -> None:
+    """Raise :class:`InputError` for a tile size or overlap no scene can be tiled with.
+
+    None stands for a value not known yet (the model card's); the pair is
+    checked once both are known.
+
+    Raises
+    ------
+    InputError
+        Tile not positive, negative overlap, or ``2 * overlap >= tile`` (then
+        the tile interiors could not cover the scene).
+    """
+    if tile is not None and tile < 1:
+        raise InputError(f"tile size must be a positive number of pixels, got {tile}")
+    if overlap is not None and (overlap < 0 or (tile is not None and 2 * overlap >= tile)):
+        for_tile = "" if tile is None else f" for tile {tile}"
+        raise InputError(
+            f"overlap must satisfy 0 <= overlap < tile / 2, got overlap {overlap}{for_tile}"
+        )
+
+
 def make_layout(height: int, width: int, tile: int, overlap: int) -> TileLayout:
     """Validate the tiling parameters and build the global tile grid.
 
@@ -117,12 +138,7 @@ def make_layout(height: int, width: int, tile: int, overlap: int) -> TileLayout:
         Tile not positive, negative overlap, or ``2 * overlap >= tile`` (then
         the tile interiors could not cover the scene).
     """
-    if tile < 1:
-        raise InputError(f"tile size must be a positive number of pixels, got {tile}")
-    if overlap < 0 or 2 * overlap >= tile:
-        raise InputError(
-            f"overlap must satisfy 0 <= overlap < tile / 2, got overlap {overlap} for tile {tile}"
-        )
+    check_tile_geometry(tile, overlap)
     if height < 1 or width < 1:
         raise InputError(f"scene must have a positive size, got {height}x{width}")
     return TileLayout(
@@ -175,6 +191,12 @@ def batch_taper(batch_size: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Raise :class:`InputError` unless ``batch_size`` is at least one tile."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+
+
 def tile_batches(layout: TileLayout, batch_size: int) -> list[tuple[int, ...]]:
     """Consecutive groups of tiles in global order: ``batch_size`` tiles, then a taper.
 
@@ -184,8 +206,7 @@ def tile_batches(layout: TileLayout, batch_size: int) -> list[tuple[int, ...]]:
     only on the layout and the batch size, never on the chunking or the cluster,
     so each tile is computed once and in the same batch whatever the chunk size.
     """
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     sizes: list[int] = []
     remaining = layout.count
     taper = batch_taper(batch_size)[::-1]  # counted from the end: 1, 1, 2, 2, ...
@@ -197,14 +218,3 @@ def tile_batches(layout: TileLayout, batch_size: int) -> list[tuple[int, ...]]:
     for size in reversed(sizes):
         starts.append(starts[-1] + size)
     return [tuple(range(start, stop)) for start, stop in itertools.pairwise(starts)]
-
-
-def chunk_windows(height: int, width: int, chunk_size: int) -> list[PixelWindow]:
-    """Output chunks of at most ``chunk_size`` x ``chunk_size`` pixels, in row-major order."""
-    if chunk_size < 1:
-        raise InputError(f"chunk size must be >= 1, got {chunk_size}")
-    return [
-        PixelWindow(row, col, min(chunk_size, height - row), min(chunk_size, width - col))
-        for row in range(0, height, chunk_size)
-        for col in range(0, width, chunk_size)
-    ]

@@ -17,6 +17,7 @@ from distributed import Client
 
 from geoseg.catalog.datadir import data_file
 from geoseg.labels import LABEL_NODATA
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from tests.clusters import started_client
 from workflows.cluster import WORKER_ENV, inference_placement
 from workflows.predict import PredictResult, predict_file
@@ -39,10 +40,8 @@ def _run(
     result = predict_file(
         data_file(SCENE),
         MODEL,
-        labels_out=out,
-        device=device,
-        precision=precision,
-        chunk_size=chunk_size,
+        InferenceSettings(chunk_size=chunk_size, device=device, precision=precision),
+        PredictOutputs(out),
         client=client,
         progress=False,
     )

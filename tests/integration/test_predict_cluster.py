@@ -10,6 +10,7 @@ import pytest
 from distributed import Client
 
 from geoseg.cli import main
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from tests.clusters import started_client, started_cluster
 from tests.predict_fixtures import make_model_dir
 from tests.unit.test_predict import DESCRIPTIONS, landscape
@@ -30,7 +31,12 @@ def test_two_worker_processes_give_the_default_result(
     model = make_model_dir(tmp_path / "model")
     with started_client(1) as client:
         default = predict_file(
-            scene, model, labels_out=tmp_path / "default.tif", client=client, progress=False
+            scene,
+            model,
+            InferenceSettings(),
+            PredictOutputs(tmp_path / "default.tif"),
+            client=client,
+            progress=False,
         )
     with started_cluster(2, processes=True, env=WORKER_ENV) as cluster:
         with Client(cluster, set_as_default=False) as client:
@@ -39,11 +45,10 @@ def test_two_worker_processes_give_the_default_result(
             distributed_run = predict_file(
                 scene,
                 model,
-                labels_out=tmp_path / "cluster.tif",
-                probabilities_out=tmp_path / "cluster_probabilities.tif",
+                InferenceSettings(chunk_size=128),
+                PredictOutputs(tmp_path / "cluster.tif", tmp_path / "cluster_probabilities.tif"),
                 client=client,
                 progress=False,
-                chunk_size=128,
             )
             assert distributed_run.chunks_computed == 9
             loads = client.run(

@@ -19,6 +19,7 @@ from geoseg.io.raster import read_info
 from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA
 from geoseg.models.loading import shipped_models
 from geoseg.predict.overviews import decimate, overview_factors
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
 from workflows.predict import predict_file
@@ -55,7 +56,8 @@ def default_run(
     zion: Path, model: str | Path, client: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     out = tmp_path_factory.mktemp("zion") / "labels.tif"
-    predict_file(zion, model, labels_out=out, client=client, progress=False, chunk_size=1024)
+    settings = InferenceSettings(chunk_size=1024)
+    predict_file(zion, model, settings, PredictOutputs(out), client=client, progress=False)
     return out
 
 
@@ -88,7 +90,8 @@ def test_zion_labels_do_not_depend_on_the_chunk_size(
     zion: Path, model: str | Path, client: Client, default_run: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "labels_300.tif"
-    predict_file(zion, model, labels_out=out, client=client, progress=False, chunk_size=300)
+    settings = InferenceSettings(chunk_size=300)
+    predict_file(zion, model, settings, PredictOutputs(out), client=client, progress=False)
     assert out.read_bytes() == default_run.read_bytes()
 
 
@@ -96,7 +99,8 @@ def test_zion_labels_are_stable_across_tile_geometry(
     zion: Path, model: str | Path, client: Client, default_run: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "labels_other_tiles.tif"
-    predict_file(zion, model, labels_out=out, client=client, progress=False, tile=384, overlap=64)
+    settings = InferenceSettings(tile=384, overlap=64)
+    predict_file(zion, model, settings, PredictOutputs(out), client=client, progress=False)
     with rasterio.open(default_run) as first, rasterio.open(out) as second:
         a, b = first.read(1), second.read(1)
     valid = a != LABEL_NODATA

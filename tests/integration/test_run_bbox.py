@@ -22,12 +22,13 @@ from distributed import Client
 from geoseg.bbox import make_bbox, to_crs
 from geoseg.cli import main
 from geoseg.errors import BBoxError, CatalogError
+from geoseg.predict.settings import InferenceSettings
 from geoseg.report.manifest import RunManifest
 from tests.clusters import started_cluster
 from tests.predict_fixtures import make_model_dir
 from workflows.cluster import WORKER_ENV
 from workflows.run_bbox import run_bbox
-from workflows.staging import InferenceSettings, RunOutputs
+from workflows.staging import RunOutputs
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,7 +38,7 @@ pytestmark = [
 LONLAT = (-113.06, 37.20, -112.975, 37.27)
 FIXED_EPOCH = "1700000000"
 CHUNK = 64
-SETTINGS = InferenceSettings(chunk_size=CHUNK, progress=False)
+SETTINGS = InferenceSettings(chunk_size=CHUNK)
 OUTPUT_NAMES = ("out.gpkg", "out.tif", "out.png")
 
 
@@ -59,7 +60,9 @@ def reference(
 ) -> RunOutputs:
     """The default run: embedded catalog, default local cluster, uninterrupted."""
     out = tmp_path_factory.mktemp("reference") / "out.gpkg"
-    return run_bbox(make_bbox(LONLAT), "2015-08-18", out=out, model=model, settings=SETTINGS)
+    return run_bbox(
+        make_bbox(LONLAT), "2015-08-18", out=out, model=model, settings=SETTINGS, progress=False
+    )
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
@@ -194,6 +197,7 @@ def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
                 out=tmp_path / "utm" / "out.gpkg",
                 model=model,
                 settings=SETTINGS,
+                progress=False,
                 client=client,
             )
     assert in_utm.grid == reference.grid

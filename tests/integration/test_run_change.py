@@ -12,11 +12,11 @@ import rasterio
 import shapely
 
 from geoseg.bbox import make_bbox
+from geoseg.predict.settings import InferenceSettings
 from geoseg.report.manifest import RunManifest
 from tests.clusters import started_client
 from tests.predict_fixtures import make_model_dir
 from workflows.run_change import run_change
-from workflows.staging import InferenceSettings
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,7 +53,8 @@ def test_two_dates_on_one_grid_give_consistent_change(
             out=out,
             stats=tmp_path / "stats.csv",
             model=model,
-            settings=InferenceSettings(chunk_size=128, progress=False),
+            settings=InferenceSettings(chunk_size=128),
+            progress=False,
             client=client,
         )
     assert result.scenes == ("chiapas-landsat7-19991118", "chiapas-landsat7-20020416")

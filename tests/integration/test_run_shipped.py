@@ -11,9 +11,9 @@ import rasterio
 from geoseg.bbox import make_bbox
 from geoseg.errors import ModelError
 from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.settings import InferenceSettings
 from tests.clusters import started_client
 from workflows.run_bbox import run_bbox
-from workflows.staging import InferenceSettings
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,8 @@ def test_shipped_model_maps_the_test_block(shared_data: Path, tmp_path: Path) ->
             "2015-08-18",
             out=tmp_path / "zion.gpkg",
             model="landcover-landsat",
-            settings=InferenceSettings(progress=False),
+            settings=InferenceSettings(),
+            progress=False,
             client=client,
         )
     assert result.grid.shape == (160, 160)

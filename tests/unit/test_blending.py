@@ -17,7 +17,7 @@ from geoseg.predict.blending import (
     weight_probabilities,
     whole_tile,
 )
-from geoseg.predict.tiling import chunk_windows, make_layout, tiles_touching
+from geoseg.predict.tiling import make_layout, tiles_touching
 
 tile_and_overlap = st.integers(min_value=8, max_value=300).flatmap(
     lambda tile: st.tuples(st.just(tile), st.integers(min_value=0, max_value=(tile - 1) // 2))
@@ -91,7 +91,7 @@ def test_blending_is_bit_identical_for_any_chunking(
         3,
     )
     pieces = np.zeros_like(whole)
-    for window in chunk_windows(height, width, chunk):
+    for window in PixelWindow(0, 0, height, width).chunks(chunk):
         touching = tiles_touching(layout, window)  # type: ignore[arg-type]
         pieces[(slice(None), *window.slices())] = blend_window(
             layout,  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 
 from geoseg.areas import pixel_areas_m2, row_pixel_areas_m2
 from geoseg.config import StrictModel, validate_mapping
-from geoseg.errors import ChecksumError, ConfigError, GeosegError, OutputError
+from geoseg.errors import ChecksumError, ConfigError, GeosegError, InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
 from geoseg.io.checksums import sha256_file, verify_sha256
@@ -50,6 +50,44 @@ def test_grid_bounds_and_subgrid() -> None:
     sub = grid.subgrid(PixelWindow(2, 3, 100, 100))
     assert sub.shape == (8, 17)
     assert sub.transform.c == 1090 and sub.transform.f == 4940
+
+
+@given(windows, st.integers(1, 25))
+def test_chunks_cover_a_window_once_row_by_row(window: PixelWindow, size: int) -> None:
+    rows = window.chunk_rows(size)
+    chunks = window.chunks(size)
+    assert chunks == tuple(chunk for row in rows for chunk in row)
+    # row-major: the order a loop over rows, then columns, gives (work files are named by it)
+    assert list(chunks) == sorted(chunks, key=lambda chunk: (chunk.row, chunk.col))
+    assert all(0 < chunk.height <= size and 0 < chunk.width <= size for chunk in chunks)
+    assert sum(chunk.height * chunk.width for chunk in chunks) == window.height * window.width
+    for chunk in chunks:
+        assert chunk.intersection(window) == chunk
+    for row in rows:
+        assert len({chunk.row for chunk in row}) == 1
+
+
+def test_grid_chunks_and_their_size_check() -> None:
+    grid = RasterGrid(CRS.from_epsg(32612), Affine(30, 0, 0, 0, -30, 0), 5, 7)
+    assert grid.chunks(4) == (
+        PixelWindow(0, 0, 4, 4),
+        PixelWindow(0, 4, 4, 3),
+        PixelWindow(4, 0, 1, 4),
+        PixelWindow(4, 4, 1, 3),
+    )
+    assert grid.chunk_rows(10) == ((grid.full_window,),)
+    with pytest.raises(InputError, match="chunk size"):
+        grid.chunks(0)
+
+
+def test_zoom_out_keeps_the_corner_and_covers_the_extent() -> None:
+    grid = RasterGrid(CRS.from_epsg(32612), Affine(30, 0, 1000, 0, -30, 5000), 10, 7)
+    coarse = grid.zoom_out(4)
+    assert coarse.shape == (3, 2) and coarse.crs == grid.crs
+    assert coarse.transform == Affine(120, 0, 1000, 0, -120, 5000)
+    assert grid.zoom_out(1) == grid
+    with pytest.raises(InputError, match="factor"):
+        grid.zoom_out(0)
 
 
 def test_projected_pixel_area() -> None:

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.predict.overviews import decimate, overview_factors, overview_grid, overview_window
-from geoseg.predict.tiling import chunk_windows
+from geoseg.predict.overviews import decimate, overview_factors, overview_window
 
 
 def grid_of(height: int, width: int) -> RasterGrid:
@@ -33,8 +32,8 @@ def test_overview_pixel_samples_the_centre_of_its_block() -> None:
     assert level == PixelWindow(0, 0, 3, 2)
     # rows 2, 6 and the last row 9 (clamped); columns 2 and the last column 6
     np.testing.assert_array_equal(pixels[0], data[0][np.ix_([2, 6, 9], [2, 6])])
-    assert overview_grid(grid, 4).shape == (3, 2)
-    assert overview_grid(grid, 4).transform == Affine(120.0, 0, 0, 0, -120.0, 0)
+    assert grid.zoom_out(4).shape == (3, 2)
+    assert grid.zoom_out(4).transform == Affine(120.0, 0, 0, 0, -120.0, 0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -53,7 +52,7 @@ def test_chunk_shares_tile_the_whole_overview(
     assert whole.shape[1:] == (math.ceil(height / factor), math.ceil(width / factor))
     seen = np.zeros(whole.shape[1:], dtype=np.int64)
     stitched = np.zeros_like(whole)
-    for window in chunk_windows(height, width, chunk):
+    for window in grid.chunks(chunk):
         level, pixels = decimate(data[(slice(None), *window.slices())], window, grid, factor)
         assert level == overview_window(window, grid, factor)
         seen[level.slices()] += 1

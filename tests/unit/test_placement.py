@@ -15,6 +15,8 @@ from distributed import Client, get_task_stream
 
 from geoseg.errors import ConfigError
 from geoseg.predict.inference import DeviceSupport, device_support, select_device, select_precision
+from geoseg.predict.placement import InferencePlacement, place_inference
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource
 from tests.clusters import started_client, started_cluster
 from tests.conftest import write_geotiff
@@ -22,11 +24,7 @@ from tests.predict_fixtures import make_model_dir
 from tests.unit.test_predict import DESCRIPTIONS, landscape
 from workflows import cluster as cluster_module
 from workflows import predict as predict_module
-from workflows.cluster import (
-    InferencePlacement,
-    inference_placement,
-    place_inference,
-)
+from workflows.cluster import inference_placement
 from workflows.predict import predict_file
 
 CPU = DeviceSupport(cuda=False)
@@ -37,7 +35,9 @@ OLD_GPU = DeviceSupport(cuda=True, cuda_bf16=False)
 
 def test_auto_runs_on_the_gpus_of_the_workers_not_of_the_submitting_machine() -> None:
     everywhere = place_inference("auto", {"a": GPU, "b": GPU})
-    assert everywhere == InferencePlacement("cuda", everywhere.support, {})
+    assert everywhere == InferencePlacement(
+        "cuda", everywhere.support, {}, precision=everywhere.precision
+    )
     assert everywhere.support.cuda and everywhere.support.cuda_bf16
     assert place_inference("auto", {"a": CPU, "b": CPU}).device == "cpu"
     assert place_inference("cpu", {"a": GPU}).device == "cpu"
@@ -130,8 +130,10 @@ def test_forward_tasks_go_only_to_the_workers_placed_for_inference(
     # stand-in for a cluster where one worker has the GPU: the run stays on the CPU, but is
     # routed the way a mixed cluster's would be
     chosen = sorted(two_workers.scheduler_info()["workers"])[1]
-    placed = InferencePlacement("cpu", CPU, {"workers": [chosen]})
-    monkeypatch.setattr(predict_module, "inference_placement", lambda client, device: placed)
+    placed = InferencePlacement("cpu", CPU, {"workers": [chosen]}, precision="fp32")
+    monkeypatch.setattr(
+        predict_module, "inference_placement", lambda client, device, **options: placed
+    )
     data = landscape(np.random.default_rng(3), 300, 280)
     scene = write_geotiff(tmp_path / "scene.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
     model = make_model_dir(tmp_path / "model")
@@ -139,11 +141,8 @@ def test_forward_tasks_go_only_to_the_workers_placed_for_inference(
         result = predict_file(
             scene,
             model,
-            labels_out=tmp_path / "labels.tif",
-            tile=64,
-            overlap=16,
-            batch_size=2,
-            chunk_size=100,
+            InferenceSettings(tile=64, overlap=16, batch_size=2, chunk_size=100),
+            PredictOutputs(tmp_path / "labels.tif"),
             client=two_workers,
             progress=False,
         )
@@ -186,7 +185,7 @@ def test_a_placement_given_by_the_caller_is_used_as_it_is(
     two_workers: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # geoseg run records its placement in the manifest, then predicts with it: no second probe
-    def no_probe(client: Client | None, device: str) -> InferencePlacement:
+    def no_probe(client: Client | None, device: str, **options: Any) -> InferencePlacement:
         raise AssertionError("the cluster was asked again")
 
     monkeypatch.setattr(predict_module, "inference_placement", no_probe)
@@ -195,12 +194,10 @@ def test_a_placement_given_by_the_caller_is_used_as_it_is(
     result = predict_module.predict_source(
         FileSource.open(scene),
         make_model_dir(tmp_path / "model"),
-        labels_out=tmp_path / "labels.tif",
-        tile=64,
-        overlap=16,
-        device="cuda",  # ignored: the placement decides
+        InferenceSettings(tile=64, overlap=16, device="cuda"),  # device ignored: placed
+        PredictOutputs(tmp_path / "labels.tif"),
         client=two_workers,
         progress=False,
-        placement=InferencePlacement("cpu", CPU),
+        placement=InferencePlacement("cpu", CPU, precision="fp32"),
     )
     assert (result.device, result.precision) == ("cpu", "fp32")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,23 +14,19 @@ from geoseg.io.workdir import read_tile_batch
 from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA
 from geoseg.predict import inference
 from geoseg.predict.blending import PROBABILITY_SCALE, blend_window
-from geoseg.predict.engine import (
-    PredictPlan,
-    TileBatch,
-    batch_inputs,
-    batch_parts,
-    forward_batch,
-    make_plan,
-)
+from geoseg.predict.forward import batch_inputs, forward_batch
+from geoseg.predict.placement import place_inference
+from geoseg.predict.plan import PredictPlan, batch_parts, make_plan
 from geoseg.predict.preprocess import normalize, reflect_pad
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource
-from geoseg.predict.stitching import shared_windows
-from geoseg.predict.tiling import tile_batches
+from geoseg.predict.stitching import TileBatch, shared_windows
+from geoseg.predict.tiling import tile_batches, tiles_touching
 from tests.clusters import started_client
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_fixed_conv_dir, make_model_dir
 from workflows import predict as predict_workflow
-from workflows.predict import predict_file
+from workflows.predict import PredictResult, predict_file
 
 DESCRIPTIONS = ["B2_blue", "B3_green", "B4_red", "B5_nir"]
 
@@ -70,8 +67,17 @@ def scene(tmp_path: Path, rng: np.random.Generator) -> Path:
     return write_geotiff(tmp_path / "scene.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
 
 
-def run(scene: Path, model: Path, out: Path, client: Client, **options: object):  # type: ignore[no-untyped-def]
-    return predict_file(scene, model, labels_out=out, client=client, progress=False, **options)  # type: ignore[arg-type]
+def run(
+    scene: Path,
+    model: Path,
+    out: Path,
+    client: Client,
+    probabilities_out: Path | None = None,
+    **options: Any,
+) -> PredictResult:
+    outputs = PredictOutputs(out, probabilities_out)
+    settings = InferenceSettings(**options)
+    return predict_file(scene, model, settings, outputs, client=client, progress=False)
 
 
 def cpu_plan(
@@ -84,17 +90,22 @@ def cpu_plan(
     chunk_size: int,
 ) -> PredictPlan:
     """The plan of an fp32 CPU run of labels only, batch 8."""
+    settings = InferenceSettings(
+        tile=tile,
+        overlap=overlap,
+        batch_size=8,
+        chunk_size=chunk_size,
+        device="cpu",
+        precision="fp32",
+    )
+    placement = place_inference("cpu", {"local": inference.device_support()}, precision="fp32")
     return make_plan(
         FileSource.open(path),
         model,
-        tile=tile,
-        overlap=overlap,
-        device="cpu",
-        precision="fp32",
+        settings,
+        placement,
         work_root=tmp_path,
         write_probabilities=False,
-        batch_size=8,
-        chunk_size=chunk_size,
     )
 
 
@@ -286,3 +297,21 @@ def test_batch_inputs_equal_each_tile_read_and_scaled_on_its_own(
         assert np.array_equal(inputs[position], expected)
         assert np.array_equal(valid[position], tile_valid)
     assert not np.array_equal(inputs[1][:, :, -1], inputs[1][:, :, 0])  # padded, not left empty
+
+
+def test_the_plan_schedules_each_chunk_with_the_batches_of_its_tiles(
+    scene: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    plan = cpu_plan(scene, model_dir, tmp_path, tile=64, overlap=16, chunk_size=100)
+    assert plan.batches == tuple(tile_batches(plan.layout, 8))
+    assert [chunk.window for chunk in plan.chunks] == list(plan.source.grid.chunks(100))
+    for chunk in plan.chunks:
+        held = {index for number in chunk.batches for index in plan.batches[number]}
+        assert set(tiles_touching(plan.layout, chunk.window)) <= held
+        assert list(chunk.batches) == sorted(chunk.batches)
+        # no batch without a tile touching the chunk
+        for number in chunk.batches:
+            assert any(
+                not plan.layout.window(i).intersection(chunk.window).is_empty
+                for i in plan.batches[number]
+            )

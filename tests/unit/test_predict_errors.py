@@ -9,6 +9,7 @@ from distributed import Client
 
 from geoseg.cli import main
 from geoseg.errors import InputError
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from tests.clusters import started_client
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir
@@ -141,7 +142,14 @@ def test_all_nodata_scene_with_a_standardizing_model_is_refused_after_the_run(
     )
     out = tmp_path / "labels.tif"
     with pytest.raises(InputError, match=r"empty\.tif: every pixel is nodata"):
-        predict_file(_all_nodata(tmp_path), model, labels_out=out, client=client, progress=False)
+        predict_file(
+            _all_nodata(tmp_path),
+            model,
+            InferenceSettings(),
+            PredictOutputs(out),
+            client=client,
+            progress=False,
+        )
     assert not out.exists()
     assert not list(tmp_path.glob(".geoseg-work-*"))
 
@@ -149,4 +157,4 @@ def test_all_nodata_scene_with_a_standardizing_model_is_refused_after_the_run(
 def test_output_over_the_input_is_refused(tmp_path: Path, model_dir: Path) -> None:
     source = _good(tmp_path)
     with pytest.raises(Exception, match="overwrite the input"):
-        predict_file(source, model_dir, labels_out=source, progress=False)
+        predict_file(source, model_dir, InferenceSettings(), PredictOutputs(source), progress=False)

@@ -7,9 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoseg.grid import PixelWindow
+from geoseg.predict.assemble import stitch_chunk
 from geoseg.predict.blending import (
     blend_window,
     labels_from_probabilities,
+    quantize_probabilities,
     tile_weights,
     weight_probabilities,
     whole_tile,
@@ -20,7 +22,7 @@ from geoseg.predict.stitching import (
     tile_parts,
     tile_regions,
 )
-from geoseg.predict.tiling import TileLayout, chunk_windows, make_layout, tiles_touching
+from geoseg.predict.tiling import TileLayout, make_layout, tiles_touching
 
 layouts = st.integers(8, 120).flatmap(
     lambda tile: st.tuples(
@@ -83,9 +85,8 @@ def test_stitching_from_parts_equals_blending_every_pixel(
     whole = [
         (i, whole_tile(layout, i, weight_probabilities(layout, i, p))) for i, p in outputs.items()
     ]
-    expected = labels_from_probabilities(
-        blend_window(layout, scene, whole, valid, classes), valid, [1, 2, 3], 255
-    )
+    blended = blend_window(layout, scene, whole, valid, classes)
+    expected = labels_from_probabilities(blended, valid, [1, 2, 3], 255)
     # keep each tile's parts as a forward task does
     indexes = list(range(layout.count))
     band_values, solo_values = parts_sizes(layout, indexes, classes, with_probabilities)
@@ -105,26 +106,31 @@ def test_stitching_from_parts_equals_blending_every_pixel(
         part.solo_labels[...] = labels_from_probabilities(
             outputs[part.index][:, rows, cols], tile_valid[rows, cols], [1, 2, 3], 255
         )
-    # stitch chunk by chunk from the parts only
+        if part.solo_probabilities is not None:
+            part.solo_probabilities[...] = quantize_probabilities(
+                outputs[part.index][:, rows, cols], tile_valid[rows, cols]
+            )
+    # stitch chunk by chunk from the parts only, with the shipped stitch
     by_index = {part.index: part for part in parts}
     stitched = np.full((layout.height, layout.width), 7, dtype=np.uint8)
-    for chunk_window in chunk_windows(layout.height, layout.width, chunk):
-        for index in tiles_touching(layout, chunk_window):
-            solo_window = tile_regions(layout, index).solo
-            common = solo_window.intersection(chunk_window)
-            if not common.is_empty:
-                stitched[common.slices()] = by_index[index].solo_labels[
-                    common.shift(-solo_window.row, -solo_window.col).slices()
-                ]
-        for shared in shared_windows(layout, chunk_window):
-            contributions = [(index, part.bands) for index, part in by_index.items()]
-            probabilities = blend_window(
-                layout, shared, contributions, valid[shared.slices()], classes
-            )
-            stitched[shared.slices()] = labels_from_probabilities(
-                probabilities, valid[shared.slices()], [1, 2, 3], 255
-            )
+    quantized = np.full((classes, layout.height, layout.width), 7, dtype=np.uint8)
+    for chunk_window in scene.chunks(chunk):
+        touching = {index: by_index[index] for index in tiles_touching(layout, chunk_window)}
+        labels, probabilities = stitch_chunk(
+            layout,
+            chunk_window,
+            touching,
+            valid[chunk_window.slices()],
+            [1, 2, 3],
+            with_probabilities,
+        )
+        stitched[chunk_window.slices()] = labels
+        assert (probabilities is not None) == with_probabilities
+        if probabilities is not None:
+            quantized[(slice(None), *chunk_window.slices())] = probabilities
     assert np.array_equal(stitched, expected)
+    if with_probabilities:
+        assert np.array_equal(quantized, quantize_probabilities(blended, valid))
 
 
 def test_an_interior_tile_of_the_default_geometry_keeps_a_third_of_its_pixels() -> None:

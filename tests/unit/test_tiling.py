@@ -11,7 +11,6 @@ from geoseg.errors import InputError
 from geoseg.grid import PixelWindow
 from geoseg.predict.tiling import (
     batch_taper,
-    chunk_windows,
     halo_window,
     make_layout,
     tile_batches,
@@ -65,7 +64,7 @@ def test_every_chunk_pixel_is_inside_a_touching_tile(
     tile, overlap = geometry
     layout = make_layout(height, width, tile, overlap)
     covered = np.zeros((height, width), dtype=np.int32)
-    chunks = chunk_windows(height, width, min(chunk, 50) * 8)
+    chunks = PixelWindow(0, 0, height, width).chunks(min(chunk, 50) * 8)
     for window in chunks:
         indexes = tiles_touching(layout, window)
         assert indexes == sorted(indexes)
@@ -135,4 +134,4 @@ def test_invalid_batch_and_chunk_sizes_are_rejected() -> None:
     with pytest.raises(InputError, match="batch size"):
         tile_batches(layout, 0)
     with pytest.raises(InputError, match="chunk size"):
-        chunk_windows(100, 100, 0)
+        PixelWindow(0, 0, 100, 100).chunks(0)

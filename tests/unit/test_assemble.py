@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geoseg.grid import PixelWindow
-from geoseg.predict.engine import STRIP_BYTES, blend_strips
+from geoseg.predict.assemble import STRIP_BYTES, blend_strips
 
 
 @given(

@@ -1,0 +1,208 @@
+"""The chunk task of a prediction run: stitch one output chunk and write it.
+
+:func:`assemble_chunk` gathers the stored parts of the tiles touching one
+output chunk, :func:`stitch_chunk` (pure: arrays in, arrays out) pastes their
+solo labels and blends the shared bands in canonical order, and the chunk's
+label (and probability) GeoTIFFs, with their share of every overview level,
+are written into the work directory with a small summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.grid import PixelWindow
+from geoseg.io.cog import write_chunk
+from geoseg.io.workdir import (
+    ChunkSummary,
+    chunk_path,
+    overview_chunk_path,
+    read_tile_batch,
+    write_summary,
+)
+from geoseg.labels import LABEL_NODATA
+from geoseg.predict.blending import blend_window, labels_from_probabilities, quantize_probabilities
+from geoseg.predict.overviews import decimate, overview_factors
+from geoseg.predict.plan import PredictPlan, batch_parts
+from geoseg.predict.stitching import TileBatch, TileParts, shared_windows, tile_regions
+from geoseg.predict.tiling import TileLayout, tiles_touching
+
+STRIP_BYTES = 16 * 2**20
+"""Size of the float32 accumulator a chunk is blended in, strip by strip."""
+
+
+def blend_strips(window: PixelWindow, num_classes: int) -> list[PixelWindow]:
+    """Full-width row strips of ``window`` whose accumulators hold about ``STRIP_BYTES``.
+
+    Blending is per pixel, so strips give exactly the chunk's values; small
+    accumulators stay in cache and in the allocator's heap instead of being
+    page-faulted in for every chunk (measured 3.5 -> 0.7 ms per tile of CPU in
+    a worker thread).
+    """
+    rows = max(1, STRIP_BYTES // (4 * num_classes * max(1, window.width)))
+    return [
+        PixelWindow(window.row + start, window.col, min(rows, window.height - start), window.width)
+        for start in range(0, window.height, rows)
+    ]
+
+
+def stitch_chunk(
+    layout: TileLayout,
+    window: PixelWindow,
+    tiles: Mapping[int, TileParts],
+    valid: NDArray[np.bool_],
+    class_ids: Sequence[int],
+    with_probabilities: bool,
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+    """The labels (and quantized probabilities) of ``window`` from its tiles' parts.
+
+    Where one tile is alone, its solo results are pasted; where tiles overlap,
+    their stored bands are blended (in ascending tile index, strip by strip,
+    see :func:`blend_strips`). The result equals blending every pixel from the
+    whole tiles, whatever the chunk.
+
+    Parameters
+    ----------
+    layout
+        The scene's tile grid.
+    window
+        The output chunk.
+    tiles
+        The parts of every tile that touches ``window``, by tile index (others
+        are ignored).
+    valid
+        Validity of the chunk's pixels, ``window.shape``.
+    class_ids
+        The class id of each model output channel.
+    with_probabilities
+        Also return the quantized probabilities (the parts must hold solo
+        probabilities).
+
+    Returns
+    -------
+    tuple
+        uint8 labels ``window.shape`` (nodata where invalid) and uint8
+        probabilities ``(classes, h, w)`` (None without ``with_probabilities``).
+    """
+    num_classes = len(class_ids)
+    labels = np.empty(window.shape, dtype=np.uint8)
+    quantized = np.empty((num_classes if with_probabilities else 0, *window.shape), np.uint8)
+    regions = {index: tile_regions(layout, index) for index in tiles}
+    for index, parts in tiles.items():  # where one tile is alone: its own results
+        solo = regions[index].solo
+        common = solo.intersection(window)
+        if common.is_empty:
+            continue
+        rows, cols = common.shift(-window.row, -window.col).slices()
+        solo_rows, solo_cols = common.shift(-solo.row, -solo.col).slices()
+        labels[rows, cols] = parts.solo_labels[solo_rows, solo_cols]
+        if parts.solo_probabilities is not None:
+            quantized[:, rows, cols] = parts.solo_probabilities[:, solo_rows, solo_cols]
+    for shared in shared_windows(layout, window):  # where tiles overlap: blended
+        contributions = [
+            (index, parts.bands)
+            for index, parts in tiles.items()
+            if not regions[index].positive.intersection(shared).is_empty
+        ]
+        for strip in blend_strips(shared, num_classes):
+            rows, cols = strip.shift(-window.row, -window.col).slices()
+            probabilities = blend_window(
+                layout, strip, contributions, valid[rows, cols], num_classes
+            )
+            labels[rows, cols] = labels_from_probabilities(
+                probabilities, valid[rows, cols], list(class_ids), LABEL_NODATA
+            )
+            if with_probabilities:
+                quantized[:, rows, cols] = quantize_probabilities(probabilities, valid[rows, cols])
+    return labels, quantized if with_probabilities else None
+
+
+def gather_tiles(
+    plan: PredictPlan,
+    window: PixelWindow,
+    batches: Sequence[tuple[Sequence[int], TileBatch | Path]],
+) -> tuple[dict[int, TileParts], NDArray[np.bool_]]:
+    """The parts of the tiles touching ``window`` and the validity of its pixels.
+
+    ``batches`` are ``(tile indexes, batch or batch file)``; batch files are
+    memory-mapped, not read whole.
+    """
+    layout = plan.layout
+    touching = set(tiles_touching(layout, window))
+    kept: dict[int, TileParts] = {}
+    valid = np.zeros(window.shape, dtype=bool)
+    for indexes, stored in batches:
+        batch = (
+            stored
+            if isinstance(stored, TileBatch)
+            else TileBatch(*read_tile_batch(stored, layout.tile))
+        )
+        for position, parts in enumerate(batch_parts(plan, indexes, batch)):
+            if parts.index not in touching:
+                continue
+            kept[parts.index] = parts
+            # validity is per pixel, so every tile over a pixel agrees on it
+            tile_window = layout.window(parts.index)
+            common = tile_window.intersection(window)
+            rows, cols = common.shift(-window.row, -window.col).slices()
+            tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
+            valid[rows, cols] = batch.valid[position, tile_rows, tile_cols]
+    return kept, valid
+
+
+def assemble_chunk(
+    plan: PredictPlan,
+    window: PixelWindow,
+    batches: Sequence[tuple[Sequence[int], TileBatch | Path]],
+) -> ChunkSummary:
+    """Stitch the tiles touching ``window`` and write the chunk's GeoTIFF(s).
+
+    Parameters
+    ----------
+    plan
+        The run.
+    window
+        The output chunk.
+    batches
+        ``(tile indexes, batch or batch file)`` of every batch holding a tile
+        that touches ``window``.
+
+    Returns
+    -------
+    ChunkSummary
+        Valid-pixel and per-class counts; also written beside the chunk.
+    """
+    tiles, valid = gather_tiles(plan, window, batches)
+    labels, probabilities = stitch_chunk(
+        plan.layout, window, tiles, valid, plan.class_ids, plan.write_probabilities
+    )
+    write_output_chunk(plan, window, "labels", labels[None])
+    if probabilities is not None:
+        write_output_chunk(plan, window, "probabilities", probabilities)
+    valid_pixels = int(np.count_nonzero(valid))
+    counted = labels.ravel() if valid_pixels == valid.size else labels[valid]
+    counts = np.bincount(counted, minlength=256)
+    summary = ChunkSummary(
+        window=window,
+        valid_pixels=valid_pixels,
+        class_pixels={int(value): int(counts[value]) for value in np.flatnonzero(counts)},
+    )
+    write_summary(chunk_path(plan.work_dir, window, "summary"), summary)
+    return summary
+
+
+def write_output_chunk(
+    plan: PredictPlan, window: PixelWindow, kind: str, data: NDArray[np.uint8]
+) -> None:
+    """Write a chunk of an output and its share of every overview level."""
+    grid = plan.source.grid
+    for factor in overview_factors(grid.height, grid.width):
+        level, decimated = decimate(data, window, grid, factor)
+        if not level.is_empty:
+            path = overview_chunk_path(plan.work_dir, window, kind, factor)
+            write_chunk(path, grid.zoom_out(factor), level, np.ascontiguousarray(decimated))
+    write_chunk(chunk_path(plan.work_dir, window, kind), grid, window, data)
