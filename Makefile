@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: env test lint run-default train-default bench gpu-check clean
+.PHONY: env test test-quick lint run-default train-default bench gpu-check clean
 
 $(BIN)/geoseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ lint: env
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# everything, as CI runs it (.ci/run)
 test: lint
 	$(BIN)/python -m pytest
+
+# the fast loop while editing: every test not marked `slow` (real data, training, clusters)
+test-quick: env
+	$(BIN)/python -m pytest -m "not slow"
 
 run-default: env
 	mkdir -p out

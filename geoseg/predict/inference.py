@@ -27,7 +27,7 @@ AUTO_CPU_BF16_AGREEMENT = 0.995
 bf16 autocast on the CPU (AMD EPYC with avx512_bf16) was measured 1.6-1.9x
 faster end to end, but its label agreement with fp32 depends on the model
 (98.86% to 99.85% on the Zion scene for trainings of landcover-landsat; see
-ARCHITECTURE.md), so ``auto`` uses it only for a model whose card records an
+docs/benchmarks.md), so ``auto`` uses it only for a model whose card records an
 agreement of at least this, and only on CPUs with native bf16 instructions.
 """
 

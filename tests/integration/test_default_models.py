@@ -62,6 +62,7 @@ def test_test_block_scores_are_reproduced(name: str, shared_data: Path) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DEFAULT_MODELS)
 def test_recorded_bf16_agreement_is_reproduced(name: str, shared_data: Path) -> None:
     config = load_train_config(CONFIG_DIR / f"{name}.yaml")

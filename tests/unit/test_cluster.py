@@ -46,6 +46,7 @@ def _forward_faults() -> int:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(resource, "RUSAGE_THREAD"), reason="needs Linux getrusage")
 def test_forwards_in_task_threads_reuse_their_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     # Dask runs tasks in threads; with a malloc arena per thread (no MALLOC_ARENA_MAX=1)

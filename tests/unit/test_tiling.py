@@ -51,6 +51,7 @@ def test_origins_cover_axis_with_at_least_the_overlap(
     assert all(origin % (tile - overlap) == 0 for origin in origins[:-1])
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(
     height=st.integers(1, 700),
