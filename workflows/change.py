@@ -26,18 +26,18 @@ from distributed import Client
 from geopandas import GeoDataFrame
 from numpy.typing import NDArray
 
-from geoseg.areas import row_pixel_areas_m2
+from geoseg.areas import pixel_areas_m2
 from geoseg.change.classmap import ClassMap, ClassSpec, apply_class_map, class_map_for_raster
 from geoseg.change.counts import (
     ChangeCounts,
     ChangeStatistics,
+    area_units,
     class_index_lookup,
     count_window,
     deforestation_mask,
     finalize,
     grid_summary,
     merge_classes,
-    row_area_units,
     set_forest_classes,
 )
 from geoseg.change.regions import (
@@ -116,7 +116,7 @@ def _count_block(
     class_lookup: NDArray[np.int64],
 ) -> ChangeCounts:
     masks = region_masks(regions, grid, window)
-    areas = row_area_units(row_pixel_areas_m2(grid, window))
+    areas = area_units(pixel_areas_m2(grid, window))
     return count_window(before, after, areas, masks, class_lookup, len(regions))
 
 

@@ -135,7 +135,7 @@ def grid_summary(grid: RasterGrid, *, before: str, after: str, regions: str) -> 
                 "common grid = BEFORE's grid clipped to the overlap of both rasters; each "
                 "raster resampled onto it by nearest neighbour; a pixel is in a region when "
                 "its centre is; only pixels valid at both dates count; areas are ground areas "
-                "(planimetric on projected grids, geodesic per row on geographic grids)"
+                "on the WGS 84 ellipsoid in every CRS (not map-plane areas)"
             ],
         }
     )
@@ -149,15 +149,15 @@ def class_index_lookup(classes: Sequence[ClassSpec]) -> NDArray[np.int64]:
     return table
 
 
-def row_area_units(row_areas_m2: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Pixel areas per row in integer cm2 (rounded)."""
-    return np.rint(row_areas_m2 * AREA_UNITS_PER_M2).astype(np.int64)
+def area_units(areas_m2: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Pixel ground areas in integer cm2 (rounded), any shape."""
+    return np.rint(areas_m2 * AREA_UNITS_PER_M2).astype(np.int64)
 
 
 def count_window(
     before: NDArray[np.uint8],
     after: NDArray[np.uint8],
-    row_areas: NDArray[np.int64],
+    pixel_areas: NDArray[np.int64],
     region_masks: Sequence[tuple[int, NDArray[np.bool_]]],
     class_lookup: NDArray[np.int64],
     regions: int,
@@ -168,9 +168,9 @@ def count_window(
     ----------
     before, after
         Class ids on the same window (uint8, 255 excluded).
-    row_areas
-        Ground area of one pixel of each row of the window, integer cm2
-        (:func:`row_area_units`).
+    pixel_areas
+        Ground area of each pixel of the window, integer cm2
+        (:func:`area_units`); anything that broadcasts to the window's shape.
     region_masks
         ``(region index, mask)`` for the regions touching the window; masks are
         boolean arrays of the window's shape and may overlap.
@@ -187,7 +187,7 @@ def count_window(
     to_index = lookup[after]
     valid = (from_index >= 0) & (to_index >= 0)
     pair = np.where(valid, from_index * classes + to_index, 0)
-    pixel_units = np.broadcast_to(row_areas[:, None], before.shape)
+    pixel_units = np.broadcast_to(pixel_areas, before.shape)
     for region, mask in region_masks:
         inside_valid = mask & valid
         pairs = pair[inside_valid]

@@ -19,6 +19,7 @@ from geoseg.catalog.datadir import data_file
 from geoseg.change.classmap import preset_class_map
 from geoseg.change.regions import EmptyRegionWarning, prepare_regions
 from geoseg.io.raster import read_info
+from tests.geodesic import row_areas_m2
 from workflows.change import change_file, change_statistics, class_ids_on_grid
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,7 @@ def guadeloupe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {
         "t1": t1,
         "t3": t3,
+        "row_m2": row_areas_m2(transform, crs.to_string(), t1.shape[0]),
         "transform": transform,
         "regions": regions,
         "result": result,
@@ -102,10 +104,9 @@ def test_guadeloupe_deforestation_and_iou_per_region(guadeloupe: dict[str, objec
         inside = _centre_mask(box, guadeloupe["transform"], t1.shape)  # type: ignore[arg-type]
         lost = int((inside & (t1 == 1) & (t3 == 0)).sum())
         assert transitions.pixels.get((cell, 1, 0), 0) == lost
-        # 30 m x 30 m pixels of EPSG:3395 (planimetric CRS units) = 900 m2
-        assert summary.loc[cell, "deforestation_ha"] == pytest.approx(
-            lost * 900 / 10_000, rel=1e-12
-        )
+        # 30 m map pixels of World Mercator cover about 830 m2 of ground at 16 N, by row
+        lost_m2 = ((inside & (t1 == 1) & (t3 == 0)) * guadeloupe["row_m2"][:, None]).sum()  # type: ignore[index]
+        assert summary.loc[cell, "deforestation_ha"] == pytest.approx(lost_m2 / 10_000, rel=1e-6)
         for class_id in (0, 1):
             a, b = inside & (t1 == class_id), inside & (t3 == class_id)
             union = int((a | b).sum())
@@ -127,7 +128,10 @@ def test_guadeloupe_total_agrees_with_fcc123(guadeloupe: dict[str, object]) -> N
     lost = transitions[(transitions.from_class_id == 1) & (transitions.to_class_id == 0)]
     assert int(lost.pixels.sum()) == loss_pixels == 85570
     total_ha = result.statistics.regions.deforestation_ha.sum()  # type: ignore[attr-defined]
-    assert total_ha == pytest.approx(loss_pixels * 0.09, rel=1e-12)
+    ground_ha = (np.isin(fcc, [1, 2]) * guadeloupe["row_m2"][:, None]).sum() / 10_000  # type: ignore[index]
+    assert total_ha == pytest.approx(ground_ha, rel=1e-6)
+    # the map-plane answer (0.09 ha a pixel) would be 8% too large
+    assert loss_pixels * 0.09 > 1.08 * total_ha
 
 
 def test_guadeloupe_outputs(guadeloupe: dict[str, object]) -> None:
