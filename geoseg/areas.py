@@ -91,7 +91,8 @@ def _node_areas(
             f"pixel areas: the grid reaches outside the valid area of its CRS ({grid.crs}); "
             "reproject the raster"
         )
-    return area.reshape(row_grid.shape)
+    result: NDArray[np.float64] = area.reshape(row_grid.shape)
+    return result
 
 
 def pixel_areas_m2(grid: RasterGrid, window: PixelWindow | None = None) -> NDArray[np.float64]:
