@@ -34,14 +34,22 @@ from geoseg.change.counts import (
     area_units,
     class_index_lookup,
     count_window,
-    deforestation_mask,
     finalize,
     grid_summary,
     merge_classes,
     set_forest_classes,
 )
+from geoseg.change.loss import (
+    PROBABILITY_UNITS,
+    LossRule,
+    RegionEvidence,
+    change_candidates,
+    count_evidence,
+    forest_probability,
+)
 from geoseg.change.regions import (
     Regions,
+    burn_patches,
     prepare_regions,
     region_masks,
     tag_with_regions,
@@ -53,11 +61,13 @@ from geoseg.io.atomic import atomic_path
 from geoseg.io.raster import read_info
 from geoseg.io.tables import check_table_path, write_table
 from geoseg.io.vector import read_vector, write_layers
-from geoseg.io.warp import common_grid, read_on_grid
+from geoseg.io.warp import common_grid, read_bands_on_grid, read_on_grid
 from workflows.vectorize import vectorize_labels
 
 REGIONS_LAYER = "regions"
 DEFORESTATION_LAYER = "deforestation"
+GAIN_LAYER = "forest_gain"
+LOSS, GAIN = 1, 2
 GRID_LAYER = "change_grid"
 
 
@@ -79,22 +89,37 @@ def _window_offsets(chunks: tuple[int, ...]) -> list[tuple[int, int]]:
 
 
 def _class_ids_window(
-    path: Path, grid: RasterGrid, window: PixelWindow, class_map: ClassMap
+    path: Path,
+    grid: RasterGrid,
+    window: PixelWindow,
+    class_map: ClassMap,
+    masks: tuple[Path, ...],
 ) -> NDArray[np.uint8]:
     values, valid = read_on_grid(path, grid, window)
+    for mask in masks:
+        masked, seen = read_on_grid(mask, grid, window)
+        valid &= ~(seen & (masked != 0))
     return apply_class_map(values, class_map, valid)
 
 
 def class_ids_on_grid(
-    path: Path, grid: RasterGrid, class_map: ClassMap, chunk_size: int
+    path: Path,
+    grid: RasterGrid,
+    class_map: ClassMap,
+    chunk_size: int,
+    masks: Sequence[Path] = (),
 ) -> da.Array:
-    """Lazy class ids of ``path`` on ``grid`` (uint8, 255 excluded), one task per window."""
+    """Lazy class ids of ``path`` on ``grid`` (uint8, 255 excluded), one task per window.
+
+    Pixels that are non-zero in any of ``masks`` (rasters read onto ``grid``)
+    are excluded too.
+    """
     row_chunks, col_chunks = da.core.normalize_chunks((chunk_size, chunk_size), grid.shape)
     blocks = [
         [
             da.from_delayed(
                 delayed(_class_ids_window, pure=True)(
-                    path, grid, PixelWindow(row, col, height, width), class_map
+                    path, grid, PixelWindow(row, col, height, width), class_map, tuple(masks)
                 ),
                 shape=(height, width),
                 dtype=np.uint8,
@@ -107,21 +132,44 @@ def class_ids_on_grid(
     return ids
 
 
+Counted = tuple[ChangeCounts, RegionEvidence]
+
+
 def _count_block(
     before: NDArray[np.uint8],
     after: NDArray[np.uint8],
+    before_forest_p: NDArray[np.int16] | None,
+    after_forest_p: NDArray[np.int16] | None,
     grid: RasterGrid,
     window: PixelWindow,
     regions: Regions,
-    class_lookup: NDArray[np.int64],
-) -> ChangeCounts:
+    classes: tuple[ClassSpec, ...],
+    patches: tuple[tuple[Any, ...], tuple[int, ...]] | None,
+    rule: LossRule,
+) -> Counted:
     masks = region_masks(regions, grid, window)
     areas = area_units(pixel_areas_m2(grid, window))
-    return count_window(before, after, areas, masks, class_lookup, len(regions))
+    counts = count_window(before, after, areas, masks, class_index_lookup(classes), len(regions))
+    if patches is None:  # no minimum mapping unit: every confident pixel counts
+        kept = change_candidates(before, after, classes, before_forest_p, after_forest_p, rule)
+    else:
+        kept = burn_patches(patches[0], patches[1], grid, window)
+    evidence = count_evidence(
+        before,
+        after,
+        classes,
+        areas,
+        masks,
+        len(regions),
+        kept_change=kept,
+        before_forest_p=before_forest_p,
+        after_forest_p=after_forest_p,
+    )
+    return counts, evidence
 
 
-def _add(left: ChangeCounts, right: ChangeCounts) -> ChangeCounts:
-    return left + right
+def _add(left: Counted, right: Counted) -> Counted:
+    return left[0] + right[0], left[1] + right[1]
 
 
 def _tree_sum(parts: Sequence[Delayed]) -> Delayed:
@@ -138,94 +186,211 @@ def _compute(value: Any, client: Client | None) -> Any:
     return compute(value)[0]
 
 
-def change_counts(
-    before_ids: da.Array,
-    after_ids: da.Array,
-    grid: RasterGrid,
-    regions: Regions,
-    classes: Sequence[ClassSpec],
-    *,
-    client: Client | None = None,
-) -> ChangeCounts:
-    """Summed :class:`ChangeCounts` of two lazy class-id arrays on ``grid``."""
-    after_ids = after_ids.rechunk(before_ids.chunks)
-    lookup = class_index_lookup(classes)
-    shared_regions = delayed(regions)
-    before_blocks = before_ids.to_delayed()
-    after_blocks = after_ids.to_delayed()
-    parts = [
-        delayed(_count_block, pure=True)(
-            before_blocks[i, j],
-            after_blocks[i, j],
-            grid,
-            PixelWindow(row, col, height, width),
-            shared_regions,
-            lookup,
-        )
-        for i, (row, height) in enumerate(_window_offsets(before_ids.chunks[0]))
-        for j, (col, width) in enumerate(_window_offsets(before_ids.chunks[1]))
-    ]
-    counts: ChangeCounts = _compute(_tree_sum(parts), client)
-    return counts
+@dataclass(frozen=True)
+class DateLayers:
+    """One date on the common grid, lazily: class ids and, if known, forest probability."""
+
+    class_ids: da.Array
+    forest_probability: da.Array | None = None
 
 
-def change_statistics(
-    before_ids: da.Array,
-    after_ids: da.Array,
-    grid: RasterGrid,
-    regions: Regions,
-    classes: Sequence[ClassSpec],
-    *,
-    client: Client | None = None,
-) -> ChangeStatistics:
-    """Change statistics of two lazy class-id arrays (uint8, 255 excluded) on ``grid``.
-
-    Warns (:class:`geoseg.change.regions.EmptyRegionWarning`) about regions without a
-    valid pixel and raises when no region has one.
-    """
-    counts = change_counts(before_ids, after_ids, grid, regions, classes, client=client)
-    warn_empty_regions(regions.ids, counts.pixels.sum(axis=(1, 2)), regions.source)
-    return finalize(counts, classes, regions.ids)
+def _blocks(array: da.Array | None, shape: tuple[int, int]) -> Any:
+    if array is None:
+        return np.full(shape, None, dtype=object)
+    return array.to_delayed()
 
 
-def deforestation_mask_on_grid(
-    before_ids: da.Array, after_ids: da.Array, classes: Sequence[ClassSpec]
+def change_candidates_on_grid(
+    before: DateLayers, after: DateLayers, classes: Sequence[ClassSpec], rule: LossRule
 ) -> da.Array:
-    """Lazy mask: 1 where forest became non-forest, 0 elsewhere, 255 excluded."""
-    after_ids = after_ids.rechunk(before_ids.chunks)
-    mask: da.Array = da.map_blocks(
-        deforestation_mask, before_ids, after_ids, classes=tuple(classes), dtype=np.uint8
-    )
-    return mask
+    """Lazy :func:`geoseg.change.loss.change_candidates`: 1 loss, 2 gain, 0, 255 unseen."""
+    chunks = before.class_ids.chunks
+    arrays = [
+        array.rechunk(chunks) if array is not None else None
+        for array in (after.class_ids, before.forest_probability, after.forest_probability)
+    ]
+    after_ids, before_p, after_p = arrays
+    assert after_ids is not None
+
+    def block(
+        b: NDArray[np.uint8],
+        a: NDArray[np.uint8],
+        bp: NDArray[np.int16] | None = None,
+        ap: NDArray[np.int16] | None = None,
+    ) -> NDArray[np.uint8]:
+        return change_candidates(b, a, classes, bp, ap, rule)
+
+    if before_p is None and after_p is None:
+        return da.map_blocks(block, before.class_ids, after_ids, dtype=np.uint8)  # type: ignore[no-any-return]
+    if before_p is None or after_p is None:
+        raise ConfigError(
+            "give probabilities for both dates (--before-probabilities and "
+            "--after-probabilities) or for neither"
+        )
+    return da.map_blocks(block, before.class_ids, after_ids, before_p, after_p, dtype=np.uint8)  # type: ignore[no-any-return]
 
 
-def deforestation_polygons(
-    before_ids: da.Array,
-    after_ids: da.Array,
+def change_patches(
+    before: DateLayers,
+    after: DateLayers,
     grid: RasterGrid,
-    regions: Regions,
     classes: Sequence[ClassSpec],
+    rule: LossRule,
     *,
     client: Client | None = None,
     provenance: Mapping[str, str] | None = None,
 ) -> GeoDataFrame:
-    """Seam-free polygons of the deforested pixels, with the ``region_ids`` they overlap.
-
-    ``provenance`` gives the ``source``, ``model`` and ``run_time`` columns
-    (default ``run_time``: now).
-    """
-    mask = deforestation_mask_on_grid(before_ids, after_ids, classes)
-    polygons = vectorize_labels(
-        mask,
+    """Seam-free polygons of confident loss (1) and gain (2) of ``rule.min_loss_ha`` or more."""
+    candidates = change_candidates_on_grid(before, after, classes, rule)
+    return vectorize_labels(
+        candidates,
         None,
         grid,
-        classes=[1],
+        classes=[LOSS, GAIN],
+        min_area_m2=rule.min_loss_ha * 10_000,
         client=client,
-        class_names={1: "deforestation"},
+        class_names={LOSS: "forest loss", GAIN: "forest gain"},
         provenance=provenance,
     )
-    polygons["region_ids"] = tag_with_regions(polygons, regions)
-    return polygons
+
+
+def _patches_by_window(
+    patches: GeoDataFrame | None, grid: RasterGrid, windows: Sequence[PixelWindow]
+) -> list[tuple[tuple[Any, ...], tuple[int, ...]] | None]:
+    """For each window, the patches that touch it (None: count candidates directly)."""
+    if patches is None:
+        return [None] * len(windows)
+    geometries = patches.geometry.to_numpy()
+    values = patches["class_id"].to_numpy()
+    tree = shapely.STRtree(geometries)
+    found: list[tuple[tuple[Any, ...], tuple[int, ...]] | None] = []
+    for window in windows:
+        hits = tree.query(shapely.box(*grid.subgrid(window).bounds))
+        found.append((tuple(geometries[hits]), tuple(int(value) for value in values[hits])))
+    return found
+
+
+def change_counts(
+    before: DateLayers,
+    after: DateLayers,
+    grid: RasterGrid,
+    regions: Regions,
+    classes: Sequence[ClassSpec],
+    rule: LossRule,
+    *,
+    patches: GeoDataFrame | None = None,
+    client: Client | None = None,
+) -> Counted:
+    """Summed class transitions and :class:`RegionEvidence` of two dates on ``grid``.
+
+    ``patches`` are the kept loss and gain polygons (:func:`change_patches`);
+    None counts every confident pixel (no minimum mapping unit).
+    """
+    chunks = before.class_ids.chunks
+    shape = (len(chunks[0]), len(chunks[1]))
+    after_ids = after.class_ids.rechunk(chunks)
+    probability = [
+        None if array is None else array.rechunk(chunks)
+        for array in (before.forest_probability, after.forest_probability)
+    ]
+    windows = [
+        PixelWindow(row, col, height, width)
+        for row, height in _window_offsets(chunks[0])
+        for col, width in _window_offsets(chunks[1])
+    ]
+    per_window = _patches_by_window(patches, grid, windows)
+    shared_regions = delayed(regions)
+    blocks = [
+        _blocks(array, shape)
+        for array in (before.class_ids, after_ids, probability[0], probability[1])
+    ]
+    parts = [
+        delayed(_count_block, pure=True)(
+            blocks[0][i, j],
+            blocks[1][i, j],
+            blocks[2][i, j],
+            blocks[3][i, j],
+            grid,
+            window,
+            shared_regions,
+            tuple(classes),
+            per_window[i * shape[1] + j],
+            rule,
+        )
+        for (i, j), window in zip(np.ndindex(*shape), windows, strict=True)
+    ]
+    counted: Counted = _compute(_tree_sum(parts), client)
+    return counted
+
+
+def change_statistics(
+    before: DateLayers,
+    after: DateLayers,
+    grid: RasterGrid,
+    regions: Regions,
+    classes: Sequence[ClassSpec],
+    rule: LossRule,
+    *,
+    patches: GeoDataFrame | None = None,
+    client: Client | None = None,
+) -> ChangeStatistics:
+    """Change statistics of two dates on ``grid`` (see :func:`change_counts`).
+
+    Warns (:class:`geoseg.change.regions.EmptyRegionWarning`) about regions without a
+    valid pixel and raises when no region has one.
+    """
+    counts, evidence = change_counts(
+        before, after, grid, regions, classes, rule, patches=patches, client=client
+    )
+    warn_empty_regions(regions.ids, counts.pixels.sum(axis=(1, 2)), regions.source)
+    return finalize(counts, classes, regions.ids, evidence)
+
+
+def forest_probability_on_grid(
+    path: Path, grid: RasterGrid, classes: Sequence[ClassSpec], chunk_size: int
+) -> da.Array:
+    """Lazy forest probability (0-255) from a per-class probability raster, on ``grid``.
+
+    Bands are matched to the classes by their descriptions (``geoseg predict``
+    names each band after its class), else band ``k`` is the ``k``-th class.
+    """
+    info = read_info(path)
+    forest_names = {spec.name for spec in classes if spec.is_forest}
+    if any(info.descriptions):
+        bands = [k + 1 for k, name in enumerate(info.descriptions) if name in forest_names]
+    elif info.count == len(classes):
+        bands = [k + 1 for k, spec in enumerate(classes) if spec.is_forest]
+    else:
+        bands = []
+    if not bands:
+        raise ConfigError(
+            f"{path}: no band of this probability raster belongs to a forest class "
+            f"({sorted(forest_names) or 'no forest class'}); give the per-class probabilities "
+            "written by geoseg predict --probabilities for the same model"
+        )
+    row_chunks, col_chunks = da.core.normalize_chunks((chunk_size, chunk_size), grid.shape)
+
+    def read(window: PixelWindow) -> NDArray[np.int16]:
+        values, valid = read_bands_on_grid(path, bands, None, grid, window)
+        if values.dtype.kind == "f":  # probabilities 0-1
+            values = np.rint(np.clip(values, 0.0, 1.0) * PROBABILITY_UNITS)
+        forest_p = forest_probability(values.astype(np.uint8), range(len(bands)), window.shape)
+        assert forest_p is not None
+        return np.where(valid, forest_p, 0).astype(np.int16)
+
+    blocks = [
+        [
+            da.from_delayed(
+                delayed(read, pure=True)(PixelWindow(row, col, height, width)),
+                shape=(height, width),
+                dtype=np.int16,
+            )
+            for col, width in _window_offsets(col_chunks)
+        ]
+        for row, height in _window_offsets(row_chunks)
+    ]
+    layer: da.Array = da.block(blocks)
+    return layer
 
 
 def _table_paths(stats: Path) -> tuple[Path, Path, Path]:
@@ -249,6 +414,10 @@ def change_file(
     class_map: ClassMap | None = None,
     before_class_map: ClassMap | None = None,
     after_class_map: ClassMap | None = None,
+    before_probabilities: str | Path | None = None,
+    after_probabilities: str | Path | None = None,
+    rule: LossRule | None = None,
+    masks: Sequence[str | Path] = (),
     chunk_size: int = 4096,
     client: Client | None = None,
     provenance: Mapping[str, str] | None = None,
@@ -264,31 +433,48 @@ def change_file(
         ``region_id_field`` the id field (default ``id``, else feature numbers).
     out
         GeoPackage to write: layers ``regions`` (one row per region with its key
-        statistics), ``deforestation`` (polygons tagged with ``region_ids``) and
-        ``change_grid`` (the common grid and rules).
+        statistics), ``deforestation`` (the kept loss patches, tagged with
+        ``region_ids``), ``forest_gain`` and ``change_grid`` (the common grid
+        and rules).
     stats
         Optional ``.csv`` / ``.parquet``: region x class rows; beside it
         ``<stem>.transitions<ext>`` (region x from x to) and ``<stem>.regions<ext>``.
     forest_classes
-        Class ids counted as forest (default: the class maps' ``is_forest``).
+        Class ids counted as forest (default: the class maps' ``is_forest``;
+        for ``geoseg predict`` outputs the classes named ``forest``).
     class_map, before_class_map, after_class_map
         Code-to-class maps: one for both dates, or one per date (they win over
         ``class_map``). Default: the identity map named by the raster's
         ``GEOSEG_CLASS_NAMES`` tag (``geoseg predict`` outputs).
+    before_probabilities, after_probabilities
+        Per-class probability rasters (``geoseg predict --probabilities``) of
+        the two dates; without them the class maps count as certain.
+    rule
+        Confidence and minimum mapping unit of loss and gain (default
+        :class:`geoseg.change.loss.LossRule`).
+    masks
+        Rasters of pixels to leave out at both dates (non-zero = masked): they
+        count as masked in the ``masked_*`` columns.
     chunk_size
         Window size of the Dask tasks; the statistics do not depend on it.
     client
         Dask client (default: the local scheduler of ``dask.compute``).
     provenance
-        ``source``, ``model`` and ``run_time`` of the deforestation polygons
+        ``source``, ``model`` and ``run_time`` of the polygons
         (default ``run_time``: now).
     """
+    rule = rule or LossRule()
     before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
     stats = Path(stats) if stats is not None else None
     if chunk_size <= 0:
         raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
     if out.suffix.lower() != ".gpkg":
         raise OutputError(f"{out}: the output must be a GeoPackage (.gpkg)")
+    if (before_probabilities is None) != (after_probabilities is None):
+        raise ConfigError(
+            "give probabilities for both dates (--before-probabilities and "
+            "--after-probabilities) or for neither"
+        )
     table_paths = _table_paths(check_table_path(stats)) if stats is not None else ()
     before_info, after_info = read_info(before), read_info(after)
     grid = common_grid(
@@ -309,19 +495,49 @@ def change_file(
         id_field=region_id_field,
         source=str(regions),
     )
-    before_ids = class_ids_on_grid(before, grid, before_map, chunk_size)
-    after_ids = class_ids_on_grid(after, grid, after_map, chunk_size)
-    statistics = change_statistics(before_ids, after_ids, grid, prepared, classes, client=client)
-    polygons = deforestation_polygons(
-        before_ids, after_ids, grid, prepared, classes, client=client, provenance=provenance
+    dates = [
+        DateLayers(
+            class_ids_on_grid(path, grid, mapping, chunk_size, [Path(m) for m in masks]),
+            None
+            if probabilities is None
+            else forest_probability_on_grid(Path(probabilities), grid, classes, chunk_size),
+        )
+        for path, mapping, probabilities in (
+            (before, before_map, before_probabilities),
+            (after, after_map, after_probabilities),
+        )
+    ]
+    patches = change_patches(
+        dates[0], dates[1], grid, classes, rule, client=client, provenance=provenance
     )
+    statistics = change_statistics(
+        dates[0],
+        dates[1],
+        grid,
+        prepared,
+        classes,
+        rule,
+        patches=patches if rule.min_loss_ha > 0 else None,
+        client=client,
+    )
+    patches["region_ids"] = tag_with_regions(patches, prepared)
+    loss = patches.loc[patches["class_id"] == LOSS].reset_index(drop=True)
+    gain = patches.loc[patches["class_id"] == GAIN].reset_index(drop=True)
     layers = {
         REGIONS_LAYER: GeoDataFrame(
             statistics.regions, geometry=list(prepared.geometries), crs=grid.crs
         ),
-        DEFORESTATION_LAYER: polygons,
+        DEFORESTATION_LAYER: loss,
+        GAIN_LAYER: gain,
         GRID_LAYER: GeoDataFrame(
-            grid_summary(grid, before=str(before), after=str(after), regions=str(regions)),
+            grid_summary(
+                grid,
+                before=str(before),
+                after=str(after),
+                regions=str(regions),
+                rule=rule,
+                probabilities=before_probabilities is not None,
+            ),
             geometry=[shapely.box(*grid.bounds)],
             crs=grid.crs,
         ),
@@ -333,4 +549,4 @@ def change_file(
         for frame, path in zip(tables, table_paths, strict=False):
             write_table(frame, stack.enter_context(atomic_path(path)))
         write_layers(out, layers)
-    return ChangeResult(statistics, grid, classes, polygons, out, tuple(table_paths))
+    return ChangeResult(statistics, grid, classes, loss, out, tuple(table_paths))

@@ -14,13 +14,15 @@ from pyproj import Geod
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
+from scipy import ndimage
 
 from geoseg.catalog.datadir import data_file
 from geoseg.change.classmap import preset_class_map
+from geoseg.change.loss import LossRule
 from geoseg.change.regions import EmptyRegionWarning, prepare_regions
 from geoseg.io.raster import read_info
 from tests.geodesic import row_areas_m2
-from workflows.change import change_file, change_statistics, class_ids_on_grid
+from workflows.change import DateLayers, change_file, change_statistics, class_ids_on_grid
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +30,7 @@ T1 = "guadeloupe_forest/forest_t1.tif"
 T3 = "guadeloupe_forest/forest_t3.tif"
 FCC = "guadeloupe_forest/fcc123.tif"
 PRODES = "rondonia_prodes/PRODES_LANDSAT_AMZ_2000-08-01_2020-07-31_class_v20220606.tif"
+EVERY_PIXEL = LossRule(min_loss_ha=0)  # no minimum mapping unit: the map difference itself
 LOSS = "neiba_hansen/Hansen_GFC-2023-v1.11_lossyear_20N_080W.tif"
 COVER = "neiba_hansen/Hansen_GFC-2023-v1.11_treecover2000_20N_080W.tif"
 
@@ -77,6 +80,7 @@ def guadeloupe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         region_id_field="cell",
         stats=tmp_path / "stats.parquet",
         class_map=preset_class_map("forest"),
+        rule=EVERY_PIXEL,
         chunk_size=1500,
     )
     return {
@@ -316,7 +320,9 @@ def test_prodes_statistics_do_not_depend_on_chunk_size(tmp_path: Path) -> None:
     for size in (97, 256, 700):
         ids = class_ids_on_grid(prodes, grid, prodes_map, size)
         shifted = class_ids_on_grid(prodes, grid, prodes_map, size + 13)  # AFTER chunked otherwise
-        stats = change_statistics(ids, shifted, grid, prepared, classes)
+        stats = change_statistics(
+            DateLayers(ids), DateLayers(shifted), grid, prepared, classes, LossRule()
+        )
         if first is None:
             first = stats
             continue
@@ -342,6 +348,7 @@ def test_hansen_loss_inside_tree_cover(tmp_path: Path) -> None:
         stats=tmp_path / "loss.csv",
         before_class_map=preset_class_map("hansen-treecover30"),
         after_class_map=preset_class_map("hansen-loss"),
+        rule=EVERY_PIXEL,
         chunk_size=64,
     )
     # independent geodesic area of each row's pixels (WGS 84)
@@ -380,3 +387,32 @@ def test_hansen_loss_inside_tree_cover(tmp_path: Path) -> None:
             pixels = int((lost & (loss == year - 2000)).sum())
             assert transitions.pixels.get((cell, 1, 100 + year - 2000), 0) == pixels
     assert (tmp_path / "loss.transitions.csv").exists()
+
+
+def test_guadeloupe_minimum_mapping_unit_keeps_whole_patches(
+    guadeloupe: dict[str, object], tmp_path: Path
+) -> None:
+    # independent: 4-connected loss patches (scipy) measured with geodesic row areas
+    t1, t3, row_m2 = guadeloupe["t1"], guadeloupe["t3"], guadeloupe["row_m2"]
+    lost = (t1 == 1) & (t3 == 0)  # type: ignore[operator]
+    labels, count = ndimage.label(lost)
+    patch_m2 = ndimage.sum_labels(
+        np.broadcast_to(row_m2[:, None], lost.shape), labels, range(1, count + 1)
+    )  # type: ignore[index]
+    kept = patch_m2 >= 5_000
+    result = change_file(
+        data_file(T1),
+        data_file(T3),
+        guadeloupe["tmp"] / "cells.gpkg",  # type: ignore[operator]
+        tmp_path / "mmu.gpkg",
+        region_id_field="cell",
+        class_map=preset_class_map("forest"),
+        chunk_size=700,
+    )
+    regions = result.statistics.regions
+    assert regions.loss_ha.sum() == pytest.approx(patch_m2[kept].sum() / 10_000, rel=1e-6)
+    assert len(result.deforestation) == int(kept.sum())
+    assert result.deforestation.area_ha.min() >= 0.5
+    # the map difference counts every lost pixel; the minimum mapping unit drops the specks
+    assert regions.loss_ha.sum() < 0.5 * (lost * row_m2[:, None]).sum() / 10_000  # type: ignore[index]
+    assert (regions.deforestation_ha == regions.loss_ha).all()

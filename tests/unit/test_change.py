@@ -15,11 +15,11 @@ from geoseg.change.counts import (
     area_units,
     class_index_lookup,
     count_window,
-    deforestation_mask,
     finalize,
     merge_classes,
     set_forest_classes,
 )
+from geoseg.change.loss import LossRule, RegionEvidence, change_candidates, count_evidence
 from geoseg.errors import ConfigError
 from geoseg.labels import LABEL_NODATA
 
@@ -94,8 +94,8 @@ def test_counts_are_identical_for_any_chunking(chunk_rows: int, chunk_cols: int,
     assert np.array_equal(whole.pixels, chunked.pixels)
     assert np.array_equal(whole.area_cm2, chunked.area_cm2)
     assert np.array_equal(whole.excluded_pixels, chunked.excluded_pixels)
-    first = finalize(whole, CLASSES, ["a", "b", "c"])
-    second = finalize(chunked, CLASSES, ["a", "b", "c"])
+    first = finalize(whole, CLASSES, ["a", "b", "c"], RegionEvidence.zeros(3))
+    second = finalize(chunked, CLASSES, ["a", "b", "c"], RegionEvidence.zeros(3))
     assert first.classes.equals(second.classes)
     assert first.transitions.equals(second.transitions)
     assert first.regions.equals(second.regions)
@@ -118,7 +118,19 @@ def test_final_tables_on_a_known_example() -> None:
     areas = area_units(np.array([900.0]))[:, None]
     mask = np.ones(before.shape, bool)
     counts = count_window(before, after, areas, [(0, mask)], class_index_lookup(CLASSES), 2)
-    stats = finalize(counts, CLASSES, ["zone", "empty"])
+    kept = change_candidates(before, after, CLASSES, None, None, LossRule())
+    evidence = count_evidence(
+        before,
+        after,
+        CLASSES,
+        areas,
+        [(0, mask)],
+        2,
+        kept_change=kept,
+        before_forest_p=None,
+        after_forest_p=None,
+    )
+    stats = finalize(counts, CLASSES, ["zone", "empty"], evidence)
     forest = stats.classes.query("region_id == 'zone' and class_id == 1").iloc[0]
     assert forest.pixels_before == 3 and forest.pixels_after == 3 and forest.pixels_both == 2
     assert forest.iou == pytest.approx(2 / 4)
@@ -130,6 +142,13 @@ def test_final_tables_on_a_known_example() -> None:
     assert region.deforestation_ha == pytest.approx(0.09)
     assert region.deforestation_share == pytest.approx(1 / 3)
     assert region.changed_ha == pytest.approx(0.18)
+    assert region.loss_ha == pytest.approx(0.09) and region.gain_ha == pytest.approx(0.09)
+    assert region.net_change_ha == 0.0
+    assert region.region_area_ha == pytest.approx(0.54)
+    assert region.masked_before_ha == pytest.approx(0.09)
+    assert region.masked_before_share == pytest.approx(1 / 6)
+    assert region.masked_after_ha == 0.0
+    assert region.mean_confidence_before == 1.0  # class maps without probabilities are certain
     transitions = stats.transitions.query("region_id == 'zone'")
     assert set(
         zip(transitions.from_class, transitions.to_class, transitions.pixels, strict=True)
@@ -145,11 +164,11 @@ def test_final_tables_on_a_known_example() -> None:
     assert stats.transitions.query("region_id == 'empty'").empty
 
 
-def test_deforestation_mask() -> None:
-    before = np.array([1, 1, 0, 1, LABEL_NODATA, 1], dtype=np.uint8)
-    after = np.array([0, 1, 1, 5, 0, 9], dtype=np.uint8)
-    expected = [1, 0, 0, 1, LABEL_NODATA, LABEL_NODATA]
-    assert deforestation_mask(before, after, CLASSES).tolist() == expected
+def test_change_candidates_of_certain_maps() -> None:
+    before = np.array([[1, 1, 0, 1, LABEL_NODATA, 1]], dtype=np.uint8)
+    after = np.array([[0, 1, 1, 5, 0, 9]], dtype=np.uint8)
+    expected = [[1, 0, 2, 1, LABEL_NODATA, LABEL_NODATA]]  # loss, stays, gain, loss, unseen x2
+    assert change_candidates(before, after, CLASSES, None, None, LossRule()).tolist() == expected
 
 
 def test_merge_and_forest_classes() -> None:
