@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from geoseg.change.counts import (
     merge_classes,
     set_forest_classes,
 )
+from geoseg.change.flags import Flag, FlagRule, region_flags, season_flags, with_flag_column
 from geoseg.change.loss import (
     PROBABILITY_UNITS,
     LossRule,
@@ -76,6 +78,7 @@ class ChangeResult:
     """What :func:`change_file` computed and wrote."""
 
     statistics: ChangeStatistics
+    flags: tuple[Flag, ...]
     grid: RasterGrid
     classes: tuple[ClassSpec, ...]
     deforestation: GeoDataFrame
@@ -418,6 +421,8 @@ def change_file(
     after_probabilities: str | Path | None = None,
     rule: LossRule | None = None,
     masks: Sequence[str | Path] = (),
+    dates: tuple[date | None, date | None] = (None, None),
+    flag_rule: FlagRule | None = None,
     chunk_size: int = 4096,
     client: Client | None = None,
     provenance: Mapping[str, str] | None = None,
@@ -455,6 +460,12 @@ def change_file(
     masks
         Rasters of pixels to leave out at both dates (non-zero = masked): they
         count as masked in the ``masked_*`` columns.
+    dates
+        Acquisition dates of BEFORE and AFTER, for the ``season`` flag.
+    flag_rule
+        Limits of the quality flags (default :class:`geoseg.change.flags.FlagRule`):
+        the ``regions`` rows get a ``flags`` column, the run's flags are
+        returned and stored in ``change_grid``.
     chunk_size
         Window size of the Dask tasks; the statistics do not depend on it.
     client
@@ -464,6 +475,7 @@ def change_file(
         (default ``run_time``: now).
     """
     rule = rule or LossRule()
+    flag_rule = flag_rule or FlagRule()
     before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
     stats = Path(stats) if stats is not None else None
     if chunk_size <= 0:
@@ -495,7 +507,7 @@ def change_file(
         id_field=region_id_field,
         source=str(regions),
     )
-    dates = [
+    before_layers, after_layers = (
         DateLayers(
             class_ids_on_grid(path, grid, mapping, chunk_size, [Path(m) for m in masks]),
             None
@@ -506,13 +518,13 @@ def change_file(
             (before, before_map, before_probabilities),
             (after, after_map, after_probabilities),
         )
-    ]
+    )
     patches = change_patches(
-        dates[0], dates[1], grid, classes, rule, client=client, provenance=provenance
+        before_layers, after_layers, grid, classes, rule, client=client, provenance=provenance
     )
     statistics = change_statistics(
-        dates[0],
-        dates[1],
+        before_layers,
+        after_layers,
         grid,
         prepared,
         classes,
@@ -520,6 +532,9 @@ def change_file(
         patches=patches if rule.min_loss_ha > 0 else None,
         client=client,
     )
+    per_region = region_flags(statistics.regions, flag_rule)
+    statistics = replace(statistics, regions=with_flag_column(statistics.regions, per_region))
+    flags = (*season_flags(dates[0], dates[1], flag_rule), *(f for row in per_region for f in row))
     patches["region_ids"] = tag_with_regions(patches, prepared)
     loss = patches.loc[patches["class_id"] == LOSS].reset_index(drop=True)
     gain = patches.loc[patches["class_id"] == GAIN].reset_index(drop=True)
@@ -537,7 +552,7 @@ def change_file(
                 regions=str(regions),
                 rule=rule,
                 probabilities=before_probabilities is not None,
-            ),
+            ).assign(flags=["; ".join(f"{flag.where}: {flag.message}" for flag in flags)]),
             geometry=[shapely.box(*grid.bounds)],
             crs=grid.crs,
         ),
@@ -549,4 +564,4 @@ def change_file(
         for frame, path in zip(tables, table_paths, strict=False):
             write_table(frame, stack.enter_context(atomic_path(path)))
         write_layers(out, layers)
-    return ChangeResult(statistics, grid, classes, loss, out, tuple(table_paths))
+    return ChangeResult(statistics, flags, grid, classes, loss, out, tuple(table_paths))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from geoseg.change.classmap import ClassMap, load_class_map
+from geoseg.change.flags import Flag
 from geoseg.change.loss import DEFAULT_MIN_LOSS_HA, DEFAULT_MIN_PROBABILITY, LossRule
 
 
@@ -92,6 +95,18 @@ def _class_ids(
     type=click.Path(path_type=Path),
     help="Raster of pixels to leave out at both dates (non-zero = masked; repeatable).",
 )
+@click.option(
+    "--before-date",
+    default=None,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Acquisition date of BEFORE (YYYY-MM-DD), for the season flag.",
+)
+@click.option(
+    "--after-date",
+    default=None,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Acquisition date of AFTER (YYYY-MM-DD), for the season flag.",
+)
 @click.option("--chunk-size", default=4096, show_default=True, type=int, help="Window size.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: local).")
 def change(
@@ -111,6 +126,8 @@ def change(
     min_probability: float,
     min_loss_ha: float,
     masks: tuple[Path, ...],
+    before_date: datetime | None,
+    after_date: datetime | None,
     chunk_size: int,
     scheduler: str | None,
 ) -> None:
@@ -144,6 +161,7 @@ def change(
             after_probabilities=after_probabilities,
             rule=rule,
             masks=masks,
+            dates=(before_date, after_date),
         )
     summary = result.statistics.regions
     click.echo(
@@ -154,3 +172,15 @@ def change(
     )
     for path in result.tables:
         click.echo(f"{path}: written")
+    echo_flags(result.flags)
+
+
+def echo_flags(flags: Sequence[Flag], limit: int = 8) -> None:
+    """One warning line per flag on stderr, the run's first, cut short after ``limit``."""
+    for flag in flags[:limit]:
+        click.echo(f"warning: {flag.where}: {flag.message}", err=True)
+    if len(flags) > limit:
+        click.echo(
+            f"warning: and {len(flags) - limit} more flags (the 'flags' column of the regions)",
+            err=True,
+        )
