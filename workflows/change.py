@@ -44,8 +44,10 @@ from geoseg.change.flags import Flag, FlagRule, region_flags, season_flags, with
 from geoseg.change.loss import (
     PROBABILITY_UNITS,
     LossRule,
+    PatchStatus,
     RegionEvidence,
     change_candidates,
+    confirmation,
     count_evidence,
     forest_probability,
 )
@@ -135,28 +137,37 @@ def class_ids_on_grid(
     return ids
 
 
-Counted = tuple[ChangeCounts, RegionEvidence]
+Counted = tuple[ChangeCounts, RegionEvidence, PatchStatus]
+
+
+@dataclass(frozen=True)
+class WindowPatches:
+    """The kept loss / gain patches touching one window, with their global numbers."""
+
+    geometries: tuple[Any, ...]
+    numbers: tuple[int, ...]
 
 
 def _count_block(
     before: NDArray[np.uint8],
     after: NDArray[np.uint8],
-    before_forest_p: NDArray[np.int16] | None,
-    after_forest_p: NDArray[np.int16] | None,
+    later: Sequence[NDArray[np.uint8]],
     grid: RasterGrid,
     window: PixelWindow,
     regions: Regions,
     classes: tuple[ClassSpec, ...],
-    patches: tuple[tuple[Any, ...], tuple[int, ...]] | None,
-    rule: LossRule,
+    patches: WindowPatches,
+    patch_classes: NDArray[np.uint8],
+    forest_p: tuple[NDArray[np.int16] | None, NDArray[np.int16] | None],
 ) -> Counted:
     masks = region_masks(regions, grid, window)
     areas = area_units(pixel_areas_m2(grid, window))
     counts = count_window(before, after, areas, masks, class_index_lookup(classes), len(regions))
-    if patches is None:  # no minimum mapping unit: every confident pixel counts
-        kept = change_candidates(before, after, classes, before_forest_p, after_forest_p, rule)
-    else:
-        kept = burn_patches(patches[0], patches[1], grid, window)
+    patch_ids = burn_patches(patches.geometries, patches.numbers, grid, window)
+    kept = np.zeros(window.shape, dtype=np.uint8)
+    inside = patch_ids >= 0
+    kept[inside] = patch_classes[patch_ids[inside]]
+    confirmed = confirmation(later, classes) == 1 if later else None
     evidence = count_evidence(
         before,
         after,
@@ -165,14 +176,20 @@ def _count_block(
         masks,
         len(regions),
         kept_change=kept,
-        before_forest_p=before_forest_p,
-        after_forest_p=after_forest_p,
+        before_forest_p=forest_p[0],
+        after_forest_p=forest_p[1],
+        confirmed=confirmed,
     )
-    return counts, evidence
+    status = (
+        PatchStatus.of_window(np.where(kept == LOSS, patch_ids, -1), confirmed, areas)
+        if confirmed is not None
+        else PatchStatus.empty()
+    )
+    return counts, evidence, status
 
 
 def _add(left: Counted, right: Counted) -> Counted:
-    return left[0] + right[0], left[1] + right[1]
+    return left[0] + right[0], left[1] + right[1], left[2] + right[2]
 
 
 def _tree_sum(parts: Sequence[Delayed]) -> Delayed:
@@ -195,12 +212,6 @@ class DateLayers:
 
     class_ids: da.Array
     forest_probability: da.Array | None = None
-
-
-def _blocks(array: da.Array | None, shape: tuple[int, int]) -> Any:
-    if array is None:
-        return np.full(shape, None, dtype=object)
-    return array.to_delayed()
 
 
 def change_candidates_on_grid(
@@ -258,18 +269,15 @@ def change_patches(
 
 
 def _patches_by_window(
-    patches: GeoDataFrame | None, grid: RasterGrid, windows: Sequence[PixelWindow]
-) -> list[tuple[tuple[Any, ...], tuple[int, ...]] | None]:
-    """For each window, the patches that touch it (None: count candidates directly)."""
-    if patches is None:
-        return [None] * len(windows)
+    patches: GeoDataFrame, grid: RasterGrid, windows: Sequence[PixelWindow]
+) -> list[WindowPatches]:
+    """For each window, the patches that touch it, numbered by their row in ``patches``."""
     geometries = patches.geometry.to_numpy()
-    values = patches["class_id"].to_numpy()
     tree = shapely.STRtree(geometries)
-    found: list[tuple[tuple[Any, ...], tuple[int, ...]] | None] = []
+    found = []
     for window in windows:
-        hits = tree.query(shapely.box(*grid.subgrid(window).bounds))
-        found.append((tuple(geometries[hits]), tuple(int(value) for value in values[hits])))
+        hits = np.sort(tree.query(shapely.box(*grid.subgrid(window).bounds)))
+        found.append(WindowPatches(tuple(geometries[hits]), tuple(int(hit) for hit in hits)))
     return found
 
 
@@ -279,48 +287,48 @@ def change_counts(
     grid: RasterGrid,
     regions: Regions,
     classes: Sequence[ClassSpec],
-    rule: LossRule,
+    patches: GeoDataFrame,
     *,
-    patches: GeoDataFrame | None = None,
+    later: Sequence[DateLayers] = (),
     client: Client | None = None,
 ) -> Counted:
-    """Summed class transitions and :class:`RegionEvidence` of two dates on ``grid``.
+    """Summed transitions, :class:`RegionEvidence` and :class:`PatchStatus` of two dates.
 
     ``patches`` are the kept loss and gain polygons (:func:`change_patches`);
-    None counts every confident pixel (no minimum mapping unit).
+    ``later`` dates after AFTER confirm losses (:func:`geoseg.change.loss.confirmation`).
     """
     chunks = before.class_ids.chunks
     shape = (len(chunks[0]), len(chunks[1]))
-    after_ids = after.class_ids.rechunk(chunks)
-    probability = [
-        None if array is None else array.rechunk(chunks)
-        for array in (before.forest_probability, after.forest_probability)
-    ]
     windows = [
         PixelWindow(row, col, height, width)
         for row, height in _window_offsets(chunks[0])
         for col, width in _window_offsets(chunks[1])
     ]
     per_window = _patches_by_window(patches, grid, windows)
+    patch_classes = delayed(patches["class_id"].to_numpy().astype(np.uint8))
     shared_regions = delayed(regions)
-    blocks = [
-        _blocks(array, shape)
-        for array in (before.class_ids, after_ids, probability[0], probability[1])
-    ]
+
+    def blocks(array: da.Array | None) -> Any:
+        if array is None:
+            return np.full(shape, None, dtype=object)
+        return array.rechunk(chunks).to_delayed()
+
+    ids = [blocks(layers.class_ids) for layers in (before, after, *later)]
+    forest_p = [blocks(layers.forest_probability) for layers in (before, after)]
     parts = [
         delayed(_count_block, pure=True)(
-            blocks[0][i, j],
-            blocks[1][i, j],
-            blocks[2][i, j],
-            blocks[3][i, j],
+            ids[0][i, j],
+            ids[1][i, j],
+            [date_ids[i, j] for date_ids in ids[2:]],
             grid,
             window,
             shared_regions,
             tuple(classes),
-            per_window[i * shape[1] + j],
-            rule,
+            per_window[number],
+            patch_classes,
+            (forest_p[0][i, j], forest_p[1][i, j]),
         )
-        for (i, j), window in zip(np.ndindex(*shape), windows, strict=True)
+        for number, ((i, j), window) in enumerate(zip(np.ndindex(*shape), windows, strict=True))
     ]
     counted: Counted = _compute(_tree_sum(parts), client)
     return counted
@@ -334,19 +342,33 @@ def change_statistics(
     classes: Sequence[ClassSpec],
     rule: LossRule,
     *,
-    patches: GeoDataFrame | None = None,
+    later: Sequence[DateLayers] = (),
     client: Client | None = None,
-) -> ChangeStatistics:
-    """Change statistics of two dates on ``grid`` (see :func:`change_counts`).
+    provenance: Mapping[str, str] | None = None,
+) -> tuple[ChangeStatistics, GeoDataFrame]:
+    """Statistics and kept loss / gain patches of two dates on ``grid``, in memory.
 
-    Warns (:class:`geoseg.change.regions.EmptyRegionWarning`) about regions without a
+    The patches (:func:`change_patches`) get ``confirmed_share`` and ``status``
+    (``confirmed`` when later dates confirm at least half of a loss patch's area,
+    else ``unconfirmed``; empty without later dates). Warns
+    (:class:`geoseg.change.regions.EmptyRegionWarning`) about regions without a
     valid pixel and raises when no region has one.
     """
-    counts, evidence = change_counts(
-        before, after, grid, regions, classes, rule, patches=patches, client=client
+    patches = change_patches(
+        before, after, grid, classes, rule, client=client, provenance=provenance
+    )
+    counts, evidence, status = change_counts(
+        before, after, grid, regions, classes, patches, later=later, client=client
     )
     warn_empty_regions(regions.ids, counts.pixels.sum(axis=(1, 2)), regions.source)
-    return finalize(counts, classes, regions.ids, evidence)
+    statistics = finalize(counts, classes, regions.ids, evidence, later_dates=len(later))
+    patches = patches.copy()
+    share = status.confirmed_share(len(patches))
+    patches["confirmed_share"] = share
+    patches["status"] = np.where(
+        np.isnan(share), "", np.where(share >= 0.5, "confirmed", "unconfirmed")
+    )
+    return statistics, patches
 
 
 def forest_probability_on_grid(
@@ -421,6 +443,7 @@ def change_file(
     after_probabilities: str | Path | None = None,
     rule: LossRule | None = None,
     masks: Sequence[str | Path] = (),
+    later: Sequence[str | Path] = (),
     dates: tuple[date | None, date | None] = (None, None),
     flag_rule: FlagRule | None = None,
     chunk_size: int = 4096,
@@ -460,6 +483,11 @@ def change_file(
     masks
         Rasters of pixels to leave out at both dates (non-zero = masked): they
         count as masked in the ``masked_*`` columns.
+    later
+        Class maps of dates after AFTER, in time order (read with AFTER's class
+        map): a loss is confirmed where the next valid one is non-forest too;
+        the regions get ``loss_confirmed_ha`` / ``loss_unconfirmed_ha`` and the
+        loss patches a ``status``.
     dates
         Acquisition dates of BEFORE and AFTER, for the ``season`` flag.
     flag_rule
@@ -519,18 +547,30 @@ def change_file(
             (after, after_map, after_probabilities),
         )
     )
-    patches = change_patches(
-        before_layers, after_layers, grid, classes, rule, client=client, provenance=provenance
-    )
-    statistics = change_statistics(
+    later_layers = [
+        DateLayers(
+            class_ids_on_grid(
+                Path(path),
+                grid,
+                class_map_for_raster(
+                    after_class_map or class_map, read_info(path).tags, f"{path} (later)"
+                ),
+                chunk_size,
+                [Path(m) for m in masks],
+            )
+        )
+        for path in later
+    ]
+    statistics, patches = change_statistics(
         before_layers,
         after_layers,
         grid,
         prepared,
         classes,
         rule,
-        patches=patches if rule.min_loss_ha > 0 else None,
+        later=later_layers,
         client=client,
+        provenance=provenance,
     )
     per_region = region_flags(statistics.regions, flag_rule)
     statistics = replace(statistics, regions=with_flag_column(statistics.regions, per_region))

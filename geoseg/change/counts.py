@@ -252,8 +252,14 @@ def finalize(
     classes: Sequence[ClassSpec],
     region_ids: Sequence[object],
     evidence: RegionEvidence,
+    *,
+    later_dates: int = 0,
 ) -> ChangeStatistics:
-    """Tables of the summed counts (see the module docstring)."""
+    """Tables of the summed counts (see the module docstring).
+
+    ``later_dates`` is the number of dates after AFTER that confirm losses;
+    without any, ``loss_confirmed_ha`` and ``loss_unconfirmed_ha`` are NaN.
+    """
     class_tables = [
         _class_rows(counts, classes, index, rid) for index, rid in enumerate(region_ids)
     ]
@@ -263,7 +269,7 @@ def finalize(
     return ChangeStatistics(
         classes=pd.concat(class_tables, ignore_index=True),
         transitions=pd.concat(transition_tables, ignore_index=True),
-        regions=_region_rows(counts, classes, region_ids, evidence),
+        regions=_region_rows(counts, classes, region_ids, evidence, later_dates),
     )
 
 
@@ -316,7 +322,12 @@ def _region_rows(
     classes: Sequence[ClassSpec],
     region_ids: Sequence[object],
     evidence: RegionEvidence,
+    later_dates: int,
 ) -> pd.DataFrame:
+    confirmed = _hectares(evidence.confirmed_cm2)
+    unconfirmed = _hectares(evidence.loss_cm2 - evidence.confirmed_cm2)
+    if later_dates == 0:
+        confirmed = unconfirmed = np.full(len(region_ids), np.nan)
     forest = np.array([spec.is_forest for spec in classes], dtype=bool)
     area = counts.area_cm2
     forest_before = area[:, forest, :].sum(axis=(1, 2))
@@ -340,6 +351,8 @@ def _region_rows(
             "loss_ha": _hectares(evidence.loss_cm2),
             "gain_ha": _hectares(evidence.gain_cm2),
             "net_change_ha": _hectares(evidence.gain_cm2 - evidence.loss_cm2),
+            "loss_confirmed_ha": confirmed,
+            "loss_unconfirmed_ha": unconfirmed,
             "deforestation_ha": _hectares(evidence.loss_cm2),
             "deforestation_share": _ratio(evidence.loss_cm2, forest_before),
             "mean_confidence_before": confidence[:, 0],

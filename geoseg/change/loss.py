@@ -14,7 +14,9 @@ counted here is therefore stricter than a class transition:
   polygonized seam-free and patches smaller than ``min_loss_ha`` are dropped
   (done by the workflow; here a pixel's loss is given as a mask).
 
-Gain is the same with the dates swapped; net change is gain minus loss.
+Gain is the same with the dates swapped; net change is gain minus loss. With
+dates after AFTER, a loss is *confirmed* when the pixel's next valid
+observation is non-forest too (:func:`confirmation`).
 
 :class:`RegionEvidence` holds, per region, the additive integer counts behind
 these numbers and the pixels each date could not see (nodata, clouds and
@@ -75,6 +77,9 @@ class RegionEvidence:
         ``(regions, 2)``: area without a valid class at BEFORE / AFTER.
     loss_cm2, gain_cm2
         ``(regions,)``: area of confident loss / gain in kept patches.
+    confirmed_cm2
+        ``(regions,)``: area of that loss whose next valid later observation is
+        non-forest too (:func:`confirmation`).
     confidence
         ``(regions, 2)``: sum over the pixels valid at that date of the
         confidence of their forest / non-forest call, in probability units.
@@ -86,6 +91,7 @@ class RegionEvidence:
     unseen_cm2: NDArray[np.int64]
     loss_cm2: NDArray[np.int64]
     gain_cm2: NDArray[np.int64]
+    confirmed_cm2: NDArray[np.int64]
     confidence: NDArray[np.int64]
     confidence_pixels: NDArray[np.int64]
 
@@ -99,7 +105,7 @@ class RegionEvidence:
         def two() -> NDArray[np.int64]:
             return np.zeros((regions, 2), np.int64)
 
-        return cls(one(), two(), one(), one(), two(), two())
+        return cls(one(), two(), one(), one(), one(), two(), two())
 
     def __add__(self, other: RegionEvidence) -> RegionEvidence:
         return RegionEvidence(
@@ -107,6 +113,7 @@ class RegionEvidence:
             self.unseen_cm2 + other.unseen_cm2,
             self.loss_cm2 + other.loss_cm2,
             self.gain_cm2 + other.gain_cm2,
+            self.confirmed_cm2 + other.confirmed_cm2,
             self.confidence + other.confidence,
             self.confidence_pixels + other.confidence_pixels,
         )
@@ -187,6 +194,7 @@ def count_evidence(
     kept_change: NDArray[np.uint8],
     before_forest_p: NDArray[np.int16] | None,
     after_forest_p: NDArray[np.int16] | None,
+    confirmed: NDArray[np.bool_] | None = None,
 ) -> RegionEvidence:
     """:class:`RegionEvidence` of one window.
 
@@ -206,6 +214,8 @@ def count_evidence(
         1 loss, 2 gain, 0 neither, after the minimum mapping unit.
     before_forest_p, after_forest_p
         Forest probabilities (0-255), or None for certain class maps.
+    confirmed
+        Pixels whose loss a later date confirms (None: no later date).
     """
     evidence = RegionEvidence.zeros(regions)
     lookup = forest_lookup(classes)
@@ -219,8 +229,82 @@ def count_evidence(
         evidence.region_cm2[region] += int(areas[mask].sum())
         evidence.loss_cm2[region] += int(areas[mask & loss].sum())
         evidence.gain_cm2[region] += int(areas[mask & gain].sum())
+        if confirmed is not None:
+            evidence.confirmed_cm2[region] += int(areas[mask & loss & confirmed].sum())
         for date, (seen, confidence) in enumerate(dates):
             evidence.unseen_cm2[region, date] += int(areas[mask & ~seen].sum())
             evidence.confidence[region, date] += int(confidence[mask & seen].sum(dtype=np.int64))
             evidence.confidence_pixels[region, date] += int(np.count_nonzero(mask & seen))
     return evidence
+
+
+def confirmation(
+    later: Sequence[NDArray[np.uint8]], classes: Sequence[ClassSpec]
+) -> NDArray[np.int8]:
+    """Per pixel, its next valid observation after AFTER: 1 non-forest, 0 forest, -1 none.
+
+    A loss is *confirmed* when that observation is non-forest too (1), as
+    operational alert systems do to keep one-off false alarms out; a pixel seen
+    as forest again (0), or never seen again (-1), leaves its loss unconfirmed.
+
+    Parameters
+    ----------
+    later
+        Class ids of the dates after AFTER, in time order (255 unseen).
+    classes
+        The classes with their forest flags.
+    """
+    lookup = forest_lookup(classes)
+    out = np.full(later[0].shape, -1, dtype=np.int8) if later else np.zeros((0, 0), np.int8)
+    for ids in later:
+        is_forest = lookup[ids]
+        undecided = out == -1
+        out[undecided & (is_forest == 0)] = 1
+        out[undecided & (is_forest == 1)] = 0
+    return out
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    """Additive per-patch areas (sparse): how much of each loss patch later dates confirm."""
+
+    indexes: NDArray[np.int64]
+    confirmed_cm2: NDArray[np.int64]
+    area_cm2: NDArray[np.int64]
+
+    @classmethod
+    def empty(cls) -> PatchStatus:
+        """No patch."""
+        return cls(*(np.zeros(0, np.int64) for _ in range(3)))
+
+    @classmethod
+    def of_window(
+        cls,
+        patch_ids: NDArray[np.int64],
+        confirmed: NDArray[np.bool_],
+        pixel_areas: NDArray[np.int64],
+    ) -> PatchStatus:
+        """Areas of the patches in one window; ``patch_ids`` is -1 outside every patch."""
+        inside = patch_ids >= 0
+        areas = np.broadcast_to(pixel_areas, patch_ids.shape)[inside]
+        indexes, position = np.unique(patch_ids[inside], return_inverse=True)
+        total = np.zeros(len(indexes), np.int64)
+        sure = np.zeros(len(indexes), np.int64)
+        np.add.at(total, position, areas)
+        np.add.at(sure, position, np.where(confirmed[inside], areas, 0))
+        return cls(indexes.astype(np.int64), sure, total)
+
+    def __add__(self, other: PatchStatus) -> PatchStatus:
+        return PatchStatus(
+            np.concatenate([self.indexes, other.indexes]),
+            np.concatenate([self.confirmed_cm2, other.confirmed_cm2]),
+            np.concatenate([self.area_cm2, other.area_cm2]),
+        )
+
+    def confirmed_share(self, patches: int) -> NDArray[np.float64]:
+        """Share of each of ``patches`` patches' area that is confirmed (NaN if none counted)."""
+        sure = np.bincount(self.indexes, weights=self.confirmed_cm2, minlength=patches)
+        total = np.bincount(self.indexes, weights=self.area_cm2, minlength=patches)
+        share = np.full(patches, np.nan)
+        np.divide(sure, total, out=share, where=total > 0)
+        return share

@@ -241,24 +241,24 @@ def tag_with_regions(polygons: GeoDataFrame, regions: Regions) -> list[str]:
 
 
 def burn_patches(
-    geometries: Sequence[Any], values: Sequence[int], grid: RasterGrid, window: PixelWindow
-) -> NDArray[np.uint8]:
-    """Pixels of ``window`` whose centre lies in one of the polygons, set to its value (else 0).
+    geometries: Sequence[Any], numbers: Sequence[int], grid: RasterGrid, window: PixelWindow
+) -> NDArray[np.int64]:
+    """For each pixel of ``window``, the number of the polygon holding its centre (else -1).
 
     The polygons are patches of whole pixels (polygonized from this grid), so
-    every pixel centre lies clearly inside or outside them.
+    every pixel centre lies clearly inside or outside them; they do not overlap.
     """
-    out = np.zeros(window.shape, dtype=np.uint8)
     if len(geometries) == 0:
-        return out
+        return np.full(window.shape, -1, dtype=np.int64)
     with _RASTERIZE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        burned: NDArray[np.uint8] = rasterize(
-            zip(geometries, values, strict=True),
+        burned = rasterize(
+            zip(geometries, (number + 1 for number in numbers), strict=True),
             out_shape=window.shape,
             transform=grid.window_transform(window),
             fill=0,
-            dtype=np.uint8,
+            dtype=np.uint32,
             all_touched=False,
         )
-    return burned
+    numbered: NDArray[np.int64] = burned.astype(np.int64) - 1
+    return numbered

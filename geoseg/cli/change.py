@@ -96,6 +96,12 @@ def _class_ids(
     help="Raster of pixels to leave out at both dates (non-zero = masked; repeatable).",
 )
 @click.option(
+    "--later",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Class map of a date after AFTER (repeatable, in time order): confirms losses.",
+)
+@click.option(
     "--before-date",
     default=None,
     type=click.DateTime(["%Y-%m-%d"]),
@@ -126,6 +132,7 @@ def change(
     min_probability: float,
     min_loss_ha: float,
     masks: tuple[Path, ...],
+    later: tuple[Path, ...],
     before_date: datetime | None,
     after_date: datetime | None,
     chunk_size: int,
@@ -161,6 +168,7 @@ def change(
             after_probabilities=after_probabilities,
             rule=rule,
             masks=masks,
+            later=later,
             dates=(before_date, after_date),
         )
     summary = result.statistics.regions

@@ -320,7 +320,7 @@ def test_prodes_statistics_do_not_depend_on_chunk_size(tmp_path: Path) -> None:
     for size in (97, 256, 700):
         ids = class_ids_on_grid(prodes, grid, prodes_map, size)
         shifted = class_ids_on_grid(prodes, grid, prodes_map, size + 13)  # AFTER chunked otherwise
-        stats = change_statistics(
+        stats, _ = change_statistics(
             DateLayers(ids), DateLayers(shifted), grid, prepared, classes, LossRule()
         )
         if first is None:
