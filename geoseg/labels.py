@@ -48,6 +48,19 @@ def format_class_names(class_names: Mapping[int, str]) -> str:
     return json.dumps({str(key): value for key, value in sorted(class_names.items())})
 
 
+def forest_class_ids(class_names: Mapping[int, str]) -> list[int]:
+    """Ids of the classes that are forest: named ``forest`` or ``forest ...`` (not ``non-forest``).
+
+    The rule the shipped models' class names follow (``forest``; NLCD's ``forest``), so a
+    class map written by ``geoseg predict`` says which of its classes are forest.
+    """
+    return sorted(
+        key
+        for key, name in class_names.items()
+        if name.strip().lower() == "forest" or name.strip().lower().startswith("forest ")
+    )
+
+
 def parse_class_names(text: str, source: str) -> dict[int, str]:
     """Class names ``{id: name}`` from a :data:`CLASS_NAMES_TAG` value.
 

@@ -47,7 +47,13 @@ from pydantic import Field, field_validator, model_validator
 
 from geoseg.config import StrictModel, load_yaml_config
 from geoseg.errors import ConfigError, InputError
-from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA, MAX_CLASS_ID, parse_class_names
+from geoseg.labels import (
+    CLASS_NAMES_TAG,
+    LABEL_NODATA,
+    MAX_CLASS_ID,
+    forest_class_ids,
+    parse_class_names,
+)
 
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 
@@ -239,7 +245,7 @@ def class_map_for_raster(class_map: ClassMap | None, tags: dict[str, str], sourc
             f"{source}: the raster has no class names (tag {CLASS_NAMES_TAG}); pass "
             f"--class-map with a YAML file or a preset ({', '.join(sorted(PRESETS))})"
         )
-    return identity_class_map(names)
+    return identity_class_map(names, forest_class_ids(names))
 
 
 def code_lookup(class_map: ClassMap, dtype: np.dtype[np.generic]) -> NDArray[np.uint8] | None:

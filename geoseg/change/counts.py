@@ -29,9 +29,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from geoseg.change.classmap import ClassSpec
+from geoseg.change.loss import PROBABILITY_UNITS, LossRule, RegionEvidence
 from geoseg.errors import ConfigError
 from geoseg.grid import RasterGrid
-from geoseg.labels import LABEL_NODATA
 
 AREA_UNITS_PER_M2 = 10_000  # areas are accumulated in integer cm2
 AREA_UNITS_PER_HA = AREA_UNITS_PER_M2 * 10_000
@@ -120,7 +120,15 @@ def set_forest_classes(
     return tuple(spec.model_copy(update={"is_forest": spec.id in forest_ids}) for spec in classes)
 
 
-def grid_summary(grid: RasterGrid, *, before: str, after: str, regions: str) -> pd.DataFrame:
+def grid_summary(
+    grid: RasterGrid,
+    *,
+    before: str,
+    after: str,
+    regions: str,
+    rule: LossRule,
+    probabilities: bool,
+) -> pd.DataFrame:
     """One row stating the common grid and the counting rules, for the outputs."""
     return pd.DataFrame(
         {
@@ -135,7 +143,16 @@ def grid_summary(grid: RasterGrid, *, before: str, after: str, regions: str) -> 
                 "common grid = BEFORE's grid clipped to the overlap of both rasters; each "
                 "raster resampled onto it by nearest neighbour; a pixel is in a region when "
                 "its centre is; only pixels valid at both dates count; areas are ground areas "
-                "(planimetric on projected grids, geodesic per row on geographic grids)"
+                "on the WGS 84 ellipsoid in every CRS (not map-plane areas)"
+            ],
+            "loss_rule": [
+                "loss = forest at BEFORE and non-forest at AFTER, "
+                + (
+                    f"each call with probability >= {rule.min_probability:g}"
+                    if probabilities
+                    else "class maps taken as certain (no probabilities given)"
+                )
+                + f", in patches of >= {rule.min_loss_ha:g} ha; gain the reverse"
             ],
         }
     )
@@ -149,15 +166,15 @@ def class_index_lookup(classes: Sequence[ClassSpec]) -> NDArray[np.int64]:
     return table
 
 
-def row_area_units(row_areas_m2: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Pixel areas per row in integer cm2 (rounded)."""
-    return np.rint(row_areas_m2 * AREA_UNITS_PER_M2).astype(np.int64)
+def area_units(areas_m2: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Pixel ground areas in integer cm2 (rounded), any shape."""
+    return np.rint(areas_m2 * AREA_UNITS_PER_M2).astype(np.int64)
 
 
 def count_window(
     before: NDArray[np.uint8],
     after: NDArray[np.uint8],
-    row_areas: NDArray[np.int64],
+    pixel_areas: NDArray[np.int64],
     region_masks: Sequence[tuple[int, NDArray[np.bool_]]],
     class_lookup: NDArray[np.int64],
     regions: int,
@@ -168,9 +185,9 @@ def count_window(
     ----------
     before, after
         Class ids on the same window (uint8, 255 excluded).
-    row_areas
-        Ground area of one pixel of each row of the window, integer cm2
-        (:func:`row_area_units`).
+    pixel_areas
+        Ground area of each pixel of the window, integer cm2
+        (:func:`area_units`); anything that broadcasts to the window's shape.
     region_masks
         ``(region index, mask)`` for the regions touching the window; masks are
         boolean arrays of the window's shape and may overlap.
@@ -187,7 +204,7 @@ def count_window(
     to_index = lookup[after]
     valid = (from_index >= 0) & (to_index >= 0)
     pair = np.where(valid, from_index * classes + to_index, 0)
-    pixel_units = np.broadcast_to(row_areas[:, None], before.shape)
+    pixel_units = np.broadcast_to(pixel_areas, before.shape)
     for region, mask in region_masks:
         inside_valid = mask & valid
         pairs = pair[inside_valid]
@@ -220,21 +237,6 @@ def _exact_weighted_bincount(
     return total
 
 
-def deforestation_mask(
-    before: NDArray[np.uint8], after: NDArray[np.uint8], classes: Sequence[ClassSpec]
-) -> NDArray[np.uint8]:
-    """1 where a forest class turned into a non-forest class, 0 elsewhere, 255 excluded."""
-    lookup = class_index_lookup(classes)
-    forest = np.full(256, -1, dtype=np.int8)
-    for spec in classes:
-        forest[spec.id] = 1 if spec.is_forest else 0
-    forest_before = forest[before]
-    forest_after = forest[after]
-    valid = (lookup[before] >= 0) & (lookup[after] >= 0)
-    lost = (forest_before == 1) & (forest_after == 0)
-    return np.where(valid, lost.astype(np.uint8), np.uint8(LABEL_NODATA)).astype(np.uint8)
-
-
 def _hectares(area_cm2: NDArray[np.int64]) -> NDArray[np.float64]:
     return area_cm2.astype(np.float64) / AREA_UNITS_PER_HA
 
@@ -246,9 +248,18 @@ def _ratio(numerator: NDArray[np.int64], denominator: NDArray[np.int64]) -> NDAr
 
 
 def finalize(
-    counts: ChangeCounts, classes: Sequence[ClassSpec], region_ids: Sequence[object]
+    counts: ChangeCounts,
+    classes: Sequence[ClassSpec],
+    region_ids: Sequence[object],
+    evidence: RegionEvidence,
+    *,
+    later_dates: int = 0,
 ) -> ChangeStatistics:
-    """Tables of the summed counts (see the module docstring)."""
+    """Tables of the summed counts (see the module docstring).
+
+    ``later_dates`` is the number of dates after AFTER that confirm losses;
+    without any, ``loss_confirmed_ha`` and ``loss_unconfirmed_ha`` are NaN.
+    """
     class_tables = [
         _class_rows(counts, classes, index, rid) for index, rid in enumerate(region_ids)
     ]
@@ -258,7 +269,7 @@ def finalize(
     return ChangeStatistics(
         classes=pd.concat(class_tables, ignore_index=True),
         transitions=pd.concat(transition_tables, ignore_index=True),
-        regions=_region_rows(counts, classes, region_ids),
+        regions=_region_rows(counts, classes, region_ids, evidence, later_dates),
     )
 
 
@@ -307,24 +318,44 @@ def _transition_rows(
 
 
 def _region_rows(
-    counts: ChangeCounts, classes: Sequence[ClassSpec], region_ids: Sequence[object]
+    counts: ChangeCounts,
+    classes: Sequence[ClassSpec],
+    region_ids: Sequence[object],
+    evidence: RegionEvidence,
+    later_dates: int,
 ) -> pd.DataFrame:
+    confirmed = _hectares(evidence.confirmed_cm2)
+    unconfirmed = _hectares(evidence.loss_cm2 - evidence.confirmed_cm2)
+    if later_dates == 0:
+        confirmed = unconfirmed = np.full(len(region_ids), np.nan)
     forest = np.array([spec.is_forest for spec in classes], dtype=bool)
     area = counts.area_cm2
     forest_before = area[:, forest, :].sum(axis=(1, 2))
     forest_after = area[:, :, forest].sum(axis=(1, 2))
-    lost = area[:, forest, :][:, :, ~forest].sum(axis=(1, 2))
     changed = area.sum(axis=(1, 2)) - np.trace(area, axis1=1, axis2=2)
+    confidence = _ratio(evidence.confidence, evidence.confidence_pixels * PROBABILITY_UNITS)
     return pd.DataFrame(
         {
             "region_id": list(region_ids),
             "valid_pixels": counts.pixels.sum(axis=(1, 2)),
             "excluded_pixels": counts.excluded_pixels,
+            "region_area_ha": _hectares(evidence.region_cm2),
             "valid_area_ha": _hectares(area.sum(axis=(1, 2))),
+            "masked_before_ha": _hectares(evidence.unseen_cm2[:, 0]),
+            "masked_before_share": _ratio(evidence.unseen_cm2[:, 0], evidence.region_cm2),
+            "masked_after_ha": _hectares(evidence.unseen_cm2[:, 1]),
+            "masked_after_share": _ratio(evidence.unseen_cm2[:, 1], evidence.region_cm2),
             "changed_ha": _hectares(changed),
             "forest_before_ha": _hectares(forest_before),
             "forest_after_ha": _hectares(forest_after),
-            "deforestation_ha": _hectares(lost),
-            "deforestation_share": _ratio(lost, forest_before),
+            "loss_ha": _hectares(evidence.loss_cm2),
+            "gain_ha": _hectares(evidence.gain_cm2),
+            "net_change_ha": _hectares(evidence.gain_cm2 - evidence.loss_cm2),
+            "loss_confirmed_ha": confirmed,
+            "loss_unconfirmed_ha": unconfirmed,
+            "deforestation_ha": _hectares(evidence.loss_cm2),
+            "deforestation_share": _ratio(evidence.loss_cm2, forest_before),
+            "mean_confidence_before": confidence[:, 0],
+            "mean_confidence_after": confidence[:, 1],
         }
     )

@@ -30,7 +30,7 @@ from geopandas import GeoDataFrame
 from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.features import geometry_mask
+from rasterio.features import geometry_mask, rasterize
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.errors import InputError, VectorReadError
@@ -238,3 +238,27 @@ def tag_with_regions(polygons: GeoDataFrame, regions: Regions) -> list[str]:
     for position in order[overlaps[order]].tolist():
         tags[int(polygon_index[position])].append(str(regions.ids[int(region_index[position])]))
     return [",".join(names) for names in tags]
+
+
+def burn_patches(
+    geometries: Sequence[Any], numbers: Sequence[int], grid: RasterGrid, window: PixelWindow
+) -> NDArray[np.int64]:
+    """For each pixel of ``window``, the number of the polygon holding its centre (else -1).
+
+    The polygons are patches of whole pixels (polygonized from this grid), so
+    every pixel centre lies clearly inside or outside them; they do not overlap.
+    """
+    if len(geometries) == 0:
+        return np.full(window.shape, -1, dtype=np.int64)
+    with _RASTERIZE_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        burned = rasterize(
+            zip(geometries, (number + 1 for number in numbers), strict=True),
+            out_shape=window.shape,
+            transform=grid.window_transform(window),
+            fill=0,
+            dtype=np.uint32,
+            all_touched=False,
+        )
+    numbered: NDArray[np.int64] = burned.astype(np.int64) - 1
+    return numbered

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from geoseg.change.classmap import ClassMap, load_class_map
+from geoseg.change.flags import Flag
+from geoseg.change.loss import DEFAULT_MIN_LOSS_HA, DEFAULT_MIN_PROBABILITY, LossRule
 
 
 def _class_map(value: str | None) -> ClassMap | None:
@@ -58,6 +62,57 @@ def _class_ids(
 )
 @click.option("--before-class-map", default=None, help="Class map of BEFORE only.")
 @click.option("--after-class-map", default=None, help="Class map of AFTER only.")
+@click.option(
+    "--before-probabilities",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Per-class probabilities of BEFORE (geoseg predict --probabilities).",
+)
+@click.option(
+    "--after-probabilities",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Per-class probabilities of AFTER; without both, the class maps count as certain.",
+)
+@click.option(
+    "--min-probability",
+    default=DEFAULT_MIN_PROBABILITY,
+    show_default=True,
+    type=float,
+    help="Probability a loss or gain needs at each date (forest, then non-forest).",
+)
+@click.option(
+    "--min-loss-ha",
+    default=DEFAULT_MIN_LOSS_HA,
+    show_default=True,
+    type=float,
+    help="Minimum mapping unit: smaller loss and gain patches are not counted.",
+)
+@click.option(
+    "--mask",
+    "masks",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Raster of pixels to leave out at both dates (non-zero = masked; repeatable).",
+)
+@click.option(
+    "--later",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Class map of a date after AFTER (repeatable, in time order): confirms losses.",
+)
+@click.option(
+    "--before-date",
+    default=None,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Acquisition date of BEFORE (YYYY-MM-DD), for the season flag.",
+)
+@click.option(
+    "--after-date",
+    default=None,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Acquisition date of AFTER (YYYY-MM-DD), for the season flag.",
+)
 @click.option("--chunk-size", default=4096, show_default=True, type=int, help="Window size.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: local).")
 def change(
@@ -72,12 +127,22 @@ def change(
     class_map: str | None,
     before_class_map: str | None,
     after_class_map: str | None,
+    before_probabilities: Path | None,
+    after_probabilities: Path | None,
+    min_probability: float,
+    min_loss_ha: float,
+    masks: tuple[Path, ...],
+    later: tuple[Path, ...],
+    before_date: datetime | None,
+    after_date: datetime | None,
     chunk_size: int,
     scheduler: str | None,
 ) -> None:
     """Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation."""
     from workflows.change import change_file
     from workflows.cluster import dask_client
+
+    rule = LossRule(min_probability=min_probability, min_loss_ha=min_loss_ha)
 
     both_dates, before_map, after_map = (
         _class_map(class_map),
@@ -99,12 +164,31 @@ def change(
             class_map=both_dates,
             before_class_map=before_map,
             after_class_map=after_map,
+            before_probabilities=before_probabilities,
+            after_probabilities=after_probabilities,
+            rule=rule,
+            masks=masks,
+            later=later,
+            dates=(before_date, after_date),
         )
     summary = result.statistics.regions
     click.echo(
-        f"{out}: {len(summary)} regions, {summary.deforestation_ha.sum():.2f} ha deforested "
-        f"({len(result.deforestation)} polygons) on the common grid {result.grid.crs} "
-        f"{result.grid.height}x{result.grid.width} px"
+        f"{out}: {len(summary)} regions, {summary.loss_ha.sum():.2f} ha forest loss "
+        f"({len(result.deforestation)} patches of >= {rule.min_loss_ha:g} ha), "
+        f"{summary.gain_ha.sum():.2f} ha gain, net {summary.net_change_ha.sum():+.2f} ha, "
+        f"on the common grid {result.grid.crs} {result.grid.height}x{result.grid.width} px"
     )
     for path in result.tables:
         click.echo(f"{path}: written")
+    echo_flags(result.flags)
+
+
+def echo_flags(flags: Sequence[Flag], limit: int = 8) -> None:
+    """One warning line per flag on stderr, the run's first, cut short after ``limit``."""
+    for flag in flags[:limit]:
+        click.echo(f"warning: {flag.where}: {flag.message}", err=True)
+    if len(flags) > limit:
+        click.echo(
+            f"warning: and {len(flags) - limit} more flags (the 'flags' column of the regions)",
+            err=True,
+        )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from geoseg.config import StrictModel
-from geoseg.labels import MAX_CLASS_ID, Colour, hex_colour, is_hex_colour
+from geoseg.labels import MAX_CLASS_ID, Colour, forest_class_ids, hex_colour, is_hex_colour
 
 CARD_FILENAME = "card.json"
 WEIGHTS_FILENAME = "weights.safetensors"
@@ -168,5 +168,5 @@ class ModelCard(StrictModel):
 
     @property
     def forest_class_ids(self) -> list[int]:
-        """Ids of the classes named ``forest...`` (not ``non-forest``): forest for change."""
-        return [spec.id for spec in self.classes if spec.name.lower().startswith("forest")]
+        """Ids of the forest classes (:func:`geoseg.labels.forest_class_ids`): forest for change."""
+        return forest_class_ids({spec.id: spec.name for spec in self.classes})

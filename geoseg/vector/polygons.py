@@ -3,8 +3,8 @@
 Polygons arrive in global pixel coordinates (see :mod:`geoseg.vector.polygonize`).
 Here they are simplified as a coverage (shared boundaries stay shared), moved
 to the raster's CRS, measured on the ground and given their attributes; small
-ones are dropped. Areas are true ground areas: planimetric in metres for
-projected CRSs, geodesic on the CRS's ellipsoid for geographic ones.
+ones are dropped. Areas and perimeters are ground measures on the WGS 84
+ellipsoid in every CRS (:mod:`geoseg.areas`), not map-plane measures.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 import shapely
 from numpy.typing import NDArray
-from pyproj import CRS as ProjCRS
 
-from geoseg.areas import row_pixel_areas_m2
+from geoseg.areas import pixel_areas_m2, polygon_ground_areas_m2, polygon_ground_perimeters_m
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.labels import MAX_CLASS_ID
@@ -30,8 +29,8 @@ PROVENANCE_FIELDS = ("source", "model", "run_time")
 
 def pixel_size_m(grid: RasterGrid) -> float:
     """Side in metres of a square with the area of the grid's central pixel."""
-    areas = row_pixel_areas_m2(grid)
-    return float(np.sqrt(areas[len(areas) // 2]))
+    centre = PixelWindow(grid.height // 2, grid.width // 2, 1, 1)
+    return float(np.sqrt(pixel_areas_m2(grid, centre)[0, 0]))
 
 
 def pixel_to_crs(geometries: GeometryArray, grid: RasterGrid) -> GeometryArray:
@@ -88,28 +87,12 @@ def simplify_coverage(geometries: GeometryArray, tolerance: float) -> GeometryAr
 def ground_measures(
     geometries: GeometryArray, grid: RasterGrid
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """True ground area (m2) and perimeter (m) of polygons in the grid's CRS.
+    """Ground area (m2) and geodesic perimeter (m) of polygons in the grid's CRS.
 
-    Projected CRSs: planimetric, in the CRS's linear unit converted to metres.
-    Geographic CRSs: geodesic on the CRS's ellipsoid.
+    Measured on the WGS 84 ellipsoid in every CRS (see :mod:`geoseg.areas`), so a
+    polygon's area equals the sum of its pixels' ground areas.
     """
-    crs = ProjCRS.from_user_input(grid.crs.to_wkt())
-    if not crs.is_geographic:
-        unit_area = abs(grid.transform.a * grid.transform.e)
-        pixel_area_m2 = row_pixel_areas_m2(grid, PixelWindow(0, 0, 1, 1))[0]
-        to_metres = float(np.sqrt(pixel_area_m2 / unit_area))
-        areas = shapely.area(geometries) * to_metres**2
-        return areas.astype(np.float64), (shapely.length(geometries) * to_metres).astype(np.float64)
-    geod = crs.get_geod()
-    if geod is None:
-        raise InputError(f"the CRS {crs.name} has no ellipsoid; cannot measure ground areas")
-    areas = np.empty(len(geometries), dtype=np.float64)
-    perimeters = np.empty(len(geometries), dtype=np.float64)
-    for index, geometry in enumerate(geometries):
-        area, perimeter = geod.geometry_area_perimeter(geometry)
-        areas[index] = abs(area)
-        perimeters[index] = perimeter
-    return areas, perimeters
+    return polygon_ground_areas_m2(geometries, grid), polygon_ground_perimeters_m(geometries, grid)
 
 
 def polygon_table(

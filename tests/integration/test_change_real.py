@@ -14,12 +14,15 @@ from pyproj import Geod
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
+from scipy import ndimage
 
 from geoseg.catalog.datadir import data_file
 from geoseg.change.classmap import preset_class_map
+from geoseg.change.loss import LossRule
 from geoseg.change.regions import EmptyRegionWarning, prepare_regions
 from geoseg.io.raster import read_info
-from workflows.change import change_file, change_statistics, class_ids_on_grid
+from tests.geodesic import row_areas_m2
+from workflows.change import DateLayers, change_file, change_statistics, class_ids_on_grid
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +30,7 @@ T1 = "guadeloupe_forest/forest_t1.tif"
 T3 = "guadeloupe_forest/forest_t3.tif"
 FCC = "guadeloupe_forest/fcc123.tif"
 PRODES = "rondonia_prodes/PRODES_LANDSAT_AMZ_2000-08-01_2020-07-31_class_v20220606.tif"
+EVERY_PIXEL = LossRule(min_loss_ha=0)  # no minimum mapping unit: the map difference itself
 LOSS = "neiba_hansen/Hansen_GFC-2023-v1.11_lossyear_20N_080W.tif"
 COVER = "neiba_hansen/Hansen_GFC-2023-v1.11_treecover2000_20N_080W.tif"
 
@@ -76,11 +80,13 @@ def guadeloupe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         region_id_field="cell",
         stats=tmp_path / "stats.parquet",
         class_map=preset_class_map("forest"),
+        rule=EVERY_PIXEL,
         chunk_size=1500,
     )
     return {
         "t1": t1,
         "t3": t3,
+        "row_m2": row_areas_m2(transform, crs.to_string(), t1.shape[0]),
         "transform": transform,
         "regions": regions,
         "result": result,
@@ -102,10 +108,9 @@ def test_guadeloupe_deforestation_and_iou_per_region(guadeloupe: dict[str, objec
         inside = _centre_mask(box, guadeloupe["transform"], t1.shape)  # type: ignore[arg-type]
         lost = int((inside & (t1 == 1) & (t3 == 0)).sum())
         assert transitions.pixels.get((cell, 1, 0), 0) == lost
-        # 30 m x 30 m pixels of EPSG:3395 (planimetric CRS units) = 900 m2
-        assert summary.loc[cell, "deforestation_ha"] == pytest.approx(
-            lost * 900 / 10_000, rel=1e-12
-        )
+        # 30 m map pixels of World Mercator cover about 830 m2 of ground at 16 N, by row
+        lost_m2 = ((inside & (t1 == 1) & (t3 == 0)) * guadeloupe["row_m2"][:, None]).sum()  # type: ignore[index]
+        assert summary.loc[cell, "deforestation_ha"] == pytest.approx(lost_m2 / 10_000, rel=1e-6)
         for class_id in (0, 1):
             a, b = inside & (t1 == class_id), inside & (t3 == class_id)
             union = int((a | b).sum())
@@ -127,7 +132,10 @@ def test_guadeloupe_total_agrees_with_fcc123(guadeloupe: dict[str, object]) -> N
     lost = transitions[(transitions.from_class_id == 1) & (transitions.to_class_id == 0)]
     assert int(lost.pixels.sum()) == loss_pixels == 85570
     total_ha = result.statistics.regions.deforestation_ha.sum()  # type: ignore[attr-defined]
-    assert total_ha == pytest.approx(loss_pixels * 0.09, rel=1e-12)
+    ground_ha = (np.isin(fcc, [1, 2]) * guadeloupe["row_m2"][:, None]).sum() / 10_000  # type: ignore[index]
+    assert total_ha == pytest.approx(ground_ha, rel=1e-6)
+    # the map-plane answer (0.09 ha a pixel) would be 8% too large
+    assert loss_pixels * 0.09 > 1.08 * total_ha
 
 
 def test_guadeloupe_outputs(guadeloupe: dict[str, object]) -> None:
@@ -312,7 +320,9 @@ def test_prodes_statistics_do_not_depend_on_chunk_size(tmp_path: Path) -> None:
     for size in (97, 256, 700):
         ids = class_ids_on_grid(prodes, grid, prodes_map, size)
         shifted = class_ids_on_grid(prodes, grid, prodes_map, size + 13)  # AFTER chunked otherwise
-        stats = change_statistics(ids, shifted, grid, prepared, classes)
+        stats, _ = change_statistics(
+            DateLayers(ids), DateLayers(shifted), grid, prepared, classes, LossRule()
+        )
         if first is None:
             first = stats
             continue
@@ -338,6 +348,7 @@ def test_hansen_loss_inside_tree_cover(tmp_path: Path) -> None:
         stats=tmp_path / "loss.csv",
         before_class_map=preset_class_map("hansen-treecover30"),
         after_class_map=preset_class_map("hansen-loss"),
+        rule=EVERY_PIXEL,
         chunk_size=64,
     )
     # independent geodesic area of each row's pixels (WGS 84)
@@ -376,3 +387,32 @@ def test_hansen_loss_inside_tree_cover(tmp_path: Path) -> None:
             pixels = int((lost & (loss == year - 2000)).sum())
             assert transitions.pixels.get((cell, 1, 100 + year - 2000), 0) == pixels
     assert (tmp_path / "loss.transitions.csv").exists()
+
+
+def test_guadeloupe_minimum_mapping_unit_keeps_whole_patches(
+    guadeloupe: dict[str, object], tmp_path: Path
+) -> None:
+    # independent: 4-connected loss patches (scipy) measured with geodesic row areas
+    t1, t3, row_m2 = guadeloupe["t1"], guadeloupe["t3"], guadeloupe["row_m2"]
+    lost = (t1 == 1) & (t3 == 0)  # type: ignore[operator]
+    labels, count = ndimage.label(lost)
+    patch_m2 = ndimage.sum_labels(
+        np.broadcast_to(row_m2[:, None], lost.shape), labels, range(1, count + 1)
+    )  # type: ignore[index]
+    kept = patch_m2 >= 5_000
+    result = change_file(
+        data_file(T1),
+        data_file(T3),
+        guadeloupe["tmp"] / "cells.gpkg",  # type: ignore[operator]
+        tmp_path / "mmu.gpkg",
+        region_id_field="cell",
+        class_map=preset_class_map("forest"),
+        chunk_size=700,
+    )
+    regions = result.statistics.regions
+    assert regions.loss_ha.sum() == pytest.approx(patch_m2[kept].sum() / 10_000, rel=1e-6)
+    assert len(result.deforestation) == int(kept.sum())
+    assert result.deforestation.area_ha.min() >= 0.5
+    # the map difference counts every lost pixel; the minimum mapping unit drops the specks
+    assert regions.loss_ha.sum() < 0.5 * (lost * row_m2[:, None]).sum() / 10_000  # type: ignore[index]
+    assert (regions.deforestation_ha == regions.loss_ha).all()

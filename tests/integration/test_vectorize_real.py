@@ -17,6 +17,7 @@ from geoseg.catalog.datadir import data_file
 from geoseg.grid import PixelWindow
 from geoseg.io.raster import read_info, read_valid_mask, read_window
 from geoseg.vector.polygonize import concat_pieces, merge_seam_pieces, polygonize_chunk
+from tests.geodesic import row_areas_m2
 from workflows.cluster import dask_client
 from workflows.vectorize import lazy_labels, vectorize_file, vectorize_labels
 
@@ -84,6 +85,7 @@ def test_guadeloupe_full_raster_on_a_process_cluster(shared_data: Path, tmp_path
     labels = read_window(path, info.grid.full_window, bands=[1])[0]
     valid = read_valid_mask(path, info.grid.full_window)
     expected = [int(value) for _, value in shapes(labels, mask=valid, connectivity=4)]
+    row_m2 = row_areas_m2(info.grid.transform, info.grid.crs.to_string(), info.grid.height)
     out = tmp_path / "forest.gpkg"
     with dask_client(None, n_workers=2) as client:
         counts = vectorize_file(path, out, chunk_size=1024, client=client)
@@ -92,8 +94,8 @@ def test_guadeloupe_full_raster_on_a_process_cluster(shared_data: Path, tmp_path
     for class_id in (0, 1):
         rows = table.loc[table["class_id"] == class_id]
         assert len(rows) == expected.count(class_id)
-        pixels = int(((labels == class_id) & valid).sum())
-        assert rows["area_m2"].sum() == pytest.approx(pixels * 900.0, rel=1e-9)
+        pixels = ((labels == class_id) & valid) * row_m2[:, None]
+        assert rows["area_m2"].sum() == pytest.approx(pixels.sum(), rel=1e-6)
 
 
 @pytest.mark.parametrize("chunk_size", [100, 37])

@@ -12,14 +12,14 @@ from geoseg.change.classmap import ClassSpec
 from geoseg.change.counts import (
     AREA_UNITS_PER_HA,
     ChangeCounts,
+    area_units,
     class_index_lookup,
     count_window,
-    deforestation_mask,
     finalize,
     merge_classes,
-    row_area_units,
     set_forest_classes,
 )
+from geoseg.change.loss import LossRule, RegionEvidence, change_candidates, count_evidence
 from geoseg.errors import ConfigError
 from geoseg.labels import LABEL_NODATA
 
@@ -64,7 +64,7 @@ def _count_in_windows(
 
 def test_counts_match_a_direct_count(rng: np.random.Generator) -> None:
     before, after = _random_maps(rng, (30, 40))
-    areas = row_area_units(np.linspace(900.0, 950.0, 30))
+    areas = area_units(np.linspace(900.0, 950.0, 30))[:, None]
     masks = _region_masks(before.shape)
     counts = _count_in_windows(before, after, areas, masks, (30, 40))
     for region, mask in enumerate(masks):
@@ -72,7 +72,7 @@ def test_counts_match_a_direct_count(rng: np.random.Generator) -> None:
             for j, target in enumerate(CLASSES):
                 hit = mask & (before == source.id) & (after == target.id)
                 assert counts.pixels[region, i, j] == hit.sum()
-                assert counts.area_cm2[region, i, j] == (hit * areas[:, None]).sum()
+                assert counts.area_cm2[region, i, j] == (hit * areas).sum()
         valid = np.isin(before, [0, 1, 5]) & np.isin(after, [0, 1, 5])
         assert counts.excluded_pixels[region] == (mask & ~valid).sum()
 
@@ -87,15 +87,15 @@ def test_counts_are_identical_for_any_chunking(chunk_rows: int, chunk_cols: int,
     rng = np.random.default_rng(seed)
     before, after = _random_maps(rng, (23, 31))
     # geodesic-like row areas with many significant digits
-    areas = row_area_units(rng.uniform(700.0, 800.0, 23))
+    areas = area_units(rng.uniform(700.0, 800.0, 23))[:, None]
     masks = _region_masks(before.shape)
     whole = _count_in_windows(before, after, areas, masks, (23, 31))
     chunked = _count_in_windows(before, after, areas, masks, (chunk_rows, chunk_cols))
     assert np.array_equal(whole.pixels, chunked.pixels)
     assert np.array_equal(whole.area_cm2, chunked.area_cm2)
     assert np.array_equal(whole.excluded_pixels, chunked.excluded_pixels)
-    first = finalize(whole, CLASSES, ["a", "b", "c"])
-    second = finalize(chunked, CLASSES, ["a", "b", "c"])
+    first = finalize(whole, CLASSES, ["a", "b", "c"], RegionEvidence.zeros(3))
+    second = finalize(chunked, CLASSES, ["a", "b", "c"], RegionEvidence.zeros(3))
     assert first.classes.equals(second.classes)
     assert first.transitions.equals(second.transitions)
     assert first.regions.equals(second.regions)
@@ -104,7 +104,7 @@ def test_counts_are_identical_for_any_chunking(chunk_rows: int, chunk_cols: int,
 def test_area_sums_stay_exact_past_float_precision() -> None:
     # 3 pixels of 2**52 cm2 each: a float64 running sum would round
     before = np.ones((3, 1), dtype=np.uint8)
-    areas = np.array([2**52 + 1, 2**52 + 3, 2**52 + 5], dtype=np.int64)
+    areas = np.array([2**52 + 1, 2**52 + 3, 2**52 + 5], dtype=np.int64)[:, None]
     counts = count_window(
         before, before, areas, [(0, np.ones((3, 1), bool))], class_index_lookup(CLASSES), 1
     )
@@ -115,10 +115,22 @@ def test_final_tables_on_a_known_example() -> None:
     # forest -> forest 2 px, forest -> non-forest 1 px, non-forest -> forest 1 px, water stays 1 px
     before = np.array([[1, 1, 1, 0, 5, LABEL_NODATA]], dtype=np.uint8)
     after = np.array([[1, 1, 0, 1, 5, 1]], dtype=np.uint8)
-    areas = row_area_units(np.array([900.0]))
+    areas = area_units(np.array([900.0]))[:, None]
     mask = np.ones(before.shape, bool)
     counts = count_window(before, after, areas, [(0, mask)], class_index_lookup(CLASSES), 2)
-    stats = finalize(counts, CLASSES, ["zone", "empty"])
+    kept = change_candidates(before, after, CLASSES, None, None, LossRule())
+    evidence = count_evidence(
+        before,
+        after,
+        CLASSES,
+        areas,
+        [(0, mask)],
+        2,
+        kept_change=kept,
+        before_forest_p=None,
+        after_forest_p=None,
+    )
+    stats = finalize(counts, CLASSES, ["zone", "empty"], evidence)
     forest = stats.classes.query("region_id == 'zone' and class_id == 1").iloc[0]
     assert forest.pixels_before == 3 and forest.pixels_after == 3 and forest.pixels_both == 2
     assert forest.iou == pytest.approx(2 / 4)
@@ -130,6 +142,13 @@ def test_final_tables_on_a_known_example() -> None:
     assert region.deforestation_ha == pytest.approx(0.09)
     assert region.deforestation_share == pytest.approx(1 / 3)
     assert region.changed_ha == pytest.approx(0.18)
+    assert region.loss_ha == pytest.approx(0.09) and region.gain_ha == pytest.approx(0.09)
+    assert region.net_change_ha == 0.0
+    assert region.region_area_ha == pytest.approx(0.54)
+    assert region.masked_before_ha == pytest.approx(0.09)
+    assert region.masked_before_share == pytest.approx(1 / 6)
+    assert region.masked_after_ha == 0.0
+    assert region.mean_confidence_before == 1.0  # class maps without probabilities are certain
     transitions = stats.transitions.query("region_id == 'zone'")
     assert set(
         zip(transitions.from_class, transitions.to_class, transitions.pixels, strict=True)
@@ -145,11 +164,11 @@ def test_final_tables_on_a_known_example() -> None:
     assert stats.transitions.query("region_id == 'empty'").empty
 
 
-def test_deforestation_mask() -> None:
-    before = np.array([1, 1, 0, 1, LABEL_NODATA, 1], dtype=np.uint8)
-    after = np.array([0, 1, 1, 5, 0, 9], dtype=np.uint8)
-    expected = [1, 0, 0, 1, LABEL_NODATA, LABEL_NODATA]
-    assert deforestation_mask(before, after, CLASSES).tolist() == expected
+def test_change_candidates_of_certain_maps() -> None:
+    before = np.array([[1, 1, 0, 1, LABEL_NODATA, 1]], dtype=np.uint8)
+    after = np.array([[0, 1, 1, 5, 0, 9]], dtype=np.uint8)
+    expected = [[1, 0, 2, 1, LABEL_NODATA, LABEL_NODATA]]  # loss, stays, gain, loss, unseen x2
+    assert change_candidates(before, after, CLASSES, None, None, LossRule()).tolist() == expected
 
 
 def test_merge_and_forest_classes() -> None:
@@ -164,6 +183,4 @@ def test_merge_and_forest_classes() -> None:
 
 
 def test_hectare_units() -> None:
-    assert (
-        row_area_units(np.array([900.0]))[0] * 10_000 == 900 * AREA_UNITS_PER_HA // 10_000 * 10_000
-    )
+    assert area_units(np.array([900.0]))[0] * 10_000 == 900 * AREA_UNITS_PER_HA // 10_000 * 10_000

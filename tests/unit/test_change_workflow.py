@@ -14,16 +14,19 @@ import rasterio
 import shapely
 from affine import Affine
 
+from geoseg.areas import pixel_areas_m2
 from geoseg.change.classmap import preset_class_map
 from geoseg.change.regions import EmptyRegionWarning
 from geoseg.cli import main
 from geoseg.errors import GridMismatchError, InputError, VectorReadError
+from geoseg.grid import RasterGrid
 from tests.clusters import started_client, started_cluster
 from workflows.change import change_file
 
 ORIGIN_X, ORIGIN_Y = 300000.0, 4150000.0
 HEIGHT, WIDTH = 48, 64
 FOREST = preset_class_map("forest")
+TRANSFORM = Affine(30.0, 0.0, ORIGIN_X, 0.0, -30.0, ORIGIN_Y)
 
 
 @pytest.fixture
@@ -91,8 +94,9 @@ def test_outputs_layers_tables_and_tags(tmp_path: Path, two_dates: tuple[Path, P
     assert all(
         tag and set(tag.split(",")) <= {"west", "east", "all"} for tag in polygons.region_ids
     )
-    assert polygons.geometry.area.sum() == pytest.approx(
-        regions.loc["all", "deforestation_ha"] * 10_000
+    # polygon ground areas (EPSG:6933 is equal-area on WGS 84) match the pixel statistics
+    assert polygons.to_crs("EPSG:6933").geometry.area.sum() == pytest.approx(
+        regions.loc["all", "deforestation_ha"] * 10_000, rel=1e-4
     )
     classes = pd.read_csv(stats)
     assert set(classes.columns) >= {"region_id", "class_name", "area_before_ha", "iou", "dice"}
@@ -353,3 +357,92 @@ def test_worker_processes_give_the_same_statistics(
     assert remote.statistics.transitions.equals(local.statistics.transitions)
     assert remote.statistics.regions.equals(local.statistics.regions)
     assert len(remote.deforestation) == len(local.deforestation)
+
+
+def _forest_scene(
+    make_geotiff: Callable[..., Path],
+    name: str,
+    cleared: list[tuple[slice, slice]],
+) -> Path:
+    labels = np.ones((HEIGHT, WIDTH), np.uint8)
+    for rows, cols in cleared:
+        labels[rows, cols] = 0
+    return make_geotiff(labels, name=name, nodata=255)
+
+
+def _probabilities(make_geotiff: Callable[..., Path], name: str, forest: np.ndarray) -> Path:
+    bands = np.stack([255 - forest, forest]).astype(np.uint8)  # non-forest, forest
+    path = make_geotiff(bands, name=name)
+    with rasterio.open(path, "r+") as dataset:
+        dataset.descriptions = ("non-forest", "forest")
+    return path
+
+
+def test_confident_loss_minimum_unit_masks_and_confirmation(
+    make_geotiff: Callable[..., Path], tmp_path: Path
+) -> None:
+    # BEFORE all forest; AFTER clears a 10 x 20 block (18 ha of 30 m pixels), a 2 x 2 speck
+    # (0.36 ha) and a 6 x 6 block (3.24 ha) that the model calls with low confidence
+    big, speck, doubtful = np.s_[5:15, 5:25], np.s_[30:32, 40:42], np.s_[30:36, 5:11]
+    before = _forest_scene(make_geotiff, "before.tif", [])
+    after = _forest_scene(make_geotiff, "after.tif", [big, speck, doubtful])
+    forest_p = np.full((HEIGHT, WIDTH), 240)
+    forest_p[doubtful] = 120  # non-forest with probability 0.53 only
+    forest_p[big] = 10
+    forest_p[speck] = 10
+    before_p = _probabilities(make_geotiff, "before_p.tif", np.full((HEIGHT, WIDTH), 250))
+    after_p = _probabilities(make_geotiff, "after_p.tif", forest_p)
+    # a later date sees the western quarter of the big block as forest again
+    regrown = np.ones((HEIGHT, WIDTH), np.uint8)
+    regrown[5:15, 10:25] = 0
+    later = make_geotiff(regrown, name="later.tif", nodata=255)
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[40:48, :] = 1  # a user's cloud mask over the last 8 rows
+    mask_path = make_geotiff(mask, name="mask.tif")
+    for name in ("before.tif", "after.tif", "later.tif"):
+        with rasterio.open(tmp_path / name, "r+") as dataset:
+            dataset.update_tags(GEOSEG_CLASS_NAMES='{"0": "non-forest", "1": "forest"}')
+    result = change_file(
+        before,
+        after,
+        _halves(tmp_path),
+        tmp_path / "change.gpkg",
+        region_id_field="name",
+        before_probabilities=before_p,
+        after_probabilities=after_p,
+        masks=[mask_path],
+        later=[later],
+        chunk_size=16,
+    )
+    pixel_ha = (
+        pixel_areas_m2(RasterGrid(rasterio.crs.CRS.from_epsg(32612), TRANSFORM, HEIGHT, WIDTH))
+        / 10_000
+    )
+    regions = result.statistics.regions.set_index("region_id")
+    everything = regions.loc["all"]
+    # only the confident block is loss: the speck is below 0.5 ha, the doubtful block unsure
+    assert everything.loss_ha == pytest.approx(pixel_ha[big].sum(), rel=1e-6)
+    assert everything.gain_ha == 0.0
+    assert everything.net_change_ha == pytest.approx(-everything.loss_ha)
+    assert everything.loss_confirmed_ha == pytest.approx(pixel_ha[5:15, 10:25].sum(), rel=1e-6)
+    assert everything.loss_unconfirmed_ha == pytest.approx(pixel_ha[5:15, 5:10].sum(), rel=1e-6)
+    assert everything.masked_after_ha == pytest.approx(pixel_ha[40:48, :].sum(), rel=1e-6)
+    assert everything.masked_after_share == pytest.approx(8 / HEIGHT)
+    assert everything.mean_confidence_before == pytest.approx(250 / 255)
+    assert len(result.deforestation) == 1
+    assert result.deforestation.status.tolist() == ["confirmed"]
+    assert result.deforestation.confirmed_share.iloc[0] == pytest.approx(0.75, abs=0.01)
+    # the same with any chunking
+    again = change_file(
+        before,
+        after,
+        _halves(tmp_path),
+        tmp_path / "again.gpkg",
+        region_id_field="name",
+        before_probabilities=before_p,
+        after_probabilities=after_p,
+        masks=[mask_path],
+        later=[later],
+        chunk_size=23,
+    )
+    pd.testing.assert_frame_equal(result.statistics.regions, again.statistics.regions)

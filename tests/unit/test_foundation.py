@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 
-from geoseg.areas import pixel_areas_m2, row_pixel_areas_m2
+from geoseg.areas import pixel_areas_m2
 from geoseg.config import StrictModel, validate_mapping
 from geoseg.errors import ChecksumError, ConfigError, GeosegError, InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
@@ -90,21 +90,23 @@ def test_zoom_out_keeps_the_corner_and_covers_the_extent() -> None:
         grid.zoom_out(0)
 
 
-def test_projected_pixel_area() -> None:
-    grid = RasterGrid(CRS.from_epsg(32612), Affine(30, 0, 0, 0, -30, 0), 4, 5)
-    assert np.all(pixel_areas_m2(grid) == 900.0)
+def test_projected_pixel_area_is_the_ground_area() -> None:
+    # on UTM's central meridian the scale factor is 0.9996: a 30 m map pixel covers 900 / k0**2
+    grid = RasterGrid(CRS.from_epsg(32612), Affine(30, 0, 499_940, 0, -30, 4_000_000), 4, 5)
+    areas = pixel_areas_m2(grid)
+    assert areas[:, 2] == pytest.approx(900.0 / 0.9996**2, rel=2e-6)
 
 
 def test_geographic_pixel_area_matches_equal_area_cell() -> None:
     # a 0.01 deg cell at the equator is about 1113.2 m x 1105.7 m
     grid = RasterGrid(CRS.from_epsg(4326), Affine(0.01, 0, 0, 0, -0.01, 0.005), 1, 1)
-    area = row_pixel_areas_m2(grid)[0]
+    area = pixel_areas_m2(grid)[0, 0]
     assert area == pytest.approx(1113.19 * 1105.74, rel=1e-3)
 
 
 def test_geographic_pixel_area_shrinks_poleward() -> None:
     grid = RasterGrid(CRS.from_epsg(4326), Affine(0.1, 0, 0, 0, -0.1, 60), 300, 1)
-    areas = row_pixel_areas_m2(grid)
+    areas = pixel_areas_m2(grid)[:, 0]
     assert np.all(np.diff(areas) > 0)  # rows go south, towards the equator
 
 

@@ -158,9 +158,10 @@ def test_pixel_areas_sum_to_class_pixel_counts() -> None:
     labels = blobs(11, 50, 70, classes=3, smooth=1.5)
     grid = RasterGrid(UTM, Affine(30.0, 0, 300000.0, 0, -30.0, 4150000.0), 50, 70)
     table = polygon_table(chunked(labels, 16, 9), grid, class_names={0: "water"})
+    pixel_areas = pixel_areas_m2(grid)
     for class_id in range(3):
         total = table.loc[table["class_id"] == class_id, "area_m2"].sum()
-        assert total == pytest.approx((labels == class_id).sum() * 900.0, rel=1e-12)
+        assert total == pytest.approx(pixel_areas[labels == class_id].sum(), rel=1e-6)
     assert set(table.loc[table["class_id"] == 0, "class_name"]) == {"water"}
     assert set(table.loc[table["class_id"] == 1, "class_name"]) == {"class 1"}
     np.testing.assert_allclose(table["area_ha"], table["area_m2"] / 1e4)
@@ -211,9 +212,10 @@ def test_simplification_topology_property(seed: int, tolerance: float) -> None:
 
 def test_min_area_filter_drops_exactly_the_small_polygons() -> None:
     labels = blobs(8, 60, 60, classes=3, smooth=1.0)
-    grid = RasterGrid(UTM, Affine(10.0, 0, 0.0, 0, -10.0, 0.0), 60, 60)
+    # on the central meridian: a 10 m map pixel covers 100 / 0.9996**2 = 100.08 m2 of ground
+    grid = RasterGrid(UTM, Affine(10.0, 0, 500_000.0, 0, -10.0, 4_000_000.0), 60, 60)
     table = polygon_table(chunked(labels, 20, 20), grid)
-    kept = drop_small(table, 1000.0)  # 10 pixels of 100 m2
+    kept = drop_small(table, 1000.0)  # 10 pixels of 100.08 m2
     pixel_counts = shapely.area(chunked(labels, 60, 60).geometries)
     assert 0 < len(kept) < len(table)
     assert (kept["area_m2"] >= 1000.0).all()

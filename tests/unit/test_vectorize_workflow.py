@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from rasterio.features import shapes
 from scipy import ndimage
 
+from geoseg.areas import pixel_areas_m2
 from geoseg.cli import cli
 from geoseg.grid import RasterGrid
 from tests.clusters import started_client, started_cluster
@@ -74,10 +75,11 @@ def test_vectorize_file_matches_whole_raster_with_names_colours_and_styles(
     assert counts == {"labels": whole_count(labels)}
     table = pyogrio.read_dataframe(out, layer="labels")
     assert table.crs.to_epsg() == 32612
+    ground = pixel_areas_m2(RasterGrid(rasterio.crs.CRS.from_epsg(32612), TRANSFORM, *labels.shape))
     for class_id, name in NAMES.items():
         rows = table.loc[table["class_id"] == class_id]
         assert set(rows["class_name"]) == {name}
-        assert rows["area_m2"].sum() == pytest.approx((labels == class_id).sum() * 900.0)
+        assert rows["area_m2"].sum() == pytest.approx(ground[labels == class_id].sum())
     assert set(table["model"]) == {"landcover-test"}
     assert set(table["source"]) == {str(tmp_path / "labels.tif")}
     with sqlite3.connect(out) as connection:
@@ -163,9 +165,8 @@ def test_vectorize_labels_on_a_lazy_array_with_simplification() -> None:
     table = vectorize_labels(lazy, None, grid, simplify_m=45.0, class_names=NAMES)
     assert len(table) == whole_count(labels)
     assert table.geometry.is_valid.all()
-    valid_area = (labels != 255).sum() * 900.0
-    assert table["area_m2"].sum() == pytest.approx(valid_area)
-    assert table.geometry.union_all().area == pytest.approx(valid_area)
+    assert table["area_m2"].sum() == pytest.approx(pixel_areas_m2(grid)[labels != 255].sum())
+    assert table.geometry.union_all().area == pytest.approx((labels != 255).sum() * 900.0)
 
 
 def test_cli_vectorize_on_a_cluster(labels_tif: Callable[..., Path], tmp_path: Path) -> None:
@@ -208,7 +209,7 @@ def test_vectorize_labels_accepts_a_boolean_mask() -> None:
     table = vectorize_labels(da.from_array(mask, chunks=16), None, grid, classes=[1])
     assert set(table["class_id"]) == {1}
     assert len(table) == sum(1 for _ in shapes(mask.astype(np.uint8), mask=mask, connectivity=4))
-    assert table["area_m2"].sum() == pytest.approx(mask.sum() * 900.0)
+    assert table["area_m2"].sum() == pytest.approx(pixel_areas_m2(grid)[mask].sum())
 
 
 def test_polygon_order_on_a_cluster_is_the_task_order() -> None:
