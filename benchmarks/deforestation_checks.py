@@ -105,6 +105,7 @@ class Geoseg:
     data_dir: Path
     work_dir: Path
     device: str
+    sweep: tuple[float, ...] = ()
     commands: list[dict[str, Any]] = field(default_factory=list)
     _help: dict[str, str] = field(default_factory=dict)
 
@@ -265,7 +266,24 @@ def no_change_pairs(geoseg: Geoseg, forest_option: bool) -> dict[str, Any]:
                 "polygons": len(loss_layer(gpkg)),
                 "warnings": warnings_of(output),
             }
+    if geoseg.sweep:
+        print("  --min-probability sweep: deforestation as % of the forest per pair")
+        for threshold in geoseg.sweep:
+            shares = []
+            for index, first in enumerate(SLOVENIA_DATES):
+                for second in SLOVENIA_DATES[index + 1 :]:
+                    name = f"slovenia_{first}_{second}_p{threshold:g}"
+                    option = ["--min-probability", f"{threshold:g}"]
+                    _, stats, _ = geoseg.change(
+                        maps[first], maps[second], regions, name, [*extra, *option]
+                    )
+                    row = region_row(stats, "scene")
+                    shares.append(row["deforestation_ha"] / row["forest_before_ha"])
+            pairs[f"sweep {threshold:g}"] = shares
+            print(f"    p >= {threshold:g}: " + ", ".join(f"{100 * s:.2f}%" for s in shares))
     for pair, figures in pairs.items():
+        if pair.startswith("sweep"):
+            continue
         percent = 100 * figures["deforestation_share_of_forest"]
         print(
             f"  {pair}: forest before {figures['forest_before_ha']:.2f} ha, deforestation "
@@ -635,6 +653,23 @@ def clearings_scene(
     with rasterio.open(before_maps[0]) as src:
         before_forest = src.read(1) == FOREST_CLASS
     scores = clearing_scores(lost, before_forest, patches, pixel_m2)
+    for threshold in geoseg.sweep:
+        option = ["--min-probability", f"{threshold:g}"]
+        swept, _, _ = geoseg.change(
+            before_maps, after_maps, regions, f"{name}_change_p{threshold:g}", [*extra, *option]
+        )
+        figures = clearing_scores(
+            loss_pixels(swept, before_maps[0]), before_forest, patches, pixel_m2
+        )
+        scores[f"sweep {threshold:g}"] = figures
+        recalls = ", ".join(
+            f"{size} {100 * size_figures['pixel_recall']:.0f}%"
+            for size, size_figures in figures["sizes"].items()
+        )
+        print(
+            f"    p >= {threshold:g}: pixel recall {recalls}; "
+            f"false alarms {figures['false_alarm_ha']:.2f} ha"
+        )
     scores["notes"] = notes
     scores["reported_deforestation_ha"] = region_row(stats, "scene")["deforestation_ha"]
     print(f"  {name}: {len(patches)} patches pasted; " + "; ".join(notes))
@@ -713,6 +748,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="do not pass --forest-classes 1 to change (the model's classes should do)",
     )
     parser.add_argument("--skip-clearings", action="store_true")
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="comma-separated --min-probability values to compare (e.g. 0.5,0.6,0.7,0.8)",
+    )
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -722,7 +762,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="deforestation_checks_") as scratch:
         work_dir = (args.work_dir or Path(scratch)).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
-        geoseg = Geoseg(args.python, tree, data_dir, work_dir, args.device)
+        sweep = tuple(float(value) for value in args.sweep.split(",") if value.strip())
+        geoseg = Geoseg(args.python, tree, data_dir, work_dir, args.device, sweep)
         print(f"tree {tree}\ndata {data_dir}\nwork {work_dir}\ndevice {args.device}", flush=True)
         forest_option = not args.no_forest_classes
         started = time.perf_counter()
