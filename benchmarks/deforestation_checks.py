@@ -398,8 +398,13 @@ def guadeloupe(geoseg: Geoseg) -> dict[str, Any]:
     folder = geoseg.data_dir / GUADELOUPE
     before, after = folder / "forest_t1.tif", folder / "forest_t3.tif"
     regions = extent_regions(before, geoseg.work_dir / "guadeloupe.gpkg", "extent")
+    every_pixel = ["--min-loss-ha", "0"] if "--min-loss-ha" in geoseg.help("change") else []
     gpkg, stats, _ = geoseg.change(
-        (before, None), (after, None), regions, "guadeloupe_change", ["--class-map", "forest"]
+        (before, None),
+        (after, None),
+        regions,
+        "guadeloupe_change",
+        ["--class-map", "forest", *every_pixel],  # areas of every lost pixel, not the rule
     )
     row = region_row(stats, "extent")
     with rasterio.open(before) as src:
