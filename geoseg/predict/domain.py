@@ -87,9 +87,7 @@ class DomainRule:
                 f"max_outside_share must be between 0 and 1, got {self.max_outside_share}"
             )
         if self.max_pixel_size_ratio <= 1.0:
-            raise ConfigError(
-                f"max_pixel_size_ratio must be > 1, got {self.max_pixel_size_ratio}"
-            )
+            raise ConfigError(f"max_pixel_size_ratio must be > 1, got {self.max_pixel_size_ratio}")
 
 
 @dataclass(frozen=True)
@@ -245,9 +243,7 @@ def compare_domain(
                     "against the model card's scaling",
                 )
             )
-    ratio = min(
-        max(pixel_size_m / size, size / pixel_size_m) for size in domain.pixel_sizes_m
-    )
+    ratio = min(max(pixel_size_m / size, size / pixel_size_m) for size in domain.pixel_sizes_m)
     if ratio > rule.max_pixel_size_ratio:
         trained_sizes = ", ".join(f"{size:g}" for size in domain.pixel_sizes_m)
         findings.append(
