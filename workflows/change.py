@@ -438,6 +438,7 @@ def change_file(
     later: Sequence[str | Path] = (),
     dates: tuple[date | None, date | None] = (None, None),
     flag_rule: FlagRule | None = None,
+    run_flags: Sequence[Flag] = (),
     chunk_size: int = 4096,
     client: Client | None = None,
     provenance: Mapping[str, str] | None = None,
@@ -487,6 +488,9 @@ def change_file(
         Limits of the quality flags (default :class:`geoseg.change.flags.FlagRule`):
         the ``regions`` rows get a ``flags`` column, the run's flags are
         returned and stored in ``change_grid``.
+    run_flags
+        Run-level flags the caller found (e.g. ``out_of_range`` from the
+        predictions), kept with the others.
     chunk_size
         Window size of the Dask tasks; the statistics do not depend on it.
     client
@@ -568,7 +572,11 @@ def change_file(
     )
     per_region = region_flags(statistics.regions, flag_rule)
     statistics = replace(statistics, regions=with_flag_column(statistics.regions, per_region))
-    flags = (*season_flags(dates[0], dates[1], flag_rule), *(f for row in per_region for f in row))
+    flags = (
+        *season_flags(dates[0], dates[1], flag_rule),
+        *run_flags,
+        *(f for row in per_region for f in row),
+    )
     patches["region_ids"] = tag_with_regions(patches, prepared)
     loss = patches.loc[patches["class_id"] == LOSS].reset_index(drop=True)
     gain = patches.loc[patches["class_id"] == GAIN].reset_index(drop=True)

@@ -26,6 +26,7 @@ the directory is deleted after the final COGs are written.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections import Counter, deque
@@ -40,6 +41,7 @@ from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.checkpoint import read_card
 from geoseg.io.cog import Level, OutputStyle, assemble_cog
+from geoseg.io.raster import read_info
 from geoseg.io.workdir import (
     ChunkSummary,
     batch_path,
@@ -61,6 +63,7 @@ from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.assemble import assemble_chunk
 from geoseg.predict.blending import PROBABILITY_SCALE
+from geoseg.predict.domain import DomainFinding
 from geoseg.predict.forward import forward_batch
 from geoseg.predict.overviews import overview_factors, overview_window
 from geoseg.predict.placement import InferencePlacement
@@ -70,6 +73,8 @@ from geoseg.predict.sources import FileSource, RasterSource
 from workflows.cluster import dask_client, inference_placement
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
+DOMAIN_TAG = "GEOSEG_DOMAIN_FINDINGS"
+"""Output tag: JSON list of the scene's out-of-domain findings (only when the card can tell)."""
 PROBABILITY_ENCODING = "uint8 = round(p * 255), band per class; nodata pixels are 0 (see labels)"
 
 
@@ -88,6 +93,8 @@ class PredictResult:
     device: str
     precision: str
     seconds: float
+    domain_findings: tuple[DomainFinding, ...] = ()
+    """How the scene lies outside the model's training domain (also in the COGs' tags)."""
 
 
 def _check_output(path: Path) -> None:
@@ -178,13 +185,17 @@ def _overview_levels(
     return levels
 
 
-def _styles(card: ModelCard) -> tuple[OutputStyle, OutputStyle]:
+def _styles(
+    card: ModelCard, findings: tuple[DomainFinding, ...]
+) -> tuple[OutputStyle, OutputStyle]:
     names = {spec.id: spec.name for spec in card.classes}
     tags = {
         CLASS_NAMES_TAG: format_class_names(names),
         MODEL_TAG: card.name,
         MODEL_SHA256_TAG: card.weights_sha256,
     }
+    if card.training_domain is not None:
+        tags[DOMAIN_TAG] = json.dumps([finding.to_dict() for finding in findings])
     labels = OutputStyle(
         band_descriptions=("class",),
         nodata=LABEL_NODATA,
@@ -212,6 +223,7 @@ def predict_source(
     work_dir: Path | None = None,
     progress: bool = True,
     placement: InferencePlacement | None = None,
+    sensor: str = "",
 ) -> PredictResult:
     """Segment ``source`` with ``model`` and write the label (and probability) COGs.
 
@@ -243,6 +255,9 @@ def predict_source(
         Where and how the model runs, when the caller has already asked the
         cluster (:func:`workflows.cluster.inference_placement`); the device and
         precision of ``settings`` are then not looked at.
+    sensor
+        The scene's sensor (free text, e.g. ``'Landsat-8 OLI'``; ``''`` unknown),
+        for the out-of-domain check (:attr:`PredictResult.domain_findings`).
 
     Raises
     ------
@@ -266,6 +281,7 @@ def predict_source(
         placement,
         work_root=Path(work_dir) if work_dir is not None else outputs.labels.parent,
         write_probabilities=outputs.probabilities is not None,
+        sensor=sensor,
     )
     prepare_work_dir(plan.work_dir, {"source": source.label, "model": plan.model.directory})
     summaries: list[ChunkSummary] = []
@@ -288,7 +304,7 @@ def predict_source(
             f"{source.label}: every pixel is nodata; nothing to segment (check the file's "
             "nodata value and mask)"
         )
-    labels_style, probabilities_style = _styles(card)
+    labels_style, probabilities_style = _styles(card, plan.domain_findings)
     grid = source.grid
     windows = [chunk.window for chunk in plan.chunks]
     finals = [(outputs.labels, "labels", 1, labels_style)]
@@ -316,6 +332,7 @@ def predict_source(
         device=plan.model.device,
         precision=plan.precision,
         seconds=time.perf_counter() - started,
+        domain_findings=plan.domain_findings,
     )
 
 
@@ -333,11 +350,19 @@ def predict_file(
 
     ``settings.bands`` (``{name: 1-based index}``) names the raster's bands when
     its band descriptions do not (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``).
+    The raster's ``sensor`` tag, when it has one, is the scene's sensor.
     """
     input = Path(input)
     if outputs.labels.resolve() == input.resolve():
         raise OutputError(f"{outputs.labels}: the output would overwrite the input; choose another")
     source = FileSource.open(input, band_map=settings.bands)
     return predict_source(
-        source, model, settings, outputs, client=client, work_dir=work_dir, progress=progress
+        source,
+        model,
+        settings,
+        outputs,
+        client=client,
+        work_dir=work_dir,
+        progress=progress,
+        sensor=read_info(input).tags.get("sensor", ""),
     )

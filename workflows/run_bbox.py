@@ -34,6 +34,7 @@ from workflows.cluster import inference_placement
 from workflows.staging import (
     Report,
     RunOutputs,
+    domain_warnings,
     finish,
     model_info,
     quiet,
@@ -176,6 +177,8 @@ def run_bbox(
         )
         run.timings["predict_s"] = time.perf_counter() - clock
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+        for flag in domain_warnings(run):
+            report(f"warning: {flag.message}")
 
         clock = time.perf_counter()
         manifest = run_manifest(

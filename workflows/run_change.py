@@ -25,6 +25,7 @@ from workflows.cluster import inference_placement
 from workflows.staging import (
     Report,
     RunOutputs,
+    domain_warnings,
     finish,
     model_info,
     quiet,
@@ -141,6 +142,9 @@ def run_change(
         }
         run.timings["predict_s"] = time.perf_counter() - clock
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+        out_of_range = domain_warnings(run)
+        for flag in out_of_range:
+            report(f"warning: {flag.message}")
 
         clock = time.perf_counter()
         staged_gpkg = run.work / "change.gpkg"
@@ -168,6 +172,7 @@ def run_change(
             client=active,
             provenance={"run_time": run.started},
             timestamp=run.started,
+            run_flags=out_of_range,
         )
         write_manifest_table(staged_gpkg, manifest)
         run.timings["change_s"] = time.perf_counter() - clock

@@ -26,7 +26,9 @@ from distributed import Client
 
 from geoseg.catalog.mosaic import MosaicSource, mosaic_source
 from geoseg.catalog.stac import SceneEntry, verify_entry
+from geoseg.change.flags import Flag
 from geoseg.grid import RasterGrid
+from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
 from geoseg.models.card import ModelCard
@@ -45,6 +47,8 @@ from workflows.cluster import dask_client
 from workflows.predict import predict_source
 
 MANIFEST_TABLE = "run_manifest"
+DOMAIN_SUFFIX = "_domain"
+"""State key suffix of a staged scene's out-of-domain findings."""
 WORK_SUFFIX = ".geoseg-work"
 
 Report = Callable[[str], None]
@@ -152,10 +156,14 @@ def stage_labels(
     """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
 
     The model runs where ``placement`` says: the placement the manifest records.
+    The scene's out-of-domain findings are kept in the run's state
+    (:func:`domain_findings`), so a resumed run still reports them; the
+    scenes' sensor is their files' common ``sensor`` tag, if any.
     """
     staged = run.work / f"{name}.tif"
     if run.state.get(f"{name}_done") and staged.exists():
         return staged
+    sensors = {read_info(layer.path).tags.get("sensor", "") for layer in source.layers}
     result = predict_source(
         source,
         model,
@@ -165,12 +173,32 @@ def stage_labels(
         work_dir=run.work / f"{name}-chunks",
         progress=progress,
         placement=placement,
+        sensor=sensors.pop() if len(sensors) == 1 else "",
     )
+    run.state[f"{name}{DOMAIN_SUFFIX}"] = [finding.to_dict() for finding in result.domain_findings]
     run.computed += result.chunks_computed
     run.reused += result.chunks_reused
     run.state[f"{name}_done"] = True
     run.save()
     return staged
+
+
+def domain_findings(run: RunStaging) -> dict[str, list[dict[str, Any]]]:
+    """Per staged scene (``labels``, ``before``, ``after``), its out-of-domain findings."""
+    return {
+        key.removesuffix(DOMAIN_SUFFIX): list(value)
+        for key, value in sorted(run.state.items())
+        if key.endswith(DOMAIN_SUFFIX)
+    }
+
+
+def domain_warnings(run: RunStaging) -> list[Flag]:
+    """The out-of-domain findings as run-level ``out_of_range`` flags (one line each)."""
+    return [
+        Flag("out_of_range", "run", f"{name} scene: {finding['message']}")
+        for name, findings in domain_findings(run).items()
+        for finding in findings
+    ]
 
 
 def run_manifest(
@@ -183,7 +211,10 @@ def run_manifest(
     grid: dict[str, Any],
     outputs: dict[str, Path],
 ) -> RunManifest:
-    """The run's manifest (without timings: :func:`finish` adds them to the JSON)."""
+    """The run's manifest (without timings: :func:`finish` adds them to the JSON).
+
+    It records the scenes' out-of-domain findings (:func:`domain_findings`).
+    """
     return RunManifest(
         command=command,
         run_id=identifier,
@@ -197,6 +228,7 @@ def run_manifest(
         grid=grid,
         versions=software_versions(),
         outputs={name: path.name for name, path in outputs.items()},
+        domain_findings=domain_findings(run),
     )
 
 

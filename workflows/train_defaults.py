@@ -7,6 +7,11 @@ forest (60 trees) on pixels drawn from exactly the same training windows and
 scaled bands, and scores both on the test block: the Zion grid's rows 1000 and
 below (0-based), never used for training or model selection. Both sets of
 scores go into each model's card and are printed side by side.
+
+``--domain-only`` trains nothing: it writes the training domain (the
+distribution of the scaled inputs of the configs' training windows, pixel
+sizes, sensors; :mod:`geoseg.training.domain`) into the existing cards, weights
+untouched.
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ from geoseg.training.holdout import (
     sample_training_pixels,
 )
 from geoseg.training.loop import seed_everything
-from geoseg.training.pipeline import add_metrics, class_index_names, train_from_config
+from geoseg.training.pipeline import (
+    add_metrics,
+    class_index_names,
+    record_training_domain,
+    train_from_config,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_MODELS = ("landcover-landsat", "forest-landsat")
@@ -99,7 +109,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="model directories root")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--domain-only",
+        action="store_true",
+        help="only record the training domain in the existing cards (no training)",
+    )
     args = parser.parse_args(argv)
+    if args.domain_only:
+        for name in args.models:
+            config = load_train_config(CONFIG_DIR / f"{name}.yaml")
+            card = record_training_domain(config, data_dir(), args.out / name)
+            print(f"{name}: training domain recorded ({card.training_domain})")
+        return
     started = time.perf_counter()
     results = [train_and_score(name, args.out, not args.no_progress) for name in args.models]
     for result in results:

@@ -71,6 +71,23 @@ def show(name: str, as_json: bool) -> None:
             f"CPU bf16 labels agree with fp32 on {100 * card.cpu_bf16_agreement:.2f}% of the "
             "validation pixels"
         )
+    domain = card.training_domain
+    if domain is not None:
+        sizes = ", ".join(f"{size:g}" for size in domain.pixel_sizes_m)
+        click.echo(
+            f"training domain: {domain.pixels} pixels; pixel sizes {sizes} m; sensors "
+            f"{', '.join(domain.sensors) or 'unknown'}"
+        )
+        click.echo(
+            f"  {'model input':12s} {'p1':>8s} {'median':>8s} {'p99':>8s} {'mean':>8s} {'std':>8s}"
+        )
+        for band in domain.bands:
+            click.echo(
+                f"  {band.name:12s} {band.p1:8.3f} {band.p50:8.3f} {band.p99:8.3f} "
+                f"{band.mean:8.3f} {band.std:8.3f}"
+            )
+    else:
+        click.echo("training domain: not recorded (no out-of-domain warnings)")
     click.echo(f"weights sha256: {card.weights_sha256}")
     if card.attribution:
         click.echo(f"attribution: {card.attribution}")

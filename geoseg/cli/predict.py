@@ -175,3 +175,5 @@ def predict(
     )
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")
+    for finding in result.domain_findings:
+        click.echo(f"warning: {input_path}: {finding.message}", err=True)

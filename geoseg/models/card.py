@@ -98,6 +98,54 @@ class TrainingInfo(StrictModel):
     duration_s: float | None = None
 
 
+class BandDistribution(StrictModel):
+    """The distribution of one band's model inputs (values after the card's scaling)."""
+
+    name: str = Field(min_length=1)
+    p1: float
+    p50: float
+    p99: float
+    mean: float
+    std: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> BandDistribution:
+        if not self.p1 <= self.p50 <= self.p99:
+            raise ValueError(
+                f"band {self.name}: percentiles must satisfy p1 <= p50 <= p99, got "
+                f"{self.p1}, {self.p50}, {self.p99}"
+            )
+        return self
+
+
+class TrainingDomain(StrictModel):
+    """What the model saw in training: scaled band values, pixel sizes and sensors.
+
+    ``geoseg predict`` compares a scene with this record
+    (:func:`geoseg.predict.domain.compare_domain`) and warns when the scene lies
+    far outside it.
+    """
+
+    bands: list[BandDistribution] = Field(min_length=1, description="in card band order")
+    pixel_sizes_m: list[float] = Field(
+        min_length=1, description="ground pixel sizes of the training scenes (m)"
+    )
+    sensors: list[str] = Field(
+        default_factory=list,
+        description="sensor families of the training scenes ('landsat-8', 'sentinel-2'...); "
+        "empty when unknown",
+    )
+    pixels: int = Field(ge=1, description="valid pixels sampled")
+    sampling: str = Field("", description="which pixels were sampled, and how they were weighted")
+
+    @field_validator("pixel_sizes_m")
+    @classmethod
+    def _check_sizes(cls, value: list[float]) -> list[float]:
+        if any(size <= 0 for size in value):
+            raise ValueError(f"pixel sizes must be > 0, got {value}")
+        return value
+
+
 class ModelCard(StrictModel):
     """Validated model card (``card.json`` of a model directory)."""
 
@@ -132,6 +180,11 @@ class ModelCard(StrictModel):
         "``--precision auto`` runs the model in bf16 on CPUs with native bf16 when this is at "
         "least 0.995 (None: not measured, fp32)",
     )
+    training_domain: TrainingDomain | None = Field(
+        None,
+        description="the distribution of the scaled training inputs, pixel sizes and sensors "
+        "(None: not recorded, no out-of-domain check)",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelCard:
@@ -145,6 +198,12 @@ class ModelCard(StrictModel):
             raise ValueError(
                 f"scaling has {len(self.scaling.mean)} mean values for {len(self.bands)} bands"
             )
+        if self.training_domain is not None:
+            recorded = [band.name for band in self.training_domain.bands]
+            if recorded != names:
+                raise ValueError(
+                    f"training_domain has bands {recorded}, the card's bands are {names}"
+                )
         if 2 * self.overlap >= self.tile_size:
             raise ValueError(
                 f"overlap {self.overlap} must be less than half the tile size {self.tile_size}"

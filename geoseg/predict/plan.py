@@ -22,6 +22,12 @@ from pathlib import Path
 from geoseg.grid import PixelWindow
 from geoseg.io.checkpoint import read_card
 from geoseg.models.card import InputScaling
+from geoseg.predict.domain import (
+    DomainFinding,
+    compare_domain,
+    ground_pixel_size_m,
+    scaled_sample_values,
+)
 from geoseg.predict.inference import ModelKey, model_key
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.preprocess import (
@@ -66,6 +72,8 @@ class PredictPlan:
     """Tile indexes of each batch, by batch number (the global tile order cut in groups)."""
     chunks: tuple[PlannedChunk, ...]
     """The output chunks in row-major order (their work files are named after them)."""
+    domain_findings: tuple[DomainFinding, ...] = ()
+    """How the scene lies outside the card's training domain (empty: inside, or not recorded)."""
 
     @property
     def num_classes(self) -> int:
@@ -99,6 +107,7 @@ def make_plan(
     *,
     work_root: Path,
     write_probabilities: bool,
+    sensor: str = "",
 ) -> PredictPlan:
     """Validate a run's inputs once and describe it, schedule included, as a :class:`PredictPlan`.
 
@@ -106,7 +115,10 @@ def make_plan(
     :func:`geoseg.predict.placement.place_inference`). Resolves the model (by
     name or directory), the model's bands among the source's, the tile
     geometry (default: the card's), and for ``scene_percentile`` scaling the
-    scene's statistics from a fixed sample lattice. The work directory is
+    scene's statistics from a fixed sample lattice. When the card records its
+    training domain, the same samples, scaled, are compared with it
+    (:func:`geoseg.predict.domain.compare_domain`, with the scene's ``sensor``
+    when known) into :attr:`PredictPlan.domain_findings`. The work directory is
     ``work_root`` / a hash of everything that determines the outputs, so a
     rerun with the same inputs resumes.
 
@@ -124,13 +136,22 @@ def make_plan(
     tile_overlap = card.overlap if settings.overlap is None else settings.overlap
     grid = source.grid
     layout = make_layout(grid.height, grid.width, tile_size, tile_overlap)
-    statistics = None
-    if card.scaling.method == "scene_percentile":
-        samples = []
+    samples = []
+    if card.scaling.method == "scene_percentile" or card.training_domain is not None:
         for window in sample_windows(grid):
             data, valid = source.read(window)
             samples.append((data[list(positions)], valid))
+    statistics = None
+    if card.scaling.method == "scene_percentile":
         statistics = scene_statistics(source.label, samples, card.scaling.percentiles)
+    findings: tuple[DomainFinding, ...] = ()
+    if card.training_domain is not None:
+        findings = compare_domain(
+            card.training_domain,
+            scaled_sample_values(samples, card.scaling, statistics),
+            pixel_size_m=ground_pixel_size_m(grid),
+            sensor=sensor,
+        )
     description = {
         "source": source.identity,
         "model": key.directory,
@@ -161,4 +182,5 @@ def make_plan(
         write_probabilities=write_probabilities,
         batches=batches,
         chunks=schedule_chunks(layout, batches, grid.chunks(settings.chunk_size)),
+        domain_findings=findings,
     )

@@ -74,6 +74,11 @@ class RunManifest(StrictModel):
     grid: dict[str, Any]
     versions: dict[str, str]
     outputs: dict[str, str] = Field(default_factory=dict)
+    domain_findings: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="per predicted scene (e.g. 'before'), how it lies outside the model's "
+        "training domain (geoseg.predict.domain.DomainFinding as data); empty lists: inside",
+    )
     timings_s: dict[str, float] = Field(default_factory=dict)
 
 

@@ -77,6 +77,9 @@ class SceneSpec(StrictModel):
         None, description="raster on the image grid; only pixels != 0 are used for training"
     )
     weight: float = Field(1.0, gt=0, description="relative share of training chips")
+    sensor: str = Field(
+        "", description="e.g. 'Landsat-8 OLI' (default: the image's 'sensor' tag, if any)"
+    )
 
     @model_validator(mode="after")
     def _check_labels(self) -> SceneSpec:

@@ -19,10 +19,11 @@ from torch import nn
 
 from geoseg.change.metrics import scores
 from geoseg.io.checkpoint import read_card, read_weights, write_model_dir
-from geoseg.models.card import ModelCard, TrainingInfo
+from geoseg.models.card import ModelCard, TrainingDomain, TrainingInfo
 from geoseg.models.loading import LoadedModel
 from geoseg.models.registry import build_model
 from geoseg.training.config import TrainConfig
+from geoseg.training.domain import training_domain
 from geoseg.training.holdout import cpu_bf16_agreement
 from geoseg.training.loop import TrainingResult, train_model
 from geoseg.training.sampling import TrainingScene, prepare_scene
@@ -62,7 +63,12 @@ def build_untrained(config: TrainConfig) -> nn.Module:
     )
 
 
-def card_for(config: TrainConfig, result: TrainingResult, command: str) -> ModelCard:
+def card_for(
+    config: TrainConfig,
+    result: TrainingResult,
+    command: str,
+    domain: TrainingDomain | None = None,
+) -> ModelCard:
     """The model card of a finished run (weights hash still to be filled in)."""
     names = [spec.name for spec in config.classes]
     validation: dict[str, Any] = {}
@@ -98,6 +104,7 @@ def card_for(config: TrainConfig, result: TrainingResult, command: str) -> Model
         attribution=config.attribution,
         weights_dtype=config.weights_dtype,
         weights_sha256=_PENDING_HASH,
+        training_domain=domain,
     )
 
 
@@ -130,7 +137,8 @@ def train_from_config(
     scenes = prepare_scenes(config, root)
     module = build_untrained(config)
     result = train_model(module, scenes, config, progress=progress, log=log)
-    card = write_model_dir(output, result.state_dict, card_for(config, result, command))
+    domain = training_domain(scenes, [band.name for band in config.bands])
+    card = write_model_dir(output, result.state_dict, card_for(config, result, command, domain))
     # the module scored afterwards is the one shipped: weights as stored (e.g. float16),
     # on the CPU whatever it was trained on (the CPU precision check and holdout scoring)
     module.to("cpu")
@@ -143,6 +151,17 @@ def record_precision_agreement(loaded: LoadedModel, scenes: list[TrainingScene])
     """Measure :func:`~geoseg.training.holdout.cpu_bf16_agreement` and record it in the card."""
     agreement, _ = cpu_bf16_agreement(loaded, scenes)
     return update_card(loaded.directory, {"cpu_bf16_agreement": round(agreement, 5)})
+
+
+def record_training_domain(config: TrainConfig, root: Path, directory: Path) -> ModelCard:
+    """Write the training domain of ``config``'s scenes into the card of ``directory``.
+
+    For a model trained before cards recorded it: the same scenes, windows and
+    scaling as training (:func:`geoseg.training.domain.training_domain`); the
+    weights are not touched (their hash is re-checked).
+    """
+    domain = training_domain(prepare_scenes(config, root), [band.name for band in config.bands])
+    return update_card(directory, {"training_domain": domain.model_dump()})
 
 
 def update_card(directory: Path, changes: dict[str, Any]) -> ModelCard:

@@ -25,7 +25,7 @@ from rasterio.features import rasterize
 
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
-from geoseg.io.raster import read_window
+from geoseg.io.raster import read_info, read_window
 from geoseg.io.training_data import read_labelled_polygons
 from geoseg.io.warp import read_on_grid
 from geoseg.models.card import InputScaling
@@ -51,6 +51,8 @@ class TrainingScene:
     validation_windows: tuple[PixelWindow, ...]
     region_mask: Path | None
     weight: float
+    sensor: str = ""
+    """The scene's sensor (the config's, else the image's ``sensor`` tag; '' unknown)."""
 
     @property
     def grid(self) -> RasterGrid:
@@ -135,6 +137,7 @@ def prepare_scene(
         validation_windows=tuple(validation),
         region_mask=_resolve(spec.region_mask, root) if spec.region_mask else None,
         weight=spec.weight,
+        sensor=spec.sensor or read_info(image).tags.get("sensor", ""),
     )
 
 

@@ -446,3 +446,34 @@ def test_confident_loss_minimum_unit_masks_and_confirmation(
         chunk_size=23,
     )
     pd.testing.assert_frame_equal(result.statistics.regions, again.statistics.regions)
+
+
+def test_run_flags_reach_the_flags_and_the_change_grid(
+    tmp_path: Path, two_dates: tuple[Path, Path]
+) -> None:
+    from geoseg.change.flags import Flag
+    from workflows.staging import RunStaging, domain_warnings
+
+    run = RunStaging(tmp_path, {"started": "2020-01-01T00:00:00Z"}, {})
+    run.state["before_domain"] = [
+        {"code": "pixel_size", "band": None, "message": "the scene's pixel size 10 m is 3 times"}
+    ]
+    run.state["after_domain"] = []
+    flags = domain_warnings(run)
+    assert flags == [
+        Flag("out_of_range", "run", "before scene: the scene's pixel size 10 m is 3 times")
+    ]
+    before, after = two_dates
+    out = tmp_path / "change.gpkg"
+    result = change_file(
+        before,
+        after,
+        _halves(tmp_path),
+        out,
+        region_id_field="name",
+        class_map=FOREST,
+        run_flags=flags,
+    )
+    assert flags[0] in result.flags
+    grid = gpd.read_file(out, layer="change_grid")
+    assert "run: before scene: the scene's pixel size 10 m" in grid["flags"].iloc[0]
