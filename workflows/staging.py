@@ -26,6 +26,7 @@ from distributed import Client
 
 from geoseg.catalog.mosaic import MosaicSource, mosaic_source
 from geoseg.catalog.stac import SceneEntry, verify_entry
+from geoseg.change.flags import Flag
 from geoseg.grid import RasterGrid
 from geoseg.io.runs import write_attribute_table
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
@@ -68,6 +69,8 @@ class RunOutputs:
     chunks_computed: int
     chunks_reused: int
     seconds: float
+    flags: tuple[Flag, ...] = ()
+    """Quality flags of a change run (:mod:`geoseg.change.flags`), the run's first."""
 
 
 @dataclass
@@ -139,6 +142,45 @@ def scene_source(grid: RasterGrid, scenes: Sequence[SceneEntry], card: ModelCard
     return mosaic_source(grid, pairs, card.band_names)
 
 
+def stage_prediction(
+    run: RunStaging,
+    name: str,
+    source: MosaicSource,
+    model: str | Path,
+    settings: InferenceSettings,
+    placement: InferencePlacement,
+    client: Client,
+    progress: bool,
+    *,
+    probabilities: bool = False,
+) -> PredictOutputs:
+    """Labels of ``source`` staged as ``<name>.tif`` (and per-class ``<name>.prob.tif``).
+
+    Skipped when an attempt finished it. The model runs where ``placement``
+    says: the placement the manifest records.
+    """
+    outputs = PredictOutputs(
+        run.work / f"{name}.tif", run.work / f"{name}.prob.tif" if probabilities else None
+    )
+    if run.state.get(f"{name}_done") and all(path.exists() for path in outputs.paths):
+        return outputs
+    result = predict_source(
+        source,
+        model,
+        settings,
+        outputs,
+        client=client,
+        work_dir=run.work / f"{name}-chunks",
+        progress=progress,
+        placement=placement,
+    )
+    run.computed += result.chunks_computed
+    run.reused += result.chunks_reused
+    run.state[f"{name}_done"] = True
+    run.save()
+    return outputs
+
+
 def stage_labels(
     run: RunStaging,
     name: str,
@@ -149,28 +191,8 @@ def stage_labels(
     client: Client,
     progress: bool,
 ) -> Path:
-    """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
-
-    The model runs where ``placement`` says: the placement the manifest records.
-    """
-    staged = run.work / f"{name}.tif"
-    if run.state.get(f"{name}_done") and staged.exists():
-        return staged
-    result = predict_source(
-        source,
-        model,
-        settings,
-        PredictOutputs(staged),
-        client=client,
-        work_dir=run.work / f"{name}-chunks",
-        progress=progress,
-        placement=placement,
-    )
-    run.computed += result.chunks_computed
-    run.reused += result.chunks_reused
-    run.state[f"{name}_done"] = True
-    run.save()
-    return staged
+    """Labels of ``source`` staged as ``<name>.tif`` (:func:`stage_prediction`)."""
+    return stage_prediction(run, name, source, model, settings, placement, client, progress).labels
 
 
 def run_manifest(

@@ -74,6 +74,9 @@ class RunManifest(StrictModel):
     grid: dict[str, Any]
     versions: dict[str, str]
     outputs: dict[str, str] = Field(default_factory=dict)
+    flags: list[dict[str, str]] = Field(
+        default_factory=list, description="quality flags: code, where (run or region), message"
+    )
     timings_s: dict[str, float] = Field(default_factory=dict)
 
 
