@@ -82,6 +82,15 @@ class RegionEntry:
     sidecars: tuple[str, ...] = ()
 
 
+CHIAPAS_ATTRIBUTION = (
+    "Landsat-7 ETM+ surface reflectance stack from open-geo-tutorial (C. Holden), CC BY-SA 3.0; "
+    "Landsat imagery courtesy of the U.S. Geological Survey (public domain)"
+)
+"""The attribution the CC BY-SA source requires (see the data directory's SOURCES.md)."""
+ZION_ATTRIBUTION = (
+    "Landsat-8 OLI scene from the R package spDataLarge (J. Nowosad), CC0; "
+    "Landsat imagery courtesy of the U.S. Geological Survey (public domain)"
+)
 LANDSAT8_DN = "digital numbers (Level-1, uint16)"
 SR = "reflectance"
 
@@ -110,7 +119,13 @@ SCENES = [
         ],
         datetime="2015-08-18T18:00:00Z",
         nodata=65535,
-        properties={"platform": "landsat-8", "instruments": ["oli"], "geoseg:units": "DN"},
+        properties={
+            "platform": "landsat-8",
+            "instruments": ["oli"],
+            "geoseg:units": "DN",
+            "license": "CC0-1.0",
+            "geoseg:attribution": ZION_ATTRIBUTION,
+        },
     ),
     RasterEntry(
         id="chiapas-landsat7-19991118",
@@ -125,6 +140,8 @@ SCENES = [
             "platform": "landsat-7",
             "instruments": ["etm+"],
             "geoseg:units": "SR x 10000",
+            "license": "CC-BY-SA-3.0",
+            "geoseg:attribution": CHIAPAS_ATTRIBUTION,
         },
     ),
     RasterEntry(
@@ -139,6 +156,8 @@ SCENES = [
             "platform": "landsat-7",
             "instruments": ["etm+"],
             "geoseg:units": "SR x 10000",
+            "license": "CC-BY-SA-3.0",
+            "geoseg:attribution": CHIAPAS_ATTRIBUTION,
         },
     ),
 ]

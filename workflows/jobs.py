@@ -4,12 +4,15 @@
 another factory. Scenes come from :func:`geoseg.catalog.stac.search` (the embedded
 catalog, another static catalog, or a STAC API); change runs call
 :func:`workflows.run_change.run_change` and read back its GeoPackage; the report's
-quicklook is the AFTER scene's true colour over the job's bbox.
+quicklook is the AFTER scene's true colour over the job's bbox, with its date
+and the attribution its catalog item records (``geoseg:attribution``); the
+report's masked areas are the pixels without a class in either date's class map.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -18,6 +21,7 @@ from shapely.geometry import box
 from geoseg.bbox import BBox, make_bbox
 from geoseg.catalog.mosaic import coarser_grid, mosaic_source, target_grid
 from geoseg.catalog.stac import (
+    EMBEDDED,
     IMAGERY,
     SceneEntry,
     is_api_url,
@@ -26,14 +30,19 @@ from geoseg.catalog.stac import (
     verify_entry,
 )
 from geoseg.errors import CatalogError, JobError, NoSceneError
+from geoseg.grid import RasterGrid
 from geoseg.io.checkpoint import read_card
+from geoseg.io.raster import read_info
+from geoseg.io.stac import read_static_catalog
 from geoseg.io.staging import publish_file
 from geoseg.io.vector import read_vector, write_layers
+from geoseg.io.warp import read_on_grid
 from geoseg.jobs.history import per_region_polygons
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery, as_utc
 from geoseg.models.loading import resolve_model_dir
 from geoseg.report.html import MAP_WIDTH, Quicklook
+from geoseg.report.mapping import mask_polygons, unseen_mask
 from geoseg.report.quicklook import stretch_rgb
 from workflows.run_change import run_change
 
@@ -111,6 +120,22 @@ def _entry(scene: SceneRef) -> SceneEntry | None:
     return next((entry for entry in catalog.entries if entry.id == scene.id), None)
 
 
+ATTRIBUTION = "geoseg:attribution"
+"""Item property holding the imagery's attribution text (see ``data_catalog/build.py``)."""
+
+
+def scene_attribution(scene: SceneRef) -> str:
+    """The attribution (else the licence) a static catalog's item records; empty if none."""
+    if is_api_url(scene.catalog):
+        return ""
+    _, items = read_static_catalog(scene.catalog or EMBEDDED)
+    properties: dict[str, Any] = next(
+        (item.get("properties", {}) for item in items if item["id"] == scene.id), {}
+    )
+    text = properties.get(ATTRIBUTION) or properties.get("license") or ""
+    return str(text)
+
+
 def scene_quicklook(scene: SceneRef, bbox: BBox) -> Quicklook | None:
     """True colour of ``scene`` over ``bbox``, at most :data:`MAP_WIDTH` pixels a side."""
     entry = _entry(scene)
@@ -119,7 +144,25 @@ def scene_quicklook(scene: SceneRef, bbox: BBox) -> Quicklook | None:
     grid = coarser_grid(target_grid(bbox, [entry]), MAP_WIDTH)
     source = mosaic_source(grid, [(entry, verify_entry(entry))], ["red", "green", "blue"])
     values, valid = source.read(grid.full_window)
-    return Quicklook(stretch_rgb(values, valid), grid.bounds, grid.crs.to_string())
+    return Quicklook(
+        stretch_rgb(values, valid),
+        grid.bounds,
+        grid.crs.to_string(),
+        acquired=f"{as_utc(scene.datetime):%Y-%m-%d}",
+        attribution=scene_attribution(scene),
+    )
+
+
+def masked_areas(before: Path, after: Path) -> gpd.GeoDataFrame:
+    """Pixels without a class at either date (class-map nodata), as polygons.
+
+    Read on BEFORE's grid coarsened to at most twice :data:`MAP_WIDTH` pixels
+    a side: what the report's map can show.
+    """
+    grid: RasterGrid = coarser_grid(read_info(before).grid, 2 * MAP_WIDTH)
+    _, valid_before = read_on_grid(before, grid, grid.full_window)
+    _, valid_after = read_on_grid(after, grid, grid.full_window)
+    return mask_polygons(unseen_mask(valid_before, valid_after), grid)
 
 
 def regions_file(area: AreaSpec, out_dir: Path) -> tuple[Path, str]:
@@ -187,6 +230,7 @@ class RunChangeRunner:
         # provenance, without timings, is the run_manifest table of the GeoPackage
         published = [Path(outputs.geopackage), *map(Path, outputs.labels)]
         files = tuple(publish_file(path, out_dir / path.name) for path in published)
+        before_classes, after_classes = (out_dir / Path(path).name for path in outputs.labels)
         statistics = pd.DataFrame(read_vector(change, layer="regions").drop(columns="geometry"))
         table = statistics.rename(columns={"deforestation_ha": "forest_loss_ha"})
         polygons = per_region_polygons(read_vector(change, layer="deforestation"))
@@ -195,6 +239,9 @@ class RunChangeRunner:
             regions=table,
             polygons=polygons,
             quicklook=scene_quicklook(after, bbox),
+            after_classes=after_classes,
+            flags=outputs.flags,
+            masked=masked_areas(before_classes, after_classes),
         )
 
 

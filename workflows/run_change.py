@@ -8,14 +8,17 @@ described in :mod:`workflows.staging`.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from distributed import Client
 
 from geoseg.bbox import BBox
 from geoseg.catalog.mosaic import target_grid
-from geoseg.catalog.stac import region_file, search
+from geoseg.catalog.stac import SceneEntry, region_file, search
+from geoseg.change.flags import Flag
+from geoseg.change.loss import LossRule
 from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.models.loading import resolve_model_dir
@@ -32,7 +35,7 @@ from workflows.staging import (
     run_client,
     run_manifest,
     scene_source,
-    stage_labels,
+    stage_prediction,
     start_run,
     write_manifest_table,
 )
@@ -53,6 +56,7 @@ def run_change(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    rule: LossRule | None = None,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -82,11 +86,23 @@ def run_change(
         The run's time, recorded in the manifest and as the GeoPackage's
         change time (default: the clock at the first attempt); an earlier
         attempt's time and ``SOURCE_DATE_EPOCH`` take precedence.
+    rule
+        Confidence and minimum mapping unit of loss and gain (default
+        :class:`geoseg.change.loss.LossRule`); both dates are predicted with
+        per-class probabilities, which the rule's threshold applies to.
     catalog, crs, resolution, settings, progress, scheduler, client, report
         As for :func:`workflows.run_bbox.run_bbox`.
+
+    Returns
+    -------
+    RunOutputs
+        With the quality flags of the comparison (season from the scenes'
+        acquisition dates, masked share, confidence, gain against loss),
+        which the manifest records too.
     """
     started_clock = time.perf_counter()
     settings = settings or InferenceSettings()
+    rule = rule or LossRule()
     out = Path(out)
     before_path, after_path = out.with_suffix(".before.tif"), out.with_suffix(".after.tif")
     manifest_path = out.with_name(out.stem + ".manifest.json")
@@ -123,6 +139,8 @@ def run_change(
         "region_layer": region_layer,
         "region_id_field": region_id_field,
         "forest_classes": card.forest_class_ids,
+        "loss_rule": {"min_probability": rule.min_probability, "min_loss_ha": rule.min_loss_ha},
+        "probabilities": True,
         **settings.output_parameters(placement),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
@@ -137,7 +155,9 @@ def run_change(
     clock = time.perf_counter()
     with run_client(client, scheduler) as active:
         staged = {
-            name: stage_labels(run, name, source, model, settings, placement, active, progress)
+            name: stage_prediction(
+                run, name, source, model, settings, placement, active, progress, probabilities=True
+            )
             for name, source in sources.items()
         }
         run.timings["predict_s"] = time.perf_counter() - clock
@@ -160,26 +180,31 @@ def run_change(
             fingerprints,
             {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
         )
-        change_file(
-            staged["before"],
-            staged["after"],
+        result = change_file(
+            staged["before"].labels,
+            staged["after"].labels,
             regions_path,
             staged_gpkg,
             region_layer=region_layer,
             region_id_field=region_id_field,
             stats=staged_stats,
             forest_classes=card.forest_class_ids or None,
+            before_probabilities=staged["before"].probabilities,
+            after_probabilities=staged["after"].probabilities,
+            rule=rule,
+            dates=(acquisition_date(before_scenes), acquisition_date(after_scenes)),
             client=active,
             provenance={"run_time": run.started},
             timestamp=run.started,
             run_flags=out_of_range,
         )
+        manifest = manifest.model_copy(update={"flags": flag_records(result.flags)})
         write_manifest_table(staged_gpkg, manifest)
         run.timings["change_s"] = time.perf_counter() - clock
 
     publications = [
-        (staged["before"], before_path),
-        (staged["after"], after_path),
+        (staged["before"].labels, before_path),
+        (staged["after"].labels, after_path),
         (staged_gpkg, out),
     ]
     if stats is not None and staged_stats is not None:
@@ -190,6 +215,12 @@ def run_change(
                 (staged_stats.with_name(name), stats.with_name(f"{stats.stem}{kind}{stats.suffix}"))
             )
     finish(run, out, publications, manifest, manifest_path, started_clock)
+    regions_table = result.statistics.regions
+    report(
+        f"forest loss {regions_table.loss_ha.sum():.2f} ha in patches of "
+        f">= {rule.min_loss_ha:g} ha (probability >= {rule.min_probability:g} at both dates), gain "
+        f"{regions_table.gain_ha.sum():.2f} ha, net {regions_table.net_change_ha.sum():+.2f} ha"
+    )
     for _, path in publications:
         report(f"wrote {path}")
     report(f"wrote {manifest_path}")
@@ -204,4 +235,21 @@ def run_change(
         chunks_computed=run.computed,
         chunks_reused=run.reused,
         seconds=run.timings["total_s"],
+        flags=result.flags,
     )
+
+
+def acquisition_date(scenes: Sequence[SceneEntry]) -> date | None:
+    """The acquisition date of a date's mosaic: its first scene's (first valid wins).
+
+    None when the scene is a multi-date item (no single acquisition date).
+    """
+    first = scenes[0]
+    if first.end - first.start > timedelta(days=1):
+        return None
+    return first.start.date()
+
+
+def flag_records(flags: Sequence[Flag]) -> list[dict[str, str]]:
+    """Flags as the manifest records them: ``code``, ``where``, ``message``."""
+    return [{"code": flag.code, "where": flag.where, "message": flag.message} for flag in flags]

@@ -72,6 +72,8 @@ class RunOutputs:
     chunks_computed: int
     chunks_reused: int
     seconds: float
+    flags: tuple[Flag, ...] = ()
+    """Quality flags of a change run (:mod:`geoseg.change.flags`), the run's first."""
 
 
 @dataclass
@@ -143,7 +145,7 @@ def scene_source(grid: RasterGrid, scenes: Sequence[SceneEntry], card: ModelCard
     return mosaic_source(grid, pairs, card.band_names)
 
 
-def stage_labels(
+def stage_prediction(
     run: RunStaging,
     name: str,
     source: MosaicSource,
@@ -152,23 +154,28 @@ def stage_labels(
     placement: InferencePlacement,
     client: Client,
     progress: bool,
-) -> Path:
-    """Labels of ``source`` staged as ``<name>.tif``; skipped when an attempt finished it.
+    *,
+    probabilities: bool = False,
+) -> PredictOutputs:
+    """Labels of ``source`` staged as ``<name>.tif`` (and per-class ``<name>.prob.tif``).
 
-    The model runs where ``placement`` says: the placement the manifest records.
-    The scene's out-of-domain findings are kept in the run's state
-    (:func:`domain_findings`), so a resumed run still reports them; the
-    scenes' sensor is their files' common ``sensor`` tag, if any.
+    Skipped when an attempt finished it. The model runs where ``placement``
+    says: the placement the manifest records. The scene's out-of-domain
+    findings are kept in the run's state (:func:`domain_findings`), so a resumed
+    run still reports them; the scenes' sensor is their files' common
+    ``sensor`` tag, if any.
     """
-    staged = run.work / f"{name}.tif"
-    if run.state.get(f"{name}_done") and staged.exists():
-        return staged
+    outputs = PredictOutputs(
+        run.work / f"{name}.tif", run.work / f"{name}.prob.tif" if probabilities else None
+    )
+    if run.state.get(f"{name}_done") and all(path.exists() for path in outputs.paths):
+        return outputs
     sensors = {read_info(layer.path).tags.get("sensor", "") for layer in source.layers}
     result = predict_source(
         source,
         model,
         settings,
-        PredictOutputs(staged),
+        outputs,
         client=client,
         work_dir=run.work / f"{name}-chunks",
         progress=progress,
@@ -180,7 +187,21 @@ def stage_labels(
     run.reused += result.chunks_reused
     run.state[f"{name}_done"] = True
     run.save()
-    return staged
+    return outputs
+
+
+def stage_labels(
+    run: RunStaging,
+    name: str,
+    source: MosaicSource,
+    model: str | Path,
+    settings: InferenceSettings,
+    placement: InferencePlacement,
+    client: Client,
+    progress: bool,
+) -> Path:
+    """Labels of ``source`` staged as ``<name>.tif`` (:func:`stage_prediction`)."""
+    return stage_prediction(run, name, source, model, settings, placement, client, progress).labels
 
 
 def domain_findings(run: RunStaging) -> dict[str, list[dict[str, Any]]]:

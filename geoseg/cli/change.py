@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from geoseg.change.classmap import ClassMap, load_class_map
 from geoseg.change.flags import Flag
 from geoseg.change.loss import DEFAULT_MIN_LOSS_HA, DEFAULT_MIN_PROBABILITY, LossRule
+
+
+def loss_rule_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a click command ``--min-probability`` and ``--min-loss-ha``, passed as one ``rule``.
+
+    The command receives a :class:`~geoseg.change.loss.LossRule` (validated
+    before any file is read); the defaults are the rule's.
+    """
+
+    @functools.wraps(command)
+    def with_rule(min_probability: float, min_loss_ha: float, **options: Any) -> None:
+        command(rule=LossRule(min_probability=min_probability, min_loss_ha=min_loss_ha), **options)
+
+    with_rule = click.option(
+        "--min-loss-ha",
+        default=DEFAULT_MIN_LOSS_HA,
+        show_default=True,
+        type=float,
+        help="Minimum mapping unit: smaller loss and gain patches are not counted.",
+    )(with_rule)
+    with_rule = click.option(
+        "--min-probability",
+        default=DEFAULT_MIN_PROBABILITY,
+        show_default=True,
+        type=float,
+        help="Probability a loss or gain needs at each date (forest, then non-forest).",
+    )(with_rule)
+    return with_rule
 
 
 def _class_map(value: str | None) -> ClassMap | None:
@@ -74,20 +104,7 @@ def _class_ids(
     type=click.Path(path_type=Path),
     help="Per-class probabilities of AFTER; without both, the class maps count as certain.",
 )
-@click.option(
-    "--min-probability",
-    default=DEFAULT_MIN_PROBABILITY,
-    show_default=True,
-    type=float,
-    help="Probability a loss or gain needs at each date (forest, then non-forest).",
-)
-@click.option(
-    "--min-loss-ha",
-    default=DEFAULT_MIN_LOSS_HA,
-    show_default=True,
-    type=float,
-    help="Minimum mapping unit: smaller loss and gain patches are not counted.",
-)
+@loss_rule_options
 @click.option(
     "--mask",
     "masks",
@@ -129,8 +146,7 @@ def change(
     after_class_map: str | None,
     before_probabilities: Path | None,
     after_probabilities: Path | None,
-    min_probability: float,
-    min_loss_ha: float,
+    rule: LossRule,
     masks: tuple[Path, ...],
     later: tuple[Path, ...],
     before_date: datetime | None,
@@ -141,8 +157,6 @@ def change(
     """Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation."""
     from workflows.change import change_file
     from workflows.cluster import dask_client
-
-    rule = LossRule(min_probability=min_probability, min_loss_ha=min_loss_ha)
 
     both_dates, before_map, after_map = (
         _class_map(class_map),

@@ -11,6 +11,8 @@ from typing import TextIO
 import click
 
 from geoseg.bbox import make_bbox, parse_bbox_text
+from geoseg.change.loss import LossRule
+from geoseg.cli.change import echo_flags, loss_rule_options
 from geoseg.cli.predict import inference_options
 from geoseg.predict.settings import InferenceSettings
 
@@ -108,6 +110,7 @@ def run(
 @click.option("--model", default="forest-landsat", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CHANGE.gpkg")
 @click.option("--stats", type=click.Path(path_type=Path), default=None, help="CSV or Parquet")
+@loss_rule_options
 @_common
 def run_change(
     bbox: str,
@@ -120,6 +123,7 @@ def run_change(
     model: str,
     out: Path,
     stats: Path | None,
+    rule: LossRule,
     catalog: str | None,
     crs: str | None,
     resolution: float | None,
@@ -131,7 +135,7 @@ def run_change(
     from workflows.run_change import run_change as run_change_workflow
 
     with _plain_warnings():
-        run_change_workflow(
+        outputs = run_change_workflow(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             before,
             after,
@@ -140,6 +144,7 @@ def run_change(
             region_id_field=region_id_field,
             out=out,
             stats=stats,
+            rule=rule,
             model=model,
             catalog=catalog,
             crs=crs,
@@ -149,3 +154,4 @@ def run_change(
             scheduler=scheduler,
             report=_echo,
         )
+    echo_flags(outputs.flags)

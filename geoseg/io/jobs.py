@@ -23,6 +23,9 @@ POLYGONS_FILE = "deforestation.gpkg"
 POLYGONS_LAYER = "deforestation"
 REGIONS_FILE = "loss_by_region.csv"
 TIMESERIES_LAYER = "loss_by_region"
+FLAGS_FILE = "flags.csv"
+FLAGS_LAYER = "flags"
+FLAG_COLUMNS = ("code", "where", "message")
 
 
 def _gdal_timestamp(moment: datetime) -> str:
@@ -73,10 +76,31 @@ def read_run_tables(folder: Path) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     return polygons, regions
 
 
+def write_run_flags(folder: Path, flags: pd.DataFrame) -> Path:
+    """Write a run's quality flags (``code``, ``where``, ``message`` and the period) as CSV."""
+    path = folder / FLAGS_FILE
+    with atomic_path(path) as temporary:
+        flags.to_csv(temporary, index=False, lineterminator="\n")
+    return path
+
+
+def read_run_flags(folder: Path) -> pd.DataFrame:
+    """The flags :func:`write_run_flags` wrote (empty for a run folder without them)."""
+    path = folder / FLAGS_FILE
+    if not path.exists():
+        return pd.DataFrame({name: pd.Series(dtype=str) for name in FLAG_COLUMNS})
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def write_cumulative(
-    path: Path, polygons: gpd.GeoDataFrame, timeseries: pd.DataFrame, timestamp: datetime
+    path: Path,
+    polygons: gpd.GeoDataFrame,
+    timeseries: pd.DataFrame,
+    flags: pd.DataFrame,
+    timestamp: datetime,
 ) -> None:
-    """Write the cumulative GeoPackage: all polygons with their period, and the time series."""
+    """Write the cumulative GeoPackage: polygons with period and status, time series, flags."""
     with fixed_change_time(_gdal_timestamp(timestamp)), atomic_path(path) as temporary:
         _write_layer(polygons, temporary, POLYGONS_LAYER, append=False)
         _write_layer(timeseries, temporary, TIMESERIES_LAYER, append=True)
+        _write_layer(flags, temporary, FLAGS_LAYER, append=True)

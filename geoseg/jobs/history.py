@@ -16,6 +16,7 @@ from datetime import datetime
 import geopandas as gpd
 import pandas as pd
 
+from geoseg.change.flags import Flag
 from geoseg.errors import JobError
 from geoseg.jobs.interfaces import REGION_COLUMNS, SceneRef
 from geoseg.jobs.spec import as_utc
@@ -144,6 +145,30 @@ def tag_regions(regions: pd.DataFrame, before: SceneRef, after: SceneRef) -> pd.
     return table[["region_id", *PERIOD_COLUMNS, *others]]
 
 
+def tag_flags(flags: Sequence[Flag], before: SceneRef, after: SceneRef) -> pd.DataFrame:
+    """A run's flags as a table: ``code``, ``where``, ``message`` and the period columns."""
+    table = pd.DataFrame(
+        {
+            "code": pd.Series([flag.code for flag in flags], dtype=str),
+            "where": pd.Series([flag.where for flag in flags], dtype=str),
+            "message": pd.Series([flag.message for flag in flags], dtype=str),
+        }
+    )
+    for name, value in _period_values(before, after).items():
+        table[name] = pd.Series([value] * len(table), dtype=str)
+    return table[["code", "where", "message", *PERIOD_COLUMNS]]
+
+
+def cumulative_flags(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """All runs' flag tables, by period (run-level flags of a period first, as each run wrote)."""
+    columns = ["code", "where", "message", *PERIOD_COLUMNS]
+    frames = [part.reindex(columns=columns) for part in parts if len(part)]
+    if not frames:
+        return pd.DataFrame({name: pd.Series(dtype=str) for name in columns})
+    combined = pd.concat(frames, ignore_index=True).fillna("")
+    return combined.sort_values("period_end", kind="stable").reset_index(drop=True)
+
+
 def per_region_polygons(polygons: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """One row per (polygon, region) from run-change's comma-joined ``region_ids``."""
     ids = polygons["region_ids"].fillna("").astype(str).str.split(",")
@@ -176,5 +201,9 @@ def cumulative_timeseries(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
             | {"forest_loss_ha": pd.Series(dtype=float)}
         )
     columns = ["region_id", *PERIOD_COLUMNS, "forest_loss_ha"]
-    combined = pd.concat([part[columns] for part in parts], ignore_index=True)
+    if any("flags" in part.columns for part in parts):
+        columns.append("flags")  # each region's quality flag codes in that period
+    combined = pd.concat([part.reindex(columns=columns) for part in parts], ignore_index=True)
+    if "flags" in columns:
+        combined["flags"] = combined["flags"].fillna("").astype(str)
     return combined.sort_values(["period_end", "region_id"], kind="stable").reset_index(drop=True)

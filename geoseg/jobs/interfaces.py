@@ -17,6 +17,7 @@ from typing import Protocol
 import geopandas as gpd
 import pandas as pd
 
+from geoseg.change.flags import Flag
 from geoseg.jobs.spec import AreaSpec, CatalogQuery
 from geoseg.report.html import Quicklook
 
@@ -53,12 +54,23 @@ class ChangeOutputs:
         Deforestation polygons with a ``region_id`` column, in their own CRS.
     quicklook
         A picture of the AFTER scene for the report's map, when the runner made one.
+    after_classes
+        The AFTER scene's class map (one of ``files``: uint8, nodata 255, the
+        ``GEOSEG_CLASS_NAMES`` tag): later runs' class maps confirm this run's
+        losses, and this one confirms earlier runs' (None: nothing to confirm with).
+    flags
+        Quality flags of the comparison (:mod:`geoseg.change.flags`), run-level first.
+    masked
+        Areas without a valid class at either date (clouds, shadows, nodata).
     """
 
     files: tuple[Path, ...]
     regions: pd.DataFrame
     polygons: gpd.GeoDataFrame
     quicklook: Quicklook | None = field(default=None)
+    after_classes: Path | None = None
+    flags: tuple[Flag, ...] = ()
+    masked: gpd.GeoDataFrame | None = field(default=None)
 
 
 class SceneSource(Protocol):

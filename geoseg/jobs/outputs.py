@@ -4,7 +4,9 @@
 adds the tagged polygons, the per-region table, the HTML report and a manifest
 with every file's SHA-256, then renames the folder into place.
 :func:`rebuild_cumulative` rebuilds ``forest_loss.gpkg`` (all polygons with
-their period, and the per-region loss time series) from every run folder.
+their period and status, the per-region loss time series, and every run's
+quality flags) from every run folder: each run's losses are confirmed or not
+by the AFTER class maps of the runs after it (:mod:`geoseg.jobs.confirm`).
 Everything written is a function of the scene pair, the model and the spec.
 """
 
@@ -16,20 +18,30 @@ from pathlib import Path
 import pandas as pd
 
 from geoseg.io.checksums import sha256_file
-from geoseg.io.jobs import read_run_tables, write_cumulative, write_run_tables
+from geoseg.io.jobs import (
+    read_run_flags,
+    read_run_tables,
+    write_cumulative,
+    write_run_flags,
+    write_run_tables,
+)
 from geoseg.io.report import write_html
 from geoseg.io.staging import (
     publish_folder,
+    read_json,
     remove_tree,
     staging_folder,
     work_folder,
     write_json,
 )
+from geoseg.jobs.confirm import with_status
 from geoseg.jobs.history import (
     check_regions,
+    cumulative_flags,
     cumulative_polygons,
     cumulative_timeseries,
     run_folder_name,
+    tag_flags,
     tag_polygons,
     tag_regions,
 )
@@ -62,7 +74,12 @@ def is_published(folder: Path) -> bool:
 
 
 def _manifest(
-    spec: JobSpec, before: SceneRef, after: SceneRef, model_hash: str, folder: Path
+    spec: JobSpec,
+    before: SceneRef,
+    after: SceneRef,
+    model_hash: str,
+    folder: Path,
+    after_classes: Path | None,
 ) -> dict[str, object]:
     files = sorted(
         path for path in folder.rglob("*") if path.is_file() and path.name != MANIFEST_FILE
@@ -74,6 +91,9 @@ def _manifest(
         "model_hash": model_hash,
         "before": {"id": before.id, "datetime": as_utc(before.datetime).isoformat()},
         "after": {"id": after.id, "datetime": as_utc(after.datetime).isoformat()},
+        "after_classes": None
+        if after_classes is None
+        else after_classes.relative_to(folder).as_posix(),
         "files": {path.relative_to(folder).as_posix(): sha256_file(path) for path in files},
     }
 
@@ -104,6 +124,7 @@ def produce_run_folder(
     polygons = tag_polygons(outputs.polygons, before, after)
     tagged = tag_regions(regions, before, after)
     write_run_tables(staging, polygons, tagged, timestamp=as_utc(after.datetime))
+    write_run_flags(staging, tag_flags(outputs.flags, before, after))
     timeseries = cumulative_timeseries([*_earlier_tables(store, spec.name, final), tagged])
     report = build_report(
         ReportInputs(
@@ -120,10 +141,15 @@ def produce_run_folder(
             polygons=polygons,
             quicklook=outputs.quicklook,
             timeseries=timeseries,
+            flags=outputs.flags,
+            masked=outputs.masked,
         )
     )
     write_html(staging / REPORT_FILE, report)
-    write_json(staging / MANIFEST_FILE, _manifest(spec, before, after, model_hash, staging))
+    write_json(
+        staging / MANIFEST_FILE,
+        _manifest(spec, before, after, model_hash, staging, outputs.after_classes),
+    )
     publish_folder(staging, final)
     remove_tree(work)
 
@@ -138,19 +164,36 @@ def _earlier_tables(store: JobStore, job: str, exclude: Path) -> list[pd.DataFra
     return tables
 
 
+def after_classes(folder: Path) -> Path | None:
+    """The AFTER class map a published run folder recorded (None when it kept none)."""
+    manifest = read_json(folder / MANIFEST_FILE) or {}
+    relative = manifest.get("after_classes")
+    return None if not relative else folder / str(relative)
+
+
 def rebuild_cumulative(spec: JobSpec, store: JobStore, newest: Path) -> Path:
-    """Rewrite the job's ``forest_loss.gpkg`` from its succeeded runs and ``newest``."""
+    """Rewrite the job's ``forest_loss.gpkg`` from its succeeded runs and ``newest``.
+
+    Runs are taken in the order of their AFTER scenes; each run's loss polygons
+    get ``status`` (``confirmed`` / ``unconfirmed``), ``confirmed_share`` and
+    ``later_dates`` from the AFTER class maps of the runs after it.
+    """
     folders = [Path(run.output_dir) for run in store.succeeded_runs(spec.name) if run.output_dir]
     if newest not in folders:
         folders.append(newest)
-    polygon_parts, region_parts = [], []
-    for folder in folders:
+    maps = [after_classes(folder) for folder in folders]
+    polygon_parts, region_parts, flag_parts = [], [], []
+    for number, folder in enumerate(folders):
         polygons, regions = read_run_tables(folder)
-        polygon_parts.append(polygons)
+        later = [path for path in maps[number + 1 :] if path is not None]
+        polygon_parts.append(with_status(polygons, later))
         region_parts.append(regions)
+        flag_parts.append(read_run_flags(folder))
     timeseries = cumulative_timeseries(region_parts)
     latest = max(str(value) for value in timeseries["period_end"]) if len(timeseries) else ""
     stamp = datetime.fromisoformat(latest).replace(tzinfo=UTC) if latest else datetime(1970, 1, 1)
     path = spec.output_dir / CUMULATIVE_FILE
-    write_cumulative(path, cumulative_polygons(polygon_parts), timeseries, stamp)
+    write_cumulative(
+        path, cumulative_polygons(polygon_parts), timeseries, cumulative_flags(flag_parts), stamp
+    )
     return path

@@ -1,4 +1,9 @@
-"""A self-contained HTML report of one change run: map, per-region table, loss time series.
+"""A self-contained HTML report of one change run: map, flags, per-region table, time series.
+
+The map shows the AFTER scene with the run's loss polygons and the areas
+masked at either date (hatched), a legend, a scale bar in ground distance
+(:mod:`geoseg.report.mapping`), the background's acquisition date and the
+imagery's attribution. The quality flags are listed above the tables.
 
 :func:`build_report` returns the whole page as one string. Nothing in it is
 fetched from the network: the scene quicklook is embedded as a base64 PNG, the
@@ -13,8 +18,8 @@ import base64
 import html
 import io
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -23,6 +28,9 @@ from numpy.typing import NDArray
 from PIL import Image
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
+
+from geoseg.change.flags import Flag
+from geoseg.report.mapping import scale_bar
 
 PALETTE = (
     "#1f77b4",
@@ -49,7 +57,28 @@ table { border-collapse: collapse; } th, td { border: 1px solid #bbb; padding: 4
 th { background: #eee; } td.number { text-align: right; }
 svg { display: block; } #map { max-width: 100%; height: auto; border: 1px solid #888; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }
+#legend { list-style: none; padding: 0; display: flex; gap: 18px; flex-wrap: wrap; }
+#legend svg { display: inline-block; vertical-align: middle; margin-right: 4px; }
+#flags li { color: #8a3b00; } .caption { font-size: 13px; color: #444; }
 """
+LOSS_COLOUR = "#ff00ff"
+MASK_COLOUR = "#4d4d4d"
+_HATCH = (
+    '<defs><pattern id="masked-hatch" patternUnits="userSpaceOnUse" width="6" height="6" '
+    'patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff" '
+    f'fill-opacity="0.35"/><line x1="0" y1="0" x2="0" y2="6" stroke="{MASK_COLOUR}" '
+    'stroke-width="2.5"/></pattern></defs>'
+)
+LEGEND = (
+    '<ul id="legend">'
+    f'<li><svg width="18" height="12"><rect width="18" height="12" fill="{LOSS_COLOUR}" '
+    f'fill-opacity="0.45" stroke="{LOSS_COLOUR}"/></svg>forest loss (this run)</li>'
+    '<li><svg width="18" height="12">'
+    + _HATCH
+    + f'<rect width="18" height="12" fill="url(#masked-hatch)" stroke="{MASK_COLOUR}"/></svg>'
+    "masked or without data at either date (clouds, shadows, nodata): not assessed</li></ul>"
+)
+"""The map's legend: one entry per kind of thing drawn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +91,10 @@ class Quicklook:
     rgb: NDArray[np.uint8]
     bounds: tuple[float, float, float, float]
     crs: str
+    acquired: str = ""
+    """The scene's acquisition date (or date and time), shown under the map."""
+    attribution: str = ""
+    """Who made the imagery and under which licence (CC BY-SA sources require it)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +115,10 @@ class ReportInputs:
         The AFTER scene's picture; without it the polygons are drawn on grey.
     timeseries
         Loss per region and period: ``region_id``, ``period_end`` (str), ``forest_loss_ha``.
+    flags
+        The run's quality flags (:mod:`geoseg.change.flags`), run-level first.
+    masked
+        Areas without a valid class at either date, drawn hatched (None: not known).
     """
 
     title: str
@@ -90,6 +127,8 @@ class ReportInputs:
     polygons: gpd.GeoDataFrame
     quicklook: Quicklook | None
     timeseries: pd.DataFrame
+    flags: Sequence[Flag] = ()
+    masked: gpd.GeoDataFrame | None = field(default=None)
 
 
 def build_report(inputs: ReportInputs) -> str:
@@ -105,7 +144,11 @@ def build_report(inputs: ReportInputs) -> str:
         f"<title>{title}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{title}</h1><dl>{facts}</dl>",
         "<h2>Forest loss polygons</h2>",
-        map_svg(inputs.polygons, inputs.quicklook),
+        map_svg(inputs.polygons, inputs.quicklook, inputs.masked),
+        LEGEND,
+        map_caption(inputs.quicklook),
+        "<h2>Quality flags</h2>",
+        flags_list(inputs.flags),
         "<h2>Forest loss per region</h2>",
         regions_table(inputs.regions),
         "<h2>Forest loss per period</h2>",
@@ -138,13 +181,26 @@ def _rings(geometry: BaseGeometry) -> Iterable[Iterable[tuple[float, float]]]:
             yield interior.coords
 
 
-def map_svg(polygons: gpd.GeoDataFrame, quicklook: Quicklook | None) -> str:
-    """The map: quicklook picture with the polygons drawn over it, in the picture's pixels."""
+def _path(geometry: BaseGeometry, minx: float, maxy: float, scale_x: float, scale_y: float) -> str:
+    commands = []
+    for ring in _rings(geometry):
+        points = [f"{(x - minx) * scale_x:.2f},{(maxy - y) * scale_y:.2f}" for x, y, *_ in ring]
+        commands.append("M" + " L".join(points) + " Z")
+    return " ".join(commands)
+
+
+def map_svg(
+    polygons: gpd.GeoDataFrame,
+    quicklook: Quicklook | None,
+    masked: gpd.GeoDataFrame | None = None,
+) -> str:
+    """The map: quicklook, masked areas hatched, loss polygons, scale bar; in picture pixels."""
+    masked = masked if masked is not None else gpd.GeoDataFrame(geometry=[])
+    crs = polygons.crs
     if quicklook is not None:
         rows, cols = quicklook.rgb.shape[:2]
         minx, miny, maxx, maxy = quicklook.bounds
-        if polygons.crs is not None and len(polygons):
-            polygons = polygons.to_crs(quicklook.crs)
+        crs = quicklook.crs
         background = (
             f'<image id="map-quicklook" x="0" y="0" width="{cols}" height="{rows}" '
             f'preserveAspectRatio="none" href="{png_data_uri(quicklook.rgb)}"/>'
@@ -157,27 +213,82 @@ def map_svg(polygons: gpd.GeoDataFrame, quicklook: Quicklook | None) -> str:
         cols = MAP_WIDTH
         rows = max(1, round(cols * (maxy - miny) / max(maxx - minx, 1e-12)))
         background = f'<rect x="0" y="0" width="{cols}" height="{rows}" fill="#d9d9d9"/>'
+    if crs is not None:
+        polygons = polygons.to_crs(crs) if polygons.crs is not None and len(polygons) else polygons
+        masked = masked.to_crs(crs) if masked.crs is not None and len(masked) else masked
     scale_x = cols / max(maxx - minx, 1e-12)
     scale_y = rows / max(maxy - miny, 1e-12)
-    paths = []
-    for geometry in polygons.geometry:
-        if geometry is None or geometry.is_empty:
-            continue
-        commands = []
-        for ring in _rings(geometry):
-            points = [f"{(x - minx) * scale_x:.2f},{(maxy - y) * scale_y:.2f}" for x, y, *_ in ring]
-            commands.append("M" + " L".join(points) + " Z")
-        paths.append(f'<path class="loss-polygon" d="{" ".join(commands)}"/>')
+    drawn = {
+        name: [
+            _path(geometry, minx, maxy, scale_x, scale_y)
+            for geometry in frame.geometry
+            if geometry is not None and not geometry.is_empty
+        ]
+        for name, frame in (("loss", polygons), ("masked", masked))
+    }
+    masked_paths = "".join(f'<path class="masked-area" d="{d}"/>' for d in drawn["masked"])
+    loss_paths = "".join(f'<path class="loss-polygon" d="{d}"/>' for d in drawn["loss"])
     display_height = round(MAP_WIDTH * rows / cols)
+    bar = _scale_bar_svg((minx, miny, maxx, maxy), str(crs), cols, rows) if crs else ""
     return (
         f'<svg id="map" xmlns="http://www.w3.org/2000/svg" width="{MAP_WIDTH}" '
         f'height="{display_height}" '
         f'viewBox="0 0 {cols} {rows}" role="img" aria-label="forest loss polygons">'
-        f"{background}"
-        '<g fill="#ff00ff" fill-opacity="0.45" stroke="#ff00ff" stroke-width="1" '
-        f'fill-rule="evenodd">{"".join(paths)}</g></svg>'
-        f"<p>{len(paths)} forest loss polygon(s), outlined in magenta.</p>"
+        f"{_HATCH}{background}"
+        f'<g fill="url(#masked-hatch)" stroke="{MASK_COLOUR}" stroke-width="0.5" '
+        f'fill-rule="evenodd">{masked_paths}</g>'
+        f'<g fill="{LOSS_COLOUR}" fill-opacity="0.45" stroke="{LOSS_COLOUR}" stroke-width="1" '
+        f'fill-rule="evenodd">{loss_paths}</g>{bar}</svg>'
+        f"<p>{len(drawn['loss'])} forest loss polygon(s), outlined in magenta; "
+        f"{len(drawn['masked'])} masked area(s), hatched.</p>"
     )
+
+
+def _scale_bar_svg(
+    bounds: tuple[float, float, float, float], crs: str, cols: int, rows: int
+) -> str:
+    """A scale bar in the map's lower left corner (in picture pixels)."""
+    try:
+        bar = scale_bar(bounds, crs, cols)
+    except ValueError:
+        return ""  # an engineering CRS without an ellipsoid: no ground scale to draw
+    unit = cols / MAP_WIDTH  # one CSS pixel of the displayed map, in picture pixels
+    x, y = 10 * unit, rows - 12 * unit
+    return (
+        f'<g id="scale-bar" data-length-m="{bar.length_m:g}" data-pixels="{bar.pixels:.3f}">'
+        f'<rect x="{x - 4 * unit:.2f}" y="{y - 16 * unit:.2f}" width="{bar.pixels + 8 * unit:.2f}" '
+        f'height="{22 * unit:.2f}" fill="#ffffff" fill-opacity="0.75"/>'
+        f'<path d="M{x:.2f},{y - 5 * unit:.2f} V{y:.2f} H{x + bar.pixels:.2f} '
+        f'V{y - 5 * unit:.2f}" fill="none" stroke="#000" stroke-width="{1.5 * unit:.2f}"/>'
+        f'<text x="{x + bar.pixels / 2:.2f}" y="{y - 6 * unit:.2f}" font-size="{11 * unit:.2f}" '
+        f'text-anchor="middle">{html.escape(bar.label)}</text></g>'
+    )
+
+
+def map_caption(quicklook: Quicklook | None) -> str:
+    """The background's date and the imagery's attribution, under the map."""
+    if quicklook is None:
+        return '<p class="caption" id="map-caption">No background image.</p>'
+    parts = [
+        "Background: the AFTER scene"
+        + (f", acquired {html.escape(quicklook.acquired)}" if quicklook.acquired else "")
+        + " (true colour, stretched)."
+    ]
+    if quicklook.attribution:
+        parts.append(f'<span id="attribution">Imagery: {html.escape(quicklook.attribution)}</span>')
+    return f'<p class="caption" id="map-caption">{" ".join(parts)}</p>'
+
+
+def flags_list(flags: Sequence[Flag]) -> str:
+    """The quality flags, one item each (``where: message``), or a line saying there is none."""
+    if not flags:
+        return '<p id="flags">No quality flag: nothing marks this comparison as doubtful.</p>'
+    items = "".join(
+        f'<li data-code="{html.escape(flag.code)}"><b>{html.escape(flag.where)}</b>: '
+        f"{html.escape(flag.message)}</li>"
+        for flag in flags
+    )
+    return f'<ul id="flags">{items}</ul>'
 
 
 def _cell(value: object) -> str:

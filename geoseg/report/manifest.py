@@ -79,6 +79,9 @@ class RunManifest(StrictModel):
         description="per predicted scene (e.g. 'before'), how it lies outside the model's "
         "training domain (geoseg.predict.domain.DomainFinding as data); empty lists: inside",
     )
+    flags: list[dict[str, str]] = Field(
+        default_factory=list, description="quality flags: code, where (run or region), message"
+    )
     timings_s: dict[str, float] = Field(default_factory=dict)
 
 

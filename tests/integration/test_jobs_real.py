@@ -151,3 +151,10 @@ def test_real_run_change_runner(tmp_path: Path, growing_catalog: tuple[Path, obj
     report = (result.output_dir / "report.html").read_text()
     assert 'id="map-quicklook"' in report and 'id="regions-table"' in report
     assert "<td>bbox</td>" in report
+    # the real runner feeds the report's legend, scale bar, date, attribution and flags
+    assert 'id="legend"' in report and 'id="scale-bar" data-length-m="1000"' in report
+    assert "acquired 2003-01-20" in report
+    assert "open-geo-tutorial (C. Holden), CC BY-SA 3.0" in report
+    assert '<li data-code="season">' in report  # 1999-11-18 -> 2003-01-20: 63 days apart
+    manifest = (result.output_dir / "run.json").read_text()
+    assert '"after_classes": "change/change.after.tif"' in manifest

@@ -12,9 +12,11 @@ import rasterio
 import shapely
 
 from geoseg.bbox import make_bbox
+from geoseg.change.loss import LossRule
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.manifest import RunManifest
 from tests.clusters import started_client
+from tests.geodesic import geodesic_area_m2
 from tests.predict_fixtures import make_model_dir
 from workflows.run_change import run_change
 
@@ -26,6 +28,7 @@ FOREST = [
     {"id": 0, "name": "non-forest", "color": "#e0d080"},
     {"id": 1, "name": "forest", "color": "#1a7a1a"},
 ]
+ANY_CHANGE = LossRule(min_probability=0.0, min_loss_ha=0.0)
 # inside the 250 x 250 px Chiapas window (EPSG:32615)
 UTM_BBOX = (462405.0, 1734315.0, 469905.0, 1741815.0)
 
@@ -54,6 +57,18 @@ def test_two_dates_on_one_grid_give_consistent_change(
             stats=tmp_path / "stats.csv",
             model=model,
             settings=InferenceSettings(chunk_size=128),
+            rule=ANY_CHANGE,
+            progress=False,
+            client=client,
+        )
+        confident = run_change(
+            make_bbox(UTM_BBOX, "EPSG:32615"),
+            "1999-11-18",
+            "2002-04-16",
+            regions=tmp_path / "regions.gpkg",
+            out=tmp_path / "confident.gpkg",
+            model=model,
+            settings=InferenceSettings(chunk_size=128),
             progress=False,
             client=client,
         )
@@ -62,12 +77,21 @@ def test_two_dates_on_one_grid_give_consistent_change(
     with rasterio.open(result.labels[0]) as before, rasterio.open(result.labels[1]) as after:
         assert before.transform == after.transform and before.crs == after.crs
         first, second = before.read(1), after.read(1)
-    # independent count: forest before and non-forest after, both valid, 30 m pixels
+        transform = before.transform
+    # with a rule that keeps every change, the loss is every forest -> non-forest pixel;
+    # independent count: forest before and non-forest after, both valid, each pixel's
+    # geodesic ground area (30 m UTM pixels are not 900 m2 on the ground)
     lost = (first == 1) & (second == 0)
+    ground_ha = np.zeros(lost.shape)
+    for row, col in zip(*np.nonzero(lost), strict=True):
+        x, y = transform @ (int(col), int(row))
+        pixel = shapely.box(x, y - 30.0, x + 30.0, y)
+        ground_ha[row, col] = geodesic_area_m2(pixel, "EPSG:32615", 7.5) / 10_000
     table = pyogrio.read_dataframe(out, layer="regions").set_index("region_id")
-    assert table["deforestation_ha"].sum() == pytest.approx(lost.sum() * 900 / 10_000)
-    west_half = lost[:, :125].sum() * 900 / 10_000
-    assert table.loc["west", "deforestation_ha"] == pytest.approx(west_half)
+    assert table["deforestation_ha"].sum() == pytest.approx(ground_ha.sum(), rel=1e-4)
+    assert table.loc["west", "deforestation_ha"] == pytest.approx(
+        ground_ha[:, :125].sum(), rel=1e-4
+    )
     assert np.isin(first, [0, 1]).all()  # no nodata in this window
     layers = {name for name, _ in pyogrio.list_layers(out)}
     assert {"regions", "deforestation", "run_manifest"} <= layers
@@ -78,3 +102,27 @@ def test_two_dates_on_one_grid_give_consistent_change(
     manifest = RunManifest.model_validate_json(result.manifest.read_text(encoding="utf-8"))
     assert [item.id for item in manifest.inputs] == list(result.scenes)
     assert manifest.parameters["forest_classes"] == [1]
+    assert manifest.parameters["loss_rule"] == {"min_probability": 0.0, "min_loss_ha": 0.0}
+    assert manifest.parameters["probabilities"] is True
+    # November against April: the season flag fires, in the result and the manifest
+    assert result.flags[0].code == "season" and result.flags[0].where == "run"
+    assert "149 days apart" in result.flags[0].message
+    assert manifest.flags[0] == {
+        "code": "season",
+        "where": "run",
+        "message": result.flags[0].message,
+    }
+    assert "season" in pyogrio.read_dataframe(out, layer="change_grid")["flags"].iloc[0]
+
+    # the default rule counts only changes the model is sure of at both dates, in patches
+    # of 0.5 ha or more: a subset of the transitions (the tiny model is rarely sure)
+    default = LossRule()
+    sure = pyogrio.read_dataframe(tmp_path / "confident.gpkg", layer="regions")
+    assert sure["loss_ha"].sum() < table["loss_ha"].sum()
+    patches = pyogrio.read_dataframe(tmp_path / "confident.gpkg", layer="deforestation")
+    assert (patches["area_ha"] >= default.min_loss_ha).all()
+    sure_manifest = RunManifest.model_validate_json(confident.manifest.read_text(encoding="utf-8"))
+    assert sure_manifest.parameters["loss_rule"] == {
+        "min_probability": default.min_probability,
+        "min_loss_ha": default.min_loss_ha,
+    }

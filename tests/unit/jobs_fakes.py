@@ -4,7 +4,9 @@ The scene source reads ``spec.catalog.catalog`` as a JSON list of
 ``{"id", "datetime", "href"}``; tests add scenes by rewriting it. The runner
 reads the red and NIR bands of both scenes (Landsat-7 stacks: band 3 red,
 band 4 NIR), calls forest NDVI > 0.6, and reports loss per half of the scene
-(``west`` / ``east``). It is used in-process and, through
+(``west`` / ``east``), the AFTER class map (``after_classes.tif``: 1 forest,
+0 non-forest, 255 no data) and the real season flag of the two dates. It is
+used in-process and, through
 ``--backend tests.unit.jobs_fakes:backend``, in ``geoseg jobs`` subprocesses.
 
 Environment variables steer it in subprocesses:
@@ -33,8 +35,10 @@ from numpy.typing import NDArray
 from shapely.geometry import shape
 
 from geoseg.catalog.stac import local_path
+from geoseg.change.flags import FlagRule, season_flags
 from geoseg.jobs.interfaces import ChangeOutputs, JobBackend, SceneRef
 from geoseg.jobs.spec import AreaSpec, CatalogQuery
+from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA, format_class_names
 from geoseg.report.html import Quicklook
 
 CHIAPAS = (
@@ -42,6 +46,7 @@ CHIAPAS = (
     ("LE70220492002106EDC00", "2002-04-16T16:30:00+00:00", "LE70220492002106EDC00_stack.gtif"),
 )
 BARRIER_TIMEOUT_S = 120.0
+FOREST_NAMES = {0: "non-forest", 1: "forest"}
 
 
 def write_scene_list(path: Path, scenes: list[tuple[str, str, Path]]) -> Path:
@@ -167,11 +172,18 @@ class NdviChangeRunner:
         }
         with rasterio.open(mask_path, "w", **profile) as dataset:
             dataset.write(loss.astype(np.uint8), 1)
+        classes_path = out_dir / "after_classes.tif"
+        after_classes = np.where(valid_after, ndvi_after > 0.6, LABEL_NODATA).astype(np.uint8)
+        with rasterio.open(classes_path, "w", nodata=LABEL_NODATA, **profile) as dataset:
+            dataset.write(after_classes, 1)
+            dataset.update_tags(**{CLASS_NAMES_TAG: format_class_names(FOREST_NAMES)})
         return ChangeOutputs(
-            files=(stats, mask_path),
+            files=(stats, mask_path, classes_path),
             regions=regions,
             polygons=frame,
             quicklook=_quicklook(after.href),
+            after_classes=classes_path,
+            flags=tuple(season_flags(before.datetime, after.datetime, FlagRule())),
         )
 
 

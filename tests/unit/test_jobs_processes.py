@@ -169,8 +169,10 @@ def test_kill_9_during_a_run_then_run_due_retries_with_identical_outputs(
     assert [result.status for result in results] == ["succeeded"]
     uninterrupted = tree_hashes(spec.output_dir)
     assert sorted(Path(name).name for name in uninterrupted) == [
+        "after_classes.tif",
         "change_stats.csv",
         "deforestation.gpkg",
+        "flags.csv",
         "forest_loss.gpkg",
         "loss.tif",
         "loss_by_region.csv",

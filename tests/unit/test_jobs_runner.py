@@ -104,6 +104,7 @@ def test_scenes_appearing_trigger_exactly_one_change_run_each(
         assert names == {
             "change",
             "deforestation.gpkg",
+            "flags.csv",
             "loss_by_region.csv",
             "report.html",
             "run.json",
@@ -112,7 +113,7 @@ def test_scenes_appearing_trigger_exactly_one_change_run_each(
     # the cumulative GeoPackage holds both periods' polygons and the per-region time series
     cumulative = tmp_path / "out" / CUMULATIVE_FILE
     layers = {name for name, _ in pyogrio.list_layers(cumulative)}
-    assert layers == {"deforestation", "loss_by_region"}
+    assert layers == {"deforestation", "loss_by_region", "flags"}
     polygons = pyogrio.read_dataframe(cumulative, layer="deforestation")
     assert set(polygons["period_end"]) == {"2002-04-16", "2003-01-15"}
     series = pyogrio.read_dataframe(cumulative, layer="loss_by_region")
@@ -189,3 +190,53 @@ def test_manual_run_of_unknown_job_names_known_jobs(tmp_path: Path) -> None:
     store.add_job(make_spec(tmp_path), NOW)
     with pytest.raises(JobError, match=r"no job named 'other'.*known: chiapas"):
         run_now(store, "other", backend(), lambda: NOW)
+
+
+def test_a_later_run_confirms_an_earlier_loss_in_the_cumulative_layer(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """Three runs: the loss of run 2 is unconfirmed until run 3's AFTER map sees it cleared."""
+    real = chiapas_scenes(shared_data)
+    block_a, block_b = (slice(20, 60), slice(30, 110)), (slice(150, 190), slice(120, 200))
+    first = cleared_copy(real[1][2], tmp_path / "first.tif", *block_a)
+    second = cleared_copy(first, tmp_path / "second.tif", *block_b)  # block A stays cleared
+    everything = [
+        *real,
+        ("CLEARED_A", "2003-01-15T16:30:00+00:00", first),
+        ("CLEARED_AB", "2003-02-15T16:30:00+00:00", second),
+    ]
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.add_job(make_spec(tmp_path), NOW)
+    job_backend = backend()
+    clock = iter(NOW + timedelta(days=day) for day in range(100))
+    cumulative = tmp_path / "out" / CUMULATIVE_FILE
+
+    def run_with(count: int) -> pd.DataFrame:
+        write_scene_list(tmp_path / "scenes.json", everything[:count])
+        result = run_now(store, "chiapas", job_backend, lambda: next(clock))
+        assert result.status == "succeeded", result.message
+        return pyogrio.read_dataframe(cumulative, layer="deforestation")
+
+    run_with(2)
+    after_two = run_with(3)
+    block_a_loss = after_two[after_two["period_end"] == "2003-01-15"]
+    assert len(block_a_loss) > 0
+    assert set(block_a_loss["status"]) == {"unconfirmed"}  # nothing seen after it yet
+    assert set(block_a_loss["later_dates"]) == {0}
+
+    after_three = run_with(4)
+    block_a_loss = after_three[after_three["period_end"] == "2003-01-15"]
+    assert set(block_a_loss["status"]) == {"confirmed"}
+    assert (block_a_loss["confirmed_share"] == 1.0).all()
+    assert set(block_a_loss["later_dates"]) == {1}
+    block_b_loss = after_three[after_three["period_end"] == "2003-02-15"]
+    assert len(block_b_loss) > 0 and set(block_b_loss["status"]) == {"unconfirmed"}
+    # 1999 -> 2002 losses: the next observation (CLEARED_A) is the 2002 scene outside block A,
+    # so whatever the NDVI rule lost in 2002 stays lost: confirmed, except inside no block
+    seasonal = after_three[after_three["period_end"] == "2002-04-16"]
+    assert set(seasonal["later_dates"]) == {2}
+
+    flags = pyogrio.read_dataframe(cumulative, layer="flags")
+    season = flags[flags["code"] == "season"]
+    assert list(season["period_end"]) == ["2002-04-16", "2003-01-15"]  # Nov->Apr, Apr->Jan
+    assert season["message"].str.contains("days apart in the year").all()
