@@ -99,6 +99,7 @@ def make_plan(
     *,
     work_root: Path,
     write_probabilities: bool,
+    destination: Sequence[str] = (),
 ) -> PredictPlan:
     """Validate a run's inputs once and describe it, schedule included, as a :class:`PredictPlan`.
 
@@ -108,7 +109,9 @@ def make_plan(
     geometry (default: the card's), and for ``scene_percentile`` scaling the
     scene's statistics from a fixed sample lattice. The work directory is
     ``work_root`` / a hash of everything that determines the outputs, so a
-    rerun with the same inputs resumes.
+    rerun with the same inputs resumes. ``destination`` (the output paths) is
+    part of that hash: runs writing different outputs never share a work
+    directory, and a rerun writing the same ones finds its own.
 
     Raises
     ------
@@ -145,6 +148,7 @@ def make_plan(
         "probabilities": write_probabilities,
         "statistics": None if statistics is None else [statistics.low, statistics.high],
         "format": WORK_FORMAT,
+        "destination": list(destination),
     }
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
     batches = tuple(tile_batches(layout, settings.batch_size))
