@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> Any:
         os.environ.setdefault(name, value)
     try:
         return cli.main(args=argv, prog_name="geoseg", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("geoseg: aborted", err=True)
-        sys.exit(INTERRUPTED_EXIT)
+    except click.exceptions.Abort as error:  # click's form of Ctrl-C (the cause holds the notes)
+        interrupt = error.__cause__ or error
+        _fail(interrupt, _with_notes("geoseg: interrupted", interrupt), INTERRUPTED_EXIT)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
