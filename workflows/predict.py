@@ -147,18 +147,24 @@ def _run_chunks(
     first = [submit_next() for _ in range(min(limit, len(queue)))]
     running = as_completed(first, loop=client.loop)
     summaries = []
-    with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
-        for future in running:
-            summaries.append(future.result())
-            job = job_of.pop(future)
-            for number in job.batches:
-                remaining_users[number] -= 1
-                if remaining_users[number] == 0:
-                    forward.pop(number).release()
-                    recycle_tile_batch(batch_path(plan.work_dir, number))
-            bar.update(1)
-            if queue:
-                running.add(submit_next())
+    try:
+        with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
+            for future in running:
+                summaries.append(future.result())
+                job = job_of.pop(future)
+                for number in job.batches:
+                    remaining_users[number] -= 1
+                    if remaining_users[number] == 0:
+                        forward.pop(number).release()
+                        recycle_tile_batch(batch_path(plan.work_dir, number))
+                bar.update(1)
+                if queue:
+                    running.add(submit_next())
+    except BaseException:
+        # a failed run stops its other tasks (on a shared cluster they would go on
+        # writing into a work folder that is about to be removed or resumed)
+        client.cancel([*forward.values(), *job_of], force=True)
+        raise
     return summaries
 
 
