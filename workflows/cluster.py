@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,21 @@ def local_worker_settings() -> dict[str, object]:
     }
 
 
+def dask_setup(worker: object) -> None:
+    """Preload hook of the local cluster's workers: they ignore SIGINT.
+
+    Ctrl-C reaches every process of the terminal's process group; the client
+    that started the workers handles it (one line, the work folder kept) and
+    closes them, instead of each worker printing its ``KeyboardInterrupt``.
+    Runs in the worker's main thread (distributed calls it on its event loop).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+LOCAL_WORKER_PRELOAD = ["workflows.cluster"]
+"""Preload of the local cluster's workers (:func:`dask_setup`)."""
+
+
 def resolve_scheduler(address: str | None) -> str | None:
     """The scheduler to use: ``address``, else ``$DASK_SCHEDULER_ADDRESS``, else None."""
     return address or os.environ.get(SCHEDULER_ENV) or None
@@ -150,6 +166,7 @@ def local_client(
             dashboard_address=None,
             scheduler_kwargs=SCHEDULER_HTTP,
             env=WORKER_ENV,
+            preload=LOCAL_WORKER_PRELOAD,
         ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):

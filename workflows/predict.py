@@ -46,6 +46,9 @@ from geoseg.io.workdir import (
     ChunkSummary,
     batch_path,
     chunk_path,
+    finished_chunks,
+    folder_bytes,
+    locked_work_dir,
     overview_chunk_path,
     prepare_work_dir,
     read_summary,
@@ -71,6 +74,7 @@ from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource, RasterSource
 from workflows.cluster import dask_client, inference_placement
+from workflows.tasks import geoseg_task
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
 DOMAIN_TAG = "GEOSEG_DOMAIN_FINDINGS"
@@ -132,7 +136,7 @@ def _run_chunks(
                 # global order first, whatever chunk asked first: the short batches that
                 # end the order (tiling.batch_taper) then run last, when workers finish
                 forward[number] = client.submit(
-                    forward_batch,
+                    geoseg_task(forward_batch),
                     plan,
                     number,
                     batches[number],
@@ -141,25 +145,33 @@ def _run_chunks(
                     **restrictions,
                 )
             inputs.append((batches[number], forward[number]))
-        future = client.submit(assemble_chunk, plan, job.window, inputs, pure=False, priority=10)
+        future = client.submit(
+            geoseg_task(assemble_chunk), plan, job.window, inputs, pure=False, priority=10
+        )
         job_of[future] = job
         return future
 
     first = [submit_next() for _ in range(min(limit, len(queue)))]
     running = as_completed(first, loop=client.loop)
     summaries = []
-    with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
-        for future in running:
-            summaries.append(future.result())
-            job = job_of.pop(future)
-            for number in job.batches:
-                remaining_users[number] -= 1
-                if remaining_users[number] == 0:
-                    forward.pop(number).release()
-                    recycle_tile_batch(batch_path(plan.work_dir, number))
-            bar.update(1)
-            if queue:
-                running.add(submit_next())
+    try:
+        with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
+            for future in running:
+                summaries.append(future.result())
+                job = job_of.pop(future)
+                for number in job.batches:
+                    remaining_users[number] -= 1
+                    if remaining_users[number] == 0:
+                        forward.pop(number).release()
+                        recycle_tile_batch(batch_path(plan.work_dir, number))
+                bar.update(1)
+                if queue:
+                    running.add(submit_next())
+    except BaseException:
+        # a failed run stops its other tasks (on a shared cluster they would go on
+        # writing into a work folder that is about to be removed or resumed)
+        client.cancel([*forward.values(), *job_of], force=True)
+        raise
     return summaries
 
 
@@ -282,7 +294,42 @@ def predict_source(
         work_root=Path(work_dir) if work_dir is not None else outputs.labels.parent,
         write_probabilities=outputs.probabilities is not None,
         sensor=sensor,
+        destination=[str(path.resolve()) for path in outputs.paths],
     )
+    with locked_work_dir(plan.work_dir):
+        try:
+            return _predict_planned(
+                source, card, plan, placement, outputs, client, progress, started
+            )
+        except BaseException as error:
+            _keep_or_remove(plan, error)
+            raise
+
+
+def _keep_or_remove(plan: PredictPlan, error: BaseException) -> None:
+    """After a failure: remove a work folder with no finished chunk, else say it is kept."""
+    done = finished_chunks(plan.work_dir)
+    if done == 0:
+        remove_work_dir(plan.work_dir)
+        return
+    size = folder_bytes(plan.work_dir) / 2**20
+    error.add_note(
+        f"the work folder {plan.work_dir} ({size:.1f} MiB, {done} of {len(plan.chunks)} chunks "
+        "done) is kept: run the same command again to resume, or delete it to start over"
+    )
+
+
+def _predict_planned(
+    source: RasterSource,
+    card: ModelCard,
+    plan: PredictPlan,
+    placement: InferencePlacement,
+    outputs: PredictOutputs,
+    client: Client | None,
+    progress: bool,
+    started: float,
+) -> PredictResult:
+    """The run of :func:`predict_source` once its work folder is locked."""
     prepare_work_dir(plan.work_dir, {"source": source.label, "model": plan.model.directory})
     summaries: list[ChunkSummary] = []
     jobs = []

@@ -54,6 +54,7 @@ from geoseg.vector.polygons import (
     simplify_coverage,
 )
 from geoseg.vector.style import class_style_qml
+from workflows.tasks import geoseg_task
 
 
 def _read_labels(path: Path, window: PixelWindow) -> NDArray[np.uint8]:
@@ -73,7 +74,9 @@ def lazy_labels(path: Path, grid: RasterGrid, chunk_size: int) -> tuple[da.Array
         [
             [
                 da.from_delayed(
-                    delayed(_read_labels, pure=True)(path, window), window.shape, np.uint8
+                    delayed(geoseg_task(_read_labels), pure=True)(path, window),
+                    window.shape,
+                    np.uint8,
                 )
                 for window in row
             ]
@@ -84,7 +87,9 @@ def lazy_labels(path: Path, grid: RasterGrid, chunk_size: int) -> tuple[da.Array
         [
             [
                 da.from_delayed(
-                    delayed(read_valid_mask, pure=True)(path, window), window.shape, bool
+                    delayed(geoseg_task(read_valid_mask), pure=True)(path, window),
+                    window.shape,
+                    bool,
                 )
                 for window in row
             ]
@@ -106,7 +111,7 @@ def lazy_probability(
         row: list[da.Array] = []
         for block_col, width in enumerate(labels.chunks[1]):
             window = PixelWindow(row_start, col_start, height, width)
-            task = delayed(_read_probability, pure=True)(
+            task = delayed(geoseg_task(_read_probability), pure=True)(
                 path, window, blocks[block_row, block_col], band_of_class
             )
             row.append(da.from_delayed(task, window.shape, np.float32))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from geoseg.config import format_validation_error
@@ -46,7 +47,11 @@ def read_weights(directory: str | Path, card: ModelCard) -> dict[str, torch.Tens
             f"{path}: SHA-256 {actual} does not match the card's weights_sha256 "
             f"{card.weights_sha256}; the weights were modified or belong to another card"
         )
-    return load_file(str(path), device="cpu")
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as error:
+        message = f"{path}: not a valid safetensors file ({error}); restore the model directory"
+    raise ModelError(message)  # outside the handler: no chain to pickle back from a worker
 
 
 def write_model_dir(

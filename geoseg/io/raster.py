@@ -117,6 +117,17 @@ def _mask_boundless(dataset: DatasetReader, window: PixelWindow) -> NDArray[np.b
     return out
 
 
+def gdal_reason(error: BaseException) -> str:
+    """GDAL's messages behind ``error``, joined (rasterio's own says "see previous exception")."""
+    messages: list[str] = []
+    cause: BaseException | None = error
+    while cause is not None:
+        if "previous exception" not in str(cause):
+            messages.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    return ": ".join(messages) or str(error)
+
+
 def read_window(
     path: str | Path,
     window: PixelWindow,
@@ -148,7 +159,8 @@ def read_window(
     except RasterioIOError as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
-            f"{window.col_stop} failed; the file may be truncated or corrupt ({error})"
+            f"{window.col_stop} failed; the file may be truncated or corrupt "
+            f"({gdal_reason(error)})"
         ) from None
 
 
@@ -298,5 +310,6 @@ def read_window_masked(
     except (RasterioIOError, OSError) as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"
-            f"{window.col_stop} failed; the file may be truncated or corrupt ({error})"
+            f"{window.col_stop} failed; the file may be truncated or corrupt "
+            f"({gdal_reason(error)})"
         ) from None

@@ -19,11 +19,13 @@ are cached does not (measured on this machine, 64 MB batches written every
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.errors import OutputError
+from geoseg.errors import OutputError, WorkFolderBusyError, from_os_error
 from geoseg.grid import PixelWindow
 from geoseg.io.atomic import atomic_path
 
@@ -119,8 +121,13 @@ def write_tile_batch(
                 np.ascontiguousarray(array).tofile(handle)
             handle.truncate()
         os.replace(temporary, path)
+    except OSError as error:
+        failure = from_os_error(error, path)
+    else:
+        return
     finally:
         temporary.unlink(missing_ok=True)
+    raise failure  # outside the handler: no chain to pickle back to the client
 
 
 def read_tile_batch(
@@ -139,8 +146,8 @@ def read_tile_batch(
 
     def damaged(reason: str) -> OutputError:
         return OutputError(
-            f"{path}: intermediate tile outputs are missing or damaged ({reason}); delete the "
-            f"work directory {path.parent} and run again"
+            f"{path}: intermediate tile outputs are missing or damaged ({reason}); once this "
+            f"run has ended, delete its work folder {path.parent} and run again"
         )
 
     try:
@@ -180,8 +187,14 @@ def write_summary(path: Path, summary: ChunkSummary) -> None:
     """Write a chunk summary atomically (not fsynced: see :func:`write_tile_batch`)."""
     data: dict[str, Any] = asdict(summary)
     data["class_pixels"] = {str(key): value for key, value in summary.class_pixels.items()}
-    with atomic_path(path, sync=False) as temporary:
-        temporary.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    try:
+        with atomic_path(path, sync=False) as temporary:
+            temporary.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    except OSError as error:
+        failure = from_os_error(error, path)
+    else:
+        return
+    raise failure
 
 
 def read_summary(path: Path) -> ChunkSummary | None:
@@ -195,6 +208,62 @@ def read_summary(path: Path) -> ChunkSummary | None:
         valid_pixels=int(data["valid_pixels"]),
         class_pixels={int(key): int(value) for key, value in data["class_pixels"].items()},
     )
+
+
+LOCK_NAME = ".lock"
+"""The work directory's lock file; the run holding its ``flock`` owns the directory."""
+
+
+@contextlib.contextmanager
+def locked_work_dir(work_dir: Path) -> Iterator[None]:
+    """Create ``work_dir`` if needed and hold its exclusive lock for the block.
+
+    The lock is an OS file lock (``flock``) on ``work_dir/.lock``, released
+    when the block ends or the process dies, however it dies. A directory
+    removed by its holder while another process was opening its lock file is
+    created again (the inode check below), so two runs never share one.
+
+    Raises
+    ------
+    WorkFolderBusyError
+        Another process holds the lock; the message names it (by process id).
+    """
+    while True:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        lock = work_dir / LOCK_NAME
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 64, 0).decode("ascii", "replace").strip() or "?"
+            os.close(descriptor)
+            raise WorkFolderBusyError(
+                f"{work_dir}: another geoseg run (process {holder}) is using this work folder; "
+                "wait for it to end, or write to another output"
+            ) from None
+        try:
+            same = os.fstat(descriptor).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(descriptor)  # locked a file its holder had just removed: start over
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def finished_chunks(work_dir: Path) -> int:
+    """How many chunks of ``work_dir`` are finished (have their summary)."""
+    return sum(1 for _ in work_dir.glob("summary_*.json"))
+
+
+def folder_bytes(work_dir: Path) -> int:
+    """Bytes of the files in ``work_dir`` (0 when it is gone)."""
+    return sum(path.stat().st_size for path in work_dir.glob("*") if path.is_file())
 
 
 def prepare_work_dir(work_dir: Path, description: dict[str, Any]) -> None:

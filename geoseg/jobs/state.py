@@ -161,6 +161,24 @@ class Claim:
     worker: str
 
 
+def _database_error(path: Path, error: sqlite3.DatabaseError) -> JobError:
+    """The one-line error for a SQLite failure on the jobs database at ``path``."""
+    if isinstance(error, sqlite3.OperationalError):
+        if "disk" in str(error) and "full" in str(error):
+            return JobError(
+                f"{path}: the jobs database cannot grow: no space left on device in "
+                f"{path.parent} ({error}); free some space"
+            )
+        return JobError(
+            f"{path}: the jobs database failed ({error}); set {ENV_VAR} or --db to "
+            "a writable file on a local disk"
+        )
+    return JobError(
+        f"{path}: the jobs database is damaged or not a SQLite database ({error}); restore it "
+        "from a backup, or move it away to start an empty one"
+    )
+
+
 class JobStore:
     """The SQLite state store at ``path`` (created with its folder on first use)."""
 
@@ -184,9 +202,15 @@ class JobStore:
         except sqlite3.Error as error:
             raise JobError(f"{self.path}: cannot open the jobs database ({error})") from None
         connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA foreign_keys=ON")
         with closing(connection):
-            yield connection
+            try:
+                connection.execute("PRAGMA foreign_keys=ON")
+                yield connection
+            except sqlite3.DatabaseError as error:
+                failure = _database_error(self.path, error)
+            else:
+                return
+        raise failure  # outside the handler: one message, no SQLite chain
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -196,7 +220,8 @@ class JobStore:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # SQLite may have rolled back already (disk full)
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
 

@@ -108,6 +108,7 @@ def make_plan(
     work_root: Path,
     write_probabilities: bool,
     sensor: str = "",
+    destination: Sequence[str] = (),
 ) -> PredictPlan:
     """Validate a run's inputs once and describe it, schedule included, as a :class:`PredictPlan`.
 
@@ -120,7 +121,9 @@ def make_plan(
     (:func:`geoseg.predict.domain.compare_domain`, with the scene's ``sensor``
     when known) into :attr:`PredictPlan.domain_findings`. The work directory is
     ``work_root`` / a hash of everything that determines the outputs, so a
-    rerun with the same inputs resumes.
+    rerun with the same inputs resumes. ``destination`` (the output paths) is
+    part of that hash: runs writing different outputs never share a work
+    directory, and a rerun writing the same ones finds its own.
 
     Raises
     ------
@@ -166,6 +169,7 @@ def make_plan(
         "probabilities": write_probabilities,
         "statistics": None if statistics is None else [statistics.low, statistics.high],
         "format": WORK_FORMAT,
+        "destination": list(destination),
     }
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
     batches = tuple(tile_batches(layout, settings.batch_size))

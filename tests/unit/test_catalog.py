@@ -209,5 +209,5 @@ def test_catalog_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert found[0]["bands"] == "blue,green,red,nir" and found[0]["crs"] == "EPSG:32612"
     with pytest.raises(SystemExit) as exit_info:
         main(["catalog", "search", "--bbox", "1,2,3"])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2  # bad input
     assert "four numbers" in capsys.readouterr().err

@@ -326,7 +326,7 @@ def test_cli_reports_bad_input_without_traceback(
     ]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2  # bad input
     assert "no field 'CODE'" in capsys.readouterr().err
     _assert_nothing_written(tmp_path)
 

@@ -73,7 +73,7 @@ def test_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text(SPEC.replace("misfire: once", "misfire: once\nretries: 3"), encoding="utf-8")
     with pytest.raises(SystemExit) as exited:
         geoseg(db, "add", str(bad))
-    assert exited.value.code == 1
+    assert exited.value.code == 2  # bad input
     error = capsys.readouterr().err
     assert f"{bad}: invalid configuration" in error
     assert "retries: Extra inputs are not permitted" in error

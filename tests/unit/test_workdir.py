@@ -79,7 +79,7 @@ def test_a_damaged_or_foreign_batch_file_is_refused_naming_the_work_dir(
     path = batch_path(tmp_path, 0)
     bands, solo, valid = _batch(rng, 2)
     write_tile_batch(path, bands, solo, valid)
-    with pytest.raises(OutputError, match="delete the work directory"):
+    with pytest.raises(OutputError, match="delete its work folder"):
         read_tile_batch(path, 16)  # written with 13 px tiles
     with path.open("r+b") as handle:  # cut short, as by a full disk
         handle.truncate(path.stat().st_size - 10)
