@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from geoseg.errors import OutputError
+from geoseg.errors import DISK_FULL_ERRNOS, DiskFullError, OutputError, from_os_error
 
 
 def _check_parent(path: Path) -> None:
@@ -77,7 +77,46 @@ def atomic_path(
         # mkstemp creates 0600 files; give the output the permissions of a normal new file
         os.chmod(temporary, _default_file_mode())
         os.replace(temporary, final)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+        if isinstance(error, Exception) and not isinstance(error, DiskFullError):
+            if _out_of_space(error, final.parent):
+                raise DiskFullError(
+                    f"{final}: no space left on device in {final.parent} "
+                    f"({_free_mib(final.parent)} MiB free); free some space or choose a folder "
+                    "on another file system (nothing was written there)"
+                ) from None
+            if isinstance(error, OSError) and error.errno is not None:
+                raise from_os_error(error, final) from None
         raise
+
+
+LOW_SPACE_BYTES = 4 * 2**20
+"""Below this much free space, a failed write is taken to have filled the disk."""
+_FULL_MESSAGES = ("no space left on device", "database or disk is full", "disk full")
+
+
+def _free_mib(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free // 2**20
+    except OSError:
+        return -1
+
+
+def _out_of_space(error: Exception, folder: Path) -> bool:
+    """Whether ``error``, raised while writing into ``folder``, came from a full file system.
+
+    Libraries report a full disk in their own words (GDAL "No space left on
+    device", SQLite "database or disk is full", or a later "cannot rollback"
+    that hides the first error), so the folder's free space decides too.
+    """
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    text = str(error).lower()
+    if any(message in text for message in _FULL_MESSAGES):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
