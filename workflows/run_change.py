@@ -20,6 +20,7 @@ from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
+from geoseg.quality import DEFAULT_MASK_BUFFER
 from workflows.change import change_file
 from workflows.cluster import inference_placement
 from workflows.staging import (
@@ -52,6 +53,7 @@ def run_change(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    mask_buffer: int = DEFAULT_MASK_BUFFER,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -81,8 +83,9 @@ def run_change(
         The run's time, recorded in the manifest and as the GeoPackage's
         change time (default: the clock at the first attempt); an earlier
         attempt's time and ``SOURCE_DATE_EPOCH`` take precedence.
-    catalog, crs, resolution, settings, progress, scheduler, client, report
-        As for :func:`workflows.run_bbox.run_bbox`.
+    catalog, crs, resolution, settings, mask_buffer, progress, scheduler, client, report
+        As for :func:`workflows.run_bbox.run_bbox`; masked pixels are nodata in
+        both class maps, so the change counts them as masked.
     """
     started_clock = time.perf_counter()
     settings = settings or InferenceSettings()
@@ -98,8 +101,8 @@ def run_change(
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
     sources = {
-        "before": scene_source(grid, before_scenes, card),
-        "after": scene_source(grid, after_scenes, card),
+        "before": scene_source(grid, before_scenes, card, mask_buffer=mask_buffer),
+        "after": scene_source(grid, after_scenes, card, mask_buffer=mask_buffer),
     }
     report(
         f"before: {', '.join(e.id for e in before_scenes)}; after: "
@@ -122,6 +125,7 @@ def run_change(
         "region_layer": region_layer,
         "region_id_field": region_id_field,
         "forest_classes": card.forest_class_ids,
+        "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}

@@ -61,6 +61,18 @@ class ModelInfo(StrictModel):
     classes: dict[str, str] = Field(default_factory=dict)
 
 
+class SceneQuality(StrictModel):
+    """How much of one scene its quality band masked on the run's grid."""
+
+    scene: str
+    quality_band: int | None = Field(description="1-based band index; None: the scene has none")
+    convention: str | None = Field(description="geoseg.quality convention of that band")
+    mask_buffer_px: int = Field(description="pixels clouds and shadows were grown by")
+    observed_pixels: int = Field(description="grid pixels where the scene holds data")
+    masked_pixels: int = Field(description="of those, pixels masked (quality band, saturation)")
+    masked_share: float = Field(description="masked_pixels / observed_pixels (0 when none)")
+
+
 class RunManifest(StrictModel):
     """Everything needed to tell what a run did and to repeat it."""
 
@@ -74,6 +86,7 @@ class RunManifest(StrictModel):
     grid: dict[str, Any]
     versions: dict[str, str]
     outputs: dict[str, str] = Field(default_factory=dict)
+    quality: list[SceneQuality] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
 
 
