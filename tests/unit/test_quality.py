@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,9 @@ def test_grown_mask_does_not_depend_on_the_chunks(
     codes = generator.choice([0, 0, 0, 1, 2, 3, 4, 255], size=shape).astype(np.uint8)
     # an independent whole-raster reference: chessboard distance to a cloud or shadow
     growing = np.isin(codes, [2, 4])
-    distance = ndimage.distance_transform_cdt(~growing, metric="chessboard") if growing.any() else None
+    distance = (
+        ndimage.distance_transform_cdt(~growing, metric="chessboard") if growing.any() else None
+    )
     near = np.zeros(shape, dtype=bool) if distance is None else distance <= pixels
     expected = np.isin(codes, [2, 3, 4, 255]) | near
 
@@ -209,7 +212,7 @@ def test_stac_fields_round_trip(convention: Convention) -> None:
 
 
 def test_unknown_convention_is_a_catalog_error() -> None:
-    with pytest.raises(CatalogError, match="unknown quality convention 'fmask5'.*fmask"):
+    with pytest.raises(CatalogError, match=r"unknown quality convention 'fmask5'.*fmask"):
         entry_from_item(_item_with_quality({"geoseg:quality": "fmask5"}))
 
 
@@ -243,3 +246,22 @@ def test_mosaic_masks_cloud_shadow_and_saturation_of_the_real_scene(shared_data:
     assert (blue == 16000).any() and not exact.read(entry.grid.full_window)[1][blue == 16000].any()
     assert exact.unmasked().read(entry.grid.full_window)[1].all()
     assert exact.fingerprint() != source.fingerprint()
+
+
+def test_a_scene_without_quality_band_is_announced() -> None:
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir
+    from workflows.staging import scene_source
+
+    card = read_card(resolve_model_dir("landcover-landsat"))
+    scenes = {entry.id: entry for entry in open_catalog().collection("landsat")}
+    zion = scenes["zion-landsat8-20150818"]
+    assert zion.grid is not None
+    with pytest.warns(UserWarning, match=r"zion-landsat8-20150818 has no quality band"):
+        source = scene_source(zion.grid, [zion], card, mask_buffer=2)
+    assert source.mask_buffer == 2 and source.layers[0].quality is None
+    chiapas = scenes["chiapas-landsat7-20020416"]
+    assert chiapas.grid is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene_source(chiapas.grid, [chiapas], card)
