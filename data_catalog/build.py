@@ -32,6 +32,7 @@ from data_catalog import CATALOG_DIR
 from geoseg.catalog.datadir import data_dir
 from geoseg.io.checksums import sha256_file
 from geoseg.io.raster import read_info
+from geoseg.quality import CLASSIFICATION_EXTENSION, SATURATION_FIELD, Convention, stac_fields
 
 HREF_BASE = "data_dir"
 EXTENSIONS = [
@@ -44,7 +45,12 @@ EXTENSIONS = [
 
 @dataclass(frozen=True)
 class Band:
-    """One band: its name, common name (or None), scale, offset and units."""
+    """One band: its name, common name (or None), scale, offset and units.
+
+    ``quality`` marks the scene's quality band and its convention
+    (:mod:`geoseg.quality`); ``saturation`` is the raw value the band holds where
+    the sensor saturated (those pixels are masked).
+    """
 
     name: str
     common_name: str | None = None
@@ -52,6 +58,8 @@ class Band:
     offset: float = 0.0
     unit: str = ""
     description: str = ""
+    quality: Convention | None = None
+    saturation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,15 +102,19 @@ ZION_ATTRIBUTION = (
 LANDSAT8_DN = "digital numbers (Level-1, uint16)"
 SR = "reflectance"
 
+# LEDAPS surface reflectance: saturated pixels hold 16000 (the 2002 stack has 228-1,184 per
+# reflective band, every one of them in Fmask cloud, code 4). Band 8 holds Fmask class codes:
+# checked against the imagery (docs/benchmarks.md, issue 20): 4 cloud, 2 shadow, 0 clear land.
+_LEDAPS_SATURATION = 16000
 _CHIAPAS_BANDS = [
-    Band("B1", "blue", 1e-4, 0.0, SR, "band 1 reflectance"),
-    Band("B2", "green", 1e-4, 0.0, SR, "band 2 reflectance"),
-    Band("B3", "red", 1e-4, 0.0, SR, "band 3 reflectance"),
-    Band("B4", "nir", 1e-4, 0.0, SR, "band 4 reflectance"),
-    Band("B5", "swir16", 1e-4, 0.0, SR, "band 5 reflectance"),
-    Band("B7", "swir22", 1e-4, 0.0, SR, "band 7 reflectance"),
+    Band("B1", "blue", 1e-4, 0.0, SR, "band 1 reflectance", saturation=_LEDAPS_SATURATION),
+    Band("B2", "green", 1e-4, 0.0, SR, "band 2 reflectance", saturation=_LEDAPS_SATURATION),
+    Band("B3", "red", 1e-4, 0.0, SR, "band 3 reflectance", saturation=_LEDAPS_SATURATION),
+    Band("B4", "nir", 1e-4, 0.0, SR, "band 4 reflectance", saturation=_LEDAPS_SATURATION),
+    Band("B5", "swir16", 1e-4, 0.0, SR, "band 5 reflectance", saturation=_LEDAPS_SATURATION),
+    Band("B7", "swir22", 1e-4, 0.0, SR, "band 7 reflectance", saturation=_LEDAPS_SATURATION),
     Band("B6", "lwir", 0.01, 0.0, "degC", "band 6 brightness temperature (LEDAPS: degC x 100)"),
-    Band("QA", None, 1.0, 0.0, "", "band 8 QA / mask"),
+    Band("QA", None, 1.0, 0.0, "", "band 8 Fmask class codes", quality=Convention.FMASK),
 ]
 
 SCENES = [
@@ -350,6 +362,7 @@ def raster_item(entry: RasterEntry) -> pystac.Item:
     if entry.start is not None:
         properties["start_datetime"] = entry.start
         properties["end_datetime"] = entry.end
+    classified = any(band.quality is not None for band in entry.bands)
     item = pystac.Item(
         id=entry.id,
         geometry=_footprint(grid.crs, grid.bounds),
@@ -358,7 +371,7 @@ def raster_item(entry: RasterEntry) -> pystac.Item:
         properties=properties,
         start_datetime=_parse_time(entry.start),
         end_datetime=_parse_time(entry.end),
-        stac_extensions=list(EXTENSIONS),
+        stac_extensions=[*EXTENSIONS, *([CLASSIFICATION_EXTENSION] if classified else [])],
     )
     item.properties["proj:code"] = f"EPSG:{grid.crs.to_epsg()}"
     item.properties["proj:shape"] = [grid.height, grid.width]
@@ -378,6 +391,10 @@ def raster_item(entry: RasterEntry) -> pystac.Item:
         }
         if nodata is not None:
             raster_band["nodata"] = nodata
+        if band.saturation is not None:
+            raster_band[SATURATION_FIELD] = band.saturation
+        if band.quality is not None:
+            raster_band.update(stac_fields(band.quality))
         raster_bands.append(raster_band)
     role = "data" if entry.collection == "landsat" else "labels"
     item.add_asset(

@@ -30,6 +30,7 @@ import json
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ from geoseg.predict.overviews import overview_factors, overview_window
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
-from geoseg.predict.sources import FileSource, RasterSource
+from geoseg.predict.sources import FileSource, MaskedSource, RasterSource
 from workflows.cluster import dask_client, inference_placement
 from workflows.tasks import geoseg_task
 
@@ -392,17 +393,23 @@ def predict_file(
     client: Client | None = None,
     work_dir: Path | None = None,
     progress: bool = True,
+    masks: Sequence[Path] = (),
+    mask_buffer: int = 0,
 ) -> PredictResult:
     """Segment the GeoTIFF ``input``; see :func:`predict_source` for the parameters.
 
     ``settings.bands`` (``{name: 1-based index}``) names the raster's bands when
     its band descriptions do not (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``).
+    Pixels marked (non-zero) in any of ``masks``, grown by ``mask_buffer``
+    pixels, are nodata: label 255 and probability 0.
     The raster's ``sensor`` tag, when it has one, is the scene's sensor.
     """
     input = Path(input)
     if outputs.labels.resolve() == input.resolve():
         raise OutputError(f"{outputs.labels}: the output would overwrite the input; choose another")
-    source = FileSource.open(input, band_map=settings.bands)
+    source: RasterSource = FileSource.open(input, band_map=settings.bands)
+    if masks:
+        source = MaskedSource.open(source, masks, mask_buffer)
     return predict_source(
         source,
         model,

@@ -28,6 +28,7 @@ from geoseg.io.vector import read_vector
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
+from geoseg.quality import DEFAULT_MASK_BUFFER
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.cluster import inference_placement
@@ -61,7 +62,7 @@ def _quicklook(
     path: Path,
 ) -> None:
     preview = coarser_grid(source.grid, QUICKLOOK_SIDE)
-    colour = source.with_bands(scenes, ["red", "green", "blue"]).on_grid(preview)
+    colour = source.with_bands(scenes, ["red", "green", "blue"]).unmasked().on_grid(preview)
     values, valid = colour.read(preview.full_window)
     classes, _ = read_labels_preview(labels, preview.shape)
     legend = [LegendClass(spec.id, spec.name, spec.rgb) for spec in card.classes]
@@ -100,6 +101,7 @@ def run_bbox(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    mask_buffer: int = DEFAULT_MASK_BUFFER,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -126,6 +128,9 @@ def run_bbox(
         Target grid; default the scenes' CRS and resolution.
     settings
         Inference settings (see :func:`workflows.predict.predict_source`).
+    mask_buffer
+        Pixels by which the clouds and shadows of the scenes' quality bands
+        grow before they are masked (label 255); see :mod:`geoseg.quality`.
     progress
         Show progress bars.
     scheduler, client
@@ -146,7 +151,7 @@ def run_bbox(
     scenes = search(bbox, datetime_range, location=catalog)
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
-    source = scene_source(grid, scenes, card)
+    source = scene_source(grid, scenes, card, mask_buffer=mask_buffer)
     report(
         f"scenes: {', '.join(entry.id for entry in scenes)}; grid {grid.height}x{grid.width} "
         f"px in {grid.crs.to_string()}"
@@ -163,6 +168,7 @@ def run_bbox(
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),
         "datetime": datetime_range,
+        "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
     }
     fingerprint = source.fingerprint()

@@ -23,6 +23,7 @@ from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
+from geoseg.quality import DEFAULT_MASK_BUFFER
 from workflows.change import change_file
 from workflows.cluster import inference_placement
 from workflows.staging import (
@@ -57,6 +58,7 @@ def run_change(
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
     rule: LossRule | None = None,
+    mask_buffer: int = DEFAULT_MASK_BUFFER,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -90,8 +92,9 @@ def run_change(
         Confidence and minimum mapping unit of loss and gain (default
         :class:`geoseg.change.loss.LossRule`); both dates are predicted with
         per-class probabilities, which the rule's threshold applies to.
-    catalog, crs, resolution, settings, progress, scheduler, client, report
-        As for :func:`workflows.run_bbox.run_bbox`.
+    catalog, crs, resolution, settings, mask_buffer, progress, scheduler, client, report
+        As for :func:`workflows.run_bbox.run_bbox`; masked pixels are nodata in
+        both class maps, so the change counts them as masked.
 
     Returns
     -------
@@ -115,8 +118,8 @@ def run_change(
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
     sources = {
-        "before": scene_source(grid, before_scenes, card),
-        "after": scene_source(grid, after_scenes, card),
+        "before": scene_source(grid, before_scenes, card, mask_buffer=mask_buffer),
+        "after": scene_source(grid, after_scenes, card, mask_buffer=mask_buffer),
     }
     report(
         f"before: {', '.join(e.id for e in before_scenes)}; after: "
@@ -141,6 +144,7 @@ def run_change(
         "forest_classes": card.forest_class_ids,
         "loss_rule": {"min_probability": rule.min_probability, "min_loss_ha": rule.min_loss_ha},
         "probabilities": True,
+        "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}

@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from distributed import Client
 
@@ -34,10 +36,12 @@ from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder,
 from geoseg.models.card import ModelCard
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
+from geoseg.quality import DEFAULT_MASK_BUFFER
 from geoseg.report.manifest import (
     InputFile,
     ModelInfo,
     RunManifest,
+    SceneQuality,
     provenance_rows,
     run_id,
     software_versions,
@@ -91,6 +95,16 @@ class RunStaging:
         """The run's time (ISO 8601, UTC), fixed at its first attempt."""
         return str(self.state["started"])
 
+    @property
+    def quality(self) -> list[SceneQuality]:
+        """The scenes' masked shares, of every staged date in order."""
+        return [
+            SceneQuality.model_validate(row)
+            for key, rows in self.state.items()
+            if key.endswith("_quality")
+            for row in rows
+        ]
+
     def save(self) -> None:
         """Write the state file (what a resumed attempt reads back)."""
         write_json(self.work / "state.json", self.state)
@@ -139,10 +153,47 @@ def model_info(model: str | Path, card: ModelCard) -> ModelInfo:
     )
 
 
-def scene_source(grid: RasterGrid, scenes: Sequence[SceneEntry], card: ModelCard) -> MosaicSource:
-    """The scenes (checksums verified) as one mosaic on ``grid`` with the card's bands."""
+def scene_source(
+    grid: RasterGrid,
+    scenes: Sequence[SceneEntry],
+    card: ModelCard,
+    *,
+    mask_buffer: int = DEFAULT_MASK_BUFFER,
+) -> MosaicSource:
+    """The scenes (checksums verified) as one mosaic on ``grid`` with the card's bands.
+
+    Clouds and shadows of the scenes' quality bands are masked, grown by
+    ``mask_buffer`` pixels; a warning names each scene without a quality band.
+    """
     pairs = [(entry, verify_entry(entry)) for entry in scenes]
-    return mosaic_source(grid, pairs, card.band_names)
+    for entry in scenes:
+        if entry.quality is None:
+            warnings.warn(
+                f"scene {entry.id} has no quality band: its clouds, shadows and snow are not "
+                "masked and may be classified (and counted as change)",
+                stacklevel=2,
+            )
+    return mosaic_source(grid, pairs, card.band_names, mask_buffer=mask_buffer)
+
+
+def scene_quality(source: MosaicSource, client: Client, chunk_size: int) -> list[SceneQuality]:
+    """Per scene of ``source``, the pixels observed and masked on its grid (summed by chunk)."""
+    futures = client.map(source.mask_counts, source.grid.chunks(chunk_size), pure=False)
+    totals = np.sum(np.stack(client.gather(futures)), axis=0)
+    rows = []
+    for layer, (observed, masked) in zip(source.layers, totals, strict=True):
+        rows.append(
+            SceneQuality(
+                scene=layer.scene_id,
+                quality_band=None if layer.quality is None else layer.quality.index,
+                convention=None if layer.quality is None else layer.quality.convention.value,
+                mask_buffer_px=source.mask_buffer,
+                observed_pixels=int(observed),
+                masked_pixels=int(masked),
+                masked_share=round(float(masked) / float(observed), 6) if observed else 0.0,
+            )
+        )
+    return rows
 
 
 def stage_prediction(
@@ -170,6 +221,9 @@ def stage_prediction(
     )
     if run.state.get(f"{name}_done") and all(path.exists() for path in outputs.paths):
         return outputs
+    run.state[f"{name}_quality"] = [
+        row.model_dump() for row in scene_quality(source, client, settings.chunk_size)
+    ]
     sensors = {read_info(layer.path).tags.get("sensor", "") for layer in source.layers}
     result = predict_source(
         source,
@@ -250,6 +304,7 @@ def run_manifest(
         versions=software_versions(),
         outputs={name: path.name for name, path in outputs.items()},
         domain_findings=domain_findings(run),
+        quality=run.quality,
     )
 
 

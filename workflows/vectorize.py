@@ -34,6 +34,7 @@ from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
 from geoseg.io.vector import GeoPackageWriter, open_geopackage
+from geoseg.io.warp import read_mask_on_grid
 from geoseg.labels import CLASS_NAMES_TAG, MODEL_TAG, colours_of_table, parse_class_names
 from geoseg.vector.features import feature_table, layer_name
 from geoseg.vector.polygonize import (
@@ -97,6 +98,24 @@ def lazy_labels(path: Path, grid: RasterGrid, chunk_size: int) -> tuple[da.Array
         ]
     )
     return labels, valid
+
+
+def lazy_unmasked(masks: Sequence[Path], grid: RasterGrid, chunk_size: int) -> da.Array:
+    """Pixels no mask raster of ``masks`` marks (band 1 non-zero), one chunk per window."""
+    unmasked: da.Array = da.block(
+        [
+            [
+                ~da.from_delayed(
+                    delayed(read_mask_on_grid, pure=True)(tuple(masks), grid, window),
+                    window.shape,
+                    bool,
+                )
+                for window in row
+            ]
+            for row in grid.chunk_rows(chunk_size)
+        ]
+    )
+    return unmasked
 
 
 def lazy_probability(
@@ -422,6 +441,7 @@ def vectorize_file(
     colours: dict[int, tuple[int, int, int]] | None = None,
     provenance: dict[str, str] | None = None,
     timestamp: str | None = None,
+    masks: Sequence[Path] = (),
 ) -> dict[str, int]:
     """Vectorize a class-map GeoTIFF into GeoPackage layers (atomically).
 
@@ -430,6 +450,8 @@ def vectorize_file(
     ``layer_per_class`` each class gets a layer ``<layer>_<class name>``;
     otherwise one layer (default: the raster's file stem) holds every class.
     ``timestamp`` is the GeoPackage's change time (default: the clock).
+    Pixels marked in any of ``masks`` (rasters read onto the class map's grid,
+    band 1 non-zero = masked) are not polygonized.
 
     Returns
     -------
@@ -445,6 +467,10 @@ def vectorize_file(
         {"source": str(labels), "model": info.tags.get(MODEL_TAG, ""), **(provenance or {})}
     )
     label_array, valid = lazy_labels(labels, grid, chunk_size)
+    if masks:
+        for mask in masks:
+            read_info(mask)  # a clear error before any task runs
+        valid = valid & lazy_unmasked([Path(mask) for mask in masks], grid, chunk_size)
     probability = None
     if probabilities is not None:
         probability_info = read_info(probabilities)

@@ -13,6 +13,14 @@ every matching scene onto the target grid (GDAL warping in
 physical units, and where scenes overlap the first scene holding data wins (scenes in catalog
 search order: acquisition time, then id). It holds only paths and numbers, so
 it pickles to Dask workers.
+
+Pixels a scene's quality band flags (cloud, shadow, snow, fill: see
+:mod:`geoseg.quality`) and pixels at a band's declared saturation value are
+not data of that scene: the next scene may fill them, else they stay invalid
+(label 255 downstream). Clouds and shadows are grown by ``mask_buffer``
+pixels; the quality band is read with that halo, so the mask does not depend
+on the window. :meth:`MosaicSource.mask_counts` gives, per scene, the pixels
+observed and masked in a window (additive, for the run manifest).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import hashlib
 import json
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,11 +44,24 @@ from geoseg.catalog.stac import SceneEntry
 from geoseg.errors import CatalogError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.warp import read_bands_on_grid
+from geoseg.quality import (
+    DEFAULT_MASK_BUFFER,
+    QualityBand,
+    QualityMask,
+    check_buffer,
+    mask_with_halo,
+    quality_mask,
+    saturated,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class SceneLayer:
-    """One scene's part of a mosaic: its file, bands in model order and their scaling."""
+    """One scene's part of a mosaic: its file, bands in model order and their scaling.
+
+    ``quality`` is the scene's quality band (None: it has none) and
+    ``saturation`` the raw saturation value of each band read (None: not declared).
+    """
 
     scene_id: str
     path: str
@@ -49,6 +70,8 @@ class SceneLayer:
     scales: tuple[float, ...]
     offsets: tuple[float, ...]
     nodata: float | None
+    quality: QualityBand | None = None
+    saturation: tuple[float | None, ...] = ()
 
 
 def scene_layer(entry: SceneEntry, path: str, band_names: Sequence[str]) -> SceneLayer:
@@ -66,6 +89,8 @@ def scene_layer(entry: SceneEntry, path: str, band_names: Sequence[str]) -> Scen
         scales=tuple(infos[index].scale for index in indexes),
         offsets=tuple(infos[index].offset for index in indexes),
         nodata=nodatas.pop(),
+        quality=entry.quality,
+        saturation=tuple(infos[index].saturation for index in indexes),
     )
 
 
@@ -128,17 +153,46 @@ def target_grid(
     return RasterGrid(area.crs, geobox.affine, int(height), int(width))
 
 
+def _quality_reader(
+    layer: SceneLayer, quality: QualityBand, grid: RasterGrid
+) -> Callable[[PixelWindow], QualityMask]:
+    def read(window: PixelWindow) -> QualityMask:
+        values, valid = read_bands_on_grid(layer.path, [quality.index], layer.nodata, grid, window)
+        return quality_mask(values[0], quality.convention, valid)
+
+    return read
+
+
 @dataclass(frozen=True)
 class MosaicSource:
-    """Scenes mosaicked onto ``grid``, first valid pixel wins; bands in physical units."""
+    """Scenes mosaicked onto ``grid``, first valid unmasked pixel wins; physical units.
+
+    ``mask_buffer`` grows each scene's clouds and cloud shadows (pixels).
+    """
 
     grid: RasterGrid
     bands: tuple[str, ...]
     layers: tuple[SceneLayer, ...]
+    mask_buffer: int = DEFAULT_MASK_BUFFER
 
     def __post_init__(self) -> None:
         if not self.layers:
             raise CatalogError("a mosaic needs at least one scene")
+        check_buffer(self.mask_buffer)
+
+    def _masked(
+        self, layer: SceneLayer, window: PixelWindow, raw: NDArray[Any]
+    ) -> NDArray[np.bool_]:
+        """Pixels of ``window`` the layer's quality band or saturation values mask."""
+        masked = (
+            saturated(raw, layer.saturation)
+            if layer.saturation
+            else np.zeros(window.shape, dtype=bool)
+        )
+        if layer.quality is not None:
+            reader = _quality_reader(layer, layer.quality, self.grid)
+            masked |= mask_with_halo(reader, window, self.mask_buffer)
+        return masked
 
     @property
     def band_names(self) -> list[str]:
@@ -157,6 +211,9 @@ class MosaicSource:
                 layer.path, layer.bands, layer.nodata, self.grid, window
             )
             take = layer_valid & ~valid
+            if not take.any():
+                continue
+            take &= ~self._masked(layer, window, raw)
             if not take.any():
                 continue
             scales = np.asarray(layer.scales, dtype=np.float32)[:, None]
@@ -178,6 +235,31 @@ class MosaicSource:
         """The scene ids, for messages."""
         return "mosaic of " + ", ".join(layer.scene_id for layer in self.layers)
 
+    def mask_counts(self, window: PixelWindow) -> NDArray[np.int64]:
+        """Per scene, ``[observed, masked]`` pixels of ``window``: ``(scenes, 2)`` int64.
+
+        Observed: the scene holds data there (its bands' nodata); masked: of
+        those, the ones its quality band or saturation values mask. Additive
+        over windows.
+        """
+        counts = np.zeros((len(self.layers), 2), dtype=np.int64)
+        for number, layer in enumerate(self.layers):
+            raw, observed = read_bands_on_grid(
+                layer.path, layer.bands, layer.nodata, self.grid, window
+            )
+            counts[number] = (
+                np.count_nonzero(observed),
+                np.count_nonzero(observed & self._masked(layer, window, raw)),
+            )
+        return counts
+
+    def unmasked(self) -> MosaicSource:
+        """The same scenes without quality masks (for pictures of the imagery itself)."""
+        return replace(
+            self,
+            layers=tuple(replace(layer, quality=None, saturation=()) for layer in self.layers),
+        )
+
     def on_grid(self, grid: RasterGrid) -> MosaicSource:
         """The same mosaic on another grid (e.g. a coarser one for a quicklook)."""
         return replace(self, grid=grid)
@@ -188,7 +270,7 @@ class MosaicSource:
         layers = tuple(
             scene_layer(by_id[layer.scene_id], layer.path, band_names) for layer in self.layers
         )
-        return MosaicSource(self.grid, tuple(band_names), layers)
+        return replace(self, bands=tuple(band_names), layers=layers)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that decides the pixel values, as JSON-ready data (for run hashes)."""
@@ -197,6 +279,7 @@ class MosaicSource:
             "transform": list(self.grid.transform)[:6],
             "shape": [self.grid.height, self.grid.width],
             "bands": list(self.bands),
+            "mask_buffer": self.mask_buffer,
             "scenes": [
                 {
                     "id": layer.scene_id,
@@ -205,6 +288,10 @@ class MosaicSource:
                     "scales": list(layer.scales),
                     "offsets": list(layer.offsets),
                     "nodata": layer.nodata,
+                    "quality": None
+                    if layer.quality is None
+                    else [layer.quality.index, layer.quality.convention.value],
+                    "saturation": list(layer.saturation),
                 }
                 for layer in self.layers
             ],
@@ -215,10 +302,15 @@ def mosaic_source(
     grid: RasterGrid,
     scenes: Sequence[tuple[SceneEntry, str]],
     band_names: Sequence[str],
+    *,
+    mask_buffer: int = DEFAULT_MASK_BUFFER,
 ) -> MosaicSource:
-    """A :class:`MosaicSource` of ``scenes`` (entry, verified local path) on ``grid``."""
+    """A :class:`MosaicSource` of ``scenes`` (entry, verified local path) on ``grid``.
+
+    ``mask_buffer``: pixels by which each scene's clouds and shadows grow.
+    """
     layers = tuple(scene_layer(entry, path, band_names) for entry, path in scenes)
-    return MosaicSource(grid, tuple(band_names), layers)
+    return MosaicSource(grid, tuple(band_names), layers, mask_buffer)
 
 
 def coarser_grid(grid: RasterGrid, max_side: int) -> RasterGrid:

@@ -21,10 +21,11 @@ from rasterio.crs import CRS
 
 from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
 from geoseg.catalog.datadir import data_dir
-from geoseg.errors import BBoxError, CatalogError, NoSceneError
+from geoseg.errors import BBoxError, CatalogError, InputError, NoSceneError
 from geoseg.grid import RasterGrid
 from geoseg.io.checksums import verify_sha256
 from geoseg.io.stac import read_static_catalog, search_stac_api
+from geoseg.quality import QUALITY_FIELD, SATURATION_FIELD, QualityBand, parse_convention
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "data_catalog" / "catalog.json"
 """The catalog shipped with geoseg, describing the sample data."""
@@ -44,6 +45,7 @@ class BandInfo:
     offset: float
     nodata: float | None
     unit: str
+    saturation: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class SceneEntry:
     data: AssetFile
     other_files: tuple[AssetFile, ...] = ()
     title: str = ""
+    quality: QualityBand | None = None
+    """The scene's quality band (cloud, shadow, snow, fill flags); None when it has none."""
 
     def band_indexes(self, common_names: Sequence[str]) -> list[int]:
         """1-based band indexes for ``common_names``; error naming any missing band."""
@@ -196,9 +200,34 @@ def _bands(asset: dict[str, Any]) -> tuple[BandInfo, ...]:
                 offset=float(raster_band.get("offset", 0.0)),
                 nodata=None if nodata is None else float(nodata),
                 unit=str(raster_band.get("unit", "")),
+                saturation=_optional_float(raster_band.get(SATURATION_FIELD)),
             )
         )
     return tuple(bands)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _quality_band(asset: dict[str, Any], identifier: str) -> QualityBand | None:
+    """The band whose ``raster:bands`` entry names a quality convention (at most one)."""
+    try:
+        found = [
+            QualityBand(
+                index, parse_convention(str(band[QUALITY_FIELD]), f"STAC item {identifier}")
+            )
+            for index, band in enumerate(asset.get("raster:bands") or [], 1)
+            if QUALITY_FIELD in band
+        ]
+    except InputError as error:
+        raise CatalogError(str(error)) from None
+    if len(found) > 1:
+        raise CatalogError(
+            f"STAC item {identifier}: bands {', '.join(str(q.index) for q in found)} all "
+            f"declare {QUALITY_FIELD}; keep it on the one quality band"
+        )
+    return found[0] if found else None
 
 
 def entry_from_item(item: dict[str, Any]) -> SceneEntry:
@@ -228,6 +257,7 @@ def entry_from_item(item: dict[str, Any]) -> SceneEntry:
                 if key != data_key
             ),
             title=str(properties.get("title", "")),
+            quality=_quality_band(data, identifier),
         )
     except (KeyError, IndexError, TypeError, BBoxError) as error:
         raise CatalogError(f"STAC item {identifier}: missing or invalid field ({error})") from None
@@ -380,6 +410,9 @@ def describe(entry: SceneEntry) -> dict[str, Any]:
         "shape": f"{grid.height}x{grid.width}" if grid else "",
         "bbox": ",".join(f"{value:.4f}" for value in entry.footprint.bounds),
         "href": entry.data.href,
+        "quality": (
+            f"band {entry.quality.index} ({entry.quality.convention})" if entry.quality else "none"
+        ),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
+from geoseg.quality import MAX_MASK_BUFFER
 
 DEFAULTS = InferenceSettings()
 
@@ -128,6 +129,21 @@ def _band_map_option(
     "[default: from the raster's band descriptions].",
 )
 @click.option(
+    "--mask",
+    "masks",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Raster of pixels to leave out (band 1 non-zero = masked, read onto the input's grid; "
+    "repeatable): label 255 and probability 0 there.",
+)
+@click.option(
+    "--mask-buffer",
+    type=click.IntRange(0, MAX_MASK_BUFFER),
+    default=0,
+    show_default=True,
+    help="Grow the --mask pixels by this many pixels (a square, as Fmask dilates clouds).",
+)
+@click.option(
     "--scheduler",
     help="Dask scheduler address [default: $DASK_SCHEDULER_ADDRESS, else a local cluster].",
 )
@@ -142,6 +158,8 @@ def predict(
     labels_out: Path,
     probabilities_out: Path | None,
     settings: InferenceSettings,
+    masks: tuple[Path, ...],
+    mask_buffer: int,
     scheduler: str | None,
     work_dir: Path | None,
 ) -> None:
@@ -168,6 +186,8 @@ def predict(
             client=client,
             work_dir=work_dir,
             progress=sys.stderr.isatty(),
+            masks=masks,
+            mask_buffer=mask_buffer,
         )
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "

@@ -15,6 +15,7 @@ from geoseg.change.loss import LossRule
 from geoseg.cli.change import echo_flags, loss_rule_options
 from geoseg.cli.predict import inference_options
 from geoseg.predict.settings import InferenceSettings
+from geoseg.quality import DEFAULT_MASK_BUFFER, MAX_MASK_BUFFER
 
 _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
 
@@ -50,6 +51,14 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
         click.option("--crs", default=None, help="target grid CRS (default: the scenes')"),
         click.option("--resolution", type=float, default=None, help="target pixel size"),
         inference_options,
+        click.option(
+            "--mask-buffer",
+            type=click.IntRange(0, MAX_MASK_BUFFER),
+            default=DEFAULT_MASK_BUFFER,
+            show_default=True,
+            help="Pixels by which the clouds and cloud shadows of each scene's quality band grow "
+            "before they are masked (Fmask's default: 3). Masked pixels are nodata (255).",
+        ),
         click.option("--scheduler", default=None, help="Dask scheduler address"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
@@ -77,6 +86,7 @@ def run(
     crs: str | None,
     resolution: float | None,
     settings: InferenceSettings,
+    mask_buffer: int,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
@@ -95,6 +105,7 @@ def run(
             crs=crs,
             resolution=resolution,
             settings=settings,
+            mask_buffer=mask_buffer,
             progress=not quiet,
             scheduler=scheduler,
             report=_echo,
@@ -128,6 +139,7 @@ def run_change(
     crs: str | None,
     resolution: float | None,
     settings: InferenceSettings,
+    mask_buffer: int,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
@@ -150,6 +162,7 @@ def run_change(
             crs=crs,
             resolution=resolution,
             settings=settings,
+            mask_buffer=mask_buffer,
             progress=not quiet,
             scheduler=scheduler,
             report=_echo,

@@ -52,6 +52,14 @@ def _class_ids(
     show_default=True,
     help="Topology-preserving simplification tolerance in metres.",
 )
+@click.option(
+    "--mask",
+    "masks",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Raster of pixels not to polygonize (band 1 non-zero = masked, read onto the class "
+    "map's grid; repeatable).",
+)
 @click.option("--layer", help="Layer name (default: the raster's file name).")
 @click.option("--layer-per-class", is_flag=True, help="One layer per class.")
 @click.option(
@@ -69,6 +77,7 @@ def vectorize(
     classes: list[int] | None,
     min_area_m2: float,
     simplify_m: float,
+    masks: tuple[Path, ...],
     layer: str | None,
     layer_per_class: bool,
     chunk_size: int,
@@ -90,6 +99,7 @@ def vectorize(
             layer_per_class=layer_per_class,
             chunk_size=chunk_size,
             client=client,
+            masks=masks,
         )
     for name, count in counts.items():
         click.echo(f"{out}: layer {name}: {count} polygons")

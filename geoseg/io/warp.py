@@ -186,3 +186,18 @@ def read_on_grid(
     """
     values, valid = read_bands_on_grid(path, [1], None, grid, window)
     return values[0], valid
+
+
+def read_mask_on_grid(
+    paths: Sequence[str | Path], grid: RasterGrid, window: PixelWindow
+) -> NDArray[np.bool_]:
+    """Pixels of ``window`` that any mask raster of ``paths`` marks (band 1 non-zero).
+
+    Each mask is read onto ``grid`` by :func:`read_on_grid`; pixels outside a
+    mask raster or at its nodata are not masked by it.
+    """
+    masked = np.zeros(window.shape, dtype=bool)
+    for path in paths:
+        values, seen = read_on_grid(path, grid, window)
+        masked |= seen & (values != 0)
+    return masked

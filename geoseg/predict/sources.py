@@ -21,11 +21,13 @@ from numpy.typing import NDArray
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import read_info, read_window_masked
+from geoseg.io.warp import read_mask_on_grid
 from geoseg.predict.preprocess import (
     PhysicalValues,
     band_names_from_descriptions,
     resolve_band_indexes,
 )
+from geoseg.quality import QualityMask, check_buffer, mask_with_halo
 
 
 @runtime_checkable
@@ -185,3 +187,68 @@ class FileSource:
             # integers converted to float32 are always finite
             valid &= np.all(np.isfinite(data), axis=0)
         return data, valid
+
+
+@dataclass(frozen=True)
+class MaskedSource:
+    """A :class:`RasterSource` whose pixels marked in user mask rasters are invalid.
+
+    A mask raster (band 1, non-zero = masked) is read onto the source's grid
+    (nearest, any CRS); its masked pixels grow by ``buffer`` pixels (read with
+    that halo, so the result does not depend on the window). Build it with
+    :meth:`open`, which checks the masks once.
+    """
+
+    source: RasterSource
+    masks: tuple[Path, ...]
+    buffer: int
+    identity: str
+
+    @classmethod
+    def open(cls, source: RasterSource, masks: Sequence[str | Path], buffer: int) -> MaskedSource:
+        """``source`` masked by ``masks`` grown by ``buffer`` pixels.
+
+        Raises
+        ------
+        RasterReadError
+            A mask is missing, unreadable or not a raster.
+        InputError
+            ``buffer`` out of range, or a mask without a CRS.
+        """
+        check_buffer(buffer)
+        paths = tuple(Path(mask) for mask in masks)
+        parts = [source.identity, f"buffer={buffer}"]
+        for path in paths:
+            read_info(path)  # a clear error now rather than on a worker
+            stat = path.stat()
+            parts.append(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+        return cls(source, paths, buffer, "|".join(parts))
+
+    @property
+    def grid(self) -> RasterGrid:
+        """The wrapped source's grid."""
+        return self.source.grid
+
+    @property
+    def band_names(self) -> list[str]:
+        """The wrapped source's bands."""
+        return self.source.band_names
+
+    @property
+    def label(self) -> str:
+        """The source and its masks, for messages."""
+        return f"{self.source.label} masked by {', '.join(map(str, self.masks))}"
+
+    def masked(self, window: PixelWindow) -> NDArray[np.bool_]:
+        """Pixels of ``window`` the masks mark, grown by the buffer."""
+
+        def read(padded: PixelWindow) -> QualityMask:
+            marked = read_mask_on_grid(self.masks, self.grid, padded)
+            return QualityMask(marked, marked)
+
+        return mask_with_halo(read, window, self.buffer)
+
+    def read(self, window: PixelWindow) -> tuple[PhysicalValues, NDArray[np.bool_]]:
+        """The wrapped source's read, masked pixels made invalid."""
+        values, valid = self.source.read(window)
+        return values, valid & ~self.masked(window)

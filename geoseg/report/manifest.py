@@ -61,6 +61,18 @@ class ModelInfo(StrictModel):
     classes: dict[str, str] = Field(default_factory=dict)
 
 
+class SceneQuality(StrictModel):
+    """How much of one scene its quality band masked on the run's grid."""
+
+    scene: str
+    quality_band: int | None = Field(description="1-based band index; None: the scene has none")
+    convention: str | None = Field(description="geoseg.quality convention of that band")
+    mask_buffer_px: int = Field(description="pixels clouds and shadows were grown by")
+    observed_pixels: int = Field(description="grid pixels where the scene holds data")
+    masked_pixels: int = Field(description="of those, pixels masked (quality band, saturation)")
+    masked_share: float = Field(description="masked_pixels / observed_pixels (0 when none)")
+
+
 class RunManifest(StrictModel):
     """Everything needed to tell what a run did and to repeat it."""
 
@@ -82,6 +94,7 @@ class RunManifest(StrictModel):
     flags: list[dict[str, str]] = Field(
         default_factory=list, description="quality flags: code, where (run or region), message"
     )
+    quality: list[SceneQuality] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
 
 

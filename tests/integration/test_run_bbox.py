@@ -32,6 +32,7 @@ from workflows.staging import RunOutputs
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:scene zion-landsat8-20150818 has no quality band"),
 ]
 
 # about 250 x 320 px of the Zion scene, away from its nodata border

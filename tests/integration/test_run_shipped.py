@@ -15,7 +15,10 @@ from geoseg.predict.settings import InferenceSettings
 from tests.clusters import started_client
 from workflows.run_bbox import run_bbox
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:scene zion-landsat8-20150818 has no quality band"),
+]
 
 # 160 x 160 px of the Zion scene's test block (rows >= 1000, never used for training)
 TEST_BLOCK = (315015.0, 4119285.0, 319815.0, 4124085.0)
