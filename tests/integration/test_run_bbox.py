@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyogrio
 import pytest
+import shapely
 from distributed import Client
 
 from geoseg.bbox import make_bbox, to_crs
@@ -25,6 +26,7 @@ from geoseg.errors import BBoxError, CatalogError
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.manifest import RunManifest
 from tests.clusters import started_cluster
+from tests.geodesic import geodesic_area_m2
 from tests.predict_fixtures import make_model_dir
 from workflows.cluster import WORKER_ENV
 from workflows.run_bbox import run_bbox
@@ -84,9 +86,10 @@ def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
     areas = pyogrio.read_dataframe(reference.geopackage, layer="class_areas")
     # the area table sums the polygons; the polygons cover every valid grid pixel
     assert areas["area_m2"].sum() == pytest.approx(polygons["area_m2"].sum())
-    assert polygons["area_m2"].sum() == pytest.approx(
-        reference.grid.height * reference.grid.width * 900.0
-    )
+    # ground areas: the geodesic area of the grid's extent (UTM 12N), not pixels x 900 m2
+    extent = shapely.box(*reference.grid.bounds)
+    ground = geodesic_area_m2(extent, reference.grid.crs.to_string(), 30.0)
+    assert polygons["area_m2"].sum() == pytest.approx(ground, rel=1e-5)
     assert set(polygons["run_time"]) == {"2023-11-14T22:13:20Z"}
     manifest = RunManifest.model_validate_json(reference.manifest.read_text(encoding="utf-8"))
     assert manifest.inputs[0].id == "zion-landsat8-20150818"
