@@ -337,7 +337,12 @@ def predict_file(
     input = Path(input)
     if outputs.labels.resolve() == input.resolve():
         raise OutputError(f"{outputs.labels}: the output would overwrite the input; choose another")
-    source = FileSource.open(input, band_map=settings.bands)
+    source = FileSource.open(
+        input,
+        band_map=settings.bands,
+        max_pixels=settings.max_pixels,
+        allow_vrt=settings.allow_vrt,
+    )
     return predict_source(
         source, model, settings, outputs, client=client, work_dir=work_dir, progress=progress
     )

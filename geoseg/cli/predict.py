@@ -47,6 +47,19 @@ INFERENCE_OPTIONS = (
     click.option(
         "--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True
     ),
+    click.option(
+        "--max-pixels",
+        type=int,
+        default=DEFAULTS.max_pixels,
+        show_default=True,
+        help="Refuse a scene (or grid) declaring more rows x columns than this, before any work.",
+    ),
+    click.option(
+        "--allow-pixel-size-mismatch",
+        is_flag=True,
+        help="Run a scene whose ground pixel size is 2x or more off the model card's "
+        "(refused otherwise; 1.25x gives a warning). Better: resample it to the card's size.",
+    ),
 )
 """The options of :class:`~geoseg.predict.settings.InferenceSettings`, defaults from it."""
 
@@ -126,6 +139,11 @@ def _band_map_option(
     callback=_band_map_option,
     help="Map the model's bands to raster bands, e.g. blue=1,green=2,red=3,nir=4 "
     "[default: from the raster's band descriptions].",
+)
+@click.option(
+    "--allow-vrt",
+    is_flag=True,
+    help="Accept a GDAL VRT as INPUT (refused by default: a VRT can make GDAL read any file).",
 )
 @click.option(
     "--scheduler",
