@@ -63,6 +63,7 @@ from geoseg.predict.assemble import assemble_chunk
 from geoseg.predict.blending import PROBABILITY_SCALE
 from geoseg.predict.forward import forward_batch
 from geoseg.predict.overviews import overview_factors, overview_window
+from geoseg.predict.pixel_size import PixelSizeCheck
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
@@ -88,6 +89,7 @@ class PredictResult:
     device: str
     precision: str
     seconds: float
+    pixel_size: PixelSizeCheck
 
 
 def _check_output(path: Path) -> None:
@@ -316,6 +318,7 @@ def predict_source(
         device=plan.model.device,
         precision=plan.precision,
         seconds=time.perf_counter() - started,
+        pixel_size=plan.pixel_size,
     )
 
 

@@ -34,6 +34,7 @@ from workflows.cluster import inference_placement
 from workflows.staging import (
     Report,
     RunOutputs,
+    check_grid,
     finish,
     model_info,
     quiet,
@@ -99,6 +100,7 @@ def run_bbox(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    allow_external_hrefs: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -124,7 +126,12 @@ def run_bbox(
     crs, resolution
         Target grid; default the scenes' CRS and resolution.
     settings
-        Inference settings (see :func:`workflows.predict.predict_source`).
+        Inference settings (see :func:`workflows.predict.predict_source`); the
+        grid is checked against its ``max_pixels`` and the card's pixel size
+        (recorded in the manifest) before any scene is read.
+    allow_external_hrefs
+        Read catalog files outside the data directory (see
+        :func:`geoseg.catalog.stac.verify_entry`).
     progress
         Show progress bars.
     scheduler, client
@@ -145,7 +152,8 @@ def run_bbox(
     scenes = search(bbox, datetime_range, location=catalog)
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
-    source = scene_source(grid, scenes, card)
+    pixel_size = check_grid(grid, card, settings)
+    source = scene_source(grid, scenes, card, allow_external_hrefs=allow_external_hrefs)
     report(
         f"scenes: {', '.join(entry.id for entry in scenes)}; grid {grid.height}x{grid.width} "
         f"px in {grid.crs.to_string()}"
@@ -163,6 +171,7 @@ def run_bbox(
         "bbox_crs": bbox.crs.to_string(),
         "datetime": datetime_range,
         **settings.output_parameters(placement),
+        **pixel_size.record(),
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": info.model_dump()}

@@ -25,6 +25,7 @@ from workflows.cluster import inference_placement
 from workflows.staging import (
     Report,
     RunOutputs,
+    check_grid,
     finish,
     model_info,
     quiet,
@@ -52,6 +53,7 @@ def run_change(
     crs: str | None = None,
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
+    allow_external_hrefs: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -81,7 +83,7 @@ def run_change(
         The run's time, recorded in the manifest and as the GeoPackage's
         change time (default: the clock at the first attempt); an earlier
         attempt's time and ``SOURCE_DATE_EPOCH`` take precedence.
-    catalog, crs, resolution, settings, progress, scheduler, client, report
+    catalog, crs, resolution, settings, allow_external_hrefs, progress, scheduler, client, report
         As for :func:`workflows.run_bbox.run_bbox`.
     """
     started_clock = time.perf_counter()
@@ -97,9 +99,10 @@ def run_change(
     after_scenes = search(bbox, after, location=catalog)
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    pixel_size = check_grid(grid, card, settings)
     sources = {
-        "before": scene_source(grid, before_scenes, card),
-        "after": scene_source(grid, after_scenes, card),
+        name: scene_source(grid, scenes, card, allow_external_hrefs=allow_external_hrefs)
+        for name, scenes in (("before", before_scenes), ("after", after_scenes))
     }
     report(
         f"before: {', '.join(e.id for e in before_scenes)}; after: "
@@ -123,6 +126,7 @@ def run_change(
         "region_id_field": region_id_field,
         "forest_classes": card.forest_class_ids,
         **settings.output_parameters(placement),
+        **pixel_size.record(),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {

@@ -8,6 +8,7 @@ clear message with a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -53,6 +54,8 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="geoseg")
 def cli() -> None:
     """Land-use and deforestation maps from large satellite GeoTIFFs."""
+    # PROJ never downloads grids unless the user asks (PROJ_NETWORK=ON); workers inherit it
+    os.environ.setdefault("PROJ_NETWORK", "OFF")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -177,7 +177,9 @@ def predict(
     outputs = PredictOutputs(labels_out, probabilities_out)
     # without --scheduler the local cluster starts lazily, after the inputs are validated
     connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
-    with connection as client:
+    from geoseg.cli.run import plain_warnings
+
+    with plain_warnings(), connection as client:
         result = predict_file(
             input_path,
             model,

@@ -34,7 +34,8 @@ def _show_warning(
 
 
 @contextlib.contextmanager
-def _plain_warnings() -> Iterator[None]:
+def plain_warnings() -> Iterator[None]:
+    """Print warnings as one ``geoseg: warning:`` line each while the block runs."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         yield
@@ -48,6 +49,11 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
         click.option("--crs", default=None, help="target grid CRS (default: the scenes')"),
         click.option("--resolution", type=float, default=None, help="target pixel size"),
         inference_options,
+        click.option(
+            "--allow-external-hrefs",
+            is_flag=True,
+            help="read catalog files outside the data directory (absolute or ../ hrefs)",
+        ),
         click.option("--scheduler", default=None, help="Dask scheduler address"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
@@ -75,13 +81,14 @@ def run(
     crs: str | None,
     resolution: float | None,
     settings: InferenceSettings,
+    allow_external_hrefs: bool,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
     from workflows.run_bbox import run_bbox
 
-    with _plain_warnings():
+    with plain_warnings():
         run_bbox(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             datetime_range,
@@ -93,6 +100,7 @@ def run(
             crs=crs,
             resolution=resolution,
             settings=settings,
+            allow_external_hrefs=allow_external_hrefs,
             progress=not quiet,
             scheduler=scheduler,
             report=_echo,
@@ -124,13 +132,14 @@ def run_change(
     crs: str | None,
     resolution: float | None,
     settings: InferenceSettings,
+    allow_external_hrefs: bool,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
     from workflows.run_change import run_change as run_change_workflow
 
-    with _plain_warnings():
+    with plain_warnings():
         run_change_workflow(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             before,
@@ -145,6 +154,7 @@ def run_change(
             crs=crs,
             resolution=resolution,
             settings=settings,
+            allow_external_hrefs=allow_external_hrefs,
             progress=not quiet,
             scheduler=scheduler,
             report=_echo,
