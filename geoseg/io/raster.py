@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 
 from geoseg.errors import GeosegError, InputError, RasterReadError
@@ -69,7 +70,10 @@ def open_raster(path: str | Path, *, allow_vrt: bool = False) -> DatasetReader:
     """
     path = Path(path)
     try:
-        return rasterio.open(path, driver=READ_DRIVERS[0])
+        with warnings.catch_warnings():
+            # read_info refuses a raster without a geotransform, with a message that says so
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path, driver=READ_DRIVERS[0])
     except RasterioIOError as error:
         is_vrt = _sniff_vrt(path)
         if is_vrt and allow_vrt:
