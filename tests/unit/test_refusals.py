@@ -54,7 +54,13 @@ def disguised_vrt(path: Path, target: Path) -> Path:
 
 
 def sparse_geotiff(
-    path: Path, height: int, width: int, *, bands: int = 4, block: int = 256, held=()
+    path: Path,
+    height: int,
+    width: int,
+    *,
+    bands: int = 4,
+    block: int = 256,
+    held: tuple[tuple[int, int], ...] = (),
 ) -> Path:
     """A tiled ``SPARSE_OK`` GeoTIFF without nodata holding only the blocks ``held``.
 
@@ -106,7 +112,7 @@ def test_the_budget_is_one_setting_with_one_default(tmp_path: Path) -> None:
 
 
 def test_blocks_a_sparse_file_does_not_hold_are_invalid_and_not_read(tmp_path: Path) -> None:
-    path = sparse_geotiff(tmp_path / "sparse.tif", 1024, 1024, held=[(1, 2)])
+    path = sparse_geotiff(tmp_path / "sparse.tif", 1024, 1024, held=((1, 2),))
     values, valid = read_window_masked(path, PixelWindow(128, 384, 512, 512))
     expected = np.zeros((512, 512), dtype=bool)
     expected[128:384, 128:384] = True  # block (1, 2) is rows 256-512, cols 512-768
