@@ -42,6 +42,10 @@ from geoseg.limits import MAX_PIXELS, check_pixel_budget
 READ_DRIVERS = ("GTiff",)
 """GDAL drivers input rasters are opened with (GDAL reads COGs with ``GTiff``)."""
 
+WARNING_FILTERS_LOCK = threading.RLock()
+"""Held while geoseg changes the process-wide warning filters (``warnings.catch_warnings``
+is not thread-safe: a thread restoring the filters undoes another thread's change)."""
+
 _VRT_SIGNATURE = b"<VRTDataset"
 
 
@@ -70,10 +74,7 @@ def open_raster(path: str | Path, *, allow_vrt: bool = False) -> DatasetReader:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            # read_info refuses a raster without a geotransform, with a message that says so
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path, driver=READ_DRIVERS[0])
+        return rasterio.open(path, driver=READ_DRIVERS[0])
     except RasterioIOError as error:
         is_vrt = _sniff_vrt(path)
         if is_vrt and allow_vrt:
@@ -136,7 +137,11 @@ def read_info(
     if not path.exists():
         raise RasterReadError(f"{path}: no such file")
     try:
-        with open_raster(path, allow_vrt=allow_vrt) as dataset:
+        with WARNING_FILTERS_LOCK, warnings.catch_warnings():
+            # rasterio warns on opening a raster without a geotransform; it is refused below
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            opened = open_raster(path, allow_vrt=allow_vrt)
+        with opened as dataset:
             check_pixel_budget(str(path), dataset.height, dataset.width, dataset.count, max_pixels)
             if dataset.crs is None:
                 raise InputError(
