@@ -131,6 +131,12 @@ def pixel_areas_m2(grid: RasterGrid, window: PixelWindow | None = None) -> NDArr
     return result
 
 
+def pixel_size_m(grid: RasterGrid) -> float:
+    """Side in metres of a square with the area of the grid's central pixel."""
+    centre = PixelWindow(grid.height // 2, grid.width // 2, 1, 1)
+    return float(np.sqrt(pixel_areas_m2(grid, centre)[0, 0]))
+
+
 def _densified(geometries: NDArray[np.object_], grid: RasterGrid) -> NDArray[np.object_]:
     pixel_side = float(np.hypot(grid.transform.a, grid.transform.d))
     pixel_side = min(pixel_side, float(np.hypot(grid.transform.b, grid.transform.e)))

@@ -18,6 +18,7 @@ Rules (normalised once, at the boundary):
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,14 +67,66 @@ class BBox:
         return f"[{values}] ({self.crs.to_string()})"
 
 
+_AUTHORITY_CODE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*:{1,2})+[A-Za-z0-9_.]+$")
+"""``EPSG:4326``, ``ESRI:102003``, ``OGC:CRS84``, ``urn:ogc:def:crs:EPSG::4326``."""
+_WKT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\s*[\[(]")
+"""WKT 1 or 2: a keyword, then ``[`` (or ``(``)."""
+_WELL_KNOWN = frozenset({"WGS84", "WGS72", "NAD27", "NAD83", "CRS84", "CRS83", "CRS27"})
+"""Datum names GDAL reads as geographic CRSs."""
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _crs_from_text(text: str) -> CRS:
+    """Parse CRS text of an accepted form; no form that names a file or URL gets here."""
+    if text.isdigit():
+        return CRS.from_epsg(int(text))
+    if text.startswith("{"):
+        from pyproj import CRS as ProjCRS
+
+        return CRS.from_wkt(ProjCRS.from_json(text).to_wkt())
+    if text.startswith("+"):
+        return CRS.from_proj4(text)
+    if _WKT.match(text):
+        return CRS.from_wkt(text)
+    return CRS.from_user_input(text)  # an authority code (the regex was checked)
+
+
 def parse_crs(text: str | CRS) -> CRS:
-    """A CRS from ``EPSG:XXXX``, WKT or PROJ text; :class:`BBoxError` when unknown."""
+    """A CRS from an EPSG code (``EPSG:4326`` or ``4326``), an authority code, WKT or PROJJSON.
+
+    PROJ strings (``+proj=...``) are accepted too. URLs and file paths are
+    refused before any library sees them: GDAL would fetch or read them. PROJ
+    itself stays offline unless the user sets ``PROJ_NETWORK=ON``.
+
+    Raises
+    ------
+    BBoxError
+        A URL, a path, or text that is no known CRS.
+    """
     if isinstance(text, CRS):
         return text
+    stripped = str(text).strip()
+    if _URL.match(stripped) or stripped.startswith(("/vsi", "/", "./", "../", "~")):
+        raise BBoxError(
+            f"CRS {stripped!r}: a URL or file path; geoseg does not fetch or read CRS "
+            "definitions: give an EPSG code (EPSG:4326), WKT or PROJJSON text"
+        )
+    accepted = (
+        stripped.isdigit()
+        or stripped.startswith(("{", "+"))
+        or stripped.upper() in _WELL_KNOWN
+        or _WKT.match(stripped) is not None
+        or _AUTHORITY_CODE.match(stripped) is not None
+    )
     try:
-        return CRS.from_user_input(text)
-    except CRSError:
-        raise BBoxError(f"unknown CRS {text!r}; give it as 'EPSG:4326' or 'EPSG:32612'") from None
+        if not accepted:
+            raise CRSError(stripped)
+        return _crs_from_text(stripped)
+    except (CRSError, ValueError):
+        raise BBoxError(
+            f"unknown CRS {stripped!r}; give an EPSG code ('EPSG:4326', 'EPSG:32612'), "
+            "WKT or PROJJSON"
+        ) from None
 
 
 def parse_bbox_text(text: str) -> tuple[float, float, float, float]:

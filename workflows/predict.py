@@ -70,6 +70,7 @@ from geoseg.predict.blending import PROBABILITY_SCALE
 from geoseg.predict.domain import DomainFinding
 from geoseg.predict.forward import forward_batch
 from geoseg.predict.overviews import overview_factors, overview_window
+from geoseg.predict.pixel_size import PixelSizeCheck
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
@@ -98,6 +99,7 @@ class PredictResult:
     device: str
     precision: str
     seconds: float
+    pixel_size: PixelSizeCheck
     domain_findings: tuple[DomainFinding, ...] = ()
     """How the scene lies outside the model's training domain (also in the COGs' tags)."""
 
@@ -381,6 +383,7 @@ def _predict_planned(
         precision=plan.precision,
         seconds=time.perf_counter() - started,
         domain_findings=plan.domain_findings,
+        pixel_size=plan.pixel_size,
     )
 
 
@@ -407,7 +410,12 @@ def predict_file(
     input = Path(input)
     if outputs.labels.resolve() == input.resolve():
         raise OutputError(f"{outputs.labels}: the output would overwrite the input; choose another")
-    source: RasterSource = FileSource.open(input, band_map=settings.bands)
+    source: RasterSource = FileSource.open(
+        input,
+        band_map=settings.bands,
+        max_pixels=settings.max_pixels,
+        allow_vrt=settings.allow_vrt,
+    )
     if masks:
         source = MaskedSource.open(source, masks, mask_buffer)
     return predict_source(

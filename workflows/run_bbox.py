@@ -35,6 +35,7 @@ from workflows.cluster import inference_placement
 from workflows.staging import (
     Report,
     RunOutputs,
+    check_grid,
     domain_warnings,
     finish,
     model_info,
@@ -102,6 +103,7 @@ def run_bbox(
     resolution: float | None = None,
     settings: InferenceSettings | None = None,
     mask_buffer: int = DEFAULT_MASK_BUFFER,
+    allow_external_hrefs: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -127,10 +129,15 @@ def run_bbox(
     crs, resolution
         Target grid; default the scenes' CRS and resolution.
     settings
-        Inference settings (see :func:`workflows.predict.predict_source`).
+        Inference settings (see :func:`workflows.predict.predict_source`); the
+        grid is checked against its ``max_pixels`` and the card's pixel size
+        (recorded in the manifest) before any scene is read.
     mask_buffer
         Pixels by which the clouds and shadows of the scenes' quality bands
         grow before they are masked (label 255); see :mod:`geoseg.quality`.
+    allow_external_hrefs
+        Read catalog files outside the data directory (see
+        :func:`geoseg.catalog.stac.verify_entry`).
     progress
         Show progress bars.
     scheduler, client
@@ -151,7 +158,14 @@ def run_bbox(
     scenes = search(bbox, datetime_range, location=catalog)
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
-    source = scene_source(grid, scenes, card, mask_buffer=mask_buffer)
+    pixel_size = check_grid(grid, card, settings)
+    source = scene_source(
+        grid,
+        scenes,
+        card,
+        mask_buffer=mask_buffer,
+        allow_external_hrefs=allow_external_hrefs,
+    )
     report(
         f"scenes: {', '.join(entry.id for entry in scenes)}; grid {grid.height}x{grid.width} "
         f"px in {grid.crs.to_string()}"
@@ -170,6 +184,7 @@ def run_bbox(
         "datetime": datetime_range,
         "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
+        **pixel_size.record(),
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": info.model_dump()}

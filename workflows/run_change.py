@@ -29,6 +29,7 @@ from workflows.cluster import inference_placement
 from workflows.staging import (
     Report,
     RunOutputs,
+    check_grid,
     domain_warnings,
     finish,
     model_info,
@@ -59,6 +60,7 @@ def run_change(
     settings: InferenceSettings | None = None,
     rule: LossRule | None = None,
     mask_buffer: int = DEFAULT_MASK_BUFFER,
+    allow_external_hrefs: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
     client: Client | None = None,
@@ -92,7 +94,8 @@ def run_change(
         Confidence and minimum mapping unit of loss and gain (default
         :class:`geoseg.change.loss.LossRule`); both dates are predicted with
         per-class probabilities, which the rule's threshold applies to.
-    catalog, crs, resolution, settings, mask_buffer, progress, scheduler, client, report
+    catalog, crs, resolution, settings, mask_buffer, allow_external_hrefs, progress,
+    scheduler, client, report
         As for :func:`workflows.run_bbox.run_bbox`; masked pixels are nodata in
         both class maps, so the change counts them as masked.
 
@@ -117,9 +120,16 @@ def run_change(
     after_scenes = search(bbox, after, location=catalog)
     card = read_card(resolve_model_dir(model))
     grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    pixel_size = check_grid(grid, card, settings)
     sources = {
-        "before": scene_source(grid, before_scenes, card, mask_buffer=mask_buffer),
-        "after": scene_source(grid, after_scenes, card, mask_buffer=mask_buffer),
+        name: scene_source(
+            grid,
+            scenes,
+            card,
+            mask_buffer=mask_buffer,
+            allow_external_hrefs=allow_external_hrefs,
+        )
+        for name, scenes in (("before", before_scenes), ("after", after_scenes))
     }
     report(
         f"before: {', '.join(e.id for e in before_scenes)}; after: "
@@ -146,6 +156,7 @@ def run_change(
         "probabilities": True,
         "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
+        **pixel_size.record(),
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {

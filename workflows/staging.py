@@ -33,7 +33,9 @@ from geoseg.grid import RasterGrid
 from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
+from geoseg.limits import check_pixel_budget
 from geoseg.models.card import ModelCard
+from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.quality import DEFAULT_MASK_BUFFER
@@ -153,19 +155,40 @@ def model_info(model: str | Path, card: ModelCard) -> ModelInfo:
     )
 
 
+def check_grid(grid: RasterGrid, card: ModelCard, settings: InferenceSettings) -> PixelSizeCheck:
+    """Refuse a run grid beyond ``settings.max_pixels`` or far from the card's pixel size.
+
+    Called before any scene is read (checksums included); returns the pixel
+    size check, which the manifest records.
+    """
+    check_pixel_budget(
+        "the run's grid", grid.height, grid.width, len(card.band_names), settings.max_pixels
+    )
+    return check_pixel_size(
+        f"the run's grid ({grid.crs.to_string()})",
+        grid,
+        card.pixel_size_m,
+        allow_mismatch=settings.allow_pixel_size_mismatch,
+    )
+
+
 def scene_source(
     grid: RasterGrid,
     scenes: Sequence[SceneEntry],
     card: ModelCard,
     *,
     mask_buffer: int = DEFAULT_MASK_BUFFER,
+    allow_external_hrefs: bool = False,
 ) -> MosaicSource:
     """The scenes (checksums verified) as one mosaic on ``grid`` with the card's bands.
 
     Clouds and shadows of the scenes' quality bands are masked, grown by
     ``mask_buffer`` pixels; a warning names each scene without a quality band.
+    ``allow_external_hrefs``: see :func:`geoseg.catalog.stac.verify_entry`.
     """
-    pairs = [(entry, verify_entry(entry)) for entry in scenes]
+    pairs = [
+        (entry, verify_entry(entry, allow_external_hrefs=allow_external_hrefs)) for entry in scenes
+    ]
     for entry in scenes:
         if entry.quality is None:
             warnings.warn(

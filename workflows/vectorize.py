@@ -30,6 +30,7 @@ from dask.delayed import delayed
 from distributed import Client, as_completed
 from numpy.typing import NDArray
 
+from geoseg.areas import pixel_size_m
 from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
@@ -48,7 +49,6 @@ from geoseg.vector.polygonize import (
 from geoseg.vector.polygons import (
     class_probability,
     drop_small,
-    pixel_size_m,
     polygon_table,
     probability_bands,
     provenance_values,

@@ -9,6 +9,7 @@ verified before use (:func:`verify_entry`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from affine import Affine
-from rasterio.crs import CRS
 
-from geoseg.bbox import BBox, describe_coverage, make_bbox, overlapping, to_lonlat
+from geoseg.bbox import (
+    BBox,
+    describe_coverage,
+    make_bbox,
+    overlapping,
+    parse_crs,
+    to_lonlat,
+)
 from geoseg.catalog.datadir import data_dir
 from geoseg.errors import BBoxError, CatalogError, InputError, NoSceneError
 from geoseg.grid import RasterGrid
@@ -72,6 +79,8 @@ class SceneEntry:
     title: str = ""
     quality: QualityBand | None = None
     """The scene's quality band (cloud, shadow, snow, fill flags); None when it has none."""
+    remote: bool = False
+    """Found by a STAC API search: its http(s) hrefs are read over the network."""
 
     def band_indexes(self, common_names: Sequence[str]) -> list[int]:
         """1-based band indexes for ``common_names``; error naming any missing band."""
@@ -180,9 +189,7 @@ def _grid(properties: dict[str, Any]) -> RasterGrid | None:
     shape, transform = properties.get("proj:shape"), properties.get("proj:transform")
     if code is None or shape is None or transform is None:
         return None
-    return RasterGrid(
-        CRS.from_user_input(code), Affine(*transform[:6]), int(shape[0]), int(shape[1])
-    )
+    return RasterGrid(parse_crs(str(code)), Affine(*transform[:6]), int(shape[0]), int(shape[1]))
 
 
 def _bands(asset: dict[str, Any]) -> tuple[BandInfo, ...]:
@@ -230,8 +237,8 @@ def _quality_band(asset: dict[str, Any], identifier: str) -> QualityBand | None:
     return found[0] if found else None
 
 
-def entry_from_item(item: dict[str, Any]) -> SceneEntry:
-    """A :class:`SceneEntry` from a STAC item dictionary."""
+def entry_from_item(item: dict[str, Any], *, remote: bool = False) -> SceneEntry:
+    """A :class:`SceneEntry` from a STAC item dictionary (``remote``: from a STAC API)."""
     identifier = str(item.get("id", "?"))
     try:
         properties = item["properties"]
@@ -258,6 +265,7 @@ def entry_from_item(item: dict[str, Any]) -> SceneEntry:
             ),
             title=str(properties.get("title", "")),
             quality=_quality_band(data, identifier),
+            remote=remote,
         )
     except (KeyError, IndexError, TypeError, BBoxError) as error:
         raise CatalogError(f"STAC item {identifier}: missing or invalid field ({error})") from None
@@ -330,7 +338,7 @@ def search(
             datetime=datetime_range,
             collections=[collection],
         )
-        entries = [entry_from_item(item) for item in items]
+        entries = [entry_from_item(item, remote=True) for item in items]
         if not entries:
             raise NoSceneError(f"{location}: no items over {bbox} for {datetime_range}")
         return sorted(entries, key=lambda entry: (entry.start, entry.id))
@@ -356,10 +364,40 @@ def search(
     return found
 
 
-def local_path(href: str) -> Path:
-    """The file of a local asset href (relative to the data directory)."""
+def is_remote_href(href: str) -> bool:
+    """True for an href GDAL would read over the network or through a virtual file system."""
+    return "://" in href or href.startswith("/vsi")
+
+
+def local_path(href: str, *, allow_external_hrefs: bool = False) -> Path:
+    """The file of a local asset href, confined to the data directory.
+
+    Hrefs are relative to the data directory; one that leaves it (``../``) or
+    is absolute is refused unless ``allow_external_hrefs``, and a remote one
+    (``http``, ``/vsicurl/``...) always is: remote files are read only for the
+    items of a STAC API search.
+
+    Raises
+    ------
+    CatalogError
+        The href is remote, or leaves the data directory.
+    """
+    if is_remote_href(href):
+        raise CatalogError(
+            f"{href}: a remote href in a static catalog; geoseg reads remote files only for "
+            "items found by a STAC API search (--catalog https://...)"
+        )
+    root = data_dir()
     path = Path(href)
-    return path if path.is_absolute() else data_dir() / path
+    full = path if path.is_absolute() else root / path
+    inside = Path(os.path.normpath(full)).is_relative_to(os.path.normpath(root.absolute()))
+    if not inside and not allow_external_hrefs:
+        raise CatalogError(
+            f"{href}: the catalog href leads outside the data directory {root}; catalog hrefs "
+            "are relative to it: fix the catalog, or pass --allow-external-hrefs if you "
+            "trust it"
+        )
+    return full
 
 
 @cache
@@ -367,35 +405,42 @@ def _verified(path: Path, expected: str, mtime_ns: int, size: int) -> None:
     verify_sha256(path, expected)
 
 
-def _verify(asset: AssetFile, entry_id: str) -> str:
-    if is_api_url(asset.href):
+def _verify(asset: AssetFile, entry: SceneEntry, allow_external_hrefs: bool) -> str:
+    if entry.remote and is_api_url(asset.href):
         return asset.href
-    path = local_path(asset.href)
+    try:
+        path = local_path(asset.href, allow_external_hrefs=allow_external_hrefs)
+    except CatalogError as error:
+        raise CatalogError(f"catalog item {entry.id}: {error}") from None
     if not path.exists():
         raise CatalogError(
-            f"{path}: file of catalog item {entry_id} is missing from the data directory "
+            f"{path}: file of catalog item {entry.id} is missing from the data directory "
             f"{data_dir()}; set GEOSEG_DATA_DIR to the folder holding the sample data"
         )
     if asset.sha256 is None:
-        raise CatalogError(f"{path}: catalog item {entry_id} records no SHA-256 for this file")
+        raise CatalogError(f"{path}: catalog item {entry.id} records no SHA-256 for this file")
     stat = path.stat()
     _verified(path, asset.sha256, stat.st_mtime_ns, stat.st_size)
     return str(path)
 
 
-def verify_entry(entry: SceneEntry) -> str:
+def verify_entry(entry: SceneEntry, *, allow_external_hrefs: bool = False) -> str:
     """Check every file of ``entry`` against its recorded SHA-256; return the data file.
+
+    Local hrefs must stay in the data directory unless ``allow_external_hrefs``
+    (see :func:`local_path`); http(s) hrefs are read only for entries of a
+    STAC API search.
 
     Raises
     ------
     ChecksumError
         A file does not match its checksum (corrupt or replaced).
     CatalogError
-        A file is missing or has no recorded checksum.
+        A file is missing, has no recorded checksum, or its href is refused.
     """
     for other in entry.other_files:
-        _verify(other, entry.id)
-    return _verify(entry.data, entry.id)
+        _verify(other, entry, allow_external_hrefs)
+    return _verify(entry.data, entry, allow_external_hrefs)
 
 
 def describe(entry: SceneEntry) -> dict[str, Any]:

@@ -17,7 +17,6 @@ never a single id raster, and only for the regions whose bounds touch the window
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,11 +34,12 @@ from shapely.geometry.base import BaseGeometry
 
 from geoseg.errors import InputError, VectorReadError
 from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.raster import WARNING_FILTERS_LOCK
 
 DEFAULT_ID_FIELD = "id"
 
 RegionId = str | int
-_RASTERIZE_LOCK = threading.Lock()
+_RASTERIZE_LOCK = WARNING_FILTERS_LOCK  # also guards the warning filters of read_info
 # the tested point: the pixel centre moved east and north by this many pixels
 _CENTRE_NUDGE = 1e-6
 

@@ -68,6 +68,8 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="geoseg")
 def cli() -> None:
     """Land-use and deforestation maps from large satellite GeoTIFFs."""
+    # PROJ never downloads grids unless the user asks (PROJ_NETWORK=ON); workers inherit it
+    os.environ.setdefault("PROJ_NETWORK", "OFF")
 
 
 def _with_notes(text: str, error: BaseException) -> str:

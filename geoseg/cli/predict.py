@@ -48,6 +48,19 @@ INFERENCE_OPTIONS = (
     click.option(
         "--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True
     ),
+    click.option(
+        "--max-pixels",
+        type=int,
+        default=DEFAULTS.max_pixels,
+        show_default=True,
+        help="Refuse a scene (or grid) declaring more rows x columns than this, before any work.",
+    ),
+    click.option(
+        "--allow-pixel-size-mismatch",
+        is_flag=True,
+        help="Run a scene whose ground pixel size is 2x or more off the model card's "
+        "(refused otherwise; 1.25x gives a warning). Better: resample it to the card's size.",
+    ),
 )
 """The options of :class:`~geoseg.predict.settings.InferenceSettings`, defaults from it."""
 
@@ -144,6 +157,11 @@ def _band_map_option(
     help="Grow the --mask pixels by this many pixels (a square, as Fmask dilates clouds).",
 )
 @click.option(
+    "--allow-vrt",
+    is_flag=True,
+    help="Accept a GDAL VRT as INPUT (refused by default: a VRT can make GDAL read any file).",
+)
+@click.option(
     "--scheduler",
     help="Dask scheduler address [default: $DASK_SCHEDULER_ADDRESS, else a local cluster].",
 )
@@ -177,7 +195,9 @@ def predict(
     outputs = PredictOutputs(labels_out, probabilities_out)
     # without --scheduler the local cluster starts lazily, after the inputs are validated
     connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
-    with connection as client:
+    from geoseg.cli.run import plain_warnings
+
+    with plain_warnings(), connection as client:
         result = predict_file(
             input_path,
             model,

@@ -37,7 +37,8 @@ def _show_warning(
 
 
 @contextlib.contextmanager
-def _plain_warnings() -> Iterator[None]:
+def plain_warnings() -> Iterator[None]:
+    """Print warnings as one ``geoseg: warning:`` line each while the block runs."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         yield
@@ -58,6 +59,11 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
             show_default=True,
             help="Pixels by which the clouds and cloud shadows of each scene's quality band grow "
             "before they are masked (Fmask's default: 3). Masked pixels are nodata (255).",
+        ),
+        click.option(
+            "--allow-external-hrefs",
+            is_flag=True,
+            help="read catalog files outside the data directory (absolute or ../ hrefs)",
         ),
         click.option("--scheduler", default=None, help="Dask scheduler address"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
@@ -87,13 +93,14 @@ def run(
     resolution: float | None,
     settings: InferenceSettings,
     mask_buffer: int,
+    allow_external_hrefs: bool,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
     from workflows.run_bbox import run_bbox
 
-    with _plain_warnings():
+    with plain_warnings():
         run_bbox(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             datetime_range,
@@ -106,6 +113,7 @@ def run(
             resolution=resolution,
             settings=settings,
             mask_buffer=mask_buffer,
+            allow_external_hrefs=allow_external_hrefs,
             progress=not quiet,
             scheduler=scheduler,
             report=_echo,
@@ -140,13 +148,14 @@ def run_change(
     resolution: float | None,
     settings: InferenceSettings,
     mask_buffer: int,
+    allow_external_hrefs: bool,
     scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
     from workflows.run_change import run_change as run_change_workflow
 
-    with _plain_warnings():
+    with plain_warnings():
         outputs = run_change_workflow(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             before,
@@ -163,6 +172,7 @@ def run_change(
             resolution=resolution,
             settings=settings,
             mask_buffer=mask_buffer,
+            allow_external_hrefs=allow_external_hrefs,
             progress=not quiet,
             scheduler=scheduler,
             report=_echo,

@@ -7,12 +7,22 @@ file's identity, so a replaced file is reopened), so that raster blocks shared
 by overlapping windows are decoded once: GDAL's block cache is bounded to
 :data:`READ_CACHE_BYTES` during those reads. All are safe to call from Dask
 tasks in any process. Errors name the file and say what is wrong with it.
+
+Every input raster is opened by :func:`open_raster`, with an allow-list of GDAL
+drivers (:data:`READ_DRIVERS`: GeoTIFF, which reads COGs too; a VRT only when
+asked for), so a file named ``.tif`` that is really a VRT pointing at other
+files is refused. :func:`read_info` refuses what cannot be right before any
+pixel is read: no CRS, no geotransform, a rotated grid, or a declared size
+beyond the pixel budget (:data:`geoseg.limits.MAX_PIXELS`: a sparse "header bomb" declaring
+10^12 pixels in a few hundred kilobytes). Blocks a sparse GeoTIFF does not
+hold are read as invalid without being decoded (:func:`read_window_masked`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +32,66 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 
-from geoseg.errors import InputError, RasterReadError
+from geoseg.errors import GeosegError, InputError, RasterReadError
 from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.limits import MAX_PIXELS, check_pixel_budget
+
+READ_DRIVERS = ("GTiff",)
+"""GDAL drivers input rasters are opened with (GDAL reads COGs with ``GTiff``)."""
+
+WARNING_FILTERS_LOCK = threading.RLock()
+"""Held while geoseg changes the process-wide warning filters (``warnings.catch_warnings``
+is not thread-safe: a thread restoring the filters undoes another thread's change)."""
+
+_VRT_SIGNATURE = b"<VRTDataset"
+
+
+def _sniff_vrt(path: Path) -> bool:
+    """True when ``path`` starts like a GDAL VRT (XML), whatever its name."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(1024)
+    except OSError:
+        return False
+    return _VRT_SIGNATURE in head
+
+
+def open_raster(path: str | Path, *, allow_vrt: bool = False) -> DatasetReader:
+    """Open an input raster for reading with the GDAL drivers geoseg accepts.
+
+    GeoTIFF (and COG) only; a VRT only with ``allow_vrt`` (``--allow-vrt``):
+    a VRT can make GDAL read any file or URL it names.
+
+    Raises
+    ------
+    InputError
+        The file is a VRT and ``allow_vrt`` is False.
+    RasterReadError
+        Not a GeoTIFF (or VRT), or unreadable.
+    """
+    path = Path(path)
+    try:
+        return rasterio.open(path, driver=READ_DRIVERS[0])
+    except RasterioIOError as error:
+        is_vrt = _sniff_vrt(path)
+        if is_vrt and allow_vrt:
+            try:
+                return rasterio.open(path, driver="VRT")
+            except RasterioIOError as vrt_error:
+                raise RasterReadError(f"{path}: not a readable VRT ({vrt_error})") from None
+        if is_vrt:
+            raise InputError(
+                f"{path}: the file is a GDAL VRT, not a GeoTIFF; a VRT can make GDAL read "
+                "other files, so it is refused: convert it (gdal_translate -of GTiff) or pass "
+                "--allow-vrt if you trust it"
+            ) from None
+        raise RasterReadError(
+            f"{path}: not a readable raster ({error}); geoseg reads GeoTIFF and COG files "
+            "(convert others with gdal_translate -of GTiff)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -46,27 +111,52 @@ class RasterInfo:
     block_shape: tuple[int, int] = (256, 256)
 
 
-def read_info(path: str | Path) -> RasterInfo:
+def read_info(
+    path: str | Path, *, max_pixels: int = MAX_PIXELS, allow_vrt: bool = False
+) -> RasterInfo:
     """Open ``path`` and return its metadata; raise a clear error if unusable.
+
+    Parameters
+    ----------
+    path
+        The raster file.
+    max_pixels
+        Budget of declared rows x columns (see :data:`geoseg.limits.MAX_PIXELS`).
+    allow_vrt
+        Accept a GDAL VRT (see :func:`open_raster`).
 
     Raises
     ------
     RasterReadError
-        Missing file, not a raster, or unreadable (truncated) file.
+        Missing file, not a GeoTIFF, or unreadable (truncated) file.
     InputError
-        The raster has no CRS or a rotated (not north-up) transform.
+        A VRT without ``allow_vrt``; no CRS, no geotransform, or a rotated
+        (not north-up) transform; a declared size beyond ``max_pixels``.
     """
     path = Path(path)
     if not path.exists():
         raise RasterReadError(f"{path}: no such file")
     try:
-        with rasterio.open(path) as dataset:
+        with WARNING_FILTERS_LOCK, warnings.catch_warnings():
+            # rasterio warns on opening a raster without a geotransform; it is refused below
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            opened = open_raster(path, allow_vrt=allow_vrt)
+        with opened as dataset:
+            check_pixel_budget(str(path), dataset.height, dataset.width, dataset.count, max_pixels)
             if dataset.crs is None:
                 raise InputError(
                     f"{path}: the raster has no CRS; assign one "
                     "(e.g. gdal_edit.py -a_srs EPSG:XXXX)"
                 )
             transform = dataset.transform
+            if transform.is_identity:
+                # GDAL's answer when the file has no geotransform: pixels would land at
+                # (0, 0) with 1-unit pixels
+                raise InputError(
+                    f"{path}: the raster has a CRS but no geotransform (where its pixels lie "
+                    "and how large they are); assign one (e.g. gdal_edit.py -a_ullr ULX ULY "
+                    "LRX LRY, or -a_gt)"
+                )
             if transform.b != 0 or transform.d != 0:
                 raise InputError(f"{path}: rotated rasters are not supported; warp it north-up")
             colormap = None
@@ -152,7 +242,7 @@ def read_window(
         Value for pixels outside the raster.
     """
     try:
-        with rasterio.open(path) as dataset:
+        with open_raster(path) as dataset:
             indexes = bands or list(range(1, dataset.count + 1))
             fill = fill_value if fill_value is not None else (dataset.nodata or 0)
             return _read_boundless(dataset, window, indexes, fill)
@@ -171,7 +261,7 @@ def read_valid_mask(path: str | Path, window: PixelWindow) -> NDArray[np.bool_]:
     raster are invalid.
     """
     try:
-        with rasterio.open(path) as dataset:
+        with open_raster(path) as dataset:
             return _mask_boundless(dataset, window)
     except RasterioIOError as error:
         raise RasterReadError(f"{path}: reading the validity mask failed ({error})") from None
@@ -194,10 +284,17 @@ OPEN_DATASETS_PER_THREAD = 4
 _open_datasets: threading.local = threading.local()
 
 
-def _cached_dataset(path: str | Path) -> DatasetReader:
+def _cached_dataset(path: str | Path, allow_vrt: bool) -> DatasetReader:
     """``path`` opened once per process and thread, reopened when the file changes."""
     stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, os.getpid())
+    key = (
+        os.path.realpath(path),
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+        os.getpid(),
+        allow_vrt,
+    )
     datasets: OrderedDict[tuple[object, ...], DatasetReader] | None = getattr(
         _open_datasets, "datasets", None
     )
@@ -207,7 +304,7 @@ def _cached_dataset(path: str | Path) -> DatasetReader:
     if dataset is not None:
         datasets.move_to_end(key)
         return dataset
-    dataset = rasterio.open(path)
+    dataset = open_raster(path, allow_vrt=allow_vrt)
     datasets[key] = dataset
     while len(datasets) > OPEN_DATASETS_PER_THREAD:
         _, oldest = datasets.popitem(last=False)
@@ -276,17 +373,55 @@ def _mask_from_values(
     return None
 
 
+def _held_blocks(
+    dataset: DatasetReader, window: PixelWindow, indexes: list[int]
+) -> NDArray[np.bool_] | None:
+    """Pixels of ``window`` inside blocks the file holds; None when it holds them all.
+
+    A sparse GeoTIFF (``SPARSE_OK``) leaves blocks unwritten: their offset in
+    the TIFF is 0 and GDAL reports no ``BLOCK_OFFSET_<col>_<row>`` for them
+    (metadata domain ``TIFF``). Only the blocks under ``window`` are looked
+    at; a block missing from any read band makes its pixels invalid. Pixels
+    outside the raster count as held (they are invalid anyway).
+    """
+    if dataset.driver != "GTiff":
+        return None
+    inside = window.clip(dataset.height, dataset.width)
+    if inside.is_empty:
+        return None
+    block_rows, block_cols = dataset.block_shapes[0]
+    interleaved = dataset.interleaving is not None and dataset.interleaving.value == "PIXEL"
+    bands = indexes[:1] if interleaved else sorted(set(indexes))
+    held: NDArray[np.bool_] | None = None
+    for block_row in range(inside.row // block_rows, (inside.row_stop - 1) // block_rows + 1):
+        for block_col in range(inside.col // block_cols, (inside.col_stop - 1) // block_cols + 1):
+            key = f"BLOCK_OFFSET_{block_col}_{block_row}"
+            if all(dataset.get_tag_item(key, "TIFF", bidx=band) for band in bands):
+                continue
+            if held is None:
+                held = np.ones(window.shape, dtype=bool)
+            block = PixelWindow(
+                block_row * block_rows, block_col * block_cols, block_rows, block_cols
+            )
+            rows, cols = block.intersection(window).shift(-window.row, -window.col).slices()
+            held[rows, cols] = False
+    return held
+
+
 def read_window_masked(
     path: str | Path,
     window: PixelWindow,
     *,
     bands: list[int] | None = None,
     any_nodata_invalid: bool = False,
+    allow_vrt: bool = False,
 ) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
     """:func:`read_window` and :func:`read_valid_mask` of ``window`` in one opening.
 
     Pixels outside the raster are filled with the nodata value (else 0) and
-    are invalid. The dataset stays open for the next read from this thread.
+    are invalid, and so are pixels of blocks a sparse GeoTIFF does not hold
+    (a window of such blocks only is not read at all). The dataset stays open
+    for the next read from this thread.
 
     Parameters
     ----------
@@ -295,18 +430,30 @@ def read_window_masked(
     any_nodata_invalid
         Also invalid where any read band holds the raster's nodata value
         (GDAL's mask only marks the pixels where every band does).
+    allow_vrt
+        Accept a GDAL VRT (see :func:`open_raster`).
     """
     try:
-        dataset = _cached_dataset(path)
+        dataset = _cached_dataset(path, allow_vrt)
         with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES):
             indexes = bands or list(range(1, dataset.count + 1))
+            held = _held_blocks(dataset, window, indexes)
+            if held is not None and not held.any():
+                fill = dataset.nodata or 0
+                dtype = np.dtype(dataset.dtypes[indexes[0] - 1])
+                empty = np.full((len(indexes), *window.shape), fill, dtype=dtype)
+                return empty, held
             values = _read_boundless(dataset, window, indexes, dataset.nodata or 0)
             mask = _mask_from_values(dataset, indexes, values, window, any_nodata_invalid)
             if mask is None:
                 mask = _mask_boundless(dataset, window)
                 if any_nodata_invalid and dataset.nodata is not None:
                     mask &= np.all(values != dataset.nodata, axis=0)
+            if held is not None:
+                mask &= held
             return values, mask
+    except GeosegError:
+        raise
     except (RasterioIOError, OSError) as error:
         raise RasterReadError(
             f"{path}: reading rows {window.row}-{window.row_stop}, cols {window.col}-"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 
 from geoseg.errors import OutputError, RasterReadError
+from geoseg.io.raster import open_raster
 from geoseg.io.vector import fixed_change_time
 
 
@@ -46,7 +46,7 @@ def read_labels_preview(
 ) -> tuple[NDArray[np.uint8], int | None]:
     """Band 1 of a label raster resampled (nearest) to ``shape``, and its nodata value."""
     try:
-        with rasterio.open(path) as dataset:
+        with open_raster(path) as dataset:
             data = dataset.read(1, out_shape=shape, resampling=Resampling.nearest)
             nodata = None if dataset.nodata is None else int(dataset.nodata)
     except RasterioIOError as error:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
@@ -29,6 +28,7 @@ from rasterio.warp import transform_bounds
 
 from geoseg.errors import GridMismatchError, RasterReadError
 from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.raster import open_raster
 
 _ALIGN_TOLERANCE = 1e-6  # in pixels
 # GDAL's warper approximates the coordinate transform within 0.125 px by default,
@@ -132,7 +132,7 @@ def read_bands_on_grid(
     """
     indexes = list(bands)
     try:
-        with rasterio.open(path) as dataset:
+        with open_raster(path) as dataset:
             effective = nodata if nodata is not None else dataset.nodata
             offset = pixel_offset(_dataset_grid(dataset), grid)
             fill = nodata if nodata is not None else 0

@@ -29,6 +29,7 @@ from geoseg.predict.domain import (
     scaled_sample_values,
 )
 from geoseg.predict.inference import ModelKey, model_key
+from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.preprocess import (
     SceneStatistics,
@@ -72,6 +73,8 @@ class PredictPlan:
     """Tile indexes of each batch, by batch number (the global tile order cut in groups)."""
     chunks: tuple[PlannedChunk, ...]
     """The output chunks in row-major order (their work files are named after them)."""
+    pixel_size: PixelSizeCheck
+    """The scene's ground pixel size against the card's (refused ones never get a plan)."""
     domain_findings: tuple[DomainFinding, ...] = ()
     """How the scene lies outside the card's training domain (empty: inside, or not recorded)."""
 
@@ -125,14 +128,23 @@ def make_plan(
     part of that hash: runs writing different outputs never share a work
     directory, and a rerun writing the same ones finds its own.
 
+    The scene's ground pixel size is checked against the card's first
+    (:func:`geoseg.predict.pixel_size.check_pixel_size`).
+
     Raises
     ------
     GeosegError
-        Any invalid input, with a message naming it (band mismatch, bad tile
-        geometry, all-nodata scene...).
+        Any invalid input, with a message naming it (band mismatch, pixel size
+        far from the card's, bad tile geometry, all-nodata scene...).
     """
     key = model_key(model, placement.device)
     card = read_card(key.directory)
+    pixel_size = check_pixel_size(
+        source.label,
+        source.grid,
+        card.pixel_size_m,
+        allow_mismatch=settings.allow_pixel_size_mismatch,
+    )
     indexes = resolve_band_indexes(source.label, card.band_names, source.band_names)
     positions = tuple(index - 1 for index in indexes)
     tile_size = card.tile_size if settings.tile is None else settings.tile
@@ -187,4 +199,5 @@ def make_plan(
         batches=batches,
         chunks=schedule_chunks(layout, batches, grid.chunks(settings.chunk_size)),
         domain_findings=findings,
+        pixel_size=pixel_size,
     )

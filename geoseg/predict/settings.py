@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from geoseg.errors import ConfigError
 from geoseg.grid import check_chunk_size
+from geoseg.limits import MAX_PIXELS
 from geoseg.predict.tiling import check_batch_size, check_tile_geometry
 
 if TYPE_CHECKING:
@@ -69,6 +70,13 @@ class InferenceSettings:
     bands: Mapping[str, int] | None = field(default=None, hash=False)
     """``{model band name: 1-based raster band}`` when a raster's band descriptions do
     not name its bands (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``)."""
+    max_pixels: int = MAX_PIXELS
+    """Budget of the scene's declared rows x columns, checked before any pixel is read."""
+    allow_vrt: bool = False
+    """Accept an input GDAL VRT (GeoTIFF and COG only otherwise)."""
+    allow_pixel_size_mismatch: bool = False
+    """Run a scene whose pixel size is far from the model card's (see
+    :mod:`geoseg.predict.pixel_size`) instead of refusing it."""
 
     def __post_init__(self) -> None:
         check_tile_geometry(self.tile, self.overlap)
@@ -76,6 +84,8 @@ class InferenceSettings:
         check_chunk_size(self.chunk_size)
         check_device(self.device)
         check_precision(self.precision)
+        if self.max_pixels < 1:
+            raise ConfigError(f"max_pixels must be at least 1, got {self.max_pixels}")
 
     def output_parameters(self, placement: InferencePlacement) -> dict[str, Any]:
         """The settings that can change the labels, as a run manifest records them.

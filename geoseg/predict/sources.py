@@ -22,6 +22,7 @@ from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import read_info, read_window_masked
 from geoseg.io.warp import read_mask_on_grid
+from geoseg.limits import MAX_PIXELS
 from geoseg.predict.preprocess import (
     PhysicalValues,
     band_names_from_descriptions,
@@ -95,6 +96,7 @@ class FileSource:
     offsets: tuple[float, ...]
     nodata: float | None
     identity: str
+    allow_vrt: bool = False
 
     @property
     def label(self) -> str:
@@ -109,6 +111,8 @@ class FileSource:
         band_map: Mapping[str, int] | None = None,
         scales: Sequence[float] | None = None,
         offsets: Sequence[float] | None = None,
+        max_pixels: int = MAX_PIXELS,
+        allow_vrt: bool = False,
     ) -> FileSource:
         """Describe ``path`` as a source.
 
@@ -123,18 +127,21 @@ class FileSource:
         scales, offsets
             Per delivered band, overriding the raster's own scale/offset
             (``physical = raw * scale + offset``).
+        max_pixels, allow_vrt
+            As for :func:`geoseg.io.raster.read_info`.
 
         Raises
         ------
         RasterReadError
             Missing, unreadable or not a raster.
         InputError
-            No CRS, or scale/offset overrides of the wrong length.
+            No CRS or geotransform, a VRT without ``allow_vrt``, a declared size
+            beyond ``max_pixels``, or scale/offset overrides of the wrong length.
         BandMismatchError
             ``band_map`` names a band index the raster lacks.
         """
         path = Path(path)
-        info = read_info(path)
+        info = read_info(path, max_pixels=max_pixels, allow_vrt=allow_vrt)
         available = band_names_from_descriptions(info.descriptions)
         if band_map is not None:
             names = list(band_map)
@@ -159,6 +166,7 @@ class FileSource:
             offsets=tuple(float(v) for v in band_offsets),
             nodata=info.nodata,
             identity=f"{identity}|{band_scales}|{band_offsets}",
+            allow_vrt=allow_vrt,
         )
 
     def read(self, window: PixelWindow) -> tuple[PhysicalValues, NDArray[np.bool_]]:
@@ -173,6 +181,7 @@ class FileSource:
             window,
             bands=list(self.band_indexes),
             any_nodata_invalid=self.nodata is not None,
+            allow_vrt=self.allow_vrt,
         )
         scales = np.asarray(self.scales, dtype=np.float32)[:, None, None]
         offsets = np.asarray(self.offsets, dtype=np.float32)[:, None, None]

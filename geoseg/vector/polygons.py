@@ -18,19 +18,13 @@ import pandas as pd
 import shapely
 from numpy.typing import NDArray
 
-from geoseg.areas import pixel_areas_m2, polygon_ground_areas_m2, polygon_ground_perimeters_m
+from geoseg.areas import polygon_ground_areas_m2, polygon_ground_perimeters_m
 from geoseg.errors import InputError
-from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.grid import RasterGrid
 from geoseg.labels import MAX_CLASS_ID
 from geoseg.vector.polygonize import GeometryArray, PolygonPieces
 
 PROVENANCE_FIELDS = ("source", "model", "run_time")
-
-
-def pixel_size_m(grid: RasterGrid) -> float:
-    """Side in metres of a square with the area of the grid's central pixel."""
-    centre = PixelWindow(grid.height // 2, grid.width // 2, 1, 1)
-    return float(np.sqrt(pixel_areas_m2(grid, centre)[0, 0]))
 
 
 def pixel_to_crs(geometries: GeometryArray, grid: RasterGrid) -> GeometryArray:

@@ -97,6 +97,10 @@ def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
     assert manifest.model.name == "tiny-landcover"
     # asked for auto; the card records no bf16 agreement, so fp32 on any CPU
     assert manifest.parameters["precision"] == "auto"
+    # Zion's 30 m UTM pixels, 2-3 degrees off the zone's central meridian: 30.0 m on the ground
+    assert manifest.parameters["pixel_size_check"] == "ok"
+    assert manifest.parameters["model_pixel_size_m"] == 30.0
+    assert manifest.parameters["scene_pixel_size_m"] == pytest.approx(30.0, rel=2e-3)
     assert (manifest.parameters["device_used"], manifest.parameters["precision_used"]) in {
         ("cpu", "fp32"),
         ("cuda", "bf16"),

@@ -90,7 +90,7 @@ class ListSceneSource:
 
 
 def _ndvi(href: str) -> tuple[NDArray[np.float64], NDArray[np.bool_], rasterio.Affine, str]:
-    with rasterio.open(local_path(href)) as dataset:
+    with rasterio.open(local_path(href, allow_external_hrefs=True)) as dataset:
         red = dataset.read(3).astype(np.float64)
         nir = dataset.read(4).astype(np.float64)
         valid = (red > 0) & (nir > 0)
@@ -100,7 +100,7 @@ def _ndvi(href: str) -> tuple[NDArray[np.float64], NDArray[np.bool_], rasterio.A
 
 
 def _quicklook(href: str) -> Quicklook:
-    with rasterio.open(local_path(href)) as dataset:
+    with rasterio.open(local_path(href, allow_external_hrefs=True)) as dataset:
         rgb = dataset.read([3, 2, 1]).astype(np.float64)
         bounds = tuple(float(value) for value in dataset.bounds)
         crs = dataset.crs.to_string()
