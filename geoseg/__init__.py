@@ -1,5 +1,11 @@
 """geoseg: out-of-core land-use and deforestation segmentation of large GeoTIFFs.
 
+In a notebook: ``geoseg.segment(scene, "forest-landsat")`` segments an
+xarray scene (rioxarray, odc-stac, stackstac) lazily, ``geoseg.vectorize``
+and ``geoseg.change`` turn class maps into GeoDataFrames and tables,
+``geoseg.stac_item`` hands a catalog scene to odc-stac or stackstac (see
+docs/example_forest_loss.py).
+
 The names in ``__all__`` are the public entry points a notebook user calls;
 ``dir(geoseg)`` lists them. They are imported on first use (PEP 562), so
 ``import geoseg`` stays cheap: it does not load torch, Dask or rasterio.
@@ -35,15 +41,19 @@ from geoseg.errors import (
 
 if TYPE_CHECKING:
     from geoseg.bbox import make_bbox
+    from geoseg.catalog.items import stac_item
     from geoseg.catalog.stac import search
     from geoseg.change.classmap import ClassMap, load_class_map, preset_class_map
     from geoseg.grid import PixelWindow, RasterGrid
     from geoseg.io.checkpoint import read_card
-    from geoseg.models.loading import load_model
+    from geoseg.models.loading import Model, load_model, open_model
+    from geoseg.predict.settings import InferenceSettings
     from workflows.change import change_file
+    from workflows.frames import ChangeTables, change, vectorize
     from workflows.predict import predict_file, predict_source
     from workflows.run_bbox import run_bbox
     from workflows.run_change import run_change
+    from workflows.segment import segment
     from workflows.vectorize import vectorize_file
 
 __version__ = "0.1.0"
@@ -54,6 +64,14 @@ _LAZY_SOURCES: dict[str, str] = {
     "PixelWindow": "geoseg.grid",
     "RasterGrid": "geoseg.grid",
     "search": "geoseg.catalog.stac",
+    "stac_item": "geoseg.catalog.items",
+    "open_model": "geoseg.models.loading",
+    "Model": "geoseg.models.loading",
+    "InferenceSettings": "geoseg.predict.settings",
+    "segment": "workflows.segment",
+    "vectorize": "workflows.frames",
+    "change": "workflows.frames",
+    "ChangeTables": "workflows.frames",
     "load_model": "geoseg.models.loading",
     "read_card": "geoseg.io.checkpoint",
     "ClassMap": "geoseg.change.classmap",
@@ -71,24 +89,29 @@ __all__ = [
     "BBoxError",
     "BandMismatchError",
     "CatalogError",
+    "ChangeTables",
     "ChecksumError",
     "ClassMap",
     "ConfigError",
     "DataDirError",
     "GeosegError",
     "GridMismatchError",
+    "InferenceSettings",
     "InputError",
     "JobError",
+    "Model",
     "ModelError",
     "OutputError",
     "PixelWindow",
     "RasterGrid",
     "RasterReadError",
     "VectorReadError",
+    "change",
     "change_file",
     "load_class_map",
     "load_model",
     "make_bbox",
+    "open_model",
     "predict_file",
     "predict_source",
     "preset_class_map",
@@ -96,6 +119,9 @@ __all__ = [
     "run_bbox",
     "run_change",
     "search",
+    "segment",
+    "stac_item",
+    "vectorize",
     "vectorize_file",
 ]
 

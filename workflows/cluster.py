@@ -9,10 +9,13 @@ the workers with a GPU when only some have one.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -104,6 +107,41 @@ LOCAL_WORKER_PRELOAD = ["workflows.cluster"]
 """Preload of the local cluster's workers (:func:`dask_setup`)."""
 
 
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not isinstance(test, ast.Compare) or len(test.comparators) != 1:
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = {side.id for side in sides if isinstance(side, ast.Name)}
+    texts = {side.value for side in sides if isinstance(side, ast.Constant)}
+    return names == {"__name__"} and texts == {"__main__"}
+
+
+def unguarded_main_script() -> Path | None:
+    """The running script when worker processes would run it again; else None.
+
+    Dask starts local workers with multiprocessing's ``spawn``, which imports
+    the main script in every new process: a script that calls geoseg at top
+    level, without ``if __name__ == "__main__":``, would then start a cluster
+    inside each worker, and the workers fail ("Nanny failed to start").
+    Notebooks, ``python -c``, ``python -m package`` and guarded scripts are
+    safe; the script is read (not run) to find its guard.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__")):
+        return None
+    location = getattr(main, "__file__", None)
+    if not location or not str(location).endswith(".py") or not Path(location).is_file():
+        return None
+    try:
+        tree = ast.parse(Path(location).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    guarded = any(isinstance(node, ast.If) and _is_main_test(node.test) for node in tree.body)
+    return None if guarded else Path(location)
+
+
 def resolve_scheduler(address: str | None) -> str | None:
     """The scheduler to use: ``address``, else ``$DASK_SCHEDULER_ADDRESS``, else None."""
     return address or os.environ.get(SCHEDULER_ENV) or None
@@ -152,21 +190,24 @@ def local_client(
 ) -> Iterator[Client]:
     """Yield a client of a new local cluster of worker processes, closed afterwards.
 
-    The workers start with :func:`local_worker_settings`. Parameters as for
-    :func:`dask_client`.
+    The workers start with :func:`local_worker_settings`. Called from a script
+    without a main guard (:func:`unguarded_main_script`), the workers are
+    threads of this process instead: the results are the same (placement
+    invariance), the script needs no change.
+    Parameters as for :func:`dask_client`.
     """
     workers = n_workers or max(1, min(4, os.cpu_count() or 1))
+    processes = unguarded_main_script() is None
     with (
         dask.config.set(local_worker_settings()),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
-            processes=True,
+            processes=processes,
             memory_limit=memory_limit,
             dashboard_address=None,
             scheduler_kwargs=SCHEDULER_HTTP,
-            env=WORKER_ENV,
-            preload=LOCAL_WORKER_PRELOAD,
+            **({"env": WORKER_ENV, "preload": LOCAL_WORKER_PRELOAD} if processes else {}),
         ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):

@@ -78,3 +78,50 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
         )
     module.eval()
     return LoadedModel(module=module, card=card, directory=directory)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model chosen by name or directory: its card, without loading the weights.
+
+    :func:`geoseg.segment` accepts it wherever a model name is accepted; the
+    card says which bands the model reads (``card.band_names``), its classes
+    and its tiling.
+    """
+
+    name: str
+    directory: Path
+    card: ModelCard
+
+    def __repr__(self) -> str:
+        """Name, bands and classes, as a notebook shows them."""
+        classes = ", ".join(f"{spec.id}={spec.name}" for spec in self.card.classes)
+        return (
+            f"Model({self.name!r}, bands={self.card.band_names}, classes=[{classes}], "
+            f"tile={self.card.tile_size}, overlap={self.card.overlap})"
+        )
+
+
+def open_model(name_or_path: str | Path) -> Model:
+    """A shipped model (by name) or a model directory, with its card read and checked.
+
+    Parameters
+    ----------
+    name_or_path
+        A shipped model name (``geoseg models`` lists them, e.g.
+        ``"forest-landsat"``) or a directory holding ``card.json``.
+
+    Returns
+    -------
+    Model
+        The model's name, directory and card; the weights are loaded (and
+        checked against the card's SHA-256) when it first runs.
+
+    Raises
+    ------
+    ModelError
+        Neither a shipped name nor a model directory; lists the shipped names.
+    """
+    directory = resolve_model_dir(name_or_path).resolve()
+    card = read_card(directory)
+    return Model(name=card.name, directory=directory, card=card)

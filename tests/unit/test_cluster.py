@@ -6,6 +6,7 @@ import gc
 import os
 import resource
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,22 @@ def test_local_workers_do_not_run_the_statistical_profiler() -> None:
         # slow periodic callbacks, in the workers and in the scheduler's process
         assert list(client.run(_tick_interval).values()) == ["1s"]
         assert client.run_on_scheduler(_tick_interval) == "1s"
+
+
+def test_unguarded_main_script_reads_the_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from workflows.cluster import unguarded_main_script
+
+    script = tmp_path / "analysis.py"
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    script.write_text("import geoseg\nprint(1)\n")
+    assert unguarded_main_script() == script
+    script.write_text("import geoseg\nif '__main__' == __name__:\n    print(1)\n")
+    assert unguarded_main_script() is None
+    main.__file__ = None
+    assert unguarded_main_script() is None  # a notebook or python -c
