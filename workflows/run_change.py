@@ -21,9 +21,9 @@ from geoseg.change.flags import Flag
 from geoseg.change.loss import LossRule
 from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
+from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
-from geoseg.quality import DEFAULT_MASK_BUFFER
 from workflows.change import change_file
 from workflows.cluster import inference_placement
 from workflows.staging import (
