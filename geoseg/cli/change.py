@@ -68,8 +68,8 @@ def _class_ids(
     "--regions",
     "regions",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Vector file of region polygons (GeoPackage, shapefile...).",
+    help="Vector file of region polygons (GeoPackage, shapefile...), or a region id of the "
+    "embedded catalog (geoseg catalog list --collection regions).",
 )
 @click.option(
     "--region-layer", default=None, help="Layer of the region file [default: its only layer]."
@@ -151,7 +151,7 @@ def _class_ids(
 def change(
     before: Path,
     after: Path,
-    regions: Path,
+    regions: str,
     region_layer: str | None,
     region_id_field: str | None,
     out: Path,
@@ -171,6 +171,7 @@ def change(
     scheduler: str | None,
 ) -> None:
     """Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation."""
+    from geoseg.catalog.stac import region_file
     from workflows.change import change_file
     from workflows.cluster import dask_client
 
@@ -183,7 +184,7 @@ def change(
         result = change_file(
             before,
             after,
-            regions,
+            region_file(regions),
             out,
             region_layer=region_layer,
             region_id_field=region_id_field,

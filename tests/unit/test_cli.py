@@ -143,3 +143,30 @@ def test_verbosity_and_one_line_warnings(
 def test_verbose_and_quiet_exclude_each_other() -> None:
     result = CliRunner().invoke(cli, ["-v", "-q", "models", "list"])
     assert result.exit_code == 2 and "exclude each other" in result.stderr
+
+
+def test_change_takes_a_region_id_of_the_catalog(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import contextlib
+
+    import workflows.change
+    import workflows.cluster
+    from geoseg.catalog.stac import region_file
+
+    given: list[Path] = []
+
+    def fake_change_file(before: Path, after: Path, regions: Path, out: Path, **_: object) -> None:
+        given.append(regions)
+        raise KeyboardInterrupt  # stop here: the regions argument is what is checked
+
+    monkeypatch.setattr(workflows.change, "change_file", fake_change_file)
+    monkeypatch.setattr(workflows.cluster, "dask_client", lambda _: contextlib.nullcontext())
+    arguments = ["change", "a.tif", "b.tif", "--out", str(tmp_path / "c.gpkg"), "--regions"]
+    CliRunner().invoke(cli, [*arguments, "zion-park"])
+    assert given == [region_file("zion-park")] and given[0].is_file()
+
+    unknown = CliRunner().invoke(cli, [*arguments, "atlantis"])
+    assert unknown.exit_code != 0 and given == [region_file("zion-park")]
+    assert "neither a file nor a region of the catalog" in str(unknown.exception)
+    assert "zion-park" in str(unknown.exception)
