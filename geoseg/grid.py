@@ -9,12 +9,14 @@ transform travels through the code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from affine import Affine
-from rasterio.crs import CRS
 
 from geoseg.errors import InputError
+
+if TYPE_CHECKING:  # rasterio is not imported by ``geoseg --help``
+    from rasterio.crs import CRS
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,12 @@ A Landsat scene is 6e7 px and a Sentinel-2 tile 1.2e8; ``--max-pixels``
 raises the budget for larger mosaics.
 """
 
+DEFAULT_MASK_BUFFER = 3
+"""Pixels clouds and cloud shadows are grown by (Fmask's default dilation, 3 px)."""
+
+MAX_MASK_BUFFER = 100
+"""The largest mask buffer accepted (a larger one is a typo: 3 km at 30 m)."""
+
 
 def check_pixel_budget(
     label: str, height: int, width: int, bands: int, max_pixels: int = MAX_PIXELS

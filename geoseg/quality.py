@@ -20,7 +20,7 @@ A scene's quality band follows one of three conventions (:class:`Convention`):
 
 Every masked pixel has one :class:`Condition`. Clouds and their shadows
 (``GROWN``) are grown by a buffer (:func:`grow_mask`, a square of side
-``2 * N + 1`` as Fmask dilates; Fmask's default is :data:`DEFAULT_MASK_BUFFER` =
+``2 * N + 1`` as Fmask dilates; Fmask's default is :data:`~geoseg.limits.DEFAULT_MASK_BUFFER` =
 3 px), because cloud edges and thin cloud around them are missed by every
 detector; fill, saturation and snow are masked as they are. A mask grown
 window by window reads each window with a halo of the buffer
@@ -45,12 +45,7 @@ from scipy import ndimage
 
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow
-
-DEFAULT_MASK_BUFFER = 3
-"""Pixels clouds and cloud shadows are grown by (Fmask's default dilation, 3 px)."""
-
-MAX_MASK_BUFFER = 100
-"""The largest buffer accepted (a larger one is a typo: 3 km at 30 m)."""
+from geoseg.limits import MAX_MASK_BUFFER
 
 CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 QUALITY_FIELD = "geoseg:quality"
@@ -234,7 +229,7 @@ def saturated(values: NDArray[Any], saturation: Sequence[float | None]) -> NDArr
 
 
 def check_buffer(pixels: int) -> int:
-    """``pixels`` when it is a valid mask buffer (0-:data:`MAX_MASK_BUFFER`), else an error."""
+    """``pixels`` if a valid mask buffer (0 to the limit MAX_MASK_BUFFER), else an error."""
     if not 0 <= pixels <= MAX_MASK_BUFFER:
         raise InputError(f"mask buffer {pixels} px: give 0 to {MAX_MASK_BUFFER} pixels")
     return pixels

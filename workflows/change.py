@@ -443,6 +443,7 @@ def change_file(
     client: Client | None = None,
     provenance: Mapping[str, str] | None = None,
     timestamp: str | None = None,
+    input_names: Mapping[str, str] | None = None,
 ) -> ChangeResult:
     """Compare two class maps per region and write the GeoPackage (and tables).
 
@@ -500,9 +501,14 @@ def change_file(
         (default ``run_time``: now).
     timestamp
         The GeoPackage's change time (default: the clock).
+    input_names
+        What ``change_grid`` records as ``before``, ``after`` and ``regions``
+        (default: the paths given): the inputs as the user named them, when
+        the paths are files of a work folder deleted on success.
     """
     rule = rule or LossRule()
     flag_rule = flag_rule or FlagRule()
+    names = dict(input_names or {})
     before, after, regions, out = Path(before), Path(after), Path(regions), Path(out)
     stats = Path(stats) if stats is not None else None
     check_chunk_size(chunk_size)
@@ -589,9 +595,9 @@ def change_file(
         GRID_LAYER: GeoDataFrame(
             grid_summary(
                 grid,
-                before=str(before),
-                after=str(after),
-                regions=str(regions),
+                before=names.get("before", str(before)),
+                after=names.get("after", str(after)),
+                regions=names.get("regions", str(regions)),
                 rule=rule,
                 probabilities=before_probabilities is not None,
             ).assign(flags=["; ".join(f"{flag.where}: {flag.message}" for flag in flags)]),

@@ -25,10 +25,10 @@ from geoseg.io.report import save_png
 from geoseg.io.runs import read_labels_preview, write_attribute_table
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.io.vector import read_vector
+from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
-from geoseg.quality import DEFAULT_MASK_BUFFER
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.cluster import inference_placement

@@ -21,9 +21,9 @@ from geoseg.change.flags import Flag
 from geoseg.change.loss import LossRule
 from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
+from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
-from geoseg.quality import DEFAULT_MASK_BUFFER
 from workflows.change import change_file
 from workflows.cluster import inference_placement
 from workflows.staging import (
@@ -212,6 +212,11 @@ def run_change(
             provenance={"run_time": run.started},
             timestamp=run.started,
             run_flags=out_of_range,
+            input_names={
+                "before": _scenes_name(before_scenes, before),
+                "after": _scenes_name(after_scenes, after),
+                "regions": str(regions),
+            },
         )
         manifest = manifest.model_copy(update={"flags": flag_records(result.flags)})
         write_manifest_table(staged_gpkg, manifest)
@@ -268,3 +273,8 @@ def acquisition_date(scenes: Sequence[SceneEntry]) -> date | None:
 def flag_records(flags: Sequence[Flag]) -> list[dict[str, str]]:
     """Flags as the manifest records them: ``code``, ``where``, ``message``."""
     return [{"code": flag.code, "where": flag.where, "message": flag.message} for flag in flags]
+
+
+def _scenes_name(scenes: Sequence[SceneEntry], when: str) -> str:
+    """How ``change_grid`` names a date's input: its scenes and the dates the user gave."""
+    return f"{', '.join(scene.id for scene in scenes)} ({when})"

@@ -33,12 +33,11 @@ from geoseg.grid import RasterGrid
 from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
-from geoseg.limits import check_pixel_budget
+from geoseg.limits import DEFAULT_MASK_BUFFER, check_pixel_budget
 from geoseg.models.card import ModelCard
 from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
-from geoseg.quality import DEFAULT_MASK_BUFFER
 from geoseg.report.manifest import (
     InputFile,
     ModelInfo,

@@ -44,8 +44,8 @@ from geoseg.catalog.stac import SceneEntry
 from geoseg.errors import CatalogError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.warp import read_bands_on_grid
+from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.quality import (
-    DEFAULT_MASK_BUFFER,
     QualityBand,
     QualityMask,
     check_buffer,

@@ -285,7 +285,7 @@ def _class_rows(
     return pd.DataFrame(
         {
             "region_id": [region_id] * len(classes),
-            "class_id": [spec.id for spec in classes],
+            "class_id": np.array([spec.id for spec in classes], dtype=np.int64),
             "class_name": [spec.name for spec in classes],
             "is_forest": [spec.is_forest for spec in classes],
             "pixels_before": before_pixels,
@@ -307,9 +307,9 @@ def _transition_rows(
     return pd.DataFrame(
         {
             "region_id": [region_id] * len(from_index),
-            "from_class_id": [classes[i].id for i in from_index],
+            "from_class_id": np.array([classes[i].id for i in from_index], dtype=np.int64),
             "from_class": [classes[i].name for i in from_index],
-            "to_class_id": [classes[i].id for i in to_index],
+            "to_class_id": np.array([classes[i].id for i in to_index], dtype=np.int64),
             "to_class": [classes[i].name for i in to_index],
             "pixels": counts.pixels[region][from_index, to_index],
             "area_ha": _hectares(counts.area_cm2[region][from_index, to_index]),

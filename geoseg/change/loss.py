@@ -28,13 +28,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.change.classmap import ClassSpec
 from geoseg.errors import ConfigError
 from geoseg.labels import LABEL_NODATA
+
+if TYPE_CHECKING:
+    from geoseg.change.classmap import ClassSpec
 
 PROBABILITY_UNITS = 255
 """Probabilities are integers 0-255 (``round(p * 255)``), as ``geoseg predict`` writes them."""

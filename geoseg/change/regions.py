@@ -196,6 +196,10 @@ def region_masks(
     return masks
 
 
+EMPTY_REGIONS_SHOWN = 10
+"""How many empty regions a warning names; the rest are counted ("and N more")."""
+
+
 def warn_empty_regions(
     ids: Sequence[RegionId], valid_pixels: NDArray[np.int64], source: str
 ) -> None:
@@ -213,9 +217,12 @@ def warn_empty_regions(
             "regions and the rasters' valid data overlap"
         )
     if empty:
+        shown = ", ".join(str(region) for region in empty[:EMPTY_REGIONS_SHOWN])
+        more = len(empty) - EMPTY_REGIONS_SHOWN
+        listed = f"{shown} and {more} more" if more > 0 else shown
         warnings.warn(
-            f"{source}: regions {empty[:20]} hold no valid pixel (outside the rasters, "
-            "all nodata, or smaller than a pixel); their rows have zero pixels",
+            f"{source}: {len(empty)} regions hold no valid pixel (outside the rasters, "
+            f"all nodata, or smaller than a pixel): {listed}; their rows have zero pixels",
             EmptyRegionWarning,
             stacklevel=2,
         )

@@ -6,16 +6,26 @@ traceback (``GEOSEG_TRACEBACK=1`` adds it, for bug reports). Exit status: 2
 for bad input or options (a :class:`geoseg.errors.GeosegError` whose
 ``exit_code`` says so, or a usage error), 1 for any other failure, 130 after
 Ctrl-C.
+
+``geoseg --help`` and ``geoseg CMD --help`` import no heavy library: the
+group lists commands from :data:`COMMANDS` without importing them, and
+command modules import torch, Dask, rasterio or geopandas inside their bodies.
+Warnings print as one ``geoseg: warning: ...`` line. ``-q`` hides progress
+bars and info lines; ``-v`` shows Dask's log lines and the traceback of a
+failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
 import sys
 import traceback
-from typing import Any
+import warnings
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 import click
 
@@ -30,19 +40,51 @@ TRACEBACK_ENV = "GEOSEG_TRACEBACK"
 
 INTERRUPTED_EXIT = 130
 
-# command name -> "module:attribute"; modules are imported only when used.
-COMMANDS: dict[str, str] = {
-    "predict": "geoseg.cli.predict:predict",
-    "train": "geoseg.cli.train:train",
-    "evaluate": "geoseg.cli.evaluate:evaluate",
-    "models": "geoseg.cli.models:models",
-    "vectorize": "geoseg.cli.vectorize:vectorize",
-    "change": "geoseg.cli.change:change",
-    "catalog": "geoseg.cli.catalog:catalog",
-    "run": "geoseg.cli.run:run",
-    "run-change": "geoseg.cli.run:run_change",
-    "jobs": "geoseg.cli.jobs:jobs",
+VERBOSITY_KEY = "geoseg.verbosity"
+"""Key of the ``-v`` / ``-q`` level (-1, 0 or 1) in the root click context's ``meta``."""
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": (
+        "geoseg.cli.predict:predict",
+        "Segment INPUT.tif with a model and write a class-map COG to --out.",
+    ),
+    "train": (
+        "geoseg.cli.train:train",
+        "Train a segmentation model and write its model directory.",
+    ),
+    "evaluate": (
+        "geoseg.cli.evaluate:evaluate",
+        "Confusion matrix, per-class IoU / Dice / F1, mean IoU and overall accuracy.",
+    ),
+    "models": ("geoseg.cli.models:models", "The shipped models and their model cards."),
+    "vectorize": (
+        "geoseg.cli.vectorize:vectorize",
+        "Polygonize the class map LABELS into GeoPackage layers, seam-free and out of core.",
+    ),
+    "change": (
+        "geoseg.cli.change:change",
+        "Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation.",
+    ),
+    "catalog": (
+        "geoseg.cli.catalog:catalog",
+        "List and search the scene catalog (embedded STAC catalog by default).",
+    ),
+    "run": (
+        "geoseg.cli.run:run",
+        "Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook.",
+    ),
+    "run-change": (
+        "geoseg.cli.run:run_change",
+        "Segment both dates on one grid with one model, then change statistics per region.",
+    ),
+    "jobs": ("geoseg.cli.jobs:jobs", "Scheduled, incremental change-detection jobs."),
 }
+"""Command name -> (``module:attribute``, the first line of its help).
+
+The module is imported only when the command runs or its own help is asked;
+``geoseg --help`` lists the commands from the second field (a test checks it
+against each command's docstring).
+"""
 
 
 class LazyGroup(click.Group):
@@ -54,22 +96,98 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """Import and return the subcommand ``cmd_name`` (None when unknown)."""
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        target = COMMANDS[cmd_name][0]
         module_name, attribute = target.split(":")
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the subcommands with the summaries of :data:`COMMANDS`, importing none."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, click.Command(name, help=summary).get_short_help_str(limit))
+            for name, (_, summary) in sorted(COMMANDS.items())
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="geoseg")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show Dask's log lines and the traceback of a failure (as GEOSEG_TRACEBACK=1).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or info lines.")
+@click.pass_context
+def cli(context: click.Context, verbose: bool, quiet: bool) -> None:
     """Land-use and deforestation maps from large satellite GeoTIFFs."""
+    if verbose and quiet:
+        raise click.UsageError("-v and -q exclude each other")
+    context.meta[VERBOSITY_KEY] = 1 if verbose else -1 if quiet else 0
+    context.with_resource(plain_warnings())  # for every command, until it returns
+    if verbose:  # before any command imports Dask or starts workers, which inherit it
+        os.environ[TRACEBACK_ENV] = "1"
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "info"
     # PROJ never downloads grids unless the user asks (PROJ_NETWORK=ON); workers inherit it
     os.environ.setdefault("PROJ_NETWORK", "OFF")
+
+
+def verbosity() -> int:
+    """-1 after ``geoseg -q``, 1 after ``geoseg -v``, else 0 (also outside a command line)."""
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return 0
+    level: int = context.find_root().meta.get(VERBOSITY_KEY, 0)
+    return level
+
+
+def show_progress() -> bool:
+    """Whether to draw progress bars: on a terminal, unless ``-q``."""
+    return verbosity() >= 0 and sys.stderr.isatty()
+
+
+def warn(message: str) -> None:
+    """Print ``message`` as one ``geoseg: warning:`` line on stderr (also under ``-q``)."""
+    click.echo(f"geoseg: warning: {message}", err=True)
+
+
+def info(message: str) -> None:
+    """Print an info line on stderr, unless ``-q``; a ``warning: ...`` line goes to :func:`warn`.
+
+    The workflows report stages and warnings through one callable; this is
+    the command line's.
+    """
+    if message.startswith("warning: "):
+        warn(message.removeprefix("warning: "))
+    elif verbosity() >= 0:
+        click.echo(message, err=True)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Print a Python warning as one ``geoseg: warning:`` line (no source line)."""
+    warn(str(message).replace("\n", " "))
+
+
+@contextlib.contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Print warnings as one ``geoseg: warning:`` line each while the block runs."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        yield
 
 
 def _with_notes(text: str, error: BaseException) -> str:

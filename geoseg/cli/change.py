@@ -6,13 +6,16 @@ import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from geoseg.change.classmap import ClassMap, load_class_map
-from geoseg.change.flags import Flag
 from geoseg.change.loss import DEFAULT_MIN_LOSS_HA, DEFAULT_MIN_PROBABILITY, LossRule
+from geoseg.cli import warn
+
+if TYPE_CHECKING:
+    from geoseg.change.classmap import ClassMap
+    from geoseg.change.flags import Flag
 
 
 def loss_rule_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -44,6 +47,8 @@ def loss_rule_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _class_map(value: str | None) -> ClassMap | None:
+    from geoseg.change.classmap import load_class_map
+
     return None if value is None else load_class_map(value)
 
 
@@ -63,10 +68,12 @@ def _class_ids(
     "--regions",
     "regions",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Vector file of region polygons (GeoPackage, shapefile...).",
+    help="Vector file of region polygons (GeoPackage, shapefile...), or a region id of the "
+    "embedded catalog (geoseg catalog list --collection regions).",
 )
-@click.option("--region-layer", default=None, help="Layer of the region file.")
+@click.option(
+    "--region-layer", default=None, help="Layer of the region file [default: its only layer]."
+)
 @click.option(
     "--region-id-field",
     default=None,
@@ -77,7 +84,8 @@ def _class_ids(
     "--stats",
     default=None,
     type=click.Path(path_type=Path),
-    help="Table of region x class rows (.csv or .parquet); transitions and regions beside it.",
+    help="Table of region x class rows (.csv or .parquet); transitions and regions beside it "
+    "[default: none].",
 )
 @click.option(
     "--forest-classes",
@@ -88,21 +96,27 @@ def _class_ids(
 @click.option(
     "--class-map",
     default=None,
-    help="Class map YAML or preset (prodes, hansen-loss, hansen-treecover30, forest).",
+    help="Class map YAML or preset (prodes, hansen-loss, hansen-treecover30, forest) "
+    "[default: the class names geoseg predict records in each raster].",
 )
-@click.option("--before-class-map", default=None, help="Class map of BEFORE only.")
-@click.option("--after-class-map", default=None, help="Class map of AFTER only.")
+@click.option(
+    "--before-class-map", default=None, help="Class map of BEFORE only [default: --class-map]."
+)
+@click.option(
+    "--after-class-map", default=None, help="Class map of AFTER only [default: --class-map]."
+)
 @click.option(
     "--before-probabilities",
     default=None,
     type=click.Path(path_type=Path),
-    help="Per-class probabilities of BEFORE (geoseg predict --probabilities).",
+    help="Per-class probabilities of BEFORE (geoseg predict --probabilities) [default: none].",
 )
 @click.option(
     "--after-probabilities",
     default=None,
     type=click.Path(path_type=Path),
-    help="Per-class probabilities of AFTER; without both, the class maps count as certain.",
+    help="Per-class probabilities of AFTER; without both, the class maps count as certain "
+    "[default: none].",
 )
 @loss_rule_options
 @click.option(
@@ -110,32 +124,34 @@ def _class_ids(
     "masks",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Raster of pixels to leave out at both dates (non-zero = masked; repeatable).",
+    help="Raster of pixels to leave out at both dates (non-zero = masked; repeatable) "
+    "[default: none].",
 )
 @click.option(
     "--later",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Class map of a date after AFTER (repeatable, in time order): confirms losses.",
+    help="Class map of a date after AFTER (repeatable, in time order): confirms losses "
+    "[default: none].",
 )
 @click.option(
     "--before-date",
     default=None,
     type=click.DateTime(["%Y-%m-%d"]),
-    help="Acquisition date of BEFORE (YYYY-MM-DD), for the season flag.",
+    help="Acquisition date of BEFORE (YYYY-MM-DD), for the season flag [default: unknown].",
 )
 @click.option(
     "--after-date",
     default=None,
     type=click.DateTime(["%Y-%m-%d"]),
-    help="Acquisition date of AFTER (YYYY-MM-DD), for the season flag.",
+    help="Acquisition date of AFTER (YYYY-MM-DD), for the season flag [default: unknown].",
 )
 @click.option("--chunk-size", default=4096, show_default=True, type=int, help="Window size.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: local).")
 def change(
     before: Path,
     after: Path,
-    regions: Path,
+    regions: str,
     region_layer: str | None,
     region_id_field: str | None,
     out: Path,
@@ -155,6 +171,7 @@ def change(
     scheduler: str | None,
 ) -> None:
     """Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation."""
+    from geoseg.catalog.stac import region_file
     from workflows.change import change_file
     from workflows.cluster import dask_client
 
@@ -167,7 +184,7 @@ def change(
         result = change_file(
             before,
             after,
-            regions,
+            region_file(regions),
             out,
             region_layer=region_layer,
             region_id_field=region_id_field,
@@ -200,9 +217,6 @@ def change(
 def echo_flags(flags: Sequence[Flag], limit: int = 8) -> None:
     """One warning line per flag on stderr, the run's first, cut short after ``limit``."""
     for flag in flags[:limit]:
-        click.echo(f"warning: {flag.where}: {flag.message}", err=True)
+        warn(f"{flag.where}: {flag.message}")
     if len(flags) > limit:
-        click.echo(
-            f"warning: and {len(flags) - limit} more flags (the 'flags' column of the regions)",
-            err=True,
-        )
+        warn(f"and {len(flags) - limit} more flags (the 'flags' column of the regions)")

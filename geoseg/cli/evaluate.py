@@ -8,9 +8,6 @@ from typing import Any
 
 import click
 
-from geoseg.change.classmap import load_class_map
-from geoseg.change.evaluate import evaluate_rasters
-
 
 @click.command()
 @click.option(
@@ -30,7 +27,8 @@ from geoseg.change.evaluate import evaluate_rasters
     "--classes",
     "classes",
     default=None,
-    help="Class map (YAML file or preset) turning truth codes into class ids.",
+    help="Class map (YAML file or preset) turning truth codes into class ids "
+    "[default: truth codes are class ids].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @click.option("--window-size", default=1024, show_default=True, help="Pixels per window side.")
@@ -38,6 +36,9 @@ def evaluate(
     prediction: Path, truth: Path, classes: str | None, as_json: bool, window_size: int
 ) -> None:
     """Confusion matrix, per-class IoU / Dice / F1, mean IoU and overall accuracy."""
+    from geoseg.change.classmap import load_class_map
+    from geoseg.change.evaluate import evaluate_rasters
+
     class_map = load_class_map(classes) if classes else None
     result = evaluate_rasters(prediction, truth, class_map=class_map, window_size=window_size)
     summary: dict[str, Any] = result.to_dict()

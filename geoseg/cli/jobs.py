@@ -8,33 +8,29 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from geoseg.jobs import BACKEND_ENV_VAR, load_backend
-from geoseg.jobs.interfaces import JobBackend
-from geoseg.jobs.runner import (
-    Clock,
-    RunResult,
-    RunSettings,
-    next_due,
-    next_period_end,
-    run_due,
-    run_now,
-    utc_now,
-    worker_id,
-)
-from geoseg.jobs.schedule import due_periods
-from geoseg.jobs.spec import as_utc, load_job_spec
-from geoseg.jobs.state import JobStore, default_db_path
+from geoseg.jobs import BACKEND_ENV_VAR
+
+if TYPE_CHECKING:
+    from geoseg.jobs.interfaces import JobBackend
+    from geoseg.jobs.runner import Clock, RunResult, RunSettings
+    from geoseg.jobs.state import JobStore
 
 
 def _store(context: click.Context) -> JobStore:
+    from geoseg.jobs.state import JobStore, default_db_path
+
     path: Path | None = context.obj
     return JobStore(path if path is not None else default_db_path())
 
 
 def _clock(now: datetime | None) -> Clock:
+    from geoseg.jobs.runner import utc_now
+    from geoseg.jobs.spec import as_utc
+
     if now is None:
         return utc_now
     frozen = as_utc(now)
@@ -42,6 +38,8 @@ def _clock(now: datetime | None) -> Clock:
 
 
 def _settings(stale_after: float, max_attempts: int) -> RunSettings:
+    from geoseg.jobs.runner import RunSettings
+
     return RunSettings(stale_after=timedelta(seconds=stale_after), max_attempts=max_attempts)
 
 
@@ -52,6 +50,8 @@ def _echo_result(result: RunResult) -> None:
 
 def _backend(target: str | None) -> JobBackend:
     """The backend ``target`` names, else the real one (:func:`workflows.jobs.default_backend`)."""
+    from geoseg.jobs import load_backend
+
     if target is None:
         from workflows.jobs import default_backend
 
@@ -107,6 +107,10 @@ def jobs(context: click.Context, db: Path | None) -> None:
 @click.pass_context
 def add(context: click.Context, spec_file: Path) -> None:
     """Add the job described by SPEC_FILE (YAML), or update the job of the same name."""
+    from geoseg.jobs.runner import next_period_end, utc_now
+    from geoseg.jobs.schedule import due_periods
+    from geoseg.jobs.spec import load_job_spec
+
     spec = load_job_spec(spec_file)
     store = _store(context)
     created = store.add_job(spec, utc_now())
@@ -127,6 +131,9 @@ def add(context: click.Context, spec_file: Path) -> None:
 @click.pass_context
 def list_jobs(context: click.Context) -> None:
     """List the jobs with their schedule, last run and periods due now."""
+    from geoseg.jobs.runner import next_period_end, utc_now
+    from geoseg.jobs.schedule import due_periods
+
     store = _store(context)
     records = store.jobs()
     if not records:
@@ -169,6 +176,8 @@ def run_command(
     max_attempts: int,
 ) -> None:
     """Run job NAME now, outside its schedule."""
+    from geoseg.jobs.runner import run_now
+
     result = run_now(
         _store(context),
         name,
@@ -195,6 +204,8 @@ def run_due_command(
     max_attempts: int,
 ) -> None:
     """Run every period that is due, then exit (for cron, systemd timers, CronJobs)."""
+    from geoseg.jobs.runner import run_due
+
     results = run_due(
         _store(context),
         _backend(backend),
@@ -230,6 +241,8 @@ def serve(
     idle); a second one interrupts that run, which is marked failed and retried
     by the next scheduler.
     """
+    from geoseg.jobs.runner import next_due, run_due, utc_now, worker_id
+
     store = _store(context)
     job_backend = _backend(backend)
     settings = _settings(stale_after, max_attempts)

@@ -6,9 +6,6 @@ import json
 
 import click
 
-from geoseg.io.checkpoint import read_card
-from geoseg.models.loading import resolve_model_dir, shipped_models
-
 
 @click.group()
 def models() -> None:
@@ -18,6 +15,9 @@ def models() -> None:
 @models.command("list")
 def list_models() -> None:
     """Name, classes and test scores of every shipped model."""
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir, shipped_models
+
     for name in shipped_models():
         card = read_card(resolve_model_dir(name))
         test = card.metrics.get("test_block", {}).get("model", {})
@@ -34,6 +34,9 @@ def list_models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole card as JSON.")
 def show(name: str, as_json: bool) -> None:
     """The model card of NAME (a shipped model or a model directory)."""
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir
+
     directory = resolve_model_dir(name)
     card = read_card(directory)
     if as_json:

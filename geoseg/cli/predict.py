@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from geoseg.cli import show_progress, warn
+from geoseg.limits import MAX_MASK_BUFFER
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
-from geoseg.quality import MAX_MASK_BUFFER
 
 DEFAULTS = InferenceSettings()
 
@@ -138,7 +138,8 @@ def _band_map_option(
     "--probabilities",
     "probabilities_out",
     type=click.Path(path_type=Path),
-    help="Also write per-class probabilities (uint8 = round(p * 255); nodata pixels 0).",
+    help="Also write per-class probabilities (uint8 = round(p * 255); nodata pixels 0) "
+    "[default: none].",
 )
 @inference_options
 @click.option(
@@ -153,7 +154,7 @@ def _band_map_option(
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Raster of pixels to leave out (band 1 non-zero = masked, read onto the input's grid; "
-    "repeatable): label 255 and probability 0 there.",
+    "repeatable): label 255 and probability 0 there [default: none].",
 )
 @click.option(
     "--mask-buffer",
@@ -201,9 +202,7 @@ def predict(
     outputs = PredictOutputs(labels_out, probabilities_out)
     # without --scheduler the local cluster starts lazily, after the inputs are validated
     connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
-    from geoseg.cli.run import plain_warnings
-
-    with plain_warnings(), connection as client:
+    with connection as client:
         result = predict_file(
             input_path,
             model,
@@ -211,7 +210,7 @@ def predict(
             outputs,
             client=client,
             work_dir=work_dir,
-            progress=sys.stderr.isatty(),
+            progress=show_progress(),
             masks=masks,
             mask_buffer=mask_buffer,
         )
@@ -222,4 +221,4 @@ def predict(
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")
     for finding in result.domain_findings:
-        click.echo(f"warning: {input_path}: {finding.message}", err=True)
+        warn(f"{input_path}: {finding.message}")

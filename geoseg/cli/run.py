@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING
 
 import click
 
-from geoseg.bbox import make_bbox, parse_bbox_text
-from geoseg.change.loss import LossRule
+from geoseg.cli import info, show_progress
 from geoseg.cli.change import echo_flags, loss_rule_options
 from geoseg.cli.predict import inference_options
-from geoseg.predict.settings import InferenceSettings
-from geoseg.quality import DEFAULT_MASK_BUFFER, MAX_MASK_BUFFER
+from geoseg.limits import DEFAULT_MASK_BUFFER, MAX_MASK_BUFFER
+
+if TYPE_CHECKING:
+    from geoseg.change.loss import LossRule
+    from geoseg.predict.settings import InferenceSettings
 
 _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
-
-
-def _echo(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    """Print a warning as one ``geoseg: warning:`` line (no source line)."""
-    click.echo(f"geoseg: warning: {message}", err=True)
-
-
-@contextlib.contextmanager
-def plain_warnings() -> Iterator[None]:
-    """Print warnings as one ``geoseg: warning:`` line each while the block runs."""
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        yield
 
 
 def _common(function: Callable[..., None]) -> Callable[..., None]:
@@ -50,7 +26,12 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
         click.option("--bbox-crs", default="EPSG:4326", show_default=True, help="CRS of --bbox"),
         click.option("--catalog", "catalog", default=None, help=_CATALOG_HELP),
         click.option("--crs", default=None, help="target grid CRS (default: the scenes')"),
-        click.option("--resolution", type=float, default=None, help="target pixel size"),
+        click.option(
+            "--resolution",
+            type=float,
+            default=None,
+            help="target pixel size in CRS units [default: the scenes']",
+        ),
         inference_options,
         click.option(
             "--mask-buffer",
@@ -65,8 +46,9 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
             is_flag=True,
             help="read catalog files outside the data directory (absolute or ../ hrefs)",
         ),
-        click.option("--scheduler", default=None, help="Dask scheduler address"),
-        click.option("--quiet", is_flag=True, help="no progress bars"),
+        click.option(
+            "--scheduler", default=None, help="Dask scheduler address [default: a local cluster]"
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -77,8 +59,15 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
 @click.option("--datetime", "datetime_range", required=True, help="DATE or START/END")
 @click.option("--model", default="landcover-landsat", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.gpkg")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label COG")
-@click.option("--quicklook", type=click.Path(path_type=Path), default=None, help="PNG")
+@click.option(
+    "--labels", type=click.Path(path_type=Path), default=None, help="label COG [default: none]"
+)
+@click.option(
+    "--quicklook",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="quicklook PNG [default: none]",
+)
 @_common
 def run(
     bbox: str,
@@ -95,40 +84,50 @@ def run(
     mask_buffer: int,
     allow_external_hrefs: bool,
     scheduler: str | None,
-    quiet: bool,
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
+    from geoseg.bbox import make_bbox, parse_bbox_text
     from workflows.run_bbox import run_bbox
 
-    with plain_warnings():
-        run_bbox(
-            make_bbox(parse_bbox_text(bbox), bbox_crs),
-            datetime_range,
-            out=out,
-            model=model,
-            labels_out=labels,
-            quicklook_out=quicklook,
-            catalog=catalog,
-            crs=crs,
-            resolution=resolution,
-            settings=settings,
-            mask_buffer=mask_buffer,
-            allow_external_hrefs=allow_external_hrefs,
-            progress=not quiet,
-            scheduler=scheduler,
-            report=_echo,
-        )
+    run_bbox(
+        make_bbox(parse_bbox_text(bbox), bbox_crs),
+        datetime_range,
+        out=out,
+        model=model,
+        labels_out=labels,
+        quicklook_out=quicklook,
+        catalog=catalog,
+        crs=crs,
+        resolution=resolution,
+        settings=settings,
+        mask_buffer=mask_buffer,
+        allow_external_hrefs=allow_external_hrefs,
+        progress=show_progress(),
+        scheduler=scheduler,
+        report=info,
+    )
 
 
 @click.command()
 @click.option("--before", required=True, help="DATE or START/END of the first scene")
 @click.option("--after", required=True, help="DATE or START/END of the second scene")
 @click.option("--regions", required=True, help="regions file, or a region id of the catalog")
-@click.option("--region-layer", default=None, help="layer of the regions file")
-@click.option("--region-id-field", default=None, help="field naming each region")
+@click.option(
+    "--region-layer", default=None, help="layer of the regions file [default: its only layer]"
+)
+@click.option(
+    "--region-id-field",
+    default=None,
+    help="field naming each region [default: 'id', else feature numbers]",
+)
 @click.option("--model", default="forest-landsat", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CHANGE.gpkg")
-@click.option("--stats", type=click.Path(path_type=Path), default=None, help="CSV or Parquet")
+@click.option(
+    "--stats",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="statistics table, CSV or Parquet [default: none]",
+)
 @loss_rule_options
 @_common
 def run_change(
@@ -150,31 +149,30 @@ def run_change(
     mask_buffer: int,
     allow_external_hrefs: bool,
     scheduler: str | None,
-    quiet: bool,
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
+    from geoseg.bbox import make_bbox, parse_bbox_text
     from workflows.run_change import run_change as run_change_workflow
 
-    with plain_warnings():
-        outputs = run_change_workflow(
-            make_bbox(parse_bbox_text(bbox), bbox_crs),
-            before,
-            after,
-            regions=regions,
-            region_layer=region_layer,
-            region_id_field=region_id_field,
-            out=out,
-            stats=stats,
-            rule=rule,
-            model=model,
-            catalog=catalog,
-            crs=crs,
-            resolution=resolution,
-            settings=settings,
-            mask_buffer=mask_buffer,
-            allow_external_hrefs=allow_external_hrefs,
-            progress=not quiet,
-            scheduler=scheduler,
-            report=_echo,
-        )
+    outputs = run_change_workflow(
+        make_bbox(parse_bbox_text(bbox), bbox_crs),
+        before,
+        after,
+        regions=regions,
+        region_layer=region_layer,
+        region_id_field=region_id_field,
+        out=out,
+        stats=stats,
+        rule=rule,
+        model=model,
+        catalog=catalog,
+        crs=crs,
+        resolution=resolution,
+        settings=settings,
+        mask_buffer=mask_buffer,
+        allow_external_hrefs=allow_external_hrefs,
+        progress=show_progress(),
+        scheduler=scheduler,
+        report=info,
+    )
     echo_flags(outputs.flags)

@@ -7,11 +7,6 @@ from pathlib import Path
 
 import click
 
-from geoseg.catalog.datadir import data_dir
-from geoseg.errors import DataDirError
-from geoseg.training.config import load_train_config
-from geoseg.training.pipeline import train_from_config
-
 
 @click.command()
 @click.option(
@@ -37,6 +32,11 @@ from geoseg.training.pipeline import train_from_config
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def train(config_path: Path, out: Path, data_root: Path | None, progress: bool) -> None:
     """Train a segmentation model and write its model directory."""
+    from geoseg.catalog.datadir import data_dir
+    from geoseg.errors import DataDirError
+    from geoseg.training.config import load_train_config
+    from geoseg.training.pipeline import train_from_config
+
     config = load_train_config(config_path)
     if data_root is None:
         try:

@@ -30,7 +30,8 @@ def _class_ids(
 @click.option(
     "--probabilities",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Per-class probability raster on the same grid: adds mean_probability.",
+    help="Per-class probability raster on the same grid: adds mean_probability "
+    "[default: none, no mean_probability column].",
 )
 @click.option(
     "--classes",
@@ -58,7 +59,7 @@ def _class_ids(
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Raster of pixels not to polygonize (band 1 non-zero = masked, read onto the class "
-    "map's grid; repeatable).",
+    "map's grid; repeatable) [default: none].",
 )
 @click.option("--layer", help="Layer name (default: the raster's file name).")
 @click.option("--layer-per-class", is_flag=True, help="One layer per class.")

@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from geoseg.errors import JobError
-from geoseg.jobs.interfaces import JobBackend
+
+if TYPE_CHECKING:
+    from geoseg.jobs.interfaces import JobBackend
 
 BACKEND_ENV_VAR = "GEOSEG_JOBS_BACKEND"
 
@@ -26,6 +29,8 @@ def load_backend(target: str) -> JobBackend:
     JobError
         When the module or function cannot be found or returns something else.
     """
+    from geoseg.jobs.interfaces import JobBackend
+
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise JobError(f"backend {target!r} must look like 'package.module:function'")

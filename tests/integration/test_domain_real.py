@@ -143,7 +143,7 @@ def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path
         ],
     )
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("geoseg: warning: ")]
     assert len(warnings) == 2
     assert "pixel size 10 m" in warnings[0] and "sentinel-2" in warnings[1]
     with rasterio.open(out) as written:

@@ -134,7 +134,6 @@ def test_killed_run_resumes_to_identical_outputs(
         str(out),
         "--chunk-size",
         str(CHUNK),
-        "--quiet",
     ]
     work = Path(str(out) + ".geoseg-work")
     process = subprocess.Popen(
@@ -174,6 +173,7 @@ def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
         # the command line, pointed at the cluster's scheduler
         status = main(
             [
+                "-q",
                 "run",
                 "--bbox",
                 ",".join(str(value) for value in LONLAT),
@@ -187,7 +187,6 @@ def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
                 str(CHUNK),
                 "--scheduler",
                 cluster.scheduler_address,
-                "--quiet",
             ]
         )
         assert status in (0, None)

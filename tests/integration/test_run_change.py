@@ -112,7 +112,12 @@ def test_two_dates_on_one_grid_give_consistent_change(
         "where": "run",
         "message": result.flags[0].message,
     }
-    assert "season" in pyogrio.read_dataframe(out, layer="change_grid")["flags"].iloc[0]
+    change_grid = pyogrio.read_dataframe(out, layer="change_grid").iloc[0]
+    assert "season" in change_grid["flags"]
+    # the provenance names what the user gave, not the deleted work folder's files
+    assert change_grid["before"] == "chiapas-landsat7-19991118 (1999-11-18)"
+    assert change_grid["after"] == "chiapas-landsat7-20020416 (2002-04-16)"
+    assert change_grid["regions"] == str(tmp_path / "regions.gpkg")
 
     # the default rule counts only changes the model is sure of at both dates, in patches
     # of 0.5 ha or more: a subset of the transitions (the tiny model is rarely sure)

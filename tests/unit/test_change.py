@@ -131,6 +131,14 @@ def test_final_tables_on_a_known_example() -> None:
         after_forest_p=None,
     )
     stats = finalize(counts, CLASSES, ["zone", "empty"], evidence)
+    # class ids stay integers though the empty region has no transition rows
+    for column in ("from_class_id", "to_class_id"):
+        assert stats.transitions[column].dtype == np.int64
+    assert stats.classes["class_id"].dtype == np.int64
+    ids_csv = stats.transitions[["from_class_id", "to_class_id"]].to_csv(index=False)
+    assert "." not in ids_csv and ids_csv.splitlines()[1:] == [
+        f"{row.from_class_id},{row.to_class_id}" for row in stats.transitions.itertuples()
+    ]
     forest = stats.classes.query("region_id == 'zone' and class_id == 1").iloc[0]
     assert forest.pixels_before == 3 and forest.pixels_after == 3 and forest.pixels_both == 2
     assert forest.iou == pytest.approx(2 / 4)

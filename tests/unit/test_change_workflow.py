@@ -247,7 +247,7 @@ def test_one_empty_region_warns_and_keeps_its_row(
             "outside": (0, 0, 100, 100),
         },
     )
-    with pytest.warns(EmptyRegionWarning, match=r"\['outside'\]"):
+    with pytest.warns(EmptyRegionWarning, match=r"1 regions .*: outside; their"):
         result = change_file(
             *two_dates, regions, tmp_path / "out.gpkg", region_id_field="name", class_map=FOREST
         )

@@ -19,8 +19,8 @@ from geoseg.catalog.mosaic import mosaic_source
 from geoseg.catalog.stac import entry_from_item, open_catalog, verify_entry
 from geoseg.errors import CatalogError, InputError
 from geoseg.grid import PixelWindow
+from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.quality import (
-    DEFAULT_MASK_BUFFER,
     Condition,
     Convention,
     QualityMask,

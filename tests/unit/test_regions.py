@@ -109,8 +109,14 @@ def test_masks_follow_the_pixel_centre_rule_and_may_overlap() -> None:
 
 
 def test_empty_regions_warn_and_all_empty_raise() -> None:
-    with pytest.warns(EmptyRegionWarning, match=r"\['b'\]"):
+    with pytest.warns(EmptyRegionWarning, match=r"1 regions .*: b; their"):
         warn_empty_regions(("a", "b"), np.array([5, 0]), "r.gpkg")
+    ids = [f"r{index}" for index in range(30)]
+    with pytest.warns(EmptyRegionWarning) as caught:
+        warn_empty_regions(ids, np.array([1] + [0] * 29), "r.gpkg")
+    (message,) = (str(warning.message) for warning in caught)
+    assert "29 regions" in message and "r1, r2," in message and "r10 and 19 more;" in message
+    assert "r11" not in message
     with pytest.raises(InputError, match="no region holds"):
         warn_empty_regions(("a", "b"), np.array([0, 0]), "r.gpkg")
 
