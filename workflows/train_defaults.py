@@ -26,7 +26,7 @@ from geoseg.catalog.datadir import data_dir
 from geoseg.change.metrics import scores
 from geoseg.grid import PixelWindow
 from geoseg.models.loading import SHIPPED_DIR
-from geoseg.training.config import load_train_config
+from geoseg.training.config import TrainConfig, load_train_config
 from geoseg.training.holdout import (
     fit_random_forest,
     forest_block_matrix,
@@ -35,6 +35,7 @@ from geoseg.training.holdout import (
 )
 from geoseg.training.loop import seed_everything
 from geoseg.training.pipeline import (
+    TrainedModel,
     add_metrics,
     class_index_names,
     record_training_domain,
@@ -59,13 +60,12 @@ def _summary(scored: dict[str, Any], forest_name: str) -> dict[str, Any]:
     }
 
 
-def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, Any]:
-    """Train one default model, score it and the random forest on the test block."""
-    config = load_train_config(CONFIG_DIR / f"{name}.yaml")
-    command = "make train-default  (python -m workflows.train_defaults)"
-    trained = train_from_config(
-        config, data_dir(), output_root / name, command=command, progress=progress, log=print
-    )
+def score_test_block(trained: TrainedModel, config: TrainConfig) -> dict[str, Any]:
+    """The model and a random forest (same training pixels) on the Zion test block.
+
+    The config's first scene is Zion; the forest is fitted on pixels drawn from
+    the training windows of every scene, with the same scaled bands.
+    """
     zion = trained.scenes[0]
     block = PixelWindow(TEST_FIRST_ROW, 0, zion.grid.height - TEST_FIRST_ROW, zion.grid.width)
     names = class_index_names(config)
@@ -83,7 +83,7 @@ def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, A
         "training_seconds": round(forest_seconds, 1),
         **baseline.to_dict(),
     }
-    test_block: dict[str, Any] = {
+    return {
         "test_block": {
             "definition": f"Zion grid rows {TEST_FIRST_ROW}-{zion.grid.height - 1} (0-based), "
             f"all {zion.grid.width} columns",
@@ -91,6 +91,16 @@ def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, A
             "random_forest_baseline": baseline_scores,
         }
     }
+
+
+def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, Any]:
+    """Train one default model, score it and the random forest on the test block."""
+    config = load_train_config(CONFIG_DIR / f"{name}.yaml")
+    command = "make train-default  (python -m workflows.train_defaults)"
+    trained = train_from_config(
+        config, data_dir(), output_root / name, command=command, progress=progress, log=print
+    )
+    test_block = score_test_block(trained, config)
     card = add_metrics(trained.directory, test_block)
     forest_name = "forest"
     return {

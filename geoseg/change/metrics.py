@@ -103,6 +103,25 @@ def overall_accuracy(matrix: ConfusionMatrix) -> float:
     return float(np.trace(matrix) / total) if total else float("nan")
 
 
+def cohen_kappa(matrix: ConfusionMatrix) -> float:
+    """Cohen's kappa: agreement beyond the agreement expected by chance (``nan`` if empty)."""
+    total = float(matrix.sum())
+    if not total:
+        return float("nan")
+    observed = float(np.trace(matrix)) / total
+    expected = float((matrix.sum(axis=1) * matrix.sum(axis=0)).sum()) / total**2
+    return (observed - expected) / (1.0 - expected) if expected < 1.0 else float("nan")
+
+
+def one_against_rest(matrix: ConfusionMatrix, class_index: int) -> ConfusionMatrix:
+    """The 2 x 2 matrix of one class against all others (index 1 is the class)."""
+    hit = int(matrix[class_index, class_index])
+    truth = int(matrix[class_index].sum())
+    predicted = int(matrix[:, class_index].sum())
+    rest = int(matrix.sum()) - truth - predicted + hit
+    return np.array([[rest, predicted - hit], [truth - hit, hit]], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class SegmentationScores:
     """Every score of one confusion matrix, with class names for reporting."""

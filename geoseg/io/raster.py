@@ -109,6 +109,8 @@ class RasterInfo:
     colormap: dict[int, tuple[int, int, int, int]] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     block_shape: tuple[int, int] = (256, 256)
+    common_names: tuple[str, ...] = ()
+    """Each band's ``common_name`` tag (STAC eo common names), ``''`` where absent."""
 
 
 def read_info(
@@ -176,6 +178,10 @@ def read_info(
                 colormap=colormap,
                 tags=dict(dataset.tags()),
                 block_shape=tuple(dataset.block_shapes[0]),
+                common_names=tuple(
+                    dataset.tags(index).get("common_name", "")
+                    for index in range(1, dataset.count + 1)
+                ),
             )
     except RasterioIOError as error:
         raise RasterReadError(f"{path}: not a readable raster ({error})") from None

@@ -50,6 +50,19 @@ def band_names_from_descriptions(descriptions: Sequence[str]) -> list[str]:
     ]
 
 
+def band_names_from_metadata(
+    descriptions: Sequence[str], common_names: Sequence[str] = ()
+) -> list[str]:
+    """One name per band: its ``common_name`` tag where set, else the parsed description.
+
+    The tag is the exact STAC common name (Sentinel-2 B8 is ``nir``, B8A
+    ``nir08``), so it wins over a description that may be free text.
+    """
+    parsed = band_names_from_descriptions(descriptions)
+    tags = [*common_names, *[""] * (len(parsed) - len(common_names))]
+    return [tag.strip().lower() or name for tag, name in zip(tags, parsed, strict=True)]
+
+
 def resolve_band_indexes(
     source_label: str,
     required: Sequence[str],

@@ -25,7 +25,7 @@ from geoseg.io.warp import read_mask_on_grid
 from geoseg.limits import MAX_PIXELS
 from geoseg.predict.preprocess import (
     PhysicalValues,
-    band_names_from_descriptions,
+    band_names_from_metadata,
     resolve_band_indexes,
 )
 from geoseg.quality import QualityMask, check_buffer, mask_with_halo
@@ -142,7 +142,7 @@ class FileSource:
         """
         path = Path(path)
         info = read_info(path, max_pixels=max_pixels, allow_vrt=allow_vrt)
-        available = band_names_from_descriptions(info.descriptions)
+        available = band_names_from_metadata(info.descriptions, info.common_names)
         if band_map is not None:
             names = list(band_map)
             indexes = resolve_band_indexes(str(path), names, available, band_map)
@@ -261,3 +261,76 @@ class MaskedSource:
         """The wrapped source's read, masked pixels made invalid."""
         values, valid = self.source.read(window)
         return values, valid & ~self.masked(window)
+
+
+def pixel_size_metres(grid: RasterGrid) -> float:
+    """The grid's pixel height in metres (geographic grids: degrees of latitude x 111,320 m)."""
+    size = abs(grid.resolution[1])
+    if grid.crs.is_geographic:
+        return size * 111_320.0
+    factor = grid.crs.linear_units_factor[1] if grid.crs.linear_units_factor else 1.0
+    return size * float(factor)
+
+
+def zoom_factor(grid: RasterGrid, pixel_size_m: float) -> int:
+    """The whole factor that brings ``grid``'s pixels nearest to ``pixel_size_m`` (at least 1).
+
+    A 10 m grid and a 30 m model give 3; a 30 m grid gives 1 (never finer).
+    """
+    return max(1, round(pixel_size_m / pixel_size_metres(grid)))
+
+
+@dataclass(frozen=True)
+class ZoomedSource:
+    """A source read at pixels ``factor`` times larger: the mean of each block's valid pixels.
+
+    The zoomed grid is :meth:`RasterGrid.zoom_out` of the inner grid (same
+    origin and CRS); a zoomed pixel is valid when any pixel of its
+    ``factor`` x ``factor`` block is. Used to read 10 m scenes for a 30 m
+    model (block averaging, as the coarser sensor integrates the ground).
+    """
+
+    inner: FileSource
+    factor: int
+
+    @property
+    def grid(self) -> RasterGrid:
+        """The zoomed-out grid."""
+        return self.inner.grid.zoom_out(self.factor)
+
+    @property
+    def band_names(self) -> list[str]:
+        """The inner source's band names."""
+        return self.inner.band_names
+
+    @property
+    def identity(self) -> str:
+        """The inner identity and the factor."""
+        return f"{self.inner.identity}|zoom{self.factor}"
+
+    @property
+    def label(self) -> str:
+        """The inner label."""
+        return self.inner.label
+
+    def read(self, window: PixelWindow) -> tuple[PhysicalValues, NDArray[np.bool_]]:
+        """Block means of the inner pixels under ``window`` (see the class docstring)."""
+        factor = self.factor
+        inner_window = PixelWindow(
+            window.row * factor, window.col * factor, window.height * factor, window.width * factor
+        )
+        values, valid = self.inner.read(inner_window)
+        return block_mean(values, valid, factor)
+
+
+def block_mean(
+    values: PhysicalValues, valid: NDArray[np.bool_], factor: int
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Mean of the valid pixels of each ``factor`` x ``factor`` block, and where any was valid."""
+    bands, height, width = values.shape
+    shape = (bands, height // factor, factor, width // factor, factor)
+    sums = np.where(valid[None], values, 0).astype(np.float64).reshape(shape).sum(axis=(2, 4))
+    counts = valid.reshape(shape[1:]).sum(axis=(1, 3))
+    zoomed_valid = counts > 0
+    means = np.divide(sums, np.maximum(counts, 1.0)[None]).astype(np.float32)
+    return means, zoomed_valid

@@ -53,22 +53,49 @@ class SparseLabels(StrictModel):
     """Labelled polygons rasterised onto the image grid; unlabelled pixels are ignored.
 
     ``field`` holds each polygon's label; ``codes`` maps its values (compared
-    as text) to class ids. Polygons whose value ``codes`` does not list are
-    ignored.
+    as text) to class ids, or the scene's ``class_map`` does. Polygons whose
+    value is not mapped are ignored. A polygon smaller than a pixel (the
+    footprint of a labelled point on a finer grid) labels the pixel holding
+    its centroid.
     """
 
     path: str = Field(min_length=1)
-    field: str = Field(min_length=1)
-    codes: dict[str, int] = Field(min_length=1)
+    field: str = Field("class", min_length=1)
+    layer: str | None = Field(None, description="layer of a multi-layer file (default: first)")
+    codes: dict[str, int] | None = Field(None, min_length=1)
+
+
+class ClassMapRef(StrictModel):
+    """A scene's class names mapped to card classes through a class-map CSV.
+
+    The CSV has columns ``site``, ``class`` and one column per harmonisation
+    (e.g. ``forest`` 0/1 and ``general_class``, as ``sites/class_map.csv``).
+    A label named ``class`` of ``site`` becomes class id ``values[row[column]]``;
+    names the CSV does not list for the site, and column values ``values``
+    does not list, are ignored. Dense label rasters name their codes in the
+    tags ``class_<code>``.
+    """
+
+    path: str = Field(min_length=1)
+    site: str = Field(min_length=1)
+    column: str = Field("forest", min_length=1)
+    values: dict[str, int] = Field(min_length=1, description="column value -> class id")
 
 
 class SceneSpec(StrictModel):
     """One training image, its labels, and where training and validation may sample."""
 
     image: str = Field(min_length=1)
-    band_indexes: list[int] = Field(min_length=1, description="1-based, in card band order")
+    band_indexes: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="1-based, in card band order (default: the bands whose common_name tag, "
+        "else description, names the card's bands)",
+    )
     dense_labels: DenseLabels | None = None
     sparse_labels: SparseLabels | None = None
+    class_map: ClassMapRef | None = None
+    region: str = Field("", description="region name for held-out-region evaluation")
     train_windows: list[WindowSpec] | None = Field(
         None, description="windows chips may come from (default: the whole image)"
     )
@@ -85,7 +112,13 @@ class SceneSpec(StrictModel):
     def _check_labels(self) -> SceneSpec:
         if (self.dense_labels is None) == (self.sparse_labels is None):
             raise ValueError("give exactly one of 'dense_labels' and 'sparse_labels'")
-        if any(index < 1 for index in self.band_indexes):
+        if self.sparse_labels is not None and (
+            (self.sparse_labels.codes is None) == (self.class_map is None)
+        ):
+            raise ValueError("sparse_labels need exactly one of 'codes' and a 'class_map'")
+        if self.dense_labels is not None and self.dense_labels.codes and self.class_map:
+            raise ValueError("give dense_labels 'codes' or a 'class_map', not both")
+        if any(index < 1 for index in self.band_indexes or []):
             raise ValueError("band_indexes are 1-based and must be >= 1")
         for train in self.train_windows or []:
             for validation in self.validation_windows:
@@ -162,6 +195,12 @@ class TrainConfig(StrictModel):
     tile_size: int = Field(256, ge=16, description="tile size recorded in the card")
     overlap: int = Field(32, ge=0, description="tile overlap recorded in the card")
     pixel_size_m: float = Field(30.0, gt=0)
+    resampling: Literal["native", "card_pixel_size"] = Field(
+        "native",
+        description="native: every scene at its own pixel size (training across scales); "
+        "card_pixel_size: finer scenes are read at the whole multiple of their pixel nearest "
+        "pixel_size_m, as block means (windows are in pixels of that grid)",
+    )
     attribution: str = ""
     training_data: list[str] = Field(default_factory=list, description="for the card")
     split: str = Field("", description="how the data were split, for the card")
@@ -169,7 +208,7 @@ class TrainConfig(StrictModel):
     @model_validator(mode="after")
     def _check_consistency(self) -> TrainConfig:
         for scene in self.scenes:
-            if len(scene.band_indexes) != len(self.bands):
+            if scene.band_indexes is not None and len(scene.band_indexes) != len(self.bands):
                 raise ValueError(
                     f"scene {scene.image} lists {len(scene.band_indexes)} band_indexes for "
                     f"{len(self.bands)} bands"
@@ -186,7 +225,8 @@ class TrainConfig(StrictModel):
         for scene in self.scenes:
             labels = scene.dense_labels or scene.sparse_labels
             codes = labels.codes if labels is not None else None
-            unknown = sorted(set((codes or {}).values()) - ids)
+            mapped = scene.class_map.values if scene.class_map is not None else {}
+            unknown = sorted({*(codes or {}).values(), *mapped.values()} - ids)
             if unknown:
                 raise ValueError(f"labels of {scene.image} map to unknown class ids {unknown}")
         if self.class_weights is not None and (

@@ -46,7 +46,11 @@ def prepare_scenes(config: TrainConfig, root: Path) -> list[TrainingScene]:
     """Every scene of ``config``, resolved against ``root`` (see :func:`prepare_scene`)."""
     class_ids = [spec.id for spec in config.classes]
     names = [band.name for band in config.bands]
-    return [prepare_scene(scene, names, class_ids, config.scaling, root) for scene in config.scenes]
+    pixel_size = config.pixel_size_m if config.resampling == "card_pixel_size" else None
+    return [
+        prepare_scene(scene, names, class_ids, config.scaling, root, pixel_size_m=pixel_size)
+        for scene in config.scenes
+    ]
 
 
 def build_untrained(config: TrainConfig) -> nn.Module:

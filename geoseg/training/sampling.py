@@ -26,12 +26,22 @@ from rasterio.features import rasterize
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import read_info, read_window
-from geoseg.io.training_data import read_labelled_polygons
+from geoseg.io.training_data import (
+    read_class_map,
+    read_label_class_names,
+    read_labelled_polygons,
+)
 from geoseg.io.warp import read_on_grid
 from geoseg.models.card import InputScaling
-from geoseg.predict.preprocess import SceneStatistics, normalize, sample_windows, scene_statistics
-from geoseg.predict.sources import FileSource
-from geoseg.training.config import SceneSpec
+from geoseg.predict.preprocess import (
+    SceneStatistics,
+    normalize,
+    resolve_band_indexes,
+    sample_windows,
+    scene_statistics,
+)
+from geoseg.predict.sources import FileSource, ZoomedSource, zoom_factor
+from geoseg.training.config import ClassMapRef, SceneSpec
 
 IGNORE_INDEX = -1
 """Label index that the losses and metrics skip."""
@@ -41,7 +51,7 @@ IGNORE_INDEX = -1
 class TrainingScene:
     """One scene ready for chip reads (see the module docstring)."""
 
-    source: FileSource
+    source: FileSource | ZoomedSource
     scaling: InputScaling
     statistics: SceneStatistics | None
     dense_labels: Path | None
@@ -53,6 +63,7 @@ class TrainingScene:
     weight: float
     sensor: str = ""
     """The scene's sensor (the config's, else the image's ``sensor`` tag; '' unknown)."""
+    region: str = ""
 
     @property
     def grid(self) -> RasterGrid:
@@ -65,12 +76,69 @@ def _resolve(path: str, root: Path) -> Path:
     return candidate if candidate.is_absolute() else root / candidate
 
 
+def class_map_codes(
+    rows: list[dict[str, str]], reference: ClassMapRef, label_source: str
+) -> dict[str, int]:
+    """``{label name: class id}`` of one site from class-map ``rows`` (see :class:`ClassMapRef`).
+
+    Raises
+    ------
+    InputError
+        The site has no row, or the column is missing.
+    """
+    site_rows = [row for row in rows if row["site"] == reference.site]
+    if not site_rows:
+        sites = sorted({row["site"] for row in rows})
+        raise InputError(
+            f"{reference.path}: no rows for site {reference.site!r} (for {label_source}); "
+            f"sites: {sites}"
+        )
+    if reference.column not in site_rows[0]:
+        raise InputError(
+            f"{reference.path}: no column {reference.column!r}; columns: {list(site_rows[0])}"
+        )
+    return {
+        row["class"]: reference.values[row[reference.column]]
+        for row in site_rows
+        if row[reference.column] in reference.values
+    }
+
+
+def open_scene_source(
+    image: Path,
+    band_names: list[str],
+    band_indexes: list[int] | None,
+    pixel_size_m: float | None,
+) -> FileSource | ZoomedSource:
+    """The scene's bands in card order, read at ``pixel_size_m`` (None: native pixels).
+
+    Bands come from ``band_indexes`` or, without them, by name (the bands'
+    ``common_name`` tags, else their descriptions).
+    """
+    if band_indexes is None:
+        named = FileSource.open(image)
+        band_indexes = resolve_band_indexes(str(image), band_names, named.band_names)
+    source = FileSource.open(image, band_map=dict(zip(band_names, band_indexes, strict=True)))
+    if pixel_size_m is None:
+        return source
+    factor = zoom_factor(source.grid, pixel_size_m)
+    return source if factor == 1 else ZoomedSource(source, factor)
+
+
+def point_sized(geometry: Any, grid: RasterGrid) -> Any:
+    """``geometry``, or its centroid when it is smaller than a pixel of ``grid``."""
+    width, height = grid.resolution
+    return geometry.centroid if geometry.area < abs(width * height) else geometry
+
+
 def prepare_scene(
     spec: SceneSpec,
     band_names: list[str],
     class_ids: list[int],
     scaling: InputScaling,
     root: Path,
+    *,
+    pixel_size_m: float | None = None,
 ) -> TrainingScene:
     """Resolve a scene of the config: open metadata, compute its scene statistics, read polygons.
 
@@ -90,6 +158,8 @@ def prepare_scene(
         The card's input scaling.
     root
         Directory that relative paths are relative to.
+    pixel_size_m
+        Read finer scenes at this pixel size (:class:`ZoomedSource`); None: native.
 
     Raises
     ------
@@ -98,7 +168,11 @@ def prepare_scene(
         or a window outside the image.
     """
     image = _resolve(spec.image, root)
-    source = FileSource.open(image, band_map=dict(zip(band_names, spec.band_indexes, strict=True)))
+    source = open_scene_source(image, band_names, spec.band_indexes, pixel_size_m)
+    named: dict[str, int] = {}
+    if spec.class_map is not None:
+        rows = read_class_map(_resolve(spec.class_map.path, root))
+        named = class_map_codes(rows, spec.class_map, str(image))
     statistics = None
     if scaling.method == "scene_percentile":
         samples = [source.read(window) for window in sample_windows(source.grid)]
@@ -110,14 +184,23 @@ def prepare_scene(
     if spec.dense_labels is not None:
         dense = _resolve(spec.dense_labels.path, root)
         codes = spec.dense_labels.codes or {class_id: class_id for class_id in class_ids}
+        if spec.class_map is not None:
+            codes = {
+                code: named[name]
+                for code, name in read_label_class_names(dense).items()
+                if name in named
+            }
         code_to_index = {code: index_of[class_id] for code, class_id in codes.items()}
     elif spec.sparse_labels is not None:
         labels = spec.sparse_labels
-        shapes = read_labelled_polygons(_resolve(labels.path, root), labels.field, source.grid.crs)
+        shapes = read_labelled_polygons(
+            _resolve(labels.path, root), labels.field, source.grid.crs, layer=labels.layer
+        )
+        value_codes = labels.codes or named
         polygons = [
-            (geometry, index_of[labels.codes[value]])
+            (point_sized(geometry, source.grid), index_of[value_codes[value]])
             for geometry, value in shapes
-            if value in labels.codes
+            if value in value_codes
         ]
     grid = source.grid
     full = grid.full_window
@@ -138,6 +221,7 @@ def prepare_scene(
         region_mask=_resolve(spec.region_mask, root) if spec.region_mask else None,
         weight=spec.weight,
         sensor=spec.sensor or read_info(image).tags.get("sensor", ""),
+        region=spec.region,
     )
 
 
@@ -213,12 +297,26 @@ def random_chip_window(
     """A chip drawn uniformly from the scene's training windows (weighted by area)."""
     windows = scene.train_windows
     areas = np.array(
-        [(w.height - chip_size + 1) * (w.width - chip_size + 1) for w in windows], dtype=float
+        [max(1, w.height - chip_size + 1) * max(1, w.width - chip_size + 1) for w in windows],
+        dtype=float,
     )
     window = windows[int(generator.choice(len(windows), p=areas / areas.sum()))]
-    row = window.row + int(generator.integers(0, window.height - chip_size + 1))
-    col = window.col + int(generator.integers(0, window.width - chip_size + 1))
+    row = _chip_start(window.row, window.height, chip_size, generator)
+    col = _chip_start(window.col, window.width, chip_size, generator)
     return PixelWindow(row, col, chip_size, chip_size)
+
+
+def _chip_start(start: int, length: int, chip_size: int, generator: np.random.Generator) -> int:
+    """A chip start inside a window, or, where the window is smaller, around all of it."""
+    if length >= chip_size:
+        return start + int(generator.integers(0, length - chip_size + 1))
+    return start + length - chip_size + int(generator.integers(0, chip_size - length + 1))
+
+
+def _chip_range(start: int, stop: int, chip_size: int, pixel: int) -> tuple[int, int]:
+    """First and last chip starts holding ``pixel``, inside (or around) ``start:stop``."""
+    first, last = sorted((start, stop - chip_size))
+    return max(first, pixel - chip_size + 1), min(last, pixel)
 
 
 def random_chips(
@@ -294,16 +392,10 @@ def class_balanced_chip_window(
     index = int(generator.choice(len(counts), p=chances / chances.sum()))
     number, row, col = pixels.per_class[index][int(generator.integers(0, counts[index]))]
     window = scene.train_windows[int(number)]
-    top = int(
-        generator.integers(
-            max(window.row, row - chip_size + 1), min(window.row_stop - chip_size, row) + 1
-        )
-    )
-    left = int(
-        generator.integers(
-            max(window.col, col - chip_size + 1), min(window.col_stop - chip_size, col) + 1
-        )
-    )
+    low, high = _chip_range(window.row, window.row_stop, chip_size, int(row))
+    top = int(generator.integers(low, high + 1))
+    low, high = _chip_range(window.col, window.col_stop, chip_size, int(col))
+    left = int(generator.integers(low, high + 1))
     return PixelWindow(top, left, chip_size, chip_size)
 
 
