@@ -24,7 +24,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 import click
@@ -222,8 +222,32 @@ def _fail(error: BaseException, text: str, code: int) -> None:
     sys.exit(code)
 
 
+@contextlib.contextmanager
+def _scoped_environment(names: Iterable[str]) -> Iterator[None]:
+    """Restore ``names`` in ``os.environ`` afterwards.
+
+    A command line called from Python (tests, notebooks) leaves the process as
+    it found it.
+    """
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Run the command line; print every failure as one line and exit with its status."""
+    names = (TRACEBACK_ENV, "DASK_LOGGING__DISTRIBUTED", "PROJ_NETWORK", *QUIET_DASK)
+    with _scoped_environment(names):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> Any:
     for name, value in QUIET_DASK.items():
         os.environ.setdefault(name, value)
     try:

@@ -94,7 +94,7 @@ def atomic_path(
 
 LOW_SPACE_BYTES = 4 * 2**20
 """Below this much free space, a failed write is taken to have filled the disk."""
-_FULL_MESSAGES = ("no space left on device", "database or disk is full", "disk full")
+_FULL_MESSAGES = ("no space left on device", "database or disk is full")
 
 
 def _free_mib(folder: Path) -> int:

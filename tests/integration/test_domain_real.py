@@ -123,6 +123,7 @@ def test_other_units_fire_with_a_standardize_card(shared_data: Path, tmp_path: P
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::geoseg.predict.pixel_size.PixelSizeWarning")
 def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path) -> None:
     site = shared_data / "sites/eolearn_slovenia_sentinel2_2015/image_20150711.tif"
     out = tmp_path / "slovenia.tif"
@@ -140,6 +141,7 @@ def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path
             str(out),
             "--device",
             "cpu",
+            "--allow-pixel-size-mismatch",  # 10 m for a 30 m model: refused otherwise
         ],
     )
     assert result.exit_code == 0, result.output
@@ -164,6 +166,7 @@ def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path
             str(quiet_out),
             "--device",
             "cpu",
+            "--allow-pixel-size-mismatch",  # 10 m for a 30 m model: refused otherwise
         ],
     )
     assert result.exit_code == 0, result.output
