@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
 
 DEFAULTS = InferenceSettings()
@@ -120,6 +121,19 @@ def _band_map_option(
     type=click.Path(path_type=Path),
     help="Also write per-class probabilities (uint8 = round(p * 255); nodata pixels 0).",
 )
+@click.option(
+    "--polygons",
+    "polygons_out",
+    type=click.Path(path_type=Path),
+    help="Instance models: also write the instance polygons (GeoPackage, layer `instances`).",
+)
+@click.option(
+    "--min-score",
+    type=float,
+    default=InstanceSettings().min_score,
+    show_default=True,
+    help="Instance models: drop detections scoring less.",
+)
 @inference_options
 @click.option(
     "--bands",
@@ -141,6 +155,8 @@ def predict(
     model: str,
     labels_out: Path,
     probabilities_out: Path | None,
+    polygons_out: Path | None,
+    min_score: float,
     settings: InferenceSettings,
     scheduler: str | None,
     work_dir: Path | None,
@@ -150,8 +166,24 @@ def predict(
     The scene is read window by window, segmented in overlapping tiles on one
     global grid, blended seamlessly and written as a tiled, compressed COG with
     the input's CRS, transform and shape. A rerun after an interruption resumes.
+
+    With an instance model (card task `instance`, e.g. buildings-atlanta) --out
+    is an instance-id COG (bands instance_id and class_id, 0 background) and
+    --polygons the instances as polygons; an object cut by a tile or chunk seam
+    is one instance.
     """
     import contextlib
+
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir
+
+    if read_card(resolve_model_dir(model)).task == "instance":
+        _predict_instances(
+            input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
+        )
+        return
+    if polygons_out is not None:
+        raise click.UsageError("--polygons needs an instance model (card task 'instance')")
 
     from workflows.cluster import dask_client
     from workflows.predict import predict_file
@@ -175,3 +207,27 @@ def predict(
     )
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")
+
+
+def _predict_instances(
+    input_path: Path,
+    model: str,
+    raster: Path,
+    polygons: Path | None,
+    probabilities: Path | None,
+    min_score: float,
+    settings: InferenceSettings,
+) -> None:
+    from workflows.predict_instances import predict_instances_file
+
+    if probabilities is not None:
+        raise click.UsageError("--probabilities is for semantic models; use --polygons")
+    result = predict_instances_file(
+        input_path, model, settings, InstanceSettings(min_score=min_score), raster, polygons
+    )
+    click.echo(
+        f"wrote {result.raster} ({result.grid.height}x{result.grid.width}, {result.tiles} "
+        f"tiles, {result.instances} instances, {result.seconds:.1f} s)"
+    )
+    if result.polygons is not None:
+        click.echo(f"wrote {result.polygons}")
