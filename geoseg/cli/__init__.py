@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "predict": "geoseg.cli.predict:predict",
     "train": "geoseg.cli.train:train",
     "evaluate": "geoseg.cli.evaluate:evaluate",
+    "count": "geoseg.cli.count:count",
     "panoptic": "geoseg.cli.panoptic:panoptic",
     "models": "geoseg.cli.models:models",
     "vectorize": "geoseg.cli.vectorize:vectorize",

@@ -11,10 +11,14 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.grid import RasterGrid
 from geoseg.io.instances import read_id_raster, write_id_cog, write_instance_polygons
-from geoseg.predict.instances import InstanceSettings, detections_from_masks, paint_window
-from geoseg.predict.instances import resolve_instances
+from geoseg.predict.instances import (
+    InstanceSettings,
+    detections_from_masks,
+    paint_window,
+    resolve_instances,
+)
 from geoseg.predict.tiling import make_layout
 from geoseg.vector.instances import instance_polygons
 
