@@ -117,7 +117,7 @@ def panoptic_quality(counts: PanopticCounts) -> PanopticQuality:
     """PQ, SQ and RQ from the accumulated counts (see the module docstring)."""
     matched_predicted: set[Segment] = set()
     matched_reference: set[Segment] = set()
-    iou_sum: Counter[int] = Counter()
+    iou_sum: dict[int, float] = {}
     true_positives: Counter[int] = Counter()
     for (p, r), intersection in counts.pairs.items():
         if p[0] != r[0]:
@@ -127,7 +127,7 @@ def panoptic_quality(counts: PanopticCounts) -> PanopticQuality:
         if iou > 0.5:
             matched_predicted.add(p)
             matched_reference.add(r)
-            iou_sum[p[0]] += iou
+            iou_sum[p[0]] = iou_sum.get(p[0], 0.0) + iou
             true_positives[p[0]] += 1
     false_positives: Counter[int] = Counter(
         p[0]
@@ -142,8 +142,8 @@ def panoptic_quality(counts: PanopticCounts) -> PanopticQuality:
         tp, fp, fn = true_positives[class_id], false_positives[class_id], false_negatives[class_id]
         denominator = tp + fp / 2 + fn / 2
         per_class[class_id] = {
-            "pq": iou_sum[class_id] / denominator,
-            "sq": iou_sum[class_id] / tp if tp else 0.0,
+            "pq": iou_sum.get(class_id, 0.0) / denominator,
+            "sq": iou_sum.get(class_id, 0.0) / tp if tp else 0.0,
             "rq": tp / denominator,
             "tp": tp,
             "fp": fp,
