@@ -19,7 +19,12 @@ from geoseg.grid import RasterGrid
 from geoseg.io.instances import write_id_cog, write_instance_polygons
 from geoseg.models.loading import load_model
 from geoseg.predict.detect import ScaledSource, detect_layout
-from geoseg.predict.instances import InstanceSettings, paint_window, resolve_instances
+from geoseg.predict.instances import (
+    InstanceIndex,
+    InstanceSettings,
+    paint_window,
+    resolve_instances,
+)
 from geoseg.predict.preprocess import resolve_band_indexes, sample_windows, scene_statistics
 from geoseg.predict.settings import InferenceSettings
 from geoseg.predict.sources import FileSource
@@ -68,8 +73,9 @@ def predict_instances_file(
     detections = detect_layout(loaded.module, scene, layout, instance_settings)
     instances = resolve_instances(layout, detections, instance_settings)
     names = {spec.id: spec.name for spec in card.classes}
+    near = InstanceIndex(instances)
     chunks = (
-        (window, *_with_class_ids(*paint_window(layout, instances, window), card.class_ids))
+        (window, *_with_class_ids(*paint_window(layout, near(window), window), card.class_ids))
         for window in grid.full_window.chunks(settings.chunk_size)
     )
     write_id_cog(raster, grid, chunks, task="instance", class_names=names)

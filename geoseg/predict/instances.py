@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 from numpy.typing import NDArray
 
 from geoseg.grid import PixelWindow
@@ -175,11 +176,16 @@ def _find(parents: list[int], item: int) -> int:
 
 
 def _neighbours(layout: TileLayout, tile: int) -> list[int]:
-    """Tiles after ``tile`` in row-major order whose windows overlap it."""
+    """Tiles after ``tile`` in row-major order whose windows overlap it.
+
+    With an overlap under half a tile only tiles up to two steps away can
+    overlap (the last tile of an axis is snapped onto the border).
+    """
     row, col = divmod(tile, layout.columns)
     found = []
-    for other_row in range(row, layout.rows):
-        for other_col in range(max(0, col - 1) if other_row > row else col + 1, layout.columns):
+    for other_row in range(row, min(layout.rows, row + 3)):
+        first = max(0, col - 2) if other_row > row else col + 1
+        for other_col in range(first, min(layout.columns, col + 3)):
             other = other_row * layout.columns + other_col
             if not layout.window(tile).intersection(layout.window(other)).is_empty:
                 found.append(other)
@@ -218,12 +224,35 @@ def resolve_instances(
         candidates.append(Instance(0, best.class_index, best.score, window, tuple(members)))
     candidates.sort(key=lambda i: (i.window.row, i.window.col, -i.score, i.window.shape))
     provisional = [_renumbered(instance, number + 1) for number, instance in enumerate(candidates)]
+    near = InstanceIndex(provisional)
     kept = [
         instance
         for instance in provisional
-        if np.any(paint_window(layout, provisional, instance.window)[0] == instance.id)
+        if np.any(paint_window(layout, near(instance.window), instance.window)[0] == instance.id)
     ]
     return [_renumbered(instance, number + 1) for number, instance in enumerate(kept)]
+
+
+class InstanceIndex:
+    """The instances whose boxes touch a window, found through an R-tree of their boxes."""
+
+    def __init__(self, instances: Sequence[Instance]) -> None:
+        self._instances = list(instances)
+        boxes = [
+            shapely.box(i.window.col, i.window.row, i.window.col_stop, i.window.row_stop)
+            for i in self._instances
+        ]
+        self._tree = shapely.STRtree(boxes)
+
+    def __call__(self, window: PixelWindow) -> list[Instance]:
+        """Instances whose boxes intersect ``window``, in list order."""
+        query = shapely.box(window.col, window.row, window.col_stop, window.row_stop)
+        hits = sorted(int(i) for i in self._tree.query(query, predicate="intersects"))
+        return [
+            self._instances[i]
+            for i in hits
+            if not self._instances[i].window.intersection(window).is_empty
+        ]
 
 
 def _renumbered(instance: Instance, new_id: int) -> Instance:
@@ -254,9 +283,9 @@ def paint_window(
 ) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
     """Instance ids and class indexes + 1 of ``window`` (0: no instance).
 
-    ``instances`` must be the list :func:`resolve_instances` returned (or its
-    provisional numbering): higher scores are painted over lower ones, ties
-    by id.
+    ``instances`` are those :func:`resolve_instances` returned, or at least all
+    of them touching ``window`` (:class:`InstanceIndex`): higher scores are
+    painted over lower ones, ties by id.
     """
     ids = np.zeros(window.shape, dtype=np.uint32)
     classes = np.zeros(window.shape, dtype=np.uint32)

@@ -17,7 +17,7 @@ from rasterio.features import shapes
 
 from geoseg.areas import polygon_ground_areas_m2
 from geoseg.grid import RasterGrid
-from geoseg.predict.instances import Instance, paint_window
+from geoseg.predict.instances import Instance, InstanceIndex, paint_window
 from geoseg.predict.tiling import TileLayout
 
 
@@ -30,8 +30,9 @@ def instance_polygons(
 ) -> gpd.GeoDataFrame:
     """One row per instance: ``instance_id``, ``class_id``, ``class``, ``score``, ``area_m2``."""
     geometries = []
+    near = InstanceIndex(instances)
     for instance in instances:
-        ids, _ = paint_window(layout, instances, instance.window)
+        ids, _ = paint_window(layout, near(instance.window), instance.window)
         mask = ids == instance.id
         pieces = [
             shapely.geometry.shape(geometry)
