@@ -17,7 +17,12 @@ from geoseg.io.checkpoint import read_weights, write_model_dir
 from geoseg.models.card import ModelCard, TrainingInfo
 from geoseg.predict.instances import InstanceSettings
 from geoseg.training.config import TrainConfig
-from geoseg.training.instances import InstanceTrainingResult, holdout_scores, train_instances
+from geoseg.training.instances import (
+    AP_MIN_SCORE,
+    InstanceTrainingResult,
+    holdout_scores,
+    train_instances,
+)
 from geoseg.training.pipeline import build_untrained, prepare_scenes, update_card
 
 
@@ -93,6 +98,7 @@ def train_instance_model_dir(
         "holdout": holdout,
         "holdout_settings": {
             "min_score": settings.min_score,
+            "ap50_min_score": AP_MIN_SCORE,
             "mask_threshold": settings.mask_threshold,
             "match_iou": settings.match_iou,
             "iou": 0.5,

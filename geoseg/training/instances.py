@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -134,6 +134,12 @@ def train_instances(
     return InstanceTrainingResult(state, tuple(losses), time.perf_counter() - started)
 
 
+AP_MIN_SCORE = 0.05
+"""Detections down to this score make the precision-recall curve of AP50 (torchvision's
+default box score threshold); precision, recall and count error are those at the operating
+``min_score``."""
+
+
 def holdout_scores(
     module: nn.Module,
     scene: TrainingScene,
@@ -142,11 +148,24 @@ def holdout_scores(
     overlap: int,
     settings: InstanceSettings,
 ) -> InstanceScores:
-    """Score the model on ``window`` through the shipped tiled inference and stitching."""
+    """Score the model on ``window`` through the shipped tiled inference and stitching.
+
+    Mask AP50 is computed over every detection scoring at least
+    :data:`AP_MIN_SCORE`; precision, recall and the count error over the instances
+    of ``settings.min_score``, as ``geoseg predict`` writes them.
+    """
     layout = make_layout(window.height, window.width, tile, overlap)
     source = ScaledSource(scene.source, scene.scaling, scene.statistics)
-    detections = detect_layout(module, source, layout, settings, origin=window)
-    instances = resolve_instances(layout, detections, settings)
-    predicted, _ = paint_window(layout, instances, PixelWindow(0, 0, window.height, window.width))
+    low = replace(settings, min_score=min(AP_MIN_SCORE, settings.min_score))
+    detections = detect_layout(module, source, layout, low, origin=window)
     reference = rasterize_instances(scene, window)
-    return instance_scores(predicted, reference, {i.id: i.score for i in instances})
+    full = PixelWindow(0, 0, window.height, window.width)
+    every = resolve_instances(layout, detections, low)
+    curve = instance_scores(
+        paint_window(layout, every, full)[0], reference, {i.id: i.score for i in every}
+    )
+    kept = [d for d in detections if d.score >= settings.min_score]
+    instances = resolve_instances(layout, kept, settings)
+    predicted, _ = paint_window(layout, instances, full)
+    operating = instance_scores(predicted, reference, {i.id: i.score for i in instances})
+    return replace(operating, ap50=curve.ap50)
