@@ -98,7 +98,14 @@ def write_instance_polygons(path: Path, frame: gpd.GeoDataFrame) -> None:
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the folder {path.parent} does not exist; create it first")
     with atomic_path(path) as temporary:
-        frame.to_file(temporary, layer=INSTANCES_LAYER, driver="GPKG")
+        frame.to_file(
+            temporary,
+            layer=INSTANCES_LAYER,
+            driver="GPKG",
+            engine="pyogrio",
+            promote_to_multi=True,
+            geometry_type="MultiPolygon",
+        )
 
 
 def read_id_raster(

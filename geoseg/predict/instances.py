@@ -33,6 +33,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from geoseg.errors import ConfigError
 from geoseg.grid import PixelWindow
 from geoseg.predict.tiling import TileLayout
 
@@ -49,8 +50,6 @@ class InstanceSettings:
     """Detections of two tiles are one object when their IoU in the shared band reaches this."""
 
     def __post_init__(self) -> None:
-        from geoseg.errors import ConfigError
-
         for name in ("min_score", "mask_threshold", "match_iou"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from rasterio.features import shapes
 
@@ -50,7 +51,7 @@ def instance_polygons(
         {
             "instance_id": np.array([i.id for i in instances], dtype=np.int64),
             "class_id": np.array([class_ids[i.class_index] for i in instances], dtype=np.int64),
-            "class": [class_names[i.class_index] for i in instances],
+            "class": pd.Series([class_names[i.class_index] for i in instances], dtype="string"),
             "score": np.array([round(i.score, 4) for i in instances], dtype=np.float64),
             "area_m2": polygon_ground_areas_m2(array, grid),
         },
