@@ -58,6 +58,8 @@ def test_predict_buildings_atlanta_writes_instances_and_scores_pq(
             str(polygons),
             "--chunk-size",
             "300",
+            "--min-score",  # the demonstration model scores below 0.5 (README)
+            "0.05",
         ],
     )
     assert result.exit_code == 0, result.output
