@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -23,13 +24,11 @@ def list_models() -> None:
         test = card.metrics.get("test_block", {}).get("model", {})
         score = f"test mean IoU {test.get('mean_iou')}"
         if card.task == "instance":
-            holdout = next(iter(card.metrics.get("holdout", {}).values()), {})
+            holdout: dict[str, Any] = next(iter(card.metrics.get("holdout", {}).values()), {})
             score = f"held-out mask AP50 {holdout.get('ap50')}"
         classes = ", ".join(spec.name for spec in card.classes)
         bands = ",".join(card.band_names)
-        click.echo(
-            f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\t{score}"
-        )
+        click.echo(f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\t{score}")
 
 
 @models.command("show")
