@@ -56,6 +56,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "geoseg.cli.evaluate:evaluate",
         "Confusion matrix, per-class IoU / Dice / F1, mean IoU and overall accuracy.",
     ),
+    "count": (
+        "geoseg.cli.count:count",
+        "Count the instances per region and sum their ground areas.",
+    ),
+    "panoptic": (
+        "geoseg.cli.panoptic:panoptic",
+        "Combine stuff classes and thing instances into one panoptic raster.",
+    ),
     "models": ("geoseg.cli.models:models", "The shipped models and their model cards."),
     "vectorize": (
         "geoseg.cli.vectorize:vectorize",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -21,12 +22,13 @@ def list_models() -> None:
     for name in shipped_models():
         card = read_card(resolve_model_dir(name))
         test = card.metrics.get("test_block", {}).get("model", {})
-        score = test.get("mean_iou")
+        score = f"test mean IoU {test.get('mean_iou')}"
+        if card.task == "instance":
+            holdout: dict[str, Any] = next(iter(card.metrics.get("holdout", {}).values()), {})
+            score = f"held-out mask AP50 {holdout.get('ap50')}"
         classes = ", ".join(spec.name for spec in card.classes)
         bands = ",".join(card.band_names)
-        click.echo(
-            f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\ttest mean IoU {score}"
-        )
+        click.echo(f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\t{score}")
 
 
 @models.command("show")
@@ -46,7 +48,7 @@ def show(name: str, as_json: bool) -> None:
     click.echo(card.description)
     encoder = f" / {card.encoder}" if card.encoder else ""
     options = json.dumps(card.architecture_options)
-    click.echo(f"architecture: {card.architecture}{encoder} {options}")
+    click.echo(f"task: {card.task}, architecture: {card.architecture}{encoder} {options}")
     click.echo(f"bands: {', '.join(card.band_names)}")
     scaling = card.scaling
     click.echo(
@@ -69,6 +71,8 @@ def show(name: str, as_json: bool) -> None:
         for class_name, values in model["per_class"].items():
             other = baseline["per_class"][class_name]
             click.echo(f"  F1 {class_name:13s} {values['f1']!s:>8s} {other['f1']!s:>8s}")
+    for window, scores in card.metrics.get("holdout", {}).items():
+        click.echo(f"held out {window}: {json.dumps(scores)}")
     if card.cpu_bf16_agreement is not None:
         click.echo(
             f"CPU bf16 labels agree with fp32 on {100 * card.cpu_bf16_agreement:.2f}% of the "

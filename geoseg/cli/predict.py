@@ -16,6 +16,7 @@ import click
 
 from geoseg.cli import show_progress, warn
 from geoseg.limits import MAX_MASK_BUFFER
+from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
 
 DEFAULTS = InferenceSettings()
@@ -141,6 +142,20 @@ def _band_map_option(
     help="Also write per-class probabilities (uint8 = round(p * 255); nodata pixels 0) "
     "[default: none].",
 )
+@click.option(
+    "--polygons",
+    "polygons_out",
+    type=click.Path(path_type=Path),
+    help="Instance models: also write the instance polygons (GeoPackage, layer `instances`) "
+    "[default: none].",
+)
+@click.option(
+    "--min-score",
+    type=float,
+    default=InstanceSettings().min_score,
+    show_default=True,
+    help="Instance models: drop detections scoring less.",
+)
 @inference_options
 @click.option(
     "--bands",
@@ -182,6 +197,8 @@ def predict(
     model: str,
     labels_out: Path,
     probabilities_out: Path | None,
+    polygons_out: Path | None,
+    min_score: float,
     settings: InferenceSettings,
     masks: tuple[Path, ...],
     mask_buffer: int,
@@ -193,8 +210,24 @@ def predict(
     The scene is read window by window, segmented in overlapping tiles on one
     global grid, blended seamlessly and written as a tiled, compressed COG with
     the input's CRS, transform and shape. A rerun after an interruption resumes.
+
+    With an instance model (card task `instance`, e.g. buildings-atlanta) --out
+    is an instance-id COG (bands instance_id and class_id, 0 background) and
+    --polygons the instances as polygons; an object cut by a tile or chunk seam
+    is one instance.
     """
     import contextlib
+
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir
+
+    if read_card(resolve_model_dir(model)).task == "instance":
+        _predict_instances(
+            input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
+        )
+        return
+    if polygons_out is not None:
+        raise click.UsageError("--polygons needs an instance model (card task 'instance')")
 
     from workflows.cluster import dask_client
     from workflows.predict import predict_file
@@ -222,3 +255,27 @@ def predict(
         click.echo(f"wrote {result.probabilities}")
     for finding in result.domain_findings:
         warn(f"{input_path}: {finding.message}")
+
+
+def _predict_instances(
+    input_path: Path,
+    model: str,
+    raster: Path,
+    polygons: Path | None,
+    probabilities: Path | None,
+    min_score: float,
+    settings: InferenceSettings,
+) -> None:
+    from workflows.predict_instances import predict_instances_file
+
+    if probabilities is not None:
+        raise click.UsageError("--probabilities is for semantic models; use --polygons")
+    result = predict_instances_file(
+        input_path, model, settings, InstanceSettings(min_score=min_score), raster, polygons
+    )
+    click.echo(
+        f"wrote {result.raster} ({result.grid.height}x{result.grid.width}, {result.tiles} "
+        f"tiles, {result.instances} instances, {result.seconds:.1f} s)"
+    )
+    if result.polygons is not None:
+        click.echo(f"wrote {result.polygons}")

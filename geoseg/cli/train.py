@@ -44,11 +44,20 @@ def train(config_path: Path, out: Path, data_root: Path | None, progress: bool) 
         except DataDirError:
             data_root = config_path.resolve().parent
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    command = f"geoseg train --config {config_path} --out {out}"
+    if config.task == "instance":
+        from geoseg.training.instance_pipeline import train_instance_model_dir
+
+        instance = train_instance_model_dir(config, data_root, out, command=command, log=click.echo)
+        for window, scores in instance.holdout.items():
+            click.echo(f"held-out {window}: {scores}")
+        click.echo(f"wrote {out}: {instance.result.duration_s:.0f} s")
+        return
     trained = train_from_config(
         config,
         data_root,
         out,
-        command=f"geoseg train --config {config_path} --out {out}",
+        command=command,
         progress=progress,
         log=click.echo,
     )

@@ -152,6 +152,11 @@ class ModelCard(StrictModel):
     schema_version: Literal[1] = 1
     name: str = Field(min_length=1)
     description: str = ""
+    task: Literal["semantic", "instance"] = Field(
+        "semantic",
+        description="semantic: one class per pixel (logits per class); instance: objects, each "
+        "with a class, a score and a mask (classes are the thing classes, without background)",
+    )
     architecture: str = Field(min_length=1, description="registry name, e.g. 'unet'")
     encoder: str = Field("", description="smp encoder name, e.g. 'resnet18'")
     architecture_options: dict[str, Any] = Field(default_factory=dict)

@@ -10,7 +10,7 @@ from torch import nn
 from geoseg.errors import ModelError
 from geoseg.io.checkpoint import read_card, read_weights
 from geoseg.models.card import CARD_FILENAME, ModelCard
-from geoseg.models.registry import build_model
+from geoseg.models.registry import architecture_task, build_model
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 """Folder of the default models shipped inside the package, one sub-folder each."""
@@ -54,7 +54,19 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
 
 
 def build_from_card(card: ModelCard) -> nn.Module:
-    """An untrained module with the architecture the card describes."""
+    """An untrained module with the architecture the card describes.
+
+    Raises
+    ------
+    ModelError
+        The card's task is not its architecture's task.
+    """
+    task = architecture_task(card.architecture)
+    if task != card.task:
+        raise ModelError(
+            f"model {card.name!r}: architecture {card.architecture} is a {task} model but the "
+            f"card says task {card.task!r}; set task to {task!r}"
+        )
     return build_model(
         card.architecture,
         encoder=card.encoder,

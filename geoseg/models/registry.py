@@ -32,31 +32,41 @@ _SMP_ARCHITECTURES: dict[str, str] = {
 
 _CUSTOM: dict[str, ModelFactory] = {}
 
+_INSTANCE_ARCHITECTURES = frozenset({"maskrcnn"})
+"""Architectures whose card task is ``instance``; every other one is ``semantic``."""
+
 
 def register_architecture(name: str, factory: ModelFactory) -> None:
     """Register a non-smp architecture under ``name``.
 
     ``factory(in_channels=..., num_classes=..., **options)`` must return a
-    module mapping ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H, W)``.
+    module mapping ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H, W)``
+    (task ``semantic``), or a torchvision-style detector (task ``instance``).
     """
     _CUSTOM[name.lower()] = factory
 
 
-def architectures() -> list[str]:
-    """Names of every buildable architecture."""
+def architectures(task: str | None = None) -> list[str]:
+    """Names of every buildable architecture, or of those of one ``task``."""
     _load_builtin_custom()
-    return sorted({*_SMP_ARCHITECTURES, *_CUSTOM})
+    names = sorted({*_SMP_ARCHITECTURES, *_CUSTOM})
+    return [name for name in names if task is None or architecture_task(name) == task]
+
+
+def architecture_task(architecture: str) -> str:
+    """``instance`` for detectors (Mask R-CNN), else ``semantic``."""
+    return "instance" if architecture.lower() in _INSTANCE_ARCHITECTURES else "semantic"
 
 
 def _load_builtin_custom() -> None:
     """Register geoseg's own architectures (explicit, not an import side effect)."""
     if "segnet" in _CUSTOM:
         return
-    try:
-        from geoseg.models.segnet import build_segnet
-    except ImportError:  # pragma: no cover - segnet module not present yet
-        return
+    from geoseg.models.maskrcnn import build_maskrcnn
+    from geoseg.models.segnet import build_segnet
+
     register_architecture("segnet", build_segnet)
+    register_architecture("maskrcnn", build_maskrcnn)
 
 
 def build_model(

@@ -150,12 +150,17 @@ class TrainConfig(StrictModel):
 
     name: str = Field(min_length=1)
     description: str = ""
+    task: Literal["semantic", "instance"] = Field(
+        "semantic",
+        description="instance: each labelled polygon is one object (Mask R-CNN); classes are "
+        "the object classes and the loss is the detector's own",
+    )
     architecture: str = Field(min_length=1)
     encoder: str = ""
     architecture_options: dict[str, Any] = Field(default_factory=dict)
     bands: list[BandSpec] = Field(min_length=1)
     scaling: InputScaling
-    classes: list[ClassSpec] = Field(min_length=2)
+    classes: list[ClassSpec] = Field(min_length=1)
     scenes: list[SceneSpec] = Field(min_length=1)
     chip_size: int = Field(128, ge=16)
     batch_size: int = Field(16, ge=1)
@@ -207,6 +212,8 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> TrainConfig:
+        if self.task == "semantic" and len(self.classes) < 2:
+            raise ValueError("a semantic model needs at least 2 classes")
         for scene in self.scenes:
             if scene.band_indexes is not None and len(scene.band_indexes) != len(self.bands):
                 raise ValueError(
