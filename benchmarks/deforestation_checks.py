@@ -152,6 +152,8 @@ class Geoseg:
         args = [str(image), "--model", "forest-landsat", "--device", self.device]
         if bands:
             args += ["--bands", bands]
+        if "--allow-pixel-size-mismatch" in self.help("predict"):
+            args.append("--allow-pixel-size-mismatch")  # the 10 m Sentinel-2 scenes, as asked
         self.run("predict", *args, "--probabilities", str(probabilities), "--out", str(labels))
         return labels, probabilities
 
