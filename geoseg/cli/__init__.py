@@ -40,6 +40,9 @@ TRACEBACK_ENV = "GEOSEG_TRACEBACK"
 
 INTERRUPTED_EXIT = 130
 
+_RUN = {"verbose": False}
+"""Whether the command line in progress was given ``-v`` (read when it fails)."""
+
 VERBOSITY_KEY = "geoseg.verbosity"
 """Key of the ``-v`` / ``-q`` level (-1, 0 or 1) in the root click context's ``meta``."""
 
@@ -140,7 +143,10 @@ def cli(context: click.Context, verbose: bool, quiet: bool) -> None:
         raise click.UsageError("-v and -q exclude each other")
     context.meta[VERBOSITY_KEY] = 1 if verbose else -1 if quiet else 0
     context.with_resource(plain_warnings())  # for every command, until it returns
+    _RUN["verbose"] = verbose
     if verbose:  # before any command imports Dask or starts workers, which inherit it
+        # set for this command only: a Python caller's process is left as it was
+        context.with_resource(_scoped_environment([TRACEBACK_ENV, "DASK_LOGGING__DISTRIBUTED"]))
         os.environ[TRACEBACK_ENV] = "1"
         os.environ["DASK_LOGGING__DISTRIBUTED"] = "info"
     # PROJ never downloads grids unless the user asks (PROJ_NETWORK=ON); workers inherit it
@@ -225,7 +231,7 @@ def error_line(error: BaseException) -> str:
 
 def _fail(error: BaseException, text: str, code: int) -> None:
     click.echo(text, err=True)
-    if os.environ.get(TRACEBACK_ENV) == "1":
+    if os.environ.get(TRACEBACK_ENV) == "1" or _RUN["verbose"]:
         traceback.print_exception(error, file=sys.stderr)
     sys.exit(code)
 
@@ -256,6 +262,7 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 def _main(argv: list[str] | None) -> Any:
+    _RUN["verbose"] = False
     for name, value in QUIET_DASK.items():
         os.environ.setdefault(name, value)
     try:

@@ -218,6 +218,11 @@ def predict(
     """
     import contextlib
 
+    from geoseg.io.raster import read_info
+
+    # the input's header first: a bad or oversized file is refused before the model stack loads
+    read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
+
     from geoseg.io.checkpoint import read_card
     from geoseg.models.loading import resolve_model_dir
 
