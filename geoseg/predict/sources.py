@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from geoseg.areas import pixel_size_m as ground_pixel_size_m
 from geoseg.errors import InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.raster import read_info, read_window_masked
@@ -263,21 +264,12 @@ class MaskedSource:
         return values, valid & ~self.masked(window)
 
 
-def pixel_size_metres(grid: RasterGrid) -> float:
-    """The grid's pixel height in metres (geographic grids: degrees of latitude x 111,320 m)."""
-    size = abs(grid.resolution[1])
-    if grid.crs.is_geographic:
-        return size * 111_320.0
-    factor = grid.crs.linear_units_factor[1] if grid.crs.linear_units_factor else 1.0
-    return size * float(factor)
-
-
 def zoom_factor(grid: RasterGrid, pixel_size_m: float) -> int:
     """The whole factor that brings ``grid``'s pixels nearest to ``pixel_size_m`` (at least 1).
 
     A 10 m grid and a 30 m model give 3; a 30 m grid gives 1 (never finer).
     """
-    return max(1, round(pixel_size_m / pixel_size_metres(grid)))
+    return max(1, round(pixel_size_m / ground_pixel_size_m(grid)))
 
 
 @dataclass(frozen=True)
