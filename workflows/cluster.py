@@ -24,7 +24,9 @@ from distributed import Client, LocalCluster
 from geoseg.predict.placement import InferencePlacement, place_inference
 
 if TYPE_CHECKING:  # geoseg.predict.inference imports torch; workflows that need no model skip it
+    from geoseg.models.card import ModelCard
     from geoseg.predict.inference import DeviceSupport
+    from geoseg.predict.settings import InferenceSettings
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -212,6 +214,27 @@ def local_client(
         Client(cluster, set_as_default=False) as client,
     ):
         yield client
+
+
+def model_placement(
+    settings: InferenceSettings,
+    card: ModelCard,
+    client: Client | None,
+    scheduler: str | None = None,
+) -> InferencePlacement:
+    """:func:`inference_placement` for ``card``'s model under ``settings``.
+
+    The device and precision asked for come from ``settings``, the CPU bf16
+    agreement from the model card: what every run, prediction and
+    ``geoseg.segment`` passes.
+    """
+    return inference_placement(
+        client,
+        settings.device,
+        scheduler,
+        precision=settings.precision,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+    )
 
 
 def inference_placement(

@@ -75,7 +75,7 @@ from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource, MaskedSource, RasterSource
-from workflows.cluster import dask_client, inference_placement
+from workflows.cluster import dask_client, model_placement
 from workflows.tasks import geoseg_task
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
@@ -283,12 +283,7 @@ def predict_source(
     for path in outputs.paths:
         _check_output(path)
     card = read_card(resolve_model_dir(model))
-    placement = placement or inference_placement(
-        client,
-        settings.device,
-        precision=settings.precision,
-        cpu_bf16_agreement=card.cpu_bf16_agreement,
-    )
+    placement = placement or model_placement(settings, card, client)
     plan = make_plan(
         source,
         model,

@@ -31,7 +31,7 @@ from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
-from workflows.cluster import inference_placement
+from workflows.cluster import model_placement
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -171,13 +171,7 @@ def run_bbox(
         f"px in {grid.crs.to_string()}"
     )
     info = model_info(model, card)
-    placement = inference_placement(
-        client,
-        settings.device,
-        scheduler,
-        precision=settings.precision,
-        cpu_bf16_agreement=card.cpu_bf16_agreement,
-    )
+    placement = model_placement(settings, card, client, scheduler)
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),

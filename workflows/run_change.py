@@ -25,7 +25,7 @@ from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
 from workflows.change import change_file
-from workflows.cluster import inference_placement
+from workflows.cluster import model_placement
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -136,13 +136,7 @@ def run_change(
         f"{', '.join(e.id for e in after_scenes)}; grid {grid.height}x{grid.width} px"
     )
     info = model_info(model, card)
-    placement = inference_placement(
-        client,
-        settings.device,
-        scheduler,
-        precision=settings.precision,
-        cpu_bf16_agreement=card.cpu_bf16_agreement,
-    )
+    placement = model_placement(settings, card, client, scheduler)
     parameters = {
         "bbox": list(bbox.bounds),
         "bbox_crs": bbox.crs.to_string(),

@@ -47,7 +47,7 @@ from geoseg.predict.plan import PredictPlan, make_plan
 from geoseg.predict.preprocess import resolve_band_indexes, sample_windows
 from geoseg.predict.settings import InferenceSettings
 from geoseg.predict.stitching import TileBatch
-from workflows.cluster import inference_placement
+from workflows.cluster import model_placement
 
 Read = tuple[PixelWindow, PixelWindow]
 """A boundless window of a task and its part inside the scene."""
@@ -114,12 +114,7 @@ def _placement(card: ModelCard, settings: InferenceSettings) -> InferencePlaceme
         client = default_client()
     except ValueError:
         client = None
-    return inference_placement(
-        client,
-        settings.device,
-        precision=settings.precision,
-        cpu_bf16_agreement=card.cpu_bf16_agreement,
-    )
+    return model_placement(settings, card, client)
 
 
 def _plan(

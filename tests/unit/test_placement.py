@@ -131,9 +131,7 @@ def test_forward_tasks_go_only_to_the_workers_placed_for_inference(
     # routed the way a mixed cluster's would be
     chosen = sorted(two_workers.scheduler_info()["workers"])[1]
     placed = InferencePlacement("cpu", CPU, {"workers": [chosen]}, precision="fp32")
-    monkeypatch.setattr(
-        predict_module, "inference_placement", lambda client, device, **options: placed
-    )
+    monkeypatch.setattr(predict_module, "model_placement", lambda *arguments: placed)
     data = landscape(np.random.default_rng(3), 300, 280)
     scene = write_geotiff(tmp_path / "scene.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
     model = make_model_dir(tmp_path / "model")
@@ -185,10 +183,10 @@ def test_a_placement_given_by_the_caller_is_used_as_it_is(
     two_workers: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # geoseg run records its placement in the manifest, then predicts with it: no second probe
-    def no_probe(client: Client | None, device: str, **options: Any) -> InferencePlacement:
+    def no_probe(*arguments: Any) -> InferencePlacement:
         raise AssertionError("the cluster was asked again")
 
-    monkeypatch.setattr(predict_module, "inference_placement", no_probe)
+    monkeypatch.setattr(predict_module, "model_placement", no_probe)
     data = landscape(np.random.default_rng(4), 120, 110)
     scene = write_geotiff(tmp_path / "scene.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
     result = predict_module.predict_source(
