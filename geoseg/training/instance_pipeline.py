@@ -23,7 +23,12 @@ from geoseg.training.instances import (
     holdout_scores,
     train_instances,
 )
-from geoseg.training.pipeline import build_untrained, prepare_scenes, update_card
+from geoseg.training.pipeline import (
+    build_untrained,
+    config_card_fields,
+    prepare_scenes,
+    update_card,
+)
 
 
 @dataclass(frozen=True)
@@ -38,18 +43,8 @@ class TrainedInstanceModel:
 def instance_card(config: TrainConfig, result: InstanceTrainingResult, command: str) -> ModelCard:
     """The card of a finished instance training (weights hash still to be filled in)."""
     return ModelCard(
-        name=config.name,
-        description=config.description,
+        **config_card_fields(config),
         task="instance",
-        architecture=config.architecture,
-        encoder=config.encoder,
-        architecture_options=config.architecture_options,
-        bands=config.bands,
-        scaling=config.scaling,
-        classes=config.classes,
-        pixel_size_m=config.pixel_size_m,
-        tile_size=config.tile_size,
-        overlap=config.overlap,
         training=TrainingInfo(
             data=config.training_data,
             split=config.split,
@@ -60,9 +55,6 @@ def instance_card(config: TrainConfig, result: InstanceTrainingResult, command: 
             duration_s=round(result.duration_s, 1),
         ),
         metrics={"epoch_losses": [round(loss, 4) for loss in result.epoch_losses]},
-        attribution=config.attribution,
-        weights_dtype=config.weights_dtype,
-        weights_sha256="0" * 64,
     )
 
 

@@ -67,6 +67,29 @@ def build_untrained(config: TrainConfig) -> nn.Module:
     )
 
 
+def config_card_fields(config: TrainConfig) -> dict[str, Any]:
+    """The model-card fields a training config decides, for every task's card.
+
+    The weights hash is a placeholder until the weights are written.
+    """
+    return {
+        "name": config.name,
+        "description": config.description,
+        "architecture": config.architecture,
+        "encoder": config.encoder,
+        "architecture_options": config.architecture_options,
+        "bands": config.bands,
+        "scaling": config.scaling,
+        "classes": config.classes,
+        "pixel_size_m": config.pixel_size_m,
+        "tile_size": config.tile_size,
+        "overlap": config.overlap,
+        "attribution": config.attribution,
+        "weights_dtype": config.weights_dtype,
+        "weights_sha256": _PENDING_HASH,
+    }
+
+
 def card_for(
     config: TrainConfig,
     result: TrainingResult,
@@ -79,17 +102,7 @@ def card_for(
     if result.validation_matrix is not None:
         validation = scores(result.validation_matrix, names).to_dict()
     return ModelCard(
-        name=config.name,
-        description=config.description,
-        architecture=config.architecture,
-        encoder=config.encoder,
-        architecture_options=config.architecture_options,
-        bands=config.bands,
-        scaling=config.scaling,
-        classes=config.classes,
-        pixel_size_m=config.pixel_size_m,
-        tile_size=config.tile_size,
-        overlap=config.overlap,
+        **config_card_fields(config),
         training=TrainingInfo(
             data=config.training_data,
             split=config.split,
@@ -105,9 +118,6 @@ def card_for(
             duration_s=round(result.duration_s, 1),
         ),
         metrics={"validation": validation, "best_epoch": result.best_epoch},
-        attribution=config.attribution,
-        weights_dtype=config.weights_dtype,
-        weights_sha256=_PENDING_HASH,
         training_domain=domain,
     )
 
