@@ -21,6 +21,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from rasterio.features import rasterize
+from shapely.geometry import box
 
 from data_catalog.build import HREF_BASE, Band, RasterEntry, raster_item
 from geoseg.bbox import make_bbox
@@ -35,6 +36,7 @@ from geoseg.predict.settings import InferenceSettings
 from geoseg.predict.sources import FileSource
 from tests.clusters import started_client
 from workflows.run_bbox import run_bbox
+from workflows.run_change import run_change
 
 pytestmark = [pytest.mark.slow]
 
@@ -134,20 +136,24 @@ def sentinel2_catalog(image: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         bands=SENTINEL2_BANDS,
         datetime="2021-05-27T11:00:00Z",
     )
-    item = raster_item(entry)
+    return _catalog([raster_item(entry)], tmp_path_factory.mktemp("catalog"))
+
+
+def _catalog(items: list[pystac.Item], location: Path) -> Path:
+    """A static catalog of ``items`` saved in ``location``; its ``catalog.json``."""
     catalog = pystac.Catalog(
         id="sentinel2", description="test", extra_fields={"geoseg:href_base": HREF_BASE}
     )
     collection = pystac.Collection(
         id="landsat",
-        description="test scene",
+        description="test scenes",
         extent=pystac.Extent(
-            pystac.SpatialExtent([list(item.bbox or [])]), pystac.TemporalExtent([[None, None]])
+            pystac.SpatialExtent([list(items[0].bbox or [])]),
+            pystac.TemporalExtent([[None, None]]),
         ),
     )
-    collection.add_item(item)
+    collection.add_items(items)
     catalog.add_child(collection)
-    location = tmp_path_factory.mktemp("catalog")
     catalog.normalize_hrefs(str(location))
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return location / "catalog.json"
@@ -187,3 +193,78 @@ def test_run_over_a_sentinel2_catalog_writes_30_m_and_records_it(
         labels = dataset.read(1)
         assert json.loads(dataset.tags()[RESAMPLING_TAG])["factor"] == 3
     assert set(np.unique(labels)) == {0, 1}
+
+
+SLOVENIA = "sites/eolearn_slovenia_sentinel2_2015"
+SLOVENIA_BANDS = [
+    Band(name, common, 1.0, 0.0, "reflectance", f"{name} top-of-atmosphere reflectance")
+    for name, common in (
+        ("B1", "coastal"),
+        ("B2", "blue"),
+        ("B3", "green"),
+        ("B4", "red"),
+        ("B5", "rededge1"),
+        ("B6", "rededge2"),
+        ("B7", "rededge3"),
+        ("B8", "nir"),
+        ("B8A", "nir08"),
+        ("B9", "nir09"),
+        ("B10", "cirrus"),
+        ("B11", "swir16"),
+        ("B12", "swir22"),
+    )
+]
+
+
+@pytest.mark.filterwarnings("ignore:scene slovenia-.* has no quality band")
+def test_run_change_over_two_sentinel2_dates_reads_both_at_30_m(
+    shared_data: Path, resampling_forest: Path, tmp_path: Path
+) -> None:
+    entries = [
+        RasterEntry(
+            id=f"slovenia-{day}",
+            collection="landsat",  # the scene collection geoseg searches
+            href=f"{SLOVENIA}/image_{day}.tif",
+            title=f"Sentinel-2A L1C, Slovenia, {day}",
+            bands=SLOVENIA_BANDS,
+            datetime=when,
+        )
+        for day, when in (
+            ("20150711", "2015-07-11T10:00:08Z"),
+            ("20150909", "2015-09-09T10:00:17Z"),
+        )
+    ]
+    for entry in entries:
+        data_file(entry.href)  # checked against the data directory's checksums
+    location = _catalog([raster_item(entry) for entry in entries], tmp_path / "catalog")
+    with rasterio.open(shared_data / entries[0].href) as dataset:
+        bounds = tuple(dataset.bounds)
+        crs = dataset.crs.to_string()
+    regions = tmp_path / "regions.gpkg"
+    gpd.GeoDataFrame({"id": ["patch"]}, geometry=[box(*bounds)], crs=crs).to_file(regions)
+    bbox = make_bbox(bounds, crs)
+    lines: list[str] = []
+    with started_client(1, threads_per_worker=2) as client:
+        outputs = run_change(
+            bbox,
+            "2015-07-11",
+            "2015-09-09",
+            regions=regions,
+            out=tmp_path / "change.gpkg",
+            model=resampling_forest,
+            catalog=location,
+            settings=InferenceSettings(device="cpu"),
+            progress=False,
+            client=client,
+            report=lines.append,
+        )
+    assert sum("in 3x3 blocks (block mean of valid pixels)" in line for line in lines) == 1
+    fine = target_grid(bbox, search(bbox, "2015-07-11", location=location))
+    assert outputs.grid == fine.zoom_out(3) and outputs.grid.shape == (34, 34)
+    manifest = json.loads(outputs.manifest.read_text())
+    assert manifest["parameters"]["resampling"]["factor"] == 3
+    for path in outputs.labels:
+        with rasterio.open(path) as dataset:
+            assert dataset.shape == (34, 34)
+            assert dataset.res == pytest.approx((29.98, 29.99), abs=0.01)
+            assert set(np.unique(dataset.read(1))) <= {0, 1}
