@@ -41,6 +41,7 @@ from workflows.staging import (
     model_info,
     quiet,
     run_client,
+    run_grid,
     run_manifest,
     scene_source,
     stage_labels,
@@ -157,10 +158,11 @@ def run_bbox(
     clock = time.perf_counter()
     scenes = search(bbox, datetime_range, location=catalog)
     card = read_card(resolve_model_dir(model))
-    grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
+    scene_grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
+    grid, resampling = run_grid(scene_grid, card, model, report)
     pixel_size = check_grid(grid, card, settings)
     source = scene_source(
-        grid,
+        scene_grid,
         scenes,
         card,
         mask_buffer=mask_buffer,
@@ -179,6 +181,7 @@ def run_bbox(
         "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
         **pixel_size.record(),
+        **resampling,
     }
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": info.model_dump()}

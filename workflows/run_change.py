@@ -35,6 +35,7 @@ from workflows.staging import (
     model_info,
     quiet,
     run_client,
+    run_grid,
     run_manifest,
     scene_source,
     stage_prediction,
@@ -119,11 +120,12 @@ def run_change(
     before_scenes = search(bbox, before, location=catalog)
     after_scenes = search(bbox, after, location=catalog)
     card = read_card(resolve_model_dir(model))
-    grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    scene_grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    grid, resampling = run_grid(scene_grid, card, model, report)
     pixel_size = check_grid(grid, card, settings)
     sources = {
         name: scene_source(
-            grid,
+            scene_grid,
             scenes,
             card,
             mask_buffer=mask_buffer,
@@ -151,6 +153,7 @@ def run_change(
         "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
         **pixel_size.record(),
+        **resampling,
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {

@@ -35,8 +35,10 @@ from geoseg.io.runs import write_attribute_table
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
 from geoseg.limits import DEFAULT_MASK_BUFFER, check_pixel_budget
 from geoseg.models.card import ModelCard
+from geoseg.models.loading import alias_notice, model_name
 from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
+from geoseg.predict.resampling import resampling_for
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.report.manifest import (
     InputFile,
@@ -145,13 +147,36 @@ def run_client(client: Client | None, scheduler: str | None) -> Iterator[Client]
 
 
 def model_info(model: str | Path, card: ModelCard) -> ModelInfo:
-    """The model as the manifest records it (a directory by its card's name)."""
+    """The model as the manifest records it (a directory by its card's name, an alias by both)."""
+    name = model_name(model, card)
     return ModelInfo(
-        name=card.name if Path(model).exists() else str(model),
+        name=name.canonical,
+        requested=name.requested if name.alias else None,
         weights_sha256=card.weights_sha256,
         architecture=f"{card.architecture}/{card.encoder}".rstrip("/"),
         classes={str(spec.id): spec.name for spec in card.classes},
     )
+
+
+def run_grid(
+    grid: RasterGrid, card: ModelCard, model: str | Path, report: Report
+) -> tuple[RasterGrid, dict[str, Any]]:
+    """The grid a run over the scenes' ``grid`` writes, and what its manifest records of it.
+
+    A card with ``resampling: card_pixel_size`` reads finer scenes as block
+    means at its pixel size (:mod:`geoseg.predict.resampling`): the run's
+    grid is then ``grid`` zoomed out, the parameters record the resampling
+    and ``report`` gets a one-line notice; as it gets one when ``model`` is
+    an alias. Other cards: ``grid`` itself, nothing recorded.
+    """
+    if notice := alias_notice(model_name(model, card)):
+        report(notice)
+    resampling = resampling_for(card, grid)
+    if resampling is None:
+        return grid, {}
+    if notice := resampling.notice("the run's scenes"):
+        report(notice)
+    return grid.zoom_out(resampling.factor), {"resampling": resampling.record()}
 
 
 def check_grid(grid: RasterGrid, card: ModelCard, settings: InferenceSettings) -> PixelSizeCheck:

@@ -15,7 +15,7 @@ def models() -> None:
 
 @models.command("list")
 def list_models() -> None:
-    """Name, classes and test scores of every shipped model."""
+    """Name, classes and test scores of every shipped model, and its aliases if any."""
     from geoseg.io.checkpoint import read_card
     from geoseg.models.loading import resolve_model_dir, shipped_models
 
@@ -28,7 +28,10 @@ def list_models() -> None:
             score = f"held-out mask AP50 {holdout.get('ap50')}"
         classes = ", ".join(spec.name for spec in card.classes)
         bands = ",".join(card.band_names)
-        click.echo(f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\t{score}")
+        aliases = f"\taliases {','.join(card.aliases)}" if card.aliases else ""
+        click.echo(
+            f"{name}\t{card.architecture}\tbands {bands}\tclasses {classes}\t{score}{aliases}"
+        )
 
 
 @models.command("show")

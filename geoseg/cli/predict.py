@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from geoseg.cli import show_progress, warn
+from geoseg.cli import info, show_progress, warn
 from geoseg.limits import MAX_MASK_BUFFER
 from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
@@ -210,6 +210,9 @@ def predict(
     The scene is read window by window, segmented in overlapping tiles on one
     global grid, blended seamlessly and written as a tiled, compressed COG with
     the input's CRS, transform and shape. A rerun after an interruption resumes.
+    A model whose card says `resampling: card_pixel_size` reads a finer scene
+    as block means at the card's pixel size (10 m as 3x3 blocks for 30 m); the
+    COG is then on that coarser grid, and its GEOSEG_RESAMPLING tag says so.
 
     With an instance model (card task `instance`, e.g. buildings-atlanta) --out
     is an instance-id COG (bands instance_id and class_id, 0 background) and
@@ -224,9 +227,12 @@ def predict(
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
 
     from geoseg.io.checkpoint import read_card
-    from geoseg.models.loading import resolve_model_dir
+    from geoseg.models.loading import alias_notice, model_name, resolve_model_dir
 
-    if read_card(resolve_model_dir(model)).task == "instance":
+    card = read_card(resolve_model_dir(model))
+    if notice := alias_notice(model_name(model, card)):
+        info(notice)
+    if card.task == "instance":
         _predict_instances(
             input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
         )
@@ -258,6 +264,8 @@ def predict(
     )
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")
+    if result.resampling is not None and result.resampling.factor > 1:
+        info(result.resampling.notice(str(input_path)))
     for finding in result.domain_findings:
         warn(f"{input_path}: {finding.message}")
 

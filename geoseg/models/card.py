@@ -190,6 +190,17 @@ class ModelCard(StrictModel):
         description="the distribution of the scaled training inputs, pixel sizes and sensors "
         "(None: not recorded, no out-of-domain check)",
     )
+    resampling: Literal["native", "card_pixel_size"] = Field(
+        "native",
+        description="how a scene is read: native: at its own pixel size; card_pixel_size: a "
+        "finer scene at the whole multiple of its pixel nearest pixel_size_m, as block means "
+        "of valid pixels (a 10 m scene for a 30 m card as 3 x 3 block means), as in training",
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="other names the shipped model is found by (e.g. a former name); "
+        "geoseg.models.loading.resolve_model_dir resolves them",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelCard:
@@ -209,6 +220,12 @@ class ModelCard(StrictModel):
                 raise ValueError(
                     f"training_domain has bands {recorded}, the card's bands are {names}"
                 )
+        if self.name in self.aliases or len(set(self.aliases)) != len(self.aliases):
+            raise ValueError(
+                f"aliases must be unique and differ from the name {self.name!r}, got {self.aliases}"
+            )
+        if any(not alias.strip() or "/" in alias for alias in self.aliases):
+            raise ValueError(f"aliases must be plain non-empty names, got {self.aliases}")
         if 2 * self.overlap >= self.tile_size:
             raise ValueError(
                 f"overlap {self.overlap} must be less than half the tile size {self.tile_size}"

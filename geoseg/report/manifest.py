@@ -57,6 +57,9 @@ class ModelInfo(StrictModel):
 
     name: str
     weights_sha256: str
+    requested: str | None = Field(
+        None, description="the alias the model was asked for (None: its name or directory)"
+    )
     architecture: str = ""
     classes: dict[str, str] = Field(default_factory=dict)
 

@@ -82,6 +82,7 @@ def config_card_fields(config: TrainConfig) -> dict[str, Any]:
         "scaling": config.scaling,
         "classes": config.classes,
         "pixel_size_m": config.pixel_size_m,
+        "resampling": config.resampling,
         "tile_size": config.tile_size,
         "overlap": config.overlap,
         "attribution": config.attribution,
