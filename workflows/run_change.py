@@ -159,7 +159,7 @@ def run_change(
     key = {
         "command": "run-change",
         "sources": fingerprints,
-        "model": info.model_dump(),
+        "model": info.model_dump(exclude={"requested"}),
     }
     identifier, run = start_run(out, {**key, "parameters": parameters}, run_time)
     run.timings["search_s"] = time.perf_counter() - clock
