@@ -146,8 +146,8 @@ def _band_map_option(
     "--polygons",
     "polygons_out",
     type=click.Path(path_type=Path),
-    help="Instance models: also write the instance polygons (GeoPackage, layer `instances`) "
-    "[default: none].",
+    help="Instance models: also write the instance polygons (.gpkg: GeoPackage, layer "
+    "`instances`; .parquet: GeoParquet) [default: none].",
 )
 @click.option(
     "--min-score",
@@ -219,6 +219,11 @@ def predict(
     import contextlib
 
     from geoseg.io.raster import read_info
+
+    if polygons_out is not None:
+        from geoseg.io.vector import polygon_format
+
+        polygon_format(polygons_out)  # an unknown suffix is refused before any work
 
     # the input's header first: a bad or oversized file is refused before the model stack loads
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)

@@ -1,4 +1,4 @@
-"""``geoseg vectorize``: class-map GeoTIFF to seam-free GeoPackage polygons."""
+"""``geoseg vectorize``: class-map GeoTIFF to seam-free GeoPackage or GeoParquet polygons."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def _class_ids(
 @click.command()
 @click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="GeoPackage."
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OUT.gpkg (GeoPackage) or OUT.parquet (GeoParquet 1.1, one layer).",
 )
 @click.option(
     "--probabilities",
@@ -85,6 +88,10 @@ def vectorize(
     scheduler: str | None,
 ) -> None:
     """Polygonize the class map LABELS into GeoPackage layers, seam-free and out of core."""
+    from geoseg.io.vector import polygon_format
+
+    polygon_format(out)  # an unknown suffix is refused before the cluster starts
+
     from workflows.cluster import dask_client
     from workflows.vectorize import vectorize_file
 
