@@ -48,6 +48,7 @@ from workflows.staging import (
     stage_labels,
     start_run,
     write_manifest_table,
+    write_run_item,
 )
 from workflows.vectorize import vectorize_file
 
@@ -267,7 +268,21 @@ def run_bbox(
         publications.append((staged_areas, areas_path(out)))
     finish(run, out, publications, manifest, manifest_path, started_clock)
     extra = [areas_path(out)] if geoparquet else []
-    for path in (out, *extra, labels_path, quicklook_path, manifest_path):
+    item = write_run_item(
+        "run",
+        {
+            "polygons": out,
+            **({"class_areas": areas_path(out)} if geoparquet else {}),
+            "labels": labels_path,
+            "quicklook": quicklook_path,
+            "manifest": manifest_path,
+        },
+        grid=grid,
+        scenes=scenes,
+        card=card,
+        started=run.started,
+    )
+    for path in (out, *extra, labels_path, quicklook_path, manifest_path, item):
         report(f"wrote {path}")
     return RunOutputs(
         geopackage=out,

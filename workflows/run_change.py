@@ -40,6 +40,7 @@ from workflows.staging import (
     stage_prediction,
     start_run,
     write_manifest_table,
+    write_run_item,
 )
 
 
@@ -229,6 +230,21 @@ def run_change(
                 (staged_stats.with_name(name), stats.with_name(f"{stats.stem}{kind}{stats.suffix}"))
             )
     finish(run, out, publications, manifest, manifest_path, started_clock)
+    stats_keys = ["stats", "stats_transitions", "stats_regions"]
+    item = write_run_item(
+        "run-change",
+        {
+            "change": out,
+            "labels_before": before_path,
+            "labels_after": after_path,
+            **{key: final for key, (_, final) in zip(stats_keys, publications[3:], strict=False)},
+            "manifest": manifest_path,
+        },
+        grid=grid,
+        scenes=[*before_scenes, *after_scenes],
+        card=card,
+        started=run.started,
+    )
     regions_table = result.statistics.regions
     report(
         f"forest loss {regions_table.loss_ha.sum():.2f} ha in patches of "
@@ -238,6 +254,7 @@ def run_change(
     for _, path in publications:
         report(f"wrote {path}")
     report(f"wrote {manifest_path}")
+    report(f"wrote {item}")
     return RunOutputs(
         geopackage=out,
         labels=(before_path, after_path),

@@ -111,3 +111,29 @@ def vectorize(
         )
     for name, count in counts.items():
         click.echo(f"{out}: layer {name}: {count} polygons")
+    click.echo(f"wrote {_write_item(labels, out)}")
+
+
+def _write_item(labels: Path, out: Path) -> Path:
+    """The STAC Item of the polygons, on the class map's grid and with its classes."""
+    from datetime import UTC, datetime
+
+    from geoseg.io.raster import read_info
+    from geoseg.io.stac import write_output_item
+    from geoseg.labels import CLASS_NAMES_TAG, MODEL_TAG, colours_of_table, parse_class_names
+    from geoseg.report.stac import OutputAsset, OutputClass
+
+    info = read_info(labels)
+    tag = info.tags.get(CLASS_NAMES_TAG)
+    names = {} if tag is None else parse_class_names(tag, str(labels))
+    colours = colours_of_table(info.colormap or {})
+    model = info.tags.get(MODEL_TAG, "")
+    return write_output_item(
+        out,
+        {"polygons": OutputAsset(out, ("data",), "class polygons")},
+        grid=info.grid,
+        processed=datetime.now(UTC),
+        lineage=f"geoseg vectorize: polygons of the class map {labels}"
+        + (f" (model {model})" if model else ""),
+        classes=[OutputClass(key, name, colours.get(key)) for key, name in sorted(names.items())],
+    )
