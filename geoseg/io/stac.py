@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from geoseg.errors import CatalogError, OutputError
 
 if TYPE_CHECKING:
+    from geoseg.models.card import ModelCard
     from geoseg.report.stac import OutputAsset
 
 
@@ -125,3 +126,39 @@ def write_output_item(
         raise OutputError(f"{primary}: no STAC Item for outputs that do not exist: {missing}")
     path = item_path(primary)
     return write_item(path, output_item(primary.name, path.parent, assets=assets, **fields))
+
+
+def write_model_item(
+    directory: Path, card: ModelCard, out: Path, *, total_parameters: int, framework_version: str
+) -> Path:
+    """Export a model directory as a STAC MLM Item into the folder ``out``.
+
+    ``out`` receives ``<name>.safetensors`` (the weights, checked against the
+    card by the caller), ``<name>.card.json`` and, written last, the Item
+    ``<name>.stac.json`` (:func:`geoseg.models.stac_mlm.mlm_item`) whose
+    assets point at them by relative hrefs; each file appears atomically.
+    ``out`` is created when missing.
+
+    Returns
+    -------
+    Path
+        The Item's path.
+    """
+    from geoseg.io.staging import publish_file
+    from geoseg.models.card import CARD_FILENAME
+    from geoseg.models.stac_mlm import mlm_item
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{out}: cannot create the export folder ({error})") from None
+    weights = publish_file(directory / card.weights_file, out / f"{card.name}.safetensors")
+    card_copy = publish_file(directory / CARD_FILENAME, out / f"{card.name}.card.json")
+    item = mlm_item(
+        card,
+        weights_href=weights.name,
+        card_href=card_copy.name,
+        total_parameters=total_parameters,
+        framework_version=framework_version,
+    )
+    return write_item(out / f"{card.name}.stac.json", item)

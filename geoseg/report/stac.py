@@ -24,7 +24,6 @@ the same folder), with their media types and roles. The Item holds:
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoseg.grid import RasterGrid
-from geoseg.labels import Colour
+from geoseg.labels import Colour, stac_class_name
 
 if TYPE_CHECKING:
     from geoseg.models.card import ModelCard
@@ -54,7 +53,6 @@ MEDIA_TYPES = {
 }
 """Media type of each output file suffix (geoseg writes every GeoTIFF as a COG)."""
 _EDGE_POINTS = 32
-_CLASS_NAME = re.compile(r"[^0-9A-Za-z_-]+")
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,7 @@ def output_item(
             classes=[
                 Classification.create(
                     value=spec.value,
-                    name=_CLASS_NAME.sub("_", spec.name).strip("_") or f"class_{spec.value}",
+                    name=stac_class_name(spec.name, spec.value),
                     title=spec.name,
                     description=spec.name,
                     color_hint=None
