@@ -78,8 +78,12 @@ class GeoParquetWriter:
         self._empty: pa.Table | None = None
         self.count = 0
 
-    def _open(self, table: pa.Table) -> None:
-        """Start the file with the columns of ``table`` plus the covering column."""
+    def _open(self, table: pa.Table) -> pq.ParquetWriter:
+        """Start the file with the columns of ``table`` plus the covering column.
+
+        The Arrow schema is not stored: readers take the columns from the
+        Parquet schema and the ``geo`` metadata added at :meth:`close`.
+        """
         self._schema = table.schema.remove_metadata()
         self._crs = table_crs(table.schema)
         self._writer = pq.ParquetWriter(
@@ -87,6 +91,7 @@ class GeoParquetWriter:
         )
         if len(table) == 0:
             self._writer.write_table(self._with_bbox(table, np.zeros((0, 4))))
+        return self._writer
 
     @staticmethod
     def _with_bbox(table: pa.Table, bounds: np.ndarray[Any, Any]) -> pa.Table:
@@ -100,17 +105,15 @@ class GeoParquetWriter:
             if self._empty is None:
                 self._empty = table
             return
-        if self._writer is None:
-            self._open(table)
-        elif not table.schema.remove_metadata().equals(self._schema):
+        writer = self._open(table) if self._writer is None else self._writer
+        if not table.schema.remove_metadata().equals(self._schema):
             raise OutputError(
                 f"{self._final}: the rows changed columns or types mid-stream "
                 f"({table.schema} after {self._schema})"
             )
-        assert self._writer is not None
         geometries = shapely.from_wkb(table.column(GEOMETRY_FIELD).to_numpy(zero_copy_only=False))
         bounds = shapely.bounds(geometries).reshape(-1, 4)
-        self._writer.write_table(self._with_bbox(table, bounds))
+        writer.write_table(self._with_bbox(table, bounds))
         type_ids = np.unique(shapely.get_type_id(geometries))
         self._types.update(_TYPE_NAMES[int(code)] for code in type_ids if code >= 0)
         if not np.isnan(bounds).all():
@@ -138,12 +141,13 @@ class GeoParquetWriter:
 
     def close(self) -> None:
         """Add the ``geo`` metadata to the footer and close the file."""
-        if self._writer is None and self._empty is not None:  # no rows: the schema only
-            self._open(self._empty)
-        if self._writer is None:
+        writer = self._writer
+        if writer is None and self._empty is not None:  # no rows: the schema only
+            writer = self._open(self._empty)
+        if writer is None:
             raise OutputError(f"{self._final}: no rows at all (not even a schema) were given")
-        self._writer.add_key_value_metadata({"geo": json.dumps(self.geo_metadata())})
-        self._writer.close()
+        writer.add_key_value_metadata({"geo": json.dumps(self.geo_metadata())})
+        writer.close()
         self._writer = None
 
     def abort(self) -> None:

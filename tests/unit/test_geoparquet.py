@@ -116,3 +116,16 @@ def test_unknown_suffix_and_layer_per_class_are_refused_before_any_work(
     error = capsys.readouterr().err.strip()
     assert error.startswith("geoseg: error: ") and "\n" not in error
     assert "unknown polygon output format '.geojson'" in error  # not the missing raster
+
+
+def test_leading_empty_tables_are_skipped_and_the_rows_keep_their_schema(tmp_path: Path) -> None:
+    boxes = [shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 8)]
+    rows = gpd.GeoDataFrame({"class_id": [1, 2], "x": [0.5, 1.5]}, geometry=boxes, crs=32612)
+    empty = feature_table(rows.iloc[:0].astype({"x": "int64"}))  # another dtype, no rows
+    out = tmp_path / "p.parquet"
+    assert write_geoparquet(out, [empty, feature_table(rows), empty]) == 2
+    frame = gpd.read_parquet(out)
+    assert frame["x"].tolist() == [0.5, 1.5] and frame.crs.to_epsg() == 32612
+    metadata = json.loads(pq.read_schema(out).metadata[b"geo"])
+    assert metadata["columns"]["geometry"]["bbox"] == [0.0, 0.0, 6.0, 8.0]
+    assert metadata["columns"]["geometry"]["geometry_types"] == ["Polygon"]
