@@ -7,7 +7,8 @@ are every file the command wrote (hrefs relative to the Item, which sits in
 the same folder), with their media types and roles. The Item holds:
 
 - ``geometry`` and ``bbox``: the output grid's outline in EPSG:4326
-  (densified, so a projected grid's curved edges are followed);
+  (densified, so a projected grid's curved edges are followed; split in two across the
+  antimeridian);
 - ``datetime``: the input scene's acquisition time, or ``start_datetime`` /
   ``end_datetime`` for a time range (two dates, a mosaic); when no input
   date is known, the processing time;
@@ -89,10 +90,19 @@ def media_type(path: str | Path) -> str:
     return MEDIA_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
 
 
-def footprint(grid: RasterGrid) -> dict[str, Any]:
-    """The grid's outline in EPSG:4326 (lon/lat) as a GeoJSON polygon, edges densified."""
+def footprint(grid: RasterGrid) -> tuple[dict[str, Any], list[float]]:
+    """The grid's outline in EPSG:4326 (lon/lat) as GeoJSON, and its bbox.
+
+    The edges are densified (a projected grid's edges are curves in lon/lat)
+    and the exterior ring runs counter-clockwise. An outline across the
+    antimeridian becomes a MultiPolygon of its two sides, its bbox west >
+    east, as RFC 7946 says.
+    """
     import numpy as np
+    import shapely
     from pyproj import CRS, Transformer
+    from shapely.geometry import mapping
+    from shapely.geometry.polygon import orient
 
     left, bottom, right, top = grid.bounds
     steps = np.linspace(0.0, 1.0, _EDGE_POINTS + 1)[:-1]
@@ -101,9 +111,27 @@ def footprint(grid: RasterGrid) -> dict[str, Any]:
     xs = left + width * np.concatenate([steps, high, 1.0 - steps, low])
     ys = bottom + height * np.concatenate([low, steps, high, 1.0 - steps])
     transformer = Transformer.from_crs(CRS.from_wkt(grid.crs.to_wkt()), 4326, always_xy=True)
-    lons, lats = transformer.transform(xs, ys)
-    ring = [[round(float(x), 9), round(float(y), 9)] for x, y in zip(lons, lats, strict=True)]
-    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+    lons, lats = (
+        np.round(np.asarray(values, dtype=np.float64), 9)
+        for values in transformer.transform(xs, ys)
+    )
+    if not (np.abs(np.diff(np.append(lons, lons[0]))) > 180).any():
+        outline = orient(shapely.Polygon(np.column_stack([lons, lats])), 1.0)
+        return mapping(outline), [float(value) for value in outline.bounds]
+    unwrapped = np.unwrap(lons, period=360.0)
+    unwrapped += 360.0 * (unwrapped.min() < -180.0)  # now within (-180, 540)
+    whole = shapely.Polygon(np.column_stack([unwrapped, lats]))
+    west = orient(whole.intersection(shapely.box(-180.0, -90.0, 180.0, 90.0)), 1.0)
+    east = orient(
+        shapely.affinity.translate(
+            whole.intersection(shapely.box(180.0, -90.0, 540.0, 90.0)), -360.0
+        ),
+        1.0,
+    )
+    outline = shapely.MultiPolygon([west, east])
+    bbox = [west.bounds[0], min(west.bounds[1], east.bounds[1])]
+    bbox += [east.bounds[2], max(west.bounds[3], east.bounds[3])]
+    return mapping(outline), [float(value) for value in bbox]
 
 
 def _timestamp(moment: datetime) -> datetime:
@@ -153,9 +181,7 @@ def output_item(
 
     if version is None:
         from geoseg import __version__ as version
-    outline = footprint(grid)
-    ring = outline["coordinates"][0]
-    lons, lats = [point[0] for point in ring], [point[1] for point in ring]
+    outline, bbox = footprint(grid)
     moment: datetime | None = _timestamp(processed)
     start_datetime = end_datetime = None
     if start is not None and (end is None or end == start):
@@ -165,7 +191,7 @@ def output_item(
     item = pystac.Item(
         id=item_id,
         geometry=outline,
-        bbox=[min(lons), min(lats), max(lons), max(lats)],
+        bbox=bbox,
         datetime=moment,
         start_datetime=start_datetime,
         end_datetime=end_datetime,

@@ -26,6 +26,7 @@ from geoseg.report.stac import (
     PROCESSING_SCHEMA,
     OutputAsset,
     OutputClass,
+    footprint,
     item_path,
     output_item,
 )
@@ -163,3 +164,22 @@ def test_predict_and_vectorize_write_an_item_beside_their_outputs(
     with pytest.raises(SystemExit):
         main(["vectorize", str(labels), "--out", str(out / "x.gpkg"), "--mask", "none.tif"])
     assert sorted(path.name for path in out.iterdir()) == before
+
+
+def test_a_footprint_across_the_antimeridian_is_split_in_two() -> None:
+    # UTM zone 60 N (central meridian 177 E): 700-1000 km east reaches past 180
+    grid = RasterGrid(
+        CRS.from_epsg(32660), Affine(100.0, 0.0, 700000.0, 0.0, -100.0, 100000.0), 1000, 3000
+    )
+    geometry, bbox = footprint(grid)
+    assert geometry["type"] == "MultiPolygon"
+    parts = [shapely.geometry.shape(part) for part in shapely.geometry.shape(geometry).geoms]
+    assert all(part.bounds[0] >= -180.0 and part.bounds[2] <= 180.0 for part in parts)
+    assert all(part.exterior.is_ccw for part in parts)
+    west, south, east, north = bbox
+    assert 178.0 < west < 180.0 and -180.0 < east < -177.0 and west > east  # RFC 7946
+    assert 0.0 <= south < north < 1.0
+    # the two sides together cover the grid's outline: about 3 x 0.9 degrees
+    assert sum(part.area for part in parts) == pytest.approx(300 * 100 / 111.32**2, rel=0.02)
+    plain, plain_bbox = footprint(GRID)
+    assert plain["type"] == "Polygon" and plain_bbox[0] < plain_bbox[2]
