@@ -19,6 +19,7 @@ from geoseg.catalog.mosaic import target_grid
 from geoseg.catalog.stac import SceneEntry, region_file, search
 from geoseg.change.flags import Flag
 from geoseg.change.loss import LossRule
+from geoseg.errors import OutputError
 from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.limits import DEFAULT_MASK_BUFFER
@@ -113,6 +114,8 @@ def run_change(
     out = Path(out)
     before_path, after_path = out.with_suffix(".before.tif"), out.with_suffix(".after.tif")
     manifest_path = out.with_name(out.stem + ".manifest.json")
+    if out.suffix.lower() != ".gpkg":  # several layers: no GeoParquet here
+        raise OutputError(f"{out}: run-change writes a GeoPackage of several layers; name it .gpkg")
     check_output_paths([out, before_path, after_path, manifest_path])
     regions_path = region_file(regions, location=None if catalog is None else catalog)
 

@@ -129,3 +129,13 @@ def test_leading_empty_tables_are_skipped_and_the_rows_keep_their_schema(tmp_pat
     metadata = json.loads(pq.read_schema(out).metadata[b"geo"])
     assert metadata["columns"]["geometry"]["bbox"] == [0.0, 0.0, 6.0, 8.0]
     assert metadata["columns"]["geometry"]["geometry_types"] == ["Polygon"]
+
+
+def test_run_change_refuses_a_parquet_out_before_any_work(tmp_path: Path) -> None:
+    from geoseg.bbox import make_bbox
+    from workflows.run_change import run_change
+
+    out = tmp_path / "change.parquet"
+    with pytest.raises(OutputError, match=r"several layers; name it \.gpkg"):
+        run_change(make_bbox((-93.3, 15.7, -93.2, 15.8)), "2000", "2002", regions="x", out=out)
+    assert list(tmp_path.iterdir()) == []
