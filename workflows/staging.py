@@ -32,6 +32,7 @@ from geoseg.change.flags import Flag
 from geoseg.grid import RasterGrid
 from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
+from geoseg.io.stac import write_output_item
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
 from geoseg.limits import DEFAULT_MASK_BUFFER, check_pixel_budget
 from geoseg.models.card import ModelCard
@@ -50,6 +51,7 @@ from geoseg.report.manifest import (
     software_versions,
 )
 from geoseg.report.manifest import run_time as resolve_run_time
+from geoseg.report.stac import OutputAsset, card_classes
 from workflows.cluster import dask_client
 from workflows.predict import predict_source
 
@@ -365,6 +367,42 @@ def write_manifest_table(geopackage: Path, manifest: RunManifest) -> None:
         MANIFEST_TABLE,
         pd.DataFrame(provenance_rows(manifest)),
         timestamp=manifest.started,
+    )
+
+
+ASSET_ROLES = {"quicklook": ("overview",), "manifest": ("metadata",)}
+"""Roles of a run's assets other than ``data``, by asset key."""
+
+
+def write_run_item(
+    command: str,
+    assets: dict[str, Path],
+    *,
+    grid: RasterGrid,
+    scenes: Sequence[SceneEntry],
+    card: ModelCard,
+    started: str,
+) -> Path:
+    """The STAC Item of a published run, beside its first asset (the GeoPackage).
+
+    Its time is the scenes' acquisition range, its processing time the run's
+    (fixed across attempts), so a resumed run writes the same Item.
+    """
+    first = next(iter(assets.values()))
+    ids = ", ".join(entry.id for entry in scenes)
+    return write_output_item(
+        first,
+        {
+            key: OutputAsset(path, ASSET_ROLES.get(key, ("data",)), key.replace("_", " "))
+            for key, path in assets.items()
+        },
+        grid=grid,
+        processed=datetime.fromisoformat(started),
+        start=min(entry.start for entry in scenes),
+        end=max(entry.end for entry in scenes),
+        lineage=f"geoseg {command}: scenes {ids} segmented by model {card.name} "
+        f"(weights sha256 {card.weights_sha256})",
+        classes=card_classes(card),
     )
 
 

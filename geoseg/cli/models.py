@@ -1,8 +1,9 @@
-"""``geoseg models list`` and ``geoseg models show NAME``."""
+"""``geoseg models list``, ``geoseg models show NAME`` and ``geoseg models export-stac NAME``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -101,3 +102,30 @@ def show(name: str, as_json: bool) -> None:
     click.echo(f"weights sha256: {card.weights_sha256}")
     if card.attribution:
         click.echo(f"attribution: {card.attribution}")
+
+
+@models.command("export-stac")
+@click.argument("name")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for NAME.stac.json, NAME.safetensors and NAME.card.json (created if missing).",
+)
+def export_stac(name: str, out: Path) -> None:
+    """Export the model NAME (shipped or a directory) as a STAC MLM Item with its weights."""
+    import torch
+
+    from geoseg.io.stac import write_model_item
+    from geoseg.models.loading import load_model
+
+    loaded = load_model(name)  # builds the model and checks the weights against the card
+    parameters = sum(parameter.numel() for parameter in loaded.module.parameters())
+    item = write_model_item(
+        loaded.directory,
+        loaded.card,
+        out,
+        total_parameters=parameters,
+        framework_version=str(torch.__version__),
+    )
+    click.echo(f"wrote {item} ({parameters} parameters)")

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,11 @@ from geoseg.cli import info, show_progress, warn
 from geoseg.limits import MAX_MASK_BUFFER
 from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
+from geoseg.report.stac import OutputAsset
+
+if TYPE_CHECKING:
+    from geoseg.grid import RasterGrid
+    from geoseg.models.card import ModelCard
 
 DEFAULTS = InferenceSettings()
 
@@ -146,8 +151,8 @@ def _band_map_option(
     "--polygons",
     "polygons_out",
     type=click.Path(path_type=Path),
-    help="Instance models: also write the instance polygons (GeoPackage, layer `instances`) "
-    "[default: none].",
+    help="Instance models: also write the instance polygons (.gpkg: GeoPackage, layer "
+    "`instances`; .parquet: GeoParquet) [default: none].",
 )
 @click.option(
     "--min-score",
@@ -223,6 +228,11 @@ def predict(
 
     from geoseg.io.raster import read_info
 
+    if polygons_out is not None:
+        from geoseg.io.vector import polygon_format
+
+        polygon_format(polygons_out)  # an unknown suffix is refused before any work
+
     # the input's header first: a bad or oversized file is refused before the model stack loads
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
 
@@ -258,12 +268,19 @@ def predict(
             masks=masks,
             mask_buffer=mask_buffer,
         )
+    assets = {"labels": OutputAsset(result.labels, ("data",), "class labels")}
+    if result.probabilities is not None:
+        assets["probabilities"] = OutputAsset(
+            result.probabilities, ("data",), "class probabilities (uint8, p x 255)"
+        )
+    item = _write_item(input_path, card, assets, result.grid)
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "
         f"{result.tiles} tiles, {result.device}/{result.precision}, {result.seconds:.1f} s)"
     )
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")
+    click.echo(f"wrote {item}")
     if result.resampling is not None and result.resampling.factor > 1:
         info(result.resampling.notice(str(input_path)))
     for finding in result.domain_findings:
@@ -279,6 +296,8 @@ def _predict_instances(
     min_score: float,
     settings: InferenceSettings,
 ) -> None:
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir
     from workflows.predict_instances import predict_instances_file
 
     if probabilities is not None:
@@ -286,9 +305,35 @@ def _predict_instances(
     result = predict_instances_file(
         input_path, model, settings, InstanceSettings(min_score=min_score), raster, polygons
     )
+    assets = {"instances": OutputAsset(result.raster, ("data",), "instance and class ids")}
+    if result.polygons is not None:
+        assets["polygons"] = OutputAsset(result.polygons, ("data",), "instance polygons")
+    item = _write_item(input_path, read_card(resolve_model_dir(model)), assets, result.grid)
     click.echo(
         f"wrote {result.raster} ({result.grid.height}x{result.grid.width}, {result.tiles} "
         f"tiles, {result.instances} instances, {result.seconds:.1f} s)"
     )
     if result.polygons is not None:
         click.echo(f"wrote {result.polygons}")
+    click.echo(f"wrote {item}")
+
+
+def _write_item(
+    input_path: Path, card: ModelCard, assets: dict[str, OutputAsset], grid: RasterGrid
+) -> Path:
+    """The STAC Item of a prediction's outputs, beside the first one."""
+    from datetime import UTC, datetime
+
+    from geoseg.io.stac import write_output_item
+    from geoseg.report.stac import card_classes
+
+    primary = next(iter(assets.values())).path
+    return write_output_item(
+        primary,
+        assets,
+        grid=grid,
+        processed=datetime.now(UTC),
+        lineage=f"geoseg predict: {input_path} segmented by model {card.name} "
+        f"(weights sha256 {card.weights_sha256})",
+        classes=card_classes(card),
+    )
