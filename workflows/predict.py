@@ -102,6 +102,8 @@ class PredictResult:
     pixel_size: PixelSizeCheck
     domain_findings: tuple[DomainFinding, ...] = ()
     """How the scene lies outside the model's training domain (also in the COGs' tags)."""
+    engine: str = "torch"
+    """The engine that ran the model (``torch`` or ``onnxruntime``)."""
 
 
 def _check_output(path: Path) -> None:
@@ -376,6 +378,7 @@ def _predict_planned(
         chunks_reused=reused,
         device=plan.model.device,
         precision=plan.precision,
+        engine=plan.engine,
         seconds=time.perf_counter() - started,
         domain_findings=plan.domain_findings,
         pixel_size=plan.pixel_size,

@@ -318,6 +318,7 @@ def segment(
         plan.layout,
         plan.statistics,
         plan.precision,
+        plan.engine,
         settings.batch_size,
         settings.chunk_size,
         scene.nodata,

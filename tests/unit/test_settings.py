@@ -50,8 +50,10 @@ def test_the_manifest_records_the_settings_and_the_resolved_placement() -> None:
         "overlap": None,
         "device": "auto",
         "precision": "auto",
+        "engine": "torch",
         "device_used": "cpu",
         "precision_used": "fp32",
+        "engine_used": "torch",
     }
 
 
