@@ -22,7 +22,10 @@ from geoseg.predict.settings import InferenceSettings, PredictOutputs
         ({"tile": 64, "overlap": 32}, InputError, "overlap must satisfy"),
         ({"overlap": -1}, InputError, "overlap must satisfy"),
         ({"device": "tpu"}, ConfigError, "unknown device"),
-        ({"precision": "int8"}, ConfigError, "unknown precision"),
+        ({"precision": "int4"}, ConfigError, "unknown precision"),
+        ({"precision": "int8"}, ConfigError, "only on ONNX Runtime"),
+        ({"engine": "tensorrt"}, ConfigError, "unknown engine"),
+        ({"engine": "onnxruntime", "precision": "bf16"}, ConfigError, "fp32 or int8"),
     ],
 )
 def test_invalid_settings_are_refused_when_built(
