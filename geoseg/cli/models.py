@@ -145,7 +145,7 @@ def export(name: str, export_format: str, out: Path, precision: str, scene: Path
     """Export NAME (a shipped model or a model directory) with its card into --out.
 
     The exported graph's labels must agree with PyTorch fp32's on at least
-    99.9% of the scene's pixels, else nothing is written.
+    99.9% of the scene's pixels (int8: 99.5%), else nothing is written.
     """
     from geoseg.models.export import export_model
 

@@ -39,6 +39,7 @@ from geoseg.io.atomic import atomic_path
 from geoseg.io.checkpoint import read_card
 from geoseg.models.card import CARD_FILENAME, ExportRecord
 from geoseg.models.loading import load_model, resolve_model_dir
+from geoseg.predict.engines import INT8_AGREEMENT
 from geoseg.predict.onnx_runtime import INPUT_NAME, OUTPUT_NAME, make_session, session_probabilities
 
 OPSET = 17
@@ -278,9 +279,10 @@ def export_model(
     """Export ``model`` into the folder ``out``: ``model.onnx`` and ``card.json``.
 
     The graph is checked first, on ``scene`` (:func:`scene_agreement`): when
-    fewer than :data:`EXPORT_AGREEMENT` of its pixels get PyTorch fp32's label,
-    nothing is written. ``int8`` exports the card's accepted quantized model
-    (``geoseg models quantize``). The card written is the model's with an
+    fewer than :data:`EXPORT_AGREEMENT` of its pixels get PyTorch fp32's label
+    (int8: :data:`~geoseg.predict.engines.INT8_AGREEMENT`), nothing is
+    written. ``int8`` exports the card's accepted quantized model (``geoseg
+    models quantize``). The card written is the model's with an
     :class:`~geoseg.models.card.ExportRecord` (``export``).
 
     Raises
@@ -307,11 +309,12 @@ def export_model(
         data = onnx_bytes(load_model(directory).module, len(card.bands))
         exporter = "torch.onnx.export"
     agreement, pixels = scene_agreement(scene, directory, onnx_candidate(data), bands=bands)
-    if agreement < EXPORT_AGREEMENT:
+    required = EXPORT_AGREEMENT if precision == "fp32" else INT8_AGREEMENT
+    if agreement < required:
         raise ModelError(
-            f"{card.name}: the ONNX export's labels agree with PyTorch fp32 on "
+            f"{card.name}: the {precision} ONNX export's labels agree with PyTorch fp32 on "
             f"{100 * agreement:.3f}% of {scene.name}'s pixels, below the "
-            f"{100 * EXPORT_AGREEMENT:.1f}% required; nothing was written to {out}"
+            f"{100 * required:.1f}% required; nothing was written to {out}"
         )
     record = ExportRecord(
         format=format,
