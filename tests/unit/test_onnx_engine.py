@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import rasterio
+import rioxarray
 import torch
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
+import geoseg
 from geoseg.cli import main
 from geoseg.errors import ConfigError, ModelError
 from geoseg.io.checkpoint import read_card
@@ -24,12 +27,13 @@ from geoseg.predict import onnx_runtime
 from geoseg.predict.engines import select_engine
 from geoseg.predict.inference import DeviceSupport, model_key
 from geoseg.predict.placement import place_inference
-from geoseg.predict.settings import InferenceSettings
+from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.training.pipeline import update_card
 from tests.clusters import started_cluster
 from tests.conftest import write_geotiff
 from tests.predict_fixtures import make_model_dir
 from tests.unit.test_predict import DESCRIPTIONS, landscape
+from workflows.predict import predict_file
 
 CPU = DeviceSupport(cuda=False, onnxruntime=True)
 FAST_CPU = DeviceSupport(cuda=False, cpu_bf16=True, onnxruntime=True, cpu_vnni=True)
@@ -286,3 +290,22 @@ def test_onnxruntime_runs_on_cuda(model_dir: Path) -> None:
         expected = torch.softmax(loaded.module(torch.from_numpy(inputs)), dim=1).numpy()
     found = onnx_runtime.session_probabilities(session, inputs, "cuda")
     np.testing.assert_allclose(found, expected, atol=1e-3)
+
+
+def test_segment_runs_onnxruntime_with_the_labels_of_predict(
+    model_dir: Path, scene: Path, tmp_path: Path, scheduler: str
+) -> None:
+    settings = InferenceSettings(engine="onnxruntime", device="cpu", chunk_size=64)
+    out = tmp_path / "labels.tif"
+    with Client(scheduler, set_as_default=False) as client:
+        result = predict_file(
+            scene, model_dir, settings, PredictOutputs(out), client=client, progress=False
+        )
+    assert (result.engine, result.precision) == ("onnxruntime", "fp32")
+    with rasterio.open(out) as dataset:
+        expected = dataset.read(1)
+    data = rioxarray.open_rasterio(scene, chunks=50)
+    labels = geoseg.segment(data, model_dir, settings=replace(settings, chunk_size=100))
+    with dask.config.set(scheduler="threads"):
+        found = np.asarray(labels.values)
+    assert np.array_equal(found, expected)
