@@ -63,6 +63,7 @@ import torch
 from distributed import Client
 
 from geoseg.catalog.datadir import data_file
+from geoseg.errors import GeosegError
 from geoseg.io.checkpoint import read_card
 from geoseg.models.loading import resolve_model_dir, shipped_models
 from geoseg.predict.forward import batch_inputs, model_probabilities
@@ -502,7 +503,11 @@ def engine_batch(args: argparse.Namespace, model: str | Path, work: Path) -> Non
     timings = {}
     for engine, precision in engine_pairs(args.engines):
         if engine == "onnxruntime":
-            session = cached_session(plan.model, precision)
+            try:
+                session = cached_session(plan.model, precision)
+            except GeosegError as error:
+                print(f"  {engine:12s} {precision:5s} not run: {error}")
+                continue
 
             def run(session: Any = session) -> Any:
                 return session_probabilities(session, inputs, "cpu")
