@@ -73,9 +73,10 @@ def check_engine(engine: str, precision: str = "auto") -> None:
 class InferenceSettings:
     """How the model runs over a scene; validated when built.
 
-    None of these change the outputs except ``device`` and ``precision``
-    (through the arithmetic of the hardware) and ``tile``/``overlap`` (the
-    tiling): the chunk and batch sizes only change how the work is cut.
+    None of these change the outputs except ``device``, ``precision`` and
+    ``engine`` (through the arithmetic of the hardware and the engine's
+    kernels) and ``tile``/``overlap`` (the tiling): the chunk and batch sizes
+    only change how the work is cut.
     """
 
     tile: int | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from geoseg.errors import ModelError
 from geoseg.grid import PixelWindow
 from geoseg.io.atomic import atomic_path
 from geoseg.models.card import ModelCard, OnnxRecord
@@ -116,10 +117,19 @@ def record_onnx_agreement(directory: Path, scenes: list[TrainingScene]) -> OnnxC
     The int8 model is written to ``directory`` / :data:`INT8_FILENAME` when its
     agreement is at least :data:`~geoseg.predict.engines.INT8_AGREEMENT`;
     otherwise a previous one is removed. The weights are not touched.
+
+    Raises
+    ------
+    ModelError
+        Not a semantic model, or the model does not export to ONNX.
     """
     from geoseg.training.pipeline import update_card
 
     loaded = load_model(directory)
+    if loaded.card.task != "semantic":
+        raise ModelError(
+            f"{directory}: only semantic models run on ONNX Runtime, not {loaded.card.task} ones"
+        )
     fp32 = onnx_bytes(loaded.module, len(loaded.card.bands))
     int8 = quantize_int8(fp32, calibration_tiles(scenes))
     shares, pixels = validation_agreement(
