@@ -255,8 +255,8 @@ def inference_placement(
     ``scheduler`` or ``$DASK_SCHEDULER_ADDRESS`` (connected to briefly); else
     this machine, where the default local cluster runs (nothing is started for
     that). On a cluster without workers yet (adaptive), the first worker to
-    start is asked. ``precision`` and ``cpu_bf16_agreement`` (the model card's)
-    go to :func:`place_inference`.
+    start is asked. ``precision``, ``engine``, ``cpu_bf16_agreement`` and
+    ``onnx`` (the model card's) go to :func:`place_inference`.
 
     Raises
     ------

@@ -90,7 +90,9 @@ def _torchscript_export(module: nn.Module, example: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        # its own deprecation, and tracer warnings about shapes it records as constants
+        # (the graph is checked against PyTorch before it is used or written)
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             (example,),
