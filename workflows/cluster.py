@@ -24,7 +24,7 @@ from distributed import Client, LocalCluster
 from geoseg.predict.placement import InferencePlacement, place_inference
 
 if TYPE_CHECKING:  # geoseg.predict.inference imports torch; workflows that need no model skip it
-    from geoseg.models.card import ModelCard
+    from geoseg.models.card import ModelCard, OnnxRecord
     from geoseg.predict.inference import DeviceSupport
     from geoseg.predict.settings import InferenceSettings
 
@@ -234,6 +234,8 @@ def model_placement(
         scheduler,
         precision=settings.precision,
         cpu_bf16_agreement=card.cpu_bf16_agreement,
+        engine=settings.engine,
+        onnx=card.onnx,
     )
 
 
@@ -244,6 +246,8 @@ def inference_placement(
     *,
     precision: str = "auto",
     cpu_bf16_agreement: float | None = None,
+    engine: str = "torch",
+    onnx: OnnxRecord | None = None,
 ) -> InferencePlacement:
     """Ask the workers a run will use about their hardware, then :func:`place_inference`.
 
@@ -251,8 +255,8 @@ def inference_placement(
     ``scheduler`` or ``$DASK_SCHEDULER_ADDRESS`` (connected to briefly); else
     this machine, where the default local cluster runs (nothing is started for
     that). On a cluster without workers yet (adaptive), the first worker to
-    start is asked. ``precision`` and ``cpu_bf16_agreement`` (the model card's)
-    go to :func:`place_inference`.
+    start is asked. ``precision``, ``engine``, ``cpu_bf16_agreement`` and
+    ``onnx`` (the model card's) go to :func:`place_inference`.
 
     Raises
     ------
@@ -261,7 +265,12 @@ def inference_placement(
     """
     from geoseg.predict.inference import device_support
 
-    options: dict[str, Any] = {"precision": precision, "cpu_bf16_agreement": cpu_bf16_agreement}
+    options: dict[str, Any] = {
+        "precision": precision,
+        "cpu_bf16_agreement": cpu_bf16_agreement,
+        "engine": engine,
+        "onnx": onnx,
+    }
     if client is None:
         address = resolve_scheduler(scheduler)
         if address is None:

@@ -107,6 +107,8 @@ class PredictResult:
     """How the scene lies outside the model's training domain (also in the COGs' tags)."""
     resampling: Resampling | None = None
     """How a ``card_pixel_size`` card read the scene (also in the COGs' tags); None: natively."""
+    engine: str = "torch"
+    """The engine that ran the model (``torch`` or ``onnxruntime``)."""
 
 
 def _check_output(path: Path) -> None:
@@ -412,6 +414,7 @@ def _predict_planned(
         chunks_reused=reused,
         device=plan.model.device,
         precision=plan.precision,
+        engine=plan.engine,
         seconds=time.perf_counter() - started,
         domain_findings=plan.domain_findings,
         pixel_size=plan.pixel_size,

@@ -357,6 +357,7 @@ def segment(
         plan.layout,
         plan.statistics,
         plan.precision,
+        plan.engine,
         settings.batch_size,
         settings.chunk_size,
         scene.nodata,

@@ -17,7 +17,7 @@ import click
 from geoseg.cli import info, show_progress, warn
 from geoseg.limits import MAX_MASK_BUFFER
 from geoseg.predict.instances import InstanceSettings
-from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
+from geoseg.predict.settings import DEVICES, ENGINES, PRECISIONS, InferenceSettings, PredictOutputs
 from geoseg.report.stac import OutputAsset
 
 if TYPE_CHECKING:
@@ -56,9 +56,18 @@ INFERENCE_OPTIONS = (
         type=click.Choice(PRECISIONS),
         default=DEFAULTS.precision,
         show_default=True,
-        help="Autocast precision of the model; auto: bf16 on CUDA (fp16 without bf16), on the "
+        help="Precision of the model; auto: bf16 on CUDA (fp16 without bf16), on the "
         "CPU bf16 only where it is native and the model card records at least 99.5% label "
-        "agreement with fp32, else fp32.",
+        "agreement with fp32, else fp32. int8: ONNX Runtime, where the card accepted the "
+        "quantized model (geoseg models quantize).",
+    ),
+    click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default=DEFAULTS.engine,
+        show_default=True,
+        help="What runs the model: torch, onnxruntime, or auto: the fastest engine and precision "
+        "whose labels the model card records as agreeing with fp32 PyTorch on these workers.",
     ),
     click.option(
         "--max-pixels",
@@ -276,7 +285,8 @@ def predict(
     item = _write_item(input_path, card, assets, result.grid)
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "
-        f"{result.tiles} tiles, {result.device}/{result.precision}, {result.seconds:.1f} s)"
+        f"{result.tiles} tiles, {result.device}/{result.engine}/{result.precision}, "
+        f"{result.seconds:.1f} s)"
     )
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")

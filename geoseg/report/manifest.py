@@ -37,6 +37,7 @@ _PACKAGES = (
     "shapely",
     "torch",
     "segmentation-models-pytorch",
+    "onnxruntime",
     "dask",
     "distributed",
     "odc-geo",

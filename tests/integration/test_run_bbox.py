@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pyogrio
 import pytest
+import rasterio
 import shapely
 from distributed import Client
 from pystac.extensions.projection import ProjectionExtension
@@ -76,6 +77,22 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in OUTPUT_NAMES}
 
 
+def test_an_onnxruntime_run_records_its_engine_and_agrees(
+    model: Path, reference: RunOutputs, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.gpkg"
+    settings = InferenceSettings(chunk_size=CHUNK, engine="onnxruntime", device="cpu")
+    run = run_bbox(make_bbox(LONLAT), "2015-08-18", out=out, model=model, settings=settings)
+    manifest = RunManifest.model_validate_json(run.manifest.read_text(encoding="utf-8"))
+    assert manifest.parameters["engine"] == manifest.parameters["engine_used"] == "onnxruntime"
+    assert manifest.parameters["precision_used"] == "fp32"
+    with (
+        rasterio.open(tmp_path / "out.tif") as found,
+        rasterio.open(reference.geopackage.with_suffix(".tif")) as expected,
+    ):
+        assert float((found.read(1) == expected.read(1)).mean()) >= 0.999
+
+
 def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
     folder = reference.geopackage.parent
     assert sorted(path.name for path in folder.iterdir()) == [
@@ -117,6 +134,7 @@ def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
         ("cuda", "bf16"),
         ("cuda", "fp16"),
     }
+    assert (manifest.parameters["engine"], manifest.parameters["engine_used"]) == ("torch", "torch")
     assert {"search_s", "predict_s", "vectorize_s", "total_s"} <= set(manifest.timings_s)
     connection = sqlite3.connect(reference.geopackage)
     rows = dict(connection.execute("SELECT key, value FROM run_manifest").fetchall())
