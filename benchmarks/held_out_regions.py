@@ -37,6 +37,7 @@ from geoseg.training.holdout import (
     forest_block_matrix,
     network_block_matrix,
     sample_training_pixels,
+    summarise_regions,
 )
 from geoseg.training.loop import seed_everything, train_model
 from geoseg.training.pipeline import add_metrics, build_untrained, prepare_scenes
@@ -124,15 +125,6 @@ def forest_scores(matrix: NDArray[np.int64], forest_index: int) -> dict[str, flo
     }
 
 
-def summarise(per_region: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """``per_region`` plus ``mean`` (over regions) and ``worst`` (lowest kappa region's scores)."""
-    keys = ("kappa", "f1", "iou")
-    mean = {key: round(float(np.mean([s[key] for s in per_region.values()])), 4) for key in keys}
-    worst_region = min(per_region, key=lambda region: per_region[region]["kappa"])
-    worst = {key: per_region[worst_region][key] for key in keys}
-    return {**per_region, "mean": mean, "worst": {**worst, "region": worst_region}}
-
-
 def region_matrices(
     module: Any, forest: Any, scenes: list[TrainingScene], classes: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -200,8 +192,10 @@ def evaluate_candidate(name: str, log: Path | None) -> dict[str, Any]:
         folds.append(fold)
     return {
         "candidate": name,
-        "model": summarise({fold["region"]: fold["model"] for fold in folds}),
-        "random_forest": summarise({fold["region"]: fold["random_forest"] for fold in folds}),
+        "model": summarise_regions({fold["region"]: fold["model"] for fold in folds}),
+        "random_forest": summarise_regions(
+            {fold["region"]: fold["random_forest"] for fold in folds}
+        ),
         "seconds": sum(fold["network_seconds"] + fold["random_forest_seconds"] for fold in folds),
     }
 
