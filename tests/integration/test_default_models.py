@@ -45,7 +45,7 @@ def test_models_command_lists_and_shows() -> None:
     forest = runner.invoke(cli, ["models", "show", "forest"])
     assert forest.exit_code == 0, forest.output
     assert "held-out regions" in forest.output
-    assert "Wales" in forest.output and "(Wales)" in forest.output
+    assert "(Wales; RF Para)" in forest.output
     missing = runner.invoke(cli, ["models", "show", "no-such-model"])
     assert missing.exit_code != 0
 
