@@ -1,12 +1,19 @@
 """Reproduce the shipped default models and score them on the Zion test block.
 
 ``python -m workflows.train_defaults`` (``make train-default``) trains
-``landcover-landsat`` and ``forest-landsat`` from ``workflows/configs/`` into
+``landcover-landsat`` and ``forest`` from ``workflows/configs/`` into
 ``geoseg/models/weights/``, then, in the same run, fits a per-pixel random
 forest (60 trees) on pixels drawn from exactly the same training windows and
 scaled bands, and scores both on the test block: the Zion grid's rows 1000 and
 below (0-based), never used for training or model selection. Both sets of
-scores go into each model's card and are printed side by side.
+scores go into each model's card and are printed side by side. A model selected
+by leave-one-region-out (``benchmarks/held_out_regions.py``) also gets its
+held-out-region scores, read from the folds logged in
+``docs/held_out_regions.jsonl``, as ``metrics.held_out_regions``.
+
+``forest-landsat`` (the earlier Landsat-only forest model, trained on Zion and
+Chiapas) is no longer retrained by default; ``python -m workflows.train_defaults
+forest-landsat`` still reproduces it from its config.
 
 ``--domain-only`` trains nothing: it writes the training domain (the
 distribution of the scaled inputs of the configs' training windows, pixel
@@ -32,6 +39,7 @@ from geoseg.training.holdout import (
     forest_block_matrix,
     network_block_matrix,
     sample_training_pixels,
+    summarise_regions,
 )
 from geoseg.training.loop import seed_everything
 from geoseg.training.pipeline import (
@@ -43,11 +51,15 @@ from geoseg.training.pipeline import (
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_MODELS = ("landcover-landsat", "forest-landsat")
+DEFAULT_MODELS = ("landcover-landsat", "forest")
 TEST_FIRST_ROW = 1000
 """Zion rows from this 0-based index down are the test block."""
 FOREST_TREES = 60
 FOREST_PIXELS = 200_000
+HELD_OUT_LOG = Path(__file__).resolve().parent.parent / "docs" / "held_out_regions.jsonl"
+"""Fold records of ``benchmarks/held_out_regions.py`` (one JSON line per region and candidate)."""
+HELD_OUT_CANDIDATES = {"forest": "pixel"}
+"""Shipped model name -> the candidate of ``benchmarks/held_out_regions.py`` its config is."""
 
 
 def _summary(scored: dict[str, Any], forest_name: str) -> dict[str, Any]:
@@ -93,6 +105,35 @@ def score_test_block(trained: TrainedModel, config: TrainConfig) -> dict[str, An
     }
 
 
+def held_out_record(candidate: str, log: Path = HELD_OUT_LOG) -> dict[str, Any]:
+    """``metrics.held_out_regions`` of ``candidate`` from its logged leave-one-region-out folds.
+
+    One entry per region (forest-class ``kappa``, ``f1``, ``iou``), ``mean`` and
+    ``worst``, and the random forest's scores of the same folds.
+
+    Raises
+    ------
+    ValueError
+        ``log`` holds no fold of ``candidate``.
+    """
+    folds = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    folds = [fold for fold in folds if fold["candidate"] == candidate]
+    if not folds:
+        raise ValueError(f"{log}: no leave-one-region-out fold of candidate {candidate!r}")
+    return {
+        "held_out_regions": {
+            "definition": "leave-one-region-out (benchmarks/held_out_regions.py, candidate "
+            f"{candidate!r}): each region left out of a training run of this configuration "
+            "(Zion always trained, its test block never read) and scored on all its labelled "
+            "pixels; forest class against the rest",
+            **summarise_regions({fold["region"]: fold["model"] for fold in folds}),
+            "random_forest_baseline": summarise_regions(
+                {fold["region"]: fold["random_forest"] for fold in folds}
+            ),
+        }
+    }
+
+
 def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, Any]:
     """Train one default model, score it and the random forest on the test block."""
     config = load_train_config(CONFIG_DIR / f"{name}.yaml")
@@ -101,6 +142,8 @@ def train_and_score(name: str, output_root: Path, progress: bool) -> dict[str, A
         config, data_dir(), output_root / name, command=command, progress=progress, log=print
     )
     test_block = score_test_block(trained, config)
+    if name in HELD_OUT_CANDIDATES:
+        test_block.update(held_out_record(HELD_OUT_CANDIDATES[name]))
     card = add_metrics(trained.directory, test_block)
     forest_name = "forest"
     return {

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from geoseg.models.card import ModelCard
 
 
 @click.group()
@@ -77,6 +80,7 @@ def show(name: str, as_json: bool) -> None:
             click.echo(f"  F1 {class_name:13s} {values['f1']!s:>8s} {other['f1']!s:>8s}")
     for window, scores in card.metrics.get("holdout", {}).items():
         click.echo(f"held out {window}: {json.dumps(scores)}")
+    _echo_held_out_regions(card)
     if card.cpu_bf16_agreement is not None:
         click.echo(
             f"CPU bf16 labels agree with fp32 on {100 * card.cpu_bf16_agreement:.2f}% of the "
@@ -254,3 +258,26 @@ def quantize(name: str, config_path: Path | None, data_root: Path | None) -> Non
             "recorded in the card, no int8 model kept (use fp32)"
         )
     click.echo(f"wrote {directory / str(record.int8_file)} (accepted for --precision int8)")
+
+
+def _echo_held_out_regions(card: ModelCard) -> None:
+    """Forest-class kappa, F1 and IoU per region left out of training, beside the RF's kappa."""
+    from geoseg.models.card import parse_held_out_regions
+
+    regions = card.held_out_regions
+    if regions is None:
+        return
+    raw = card.metrics["held_out_regions"].get("random_forest_baseline")
+    baseline = parse_held_out_regions(raw) if raw is not None else {}
+    click.echo("held-out regions (forest class; each region left out of its training run):")
+    click.echo(f"  {'':12s} {'kappa':>7s} {'F1':>7s} {'IoU':>7s} {'RF kappa':>9s}")
+    for name, scores in regions.items():
+        other = baseline.get(name)
+        rf = f"{other.kappa:>9.3f}" if other is not None else f"{'':>9s}"
+        where = f"  ({scores.region}" if scores.region else ""
+        if where and other is not None and other.region:
+            where += f"; RF {other.region}"
+        where += ")" if where else ""
+        click.echo(
+            f"  {name:12s} {scores.kappa:>7.3f} {scores.f1:>7.3f} {scores.iou:>7.3f} {rf}{where}"
+        )

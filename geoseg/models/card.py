@@ -118,6 +118,50 @@ class BandDistribution(StrictModel):
         return self
 
 
+class RegionScores(StrictModel):
+    """Forest-class scores (forest against the rest) on one region left out of training."""
+
+    kappa: float = Field(ge=-1, le=1, description="Cohen's kappa")
+    f1: float = Field(ge=0, le=1)
+    iou: float = Field(ge=0, le=1)
+    pixels: int | None = Field(None, ge=0, description="labelled pixels scored")
+    forest_pixels: int | None = Field(None, ge=0, description="of which labelled forest")
+    region: str | None = Field(None, description="on the 'worst' entry: which region it is")
+
+
+HELD_OUT_SUMMARIES = ("mean", "worst")
+"""Entries of ``metrics.held_out_regions`` that summarise the regions."""
+HELD_OUT_NOTES = ("definition", "random_forest_baseline")
+"""Entries of ``metrics.held_out_regions`` that are not scores of the model."""
+
+
+def parse_held_out_regions(entries: dict[str, Any]) -> dict[str, RegionScores]:
+    """Typed ``metrics.held_out_regions`` (or its ``random_forest_baseline``).
+
+    One entry per region, named by region, plus ``mean`` and ``worst``; the
+    text ``definition`` and the ``random_forest_baseline`` (the same shape) are
+    skipped here.
+
+    Raises
+    ------
+    ValueError
+        ``mean`` or ``worst`` missing, no region, or an entry that is not
+        kappa, F1 and IoU in range.
+    """
+    scores = {
+        name: RegionScores.model_validate(value)
+        for name, value in entries.items()
+        if name not in HELD_OUT_NOTES
+    }
+    missing = [name for name in HELD_OUT_SUMMARIES if name not in scores]
+    if missing or len(scores) == len(HELD_OUT_SUMMARIES):
+        raise ValueError(
+            "metrics.held_out_regions needs one entry per region plus 'mean' and 'worst', "
+            f"got {sorted(scores)}"
+        )
+    return scores
+
+
 class TrainingDomain(StrictModel):
     """What the model saw in training: scaled band values, pixel sizes and sensors.
 
@@ -293,7 +337,18 @@ class ModelCard(StrictModel):
             raise ValueError(
                 f"overlap {self.overlap} must be less than half the tile size {self.tile_size}"
             )
+        held_out = self.metrics.get("held_out_regions")
+        if held_out is not None:
+            parse_held_out_regions(held_out)
+            if "random_forest_baseline" in held_out:
+                parse_held_out_regions(held_out["random_forest_baseline"])
         return self
+
+    @property
+    def held_out_regions(self) -> dict[str, RegionScores] | None:
+        """Typed ``metrics.held_out_regions``: per region, ``mean``, ``worst`` (None: absent)."""
+        held_out = self.metrics.get("held_out_regions")
+        return None if held_out is None else parse_held_out_regions(held_out)
 
     @property
     def band_names(self) -> list[str]:

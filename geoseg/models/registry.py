@@ -63,9 +63,11 @@ def _load_builtin_custom() -> None:
     if "segnet" in _CUSTOM:
         return
     from geoseg.models.maskrcnn import build_maskrcnn
+    from geoseg.models.pixelnet import build_pixelnet
     from geoseg.models.segnet import build_segnet
 
     register_architecture("segnet", build_segnet)
+    register_architecture("pixelnet", build_pixelnet)
     register_architecture("maskrcnn", build_maskrcnn)
 
 

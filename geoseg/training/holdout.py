@@ -9,6 +9,8 @@ same scaled bands as features, so the two are compared on equal data.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -160,3 +162,17 @@ def forest_block_matrix(
         prediction = np.asarray(forest.predict(flat), dtype=np.int64).reshape(truth.shape)
         matrix += confusion_matrix(truth, prediction, num_classes)
     return matrix
+
+
+def summarise_regions(per_region: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """``per_region`` scores plus ``mean`` (over regions) and ``worst`` (the lowest kappa's).
+
+    ``per_region`` maps each region left out of training to its forest-class
+    ``kappa``, ``f1`` and ``iou`` (and possibly pixel counts); ``worst`` names
+    its region, as ``metrics.held_out_regions`` of a card records them.
+    """
+    keys = ("kappa", "f1", "iou")
+    mean = {key: round(float(np.mean([s[key] for s in per_region.values()])), 4) for key in keys}
+    worst_region = min(per_region, key=lambda region: per_region[region]["kappa"])
+    worst = {key: per_region[worst_region][key] for key in keys}
+    return {**per_region, "mean": mean, "worst": {**worst, "region": worst_region}}

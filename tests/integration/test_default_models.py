@@ -42,6 +42,10 @@ def test_models_command_lists_and_shows() -> None:
     assert shown.exit_code == 0, shown.output
     assert "test block" in shown.output and "RF" in shown.output
     assert "bf16 labels agree with fp32 on 99." in shown.output
+    forest = runner.invoke(cli, ["models", "show", "forest"])
+    assert forest.exit_code == 0, forest.output
+    assert "held-out regions" in forest.output
+    assert "(Wales; RF Para)" in forest.output
     missing = runner.invoke(cli, ["models", "show", "no-such-model"])
     assert missing.exit_code != 0
 

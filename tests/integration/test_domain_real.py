@@ -65,7 +65,7 @@ def _by_index(path: Path, **kwargs: list[float]) -> FileSource:
     return FileSource.open(path, band_map={name: i for i, name in enumerate(BANDS, 1)}, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["forest-landsat", "landcover-landsat"])
+@pytest.mark.parametrize("name", ["forest-landsat", "landcover-landsat", "forest"])
 def test_shipped_domain_is_recomputed_from_the_training_windows(
     name: str, shared_data: Path
 ) -> None:

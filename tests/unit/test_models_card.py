@@ -95,3 +95,45 @@ def test_float16_weights_are_half_the_size_and_load_as_float32(tmp_path: Path) -
     inputs = torch.rand(1, 4, 32, 32)
     with torch.inference_mode():
         assert torch.allclose(loaded.module(inputs), model(inputs), atol=1e-2)
+
+
+def _held_out() -> dict[str, object]:
+    region = {"kappa": 0.6, "f1": 0.8, "iou": 0.7, "pixels": 10, "forest_pixels": 4}
+    return {
+        "definition": "leave-one-region-out",
+        "Wales": region,
+        "Para": {**region, "kappa": 0.4},
+        "mean": {"kappa": 0.5, "f1": 0.8, "iou": 0.7},
+        "worst": {"kappa": 0.4, "f1": 0.8, "iou": 0.7, "region": "Para"},
+    }
+
+
+def test_held_out_regions_are_typed() -> None:
+    good = card_for("segnet", "", {}).model_dump()
+    held_out = _held_out()
+    card = ModelCard.model_validate(
+        {**good, "metrics": {"held_out_regions": {**held_out, "random_forest_baseline": held_out}}}
+    )
+    scores = card.held_out_regions
+    assert scores is not None
+    assert set(scores) == {"Wales", "Para", "mean", "worst"}
+    assert scores["worst"].region == "Para"
+    assert scores["Para"].kappa == 0.4
+    assert card_for("segnet", "", {}).held_out_regions is None
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"mean": None},  # no mean entry
+        {"Wales": {"kappa": 0.6, "f1": 1.5, "iou": 0.7}},  # F1 out of range
+        {"Wales": {"kappa": 0.6, "iou": 0.7}},  # no F1
+        {"Wales": None, "Para": None},  # no region at all
+    ],
+)
+def test_held_out_regions_malformed_is_refused(broken: dict[str, object]) -> None:
+    held_out = {**_held_out(), **broken}
+    held_out = {key: value for key, value in held_out.items() if value is not None}
+    good = card_for("segnet", "", {}).model_dump()
+    with pytest.raises(ValueError, match=r"held_out_regions|f1"):
+        ModelCard.model_validate({**good, "metrics": {"held_out_regions": held_out}})
