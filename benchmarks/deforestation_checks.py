@@ -9,7 +9,7 @@ the reference figures are computed here, independently of geoseg.
 
 1. **No-change pairs** (Slovenia, ``sites/eolearn_slovenia_sentinel2_2015``,
    Sentinel-2 L1C, 2015-07-11, 08-30 and 09-09, no real change): ``geoseg
-   predict --model forest-landsat --bands blue=2,green=3,red=4,nir=8
+   predict --model forest --bands blue=2,green=3,red=4,nir=8
    --probabilities`` on each date, ``geoseg change`` on each pair; the reported
    deforestation as a share of the forest area before (target: below 1%).
 2. **Chiapas pair**: the README's ``geoseg run-change`` example; the share of
@@ -72,7 +72,7 @@ SLOVENIA_NON_FOREST = (1, 3, 4, 8)
 
 ZION_SCENE = "zion/zion_landsat8_20150818_b2345.tif"
 ZION_LABELS = "zion/nlcd_generalized_on_landsat_grid.tif"
-ZION_TEST_ROWS = (1000, 1428)  # the forest-landsat card's test block
+ZION_TEST_ROWS = (1000, 1428)  # the Zion test block of the forest cards
 ZION_FOREST = (4,)
 ZION_NON_FOREST = (2, 3, 5, 6, 7)  # developed, barren, shrubland, herbaceous, cultivated
 
@@ -84,7 +84,7 @@ CHIAPAS_QA_BAND = 8
 CHIAPAS_CODES = {2: "shadow", 4: "cloud"}  # Fmask-style, checked against the imagery
 CHIAPAS_RUN_CHANGE = (
     "run-change --bbox -93.34,15.69,-93.29,15.75 --before 1999-11-18 --after 2002-04-16 "
-    "--regions naturalearth-countries --region-id-field iso_a3 --model forest-landsat "
+    "--regions naturalearth-countries --region-id-field iso_a3 --model forest "
     "--out chiapas_change.gpkg --stats chiapas_change.csv"
 )
 
@@ -93,7 +93,7 @@ GUADELOUPE = "guadeloupe_forest"
 # clearings pasted per size (ha): how many of each
 ZION_CLEARINGS = {0.5: 10, 1.0: 10, 5.0: 6, 20.0: 3}
 SLOVENIA_CLEARINGS = {0.5: 6, 1.0: 4, 5.0: 1, 20.0: 1}  # 5 and 20 ha find no non-forest block
-FOREST_CLASS = 1  # forest-landsat: 0 non-forest, 1 forest
+FOREST_CLASS = 1  # forest: 0 non-forest, 1 forest
 
 
 @dataclass
@@ -147,9 +147,9 @@ class Geoseg:
         return self._help[command]
 
     def predict(self, image: Path, name: str, bands: str | None) -> tuple[Path, Path]:
-        """``geoseg predict`` with forest-landsat; the class map and the probabilities."""
+        """``geoseg predict`` with forest; the class map and the probabilities."""
         labels, probabilities = self.work_dir / f"{name}.tif", self.work_dir / f"{name}.prob.tif"
-        args = [str(image), "--model", "forest-landsat", "--device", self.device]
+        args = [str(image), "--model", "forest", "--device", self.device]
         if bands:
             args += ["--bands", bands]
         if "--allow-pixel-size-mismatch" in self.help("predict"):
@@ -241,7 +241,7 @@ def warnings_of(output: str) -> list[str]:
 
 
 def no_change_pairs(geoseg: Geoseg, forest_option: bool) -> dict[str, Any]:
-    print("\n== 1. No-change pairs: Slovenia, Sentinel-2 L1C 2015 (forest-landsat)", flush=True)
+    print("\n== 1. No-change pairs: Slovenia, Sentinel-2 L1C 2015 (forest)", flush=True)
     folder = geoseg.data_dir / SLOVENIA
     maps = {
         date: geoseg.predict(folder / f"image_{date}.tif", f"slovenia_{date}", SLOVENIA_BANDS)

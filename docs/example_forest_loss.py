@@ -11,7 +11,7 @@ import odc.stac
 
 import geoseg
 
-model = geoseg.open_model("forest-landsat")  # reads blue, green, red, nir
+model = geoseg.open_model("forest")  # reads blue, green, red, nir
 dates = [geoseg.stac_item(f"chiapas-landsat7-{day}") for day in ("19991118", "20020416")]
 before, after = (
     geoseg.segment(odc.stac.load([item], bands=model.card.band_names, chunks={}), model)

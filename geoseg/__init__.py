@@ -1,6 +1,6 @@
 """geoseg: out-of-core land-use and deforestation segmentation of large GeoTIFFs.
 
-In a notebook: ``geoseg.segment(scene, "forest-landsat")`` segments an
+In a notebook: ``geoseg.segment(scene, "forest")`` segments an
 xarray scene (rioxarray, odc-stac, stackstac) lazily, ``geoseg.vectorize``
 and ``geoseg.change`` turn class maps into GeoDataFrames and tables,
 ``geoseg.stac_item`` hands a catalog scene to odc-stac or stackstac (see

@@ -56,7 +56,7 @@ def run_change(
     region_layer: str | None = None,
     region_id_field: str | None = None,
     stats: Path | None = None,
-    model: str | Path = "forest-landsat",
+    model: str | Path = "forest",
     catalog: str | Path | None = None,
     crs: str | None = None,
     resolution: float | None = None,

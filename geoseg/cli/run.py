@@ -120,7 +120,7 @@ def run(
     default=None,
     help="field naming each region [default: 'id', else feature numbers]",
 )
-@click.option("--model", default="forest-landsat", show_default=True)
+@click.option("--model", default="forest", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CHANGE.gpkg")
 @click.option(
     "--stats",

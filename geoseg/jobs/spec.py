@@ -10,7 +10,7 @@ rejected, cross-field rules are checked with messages that name the fix)::
     catalog:
       collection: landsat-c2-l2
       start: 1999-01-01
-    model: forest-landsat
+    model: forest
     schedule:
       cron: "0 6 * * *"
     output_dir: /srv/geoseg/lacandona
@@ -166,7 +166,7 @@ class JobSpec(StrictModel):
     name: str = Field(description="letters, digits, '.', '_' or '-'; at most 64 characters")
     area: AreaSpec
     catalog: CatalogQuery = CatalogQuery()
-    model: str = "forest-landsat"
+    model: str = "forest"
     schedule: ScheduleSpec
     output_dir: Path
     misfire: Literal["once", "each"] = Field(

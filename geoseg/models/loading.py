@@ -186,7 +186,7 @@ def open_model(name_or_path: str | Path) -> Model:
     ----------
     name_or_path
         A shipped model name (``geoseg models`` lists them, e.g.
-        ``"forest-landsat"``) or a directory holding ``card.json``.
+        ``"forest"``) or a directory holding ``card.json``.
 
     Returns
     -------

@@ -38,11 +38,12 @@ def test_models_command_lists_and_shows() -> None:
     assert listing.exit_code == 0, listing.output
     for name in DEFAULT_MODELS:
         assert name in listing.output
-    shown = runner.invoke(cli, ["models", "show", "forest-landsat"])
+    shown = runner.invoke(cli, ["models", "show", "landcover-landsat"])
     assert shown.exit_code == 0, shown.output
     assert "test block" in shown.output and "RF" in shown.output
     assert "bf16 labels agree with fp32 on 99." in shown.output
-    forest = runner.invoke(cli, ["models", "show", "forest"])
+    # the earlier Landsat-only forest model's name is an alias of forest
+    forest = runner.invoke(cli, ["models", "show", "forest-landsat"])
     assert forest.exit_code == 0, forest.output
     assert "held-out regions" in forest.output
     assert "(Wales; RF Para)" in forest.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 
 from geoseg.cli import cli
 from geoseg.models.card import InputScaling, ModelCard
-from geoseg.models.loading import load_model
+from geoseg.models.loading import load_model, resolve_model_dir
 from geoseg.predict.domain import (
     DomainFinding,
     compare_domain,
@@ -65,7 +66,7 @@ def _by_index(path: Path, **kwargs: list[float]) -> FileSource:
     return FileSource.open(path, band_map={name: i for i, name in enumerate(BANDS, 1)}, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["forest-landsat", "landcover-landsat", "forest"])
+@pytest.mark.parametrize("name", ["landcover-landsat", "forest"])
 def test_shipped_domain_is_recomputed_from_the_training_windows(
     name: str, shared_data: Path
 ) -> None:
@@ -74,8 +75,17 @@ def test_shipped_domain_is_recomputed_from_the_training_windows(
     assert load_model(name).card.training_domain == domain
 
 
+def _landsat_only(card: ModelCard) -> ModelCard:
+    """``card`` as if trained on 30 m Landsat scenes only (the earlier ``forest-landsat``)."""
+    assert card.training_domain is not None
+    domain = card.training_domain.model_copy(
+        update={"pixel_sizes_m": [30.0], "sensors": ["landsat-7", "landsat-8"]}
+    )
+    return card.model_copy(update={"training_domain": domain})
+
+
 def test_training_scenes_stay_quiet(shared_data: Path) -> None:
-    card = load_model("forest-landsat").card
+    card = load_model("forest").card
     assert _findings(card, _by_index(shared_data / ZION), "Landsat-8 OLI") == ()
     for path in CHIAPAS:
         assert _findings(card, _by_index(shared_data / path), "Landsat-7 ETM+") == ()
@@ -84,7 +94,7 @@ def test_training_scenes_stay_quiet(shared_data: Path) -> None:
 def test_sentinel2_scene_fires_on_pixel_size_and_sensor(shared_data: Path) -> None:
     path = shared_data / "sites/mlr3spatial_leipzig_sentinel2_2021/image.tif"
     source = FileSource.open(path)
-    findings = _findings(load_model("forest-landsat").card, source, "Sentinel-2 MSI")
+    findings = _findings(_landsat_only(load_model("forest").card), source, "Sentinel-2 MSI")
     # scene_percentile scaling is blind to linear units by design: no band finding
     assert [finding.code for finding in findings] == ["pixel_size", "sensor"]
 
@@ -109,7 +119,7 @@ def test_other_units_fire_with_a_standardize_card(shared_data: Path, tmp_path: P
     )
     scene = prepare_scene(zion_spec, BANDS, [0, 1], scaling, shared_data)
     domain = training_domain([dataclasses.replace(scene, source=reflectance)], BANDS)
-    card = load_model("forest-landsat").card.model_copy(
+    card = load_model("forest").card.model_copy(
         update={"scaling": scaling, "training_domain": domain}
     )
     assert _findings(card, reflectance, "Landsat-8 OLI") == ()
@@ -127,6 +137,13 @@ def test_other_units_fire_with_a_standardize_card(shared_data: Path, tmp_path: P
 def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path) -> None:
     site = shared_data / "sites/eolearn_slovenia_sentinel2_2015/image_20150711.tif"
     out = tmp_path / "slovenia.tif"
+    # the shipped forest model read at its own pixel size, as if trained on 30 m Landsat only
+    landsat_only = tmp_path / "forest-landsat-only"
+    shutil.copytree(resolve_model_dir("forest"), landsat_only)
+    card = _landsat_only(load_model("forest").card).model_copy(
+        update={"resampling": "native", "aliases": []}
+    )
+    (landsat_only / "card.json").write_text(card.model_dump_json(indent=2))
     runner = CliRunner()
     result = runner.invoke(
         cli,
@@ -134,7 +151,7 @@ def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path
             "predict",
             str(site),
             "--model",
-            "forest-landsat",
+            str(landsat_only),
             "--bands",
             "blue=2,green=3,red=4,nir=8",
             "--out",
@@ -159,7 +176,7 @@ def test_predict_cli_warns_and_tags_the_output(shared_data: Path, tmp_path: Path
             "predict",
             str(shared_data / CHIAPAS[0]),
             "--model",
-            "forest-landsat",
+            "forest",
             "--bands",
             "blue=1,green=2,red=3,nir=4",
             "--out",

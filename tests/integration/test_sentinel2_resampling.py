@@ -1,6 +1,6 @@
 """A 10 m Sentinel-2 site through ``geoseg predict`` and ``geoseg run`` with a resampling card.
 
-The model is the shipped forest model (``forest-landsat``, by name or alias) under a
+The model is the shipped forest model (``forest``) under a
 temporary card that says ``resampling: card_pixel_size``: its bands are found by common
 name (``nir`` is B8, not B8A ``nir08``), the 10 m scene is read as 3 x 3 block means at
 30 m, and the outputs say so. Site: ``sites/rsgislib_aberystwyth_sentinel2_20210527``
@@ -52,7 +52,7 @@ def image(shared_data: Path) -> Path:
 @pytest.fixture(scope="module")
 def resampling_forest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped forest model's weights under a card that reads at its 30 m pixel size."""
-    shipped = resolve_model_dir("forest-landsat")
+    shipped = resolve_model_dir("forest")
     card = read_card(shipped)
     directory = tmp_path_factory.mktemp("model") / "forest-resampled"
     directory.mkdir()

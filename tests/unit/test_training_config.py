@@ -43,7 +43,7 @@ def write(tmp_path: Path, content: dict[str, Any]) -> Path:
 
 
 def test_shipped_configs_validate() -> None:
-    for name in ("landcover-landsat", "forest-landsat"):
+    for name in ("landcover-landsat", "forest-landsat", "forest"):
         config = load_train_config(CONFIGS / f"{name}.yaml")
         assert config.name == name
 
