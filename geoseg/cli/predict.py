@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from geoseg.cli import show_progress, warn
+from geoseg.cli import info, show_progress, warn
 from geoseg.limits import MAX_MASK_BUFFER
 from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
@@ -217,41 +217,46 @@ def predict(
     is one instance.
     """
     import contextlib
+    import time
 
     from geoseg.io.raster import read_info
 
+    entered = time.time()
     # the input's header first: a bad or oversized file is refused before the model stack loads
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
 
-    from geoseg.io.checkpoint import read_card
-    from geoseg.models.loading import resolve_model_dir
+    from workflows.cluster import dask_client, early_local_cluster
 
-    if read_card(resolve_model_dir(model)).task == "instance":
-        _predict_instances(
-            input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
-        )
-        return
-    if polygons_out is not None:
-        raise click.UsageError("--polygons needs an instance model (card task 'instance')")
+    # without --scheduler the local cluster starts now, while the model stack loads and the
+    # scene is validated and planned; predict_file's local client is this cluster
+    with early_local_cluster(scheduler) as early:
+        from geoseg.io.checkpoint import read_card
+        from geoseg.models.loading import resolve_model_dir
 
-    from workflows.cluster import dask_client
-    from workflows.predict import predict_file
+        if read_card(resolve_model_dir(model)).task == "instance":
+            _predict_instances(
+                input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
+            )
+            return
+        if polygons_out is not None:
+            raise click.UsageError("--polygons needs an instance model (card task 'instance')")
 
-    outputs = PredictOutputs(labels_out, probabilities_out)
-    # without --scheduler the local cluster starts lazily, after the inputs are validated
-    connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
-    with connection as client:
-        result = predict_file(
-            input_path,
-            model,
-            settings,
-            outputs,
-            client=client,
-            work_dir=work_dir,
-            progress=show_progress(),
-            masks=masks,
-            mask_buffer=mask_buffer,
-        )
+        from workflows.predict import predict_file
+
+        # the local cluster (the early one) is asked for only once the run is planned
+        with dask_client(scheduler) if scheduler else contextlib.nullcontext(None) as client:
+            result = predict_file(
+                input_path,
+                model,
+                settings,
+                PredictOutputs(labels_out, probabilities_out),
+                client=client,
+                work_dir=work_dir,
+                progress=show_progress(),
+                masks=masks,
+                mask_buffer=mask_buffer,
+            )
+        worked = time.time()
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "
         f"{result.tiles} tiles, {result.device}/{result.precision}, {result.seconds:.1f} s)"
@@ -260,6 +265,32 @@ def predict(
         click.echo(f"wrote {result.probabilities}")
     for finding in result.domain_findings:
         warn(f"{input_path}: {finding.message}")
+    phases = command_phases(entered, worked, {} if early is None else early.timings)
+    info("timings: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()))
+
+
+def command_phases(entered: float, worked: float, cluster: dict[str, float]) -> dict[str, float]:
+    """The phases of the command's wall time, in seconds, for the ``timings:`` line.
+
+    ``start-up``: from the process's start (interpreter, imports, option
+    parsing) to the command body, ``entered`` (``time.time()``); ``work``:
+    from there to ``worked``, less the wait for the local cluster; from
+    ``cluster`` (:attr:`workflows.cluster.EarlyCluster.timings`, empty with a
+    scheduler): ``cluster-start`` (in the background, hidden by the work up to
+    ``cluster-wait``), ``cluster-wait`` and ``shutdown``. The process's exit
+    after the line is not in it.
+    """
+    import psutil
+
+    waited = cluster.get("cluster_wait_s", 0.0)
+    phases = {
+        "start-up": entered - psutil.Process().create_time(),
+        "cluster-start": cluster.get("cluster_start_s", 0.0),
+        "cluster-wait": waited,
+        "work": worked - entered - waited,
+        "shutdown": cluster.get("shutdown_s", 0.0),
+    }
+    return {name: max(0.0, seconds) for name, seconds in phases.items()}
 
 
 def _predict_instances(
