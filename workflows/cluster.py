@@ -13,12 +13,13 @@ import ast
 import contextlib
 import contextvars
 import gc
+import importlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -270,8 +271,9 @@ class EarlyCluster:
     how long closing took.
     """
 
-    def __init__(self, options: tuple[int, int, str]) -> None:
+    def __init__(self, options: tuple[int, int, str], warm: Sequence[str] = ()) -> None:
         self.options = options
+        self.warm = tuple(warm)
         self.timings: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
@@ -282,6 +284,13 @@ class EarlyCluster:
         clock = time.perf_counter()
         try:
             self._client = self._stack.enter_context(_local_cluster_client(self.options))
+            if self.warm:
+                workers = self._client.scheduler_info().get("workers", {})
+                warming = [
+                    self._client.submit(import_modules, self.warm, workers=[address], pure=False)
+                    for address in workers
+                ]
+                self._client.gather(warming)
         except BaseException as error:  # re-raised in the thread that asks for the client
             self._error = error
         self.timings["cluster_start_s"] = time.perf_counter() - clock
@@ -315,9 +324,28 @@ class EarlyCluster:
         self.timings["shutdown_s"] = time.perf_counter() - clock
 
 
+INFERENCE_MODULES = ("geoseg.predict.forward", "geoseg.predict.assemble")
+"""What the workers of a prediction import first (torch and the model stack: 2-5 s)."""
+
 _EARLY: contextvars.ContextVar[EarlyCluster | None] = contextvars.ContextVar(
     "geoseg_early_cluster", default=None
 )
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import the modules ``names`` (a task warming a worker up: torch takes seconds)."""
+    for name in names:
+        importlib.import_module(name)
+
+
+def early_timings() -> dict[str, float]:
+    """The timings so far of the :func:`early_local_cluster` of the block; empty outside one.
+
+    ``cluster_start_s`` (its start, in the background) and ``cluster_wait_s``
+    (how long the command waited for it), for a run's manifest.
+    """
+    early = _EARLY.get()
+    return {} if early is None else dict(early.timings)
 
 
 @contextlib.contextmanager
@@ -327,11 +355,13 @@ def early_local_cluster(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     memory_limit: str = "auto",
+    warm: Sequence[str] = (),
 ) -> Iterator[EarlyCluster | None]:
     """Start the default local cluster now, in the background, for the block.
 
     A command calls it first and then validates its inputs, reads the model
-    and plans while the workers start; the :func:`local_client` (or
+    and plans while the workers start and import the modules ``warm`` (e.g.
+    :data:`INFERENCE_MODULES`); the :func:`local_client` (or
     :func:`dask_client` without an address) that it asks for later gets this
     cluster. With a scheduler (``scheduler`` or ``$DASK_SCHEDULER_ADDRESS``)
     nothing starts and None is yielded. The cluster closes at the end of the
@@ -340,7 +370,7 @@ def early_local_cluster(
     if resolve_scheduler(scheduler) is not None:
         yield None
         return
-    early = EarlyCluster(_local_options(n_workers, threads_per_worker, memory_limit))
+    early = EarlyCluster(_local_options(n_workers, threads_per_worker, memory_limit), warm)
     with dask.config.set(local_worker_settings()):
         token = _EARLY.set(early)
         try:

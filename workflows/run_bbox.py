@@ -31,7 +31,7 @@ from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
-from workflows.cluster import model_placement
+from workflows.cluster import early_timings, model_placement
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -191,6 +191,7 @@ def run_bbox(
             run, "labels", source, model, settings, placement, active, progress
         )
         run.timings["predict_s"] = time.perf_counter() - clock
+        run.timings.update(early_timings())  # the local cluster's start, when the command began it
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
         for flag in domain_warnings(run):
             report(f"warning: {flag.message}")
@@ -219,6 +220,7 @@ def run_bbox(
                 "run_time": run.started,
             },
             timestamp=run.started,
+            progress=progress,
         )
         polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
         areas = class_area_table(

@@ -225,11 +225,11 @@ def predict(
     # the input's header first: a bad or oversized file is refused before the model stack loads
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
 
-    from workflows.cluster import dask_client, early_local_cluster
+    from workflows.cluster import INFERENCE_MODULES, dask_client, early_local_cluster
 
     # without --scheduler the local cluster starts now, while the model stack loads and the
     # scene is validated and planned; predict_file's local client is this cluster
-    with early_local_cluster(scheduler) as early:
+    with early_local_cluster(scheduler, warm=INFERENCE_MODULES) as early:
         from geoseg.io.checkpoint import read_card
         from geoseg.models.loading import resolve_model_dir
 
