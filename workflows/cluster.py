@@ -285,12 +285,7 @@ class EarlyCluster:
         try:
             self._client = self._stack.enter_context(_local_cluster_client(self.options))
             if self.warm:
-                workers = self._client.scheduler_info().get("workers", {})
-                warming = [
-                    self._client.submit(import_modules, self.warm, workers=[address], pure=False)
-                    for address in workers
-                ]
-                self._client.gather(warming)
+                self._client.run(begin_imports, self.warm)
         except BaseException as error:  # re-raised in the thread that asks for the client
             self._error = error
         self.timings["cluster_start_s"] = time.perf_counter() - clock
@@ -333,9 +328,21 @@ _EARLY: contextvars.ContextVar[EarlyCluster | None] = contextvars.ContextVar(
 
 
 def import_modules(names: Sequence[str]) -> None:
-    """Import the modules ``names`` (a task warming a worker up: torch takes seconds)."""
+    """Import the modules ``names``."""
     for name in names:
         importlib.import_module(name)
+
+
+def begin_imports(names: Sequence[str]) -> None:
+    """On a worker: import the modules ``names`` in a thread of their own (torch takes seconds).
+
+    Not a task: a worker that closes while it imports (the command failed
+    meanwhile) need not wait for the import, and a first task that needs the
+    modules waits for them through Python's import lock.
+    """
+    threading.Thread(
+        target=import_modules, args=(tuple(names),), name="geoseg-imports", daemon=True
+    ).start()
 
 
 def early_timings() -> dict[str, float]:

@@ -170,7 +170,7 @@ def test_killed_run_resumes_to_identical_outputs(
         (tmp_path / "out.manifest.json").read_text(encoding="utf-8")
     ).timings_s
     assert {"cluster_start_s", "cluster_wait_s", "predict_s"} <= set(timings)
-    assert timings["cluster_wait_s"] <= timings["cluster_start_s"]
+    assert timings["cluster_wait_s"] <= timings["cluster_start_s"] + 0.5
     reused = [line for line in resumed.stderr.splitlines() if line.startswith("predicted:")]
     assert reused and int(reused[0].split(", ")[1].split()[0]) >= finished_before
     assert _outputs(tmp_path) == _outputs(reference.geopackage.parent)

@@ -152,7 +152,8 @@ def test_the_early_cluster_is_the_local_client_of_its_block() -> None:
         assert set(early_timings()) == {"cluster_start_s", "cluster_wait_s"}
     assert client.status == "closed"  # closed with the block
     assert set(early.timings) == {"cluster_start_s", "cluster_wait_s", "shutdown_s"}
-    assert early.timings["cluster_wait_s"] <= early.timings["cluster_start_s"]
+    # waited from after the start began to a little after it ended (the thread's own end)
+    assert early.timings["cluster_wait_s"] <= early.timings["cluster_start_s"] + 0.5
     assert early_timings() == {}
 
 
