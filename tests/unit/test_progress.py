@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from geoseg.cli import cli
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.report.progress import (
     SILENT,
@@ -18,7 +21,7 @@ from geoseg.report.progress import (
     showing,
     stages,
 )
-from tests.clusters import started_client
+from tests.clusters import started_client, started_cluster
 from tests.predict_fixtures import make_model_dir
 from tests.unit.test_change_workflow import FOREST, HEIGHT, WIDTH, _halves
 from tests.unit.test_predict import DESCRIPTIONS, landscape
@@ -192,3 +195,33 @@ def test_predict_vectorize_and_change_feed_their_stages_to_the_display(
     assert lines[7].startswith("change: patches: 12/12 chunks in ")
     assert lines[8] == "change: counts: 12 windows to do"
     assert lines[9].startswith("change: counts: 12/12 windows in ")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_command_line_shows_stage_lines_in_a_log_and_nothing_with_q(
+    make_geotiff: Callable[..., Path], tmp_path: Path, quiet: bool
+) -> None:
+    labels = make_geotiff((np.arange(40 * 50).reshape(40, 50) // 333 % 3).astype(np.uint8))
+    with started_cluster(1) as cluster:
+        result = CliRunner().invoke(
+            cli,
+            [
+                *(["-q"] if quiet else []),
+                "vectorize",
+                str(labels),
+                "--out",
+                str(tmp_path / "polygons.gpkg"),
+                "--chunk-size",
+                "16",
+                "--scheduler",
+                cluster.scheduler_address,
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    # 3 x 4 chunks of 16 px and the seam merge; CliRunner's stderr is no terminal
+    lines = result.stderr.splitlines()
+    if quiet:
+        assert lines == []
+    else:
+        assert lines[0] == "vectorize: 13 chunks to do"
+        assert re.fullmatch(r"vectorize: 13/13 chunks in \d+:\d\d", lines[1])
