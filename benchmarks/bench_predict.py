@@ -18,7 +18,13 @@ Measured side by side in one run, on the same cluster and the same tiles:
    workers; psutil, sampled every 50 ms in a thread) per scene size, each size
    on a fresh cluster (target: growth from 4k to 16k <= 10%);
 5. bf16 vs fp32 autocast on the real Zion scene: label agreement and speed;
-6. with ``--phases``: the CPU time per tile of each step of the prediction, the
+6. with ``--engines``: items 1-4 for each engine and precision listed
+   (``torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8``), each on a
+   fresh cluster, plus scene throughput (MP/s of the scene's own pixels);
+7. with ``--engine-batch``: one batch of 512 px Zion tiles through each engine
+   and precision side by side in this process (ms per tile, label agreement with
+   torch fp32), a quick indicative ratio;
+8. with ``--phases``: the CPU time per tile of each step of the prediction, the
    model's forward included, measured in ONE worker process (thread CPU time,
    so the figures hold on a loaded machine): the tasks' bodies are called
    directly in order on the first scene size, then the label COG is assembled.
@@ -36,6 +42,8 @@ Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--sizes 4096,8192,16384] [--model NAME|DIR]
     .venv/bin/python benchmarks/bench_predict.py --sizes 4096 --phases --skip-precision
+    .venv/bin/python benchmarks/bench_predict.py --sizes 4096,8192,16384 \
+        --engines torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8 --engine-batch
 """
 
 from __future__ import annotations
@@ -55,9 +63,10 @@ import torch
 from distributed import Client
 
 from geoseg.catalog.datadir import data_file
+from geoseg.errors import GeosegError
 from geoseg.io.checkpoint import read_card
 from geoseg.models.loading import resolve_model_dir, shipped_models
-from geoseg.predict.forward import batch_inputs
+from geoseg.predict.forward import batch_inputs, model_probabilities
 from geoseg.predict.inference import cached_model, device_support, forward_probabilities
 from geoseg.predict.placement import place_inference
 from geoseg.predict.plan import PredictPlan, make_plan
@@ -135,18 +144,23 @@ def install_forward_timer() -> None:
     this script are shipped by value, so their own globals would not persist).
     """
     import geoseg.predict.forward as forward
+    import geoseg.predict.onnx_runtime as onnx_runtime
 
-    original = forward.forward_probabilities
     forward.bench_forward_seconds = 0.0  # type: ignore[attr-defined]
 
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            forward.bench_forward_seconds += time.perf_counter() - start  # type: ignore[attr-defined]
+    def timer(original: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                forward.bench_forward_seconds += elapsed  # type: ignore[attr-defined]
 
-    forward.forward_probabilities = timed  # type: ignore[assignment]
+        return timed
+
+    forward.forward_probabilities = timer(forward.forward_probabilities)  # type: ignore[assignment]
+    onnx_runtime.session_probabilities = timer(onnx_runtime.session_probabilities)  # type: ignore[assignment]
 
 
 def take_forward_seconds() -> float:
@@ -161,10 +175,20 @@ def take_forward_seconds() -> float:
 def bare_forward_seconds(plan: PredictPlan, indexes: tuple[int, ...]) -> float:
     """Seconds of the forward pass alone for one batch (inputs prepared untimed)."""
     batch, _ = batch_inputs(plan, indexes)
-    loaded = cached_model(plan.model)
+    warm_model(plan)
     start = time.perf_counter()
-    forward_probabilities(loaded, batch, plan.model.device, plan.precision)
+    model_probabilities(plan, batch)
     return time.perf_counter() - start
+
+
+def warm_model(plan: PredictPlan) -> None:
+    """Load the plan's model (or build its ONNX Runtime session) in this process."""
+    if plan.engine == "onnxruntime":
+        from geoseg.predict.onnx_runtime import cached_session
+
+        cached_session(plan.model, plan.precision)
+    else:
+        cached_model(plan.model)
 
 
 def bare_forward(client: Client, plan: PredictPlan, args: argparse.Namespace) -> float:
@@ -211,17 +235,21 @@ def bench_settings(args: argparse.Namespace, precision: str) -> InferenceSetting
         chunk_size=args.chunk_size,
         device=args.device,
         precision=precision,
+        engine=args.engine,
     )
 
 
 def bench_plan(scene: Path, model: str | Path, work: Path, args: argparse.Namespace) -> PredictPlan:
     """The plan ``predict_file`` makes for ``scene`` with the benchmark's settings."""
+    card = read_card(resolve_model_dir(model))
     placement = place_inference(
         args.device,
         {"local": device_support()},
         where="this machine",
         precision=args.precision,
-        cpu_bf16_agreement=read_card(resolve_model_dir(model)).cpu_bf16_agreement,
+        cpu_bf16_agreement=card.cpu_bf16_agreement,
+        engine=args.engine,
+        onnx=card.onnx,
     )
     return make_plan(
         FileSource.open(scene),
@@ -261,9 +289,10 @@ def run_size(
     out = work / f"labels_{size}.tif"
     with local_client(n_workers=args.workers) as client:
         plan = bench_plan(scene, model, work, args)
-        client.run(cached_model, plan.model)  # warm: load the model once per worker
+        client.run(warm_model, plan)  # warm: load the model once per worker
         client.run(install_forward_timer)
         tile_pixels = plan.layout.count * plan.layout.tile**2 / 1e6
+        scene_pixels = size * size / 1e6
 
         def timed_pipeline() -> float:
             return timed_predict(client, scene, model, out, args, args.precision)
@@ -272,8 +301,9 @@ def run_size(
             pipeline = timed_pipeline()
         inside = sum(client.run(take_forward_seconds).values())
         line = (
-            f"{size:>6} px  tiles {plan.layout.count:>5}  {tile_pixels:8.1f} MP  "
-            f"pipeline {pipeline:7.1f} s = {tile_pixels / pipeline:6.3f} MP/s  "
+            f"{size:>6} px  {plan.engine}/{plan.precision}  tiles {plan.layout.count:>5}  "
+            f"{tile_pixels:8.1f} MP  pipeline {pipeline:7.1f} s = {tile_pixels / pipeline:6.3f} "
+            f"MP/s of tile pixels, {scene_pixels / pipeline:6.3f} MP/s of scene pixels  "
             f"peak RSS (tree) {memory.peak / 2**30:6.2f} GiB\n"
             f"        share of worker time spent in the model's forward during the pipeline: "
             f"{inside / (pipeline * args.workers):5.3f}"
@@ -437,6 +467,78 @@ def compare_precision(args: argparse.Namespace, model: str | Path, work: Path) -
     print(f"  bf16 vs fp32 label agreement on Zion: {100 * agreement:.3f}%")
 
 
+ENGINES = "torch:fp32,torch:bf16,onnxruntime:fp32,onnxruntime:int8"
+"""The engines and precisions compared by default."""
+
+
+def engine_pairs(text: str) -> list[tuple[str, str]]:
+    """``torch:fp32,onnxruntime:int8`` as ``[("torch", "fp32"), ("onnxruntime", "int8")]``."""
+    pairs = []
+    for item in text.split(","):
+        engine, _, precision = item.partition(":")
+        pairs.append((engine, precision or "fp32"))
+    return pairs
+
+
+def engine_batch(args: argparse.Namespace, model: str | Path, work: Path) -> None:
+    """One batch of Zion tiles through each engine and precision, side by side in this process.
+
+    Inputs are read and scaled once; each engine runs the batch once to warm
+    up, then ``--repeats`` times (min and median reported, ms per tile), and
+    its labels are compared with torch fp32's. Indicative only: one batch.
+    """
+    from geoseg.predict.onnx_runtime import cached_session, session_probabilities
+
+    torch.set_num_threads(args.threads)
+    settings = argparse.Namespace(**{**vars(args), "engine": "torch", "precision": "fp32"})
+    plan = bench_plan(data_file(ZION), model, work, settings)
+    indexes = max(plan.batches, key=len)
+    inputs, valid = batch_inputs(plan, indexes)
+    tiles, tile = len(indexes), plan.layout.tile
+    print(
+        f"one batch of {tiles} Zion tiles of {tile} px in one process, {args.threads} thread(s), "
+        f"load average before {os.getloadavg()}"
+    )
+    reference = None
+    timings = {}
+    for engine, precision in engine_pairs(args.engines):
+        if engine == "onnxruntime":
+            try:
+                session = cached_session(plan.model, precision)
+            except GeosegError as error:
+                print(f"  {engine:12s} {precision:5s} not run: {error}")
+                continue
+
+            def run(session: Any = session) -> Any:
+                return session_probabilities(session, inputs, "cpu")
+        else:
+            loaded = cached_model(plan.model)
+
+            def run(loaded: Any = loaded, precision: str = precision) -> Any:
+                return forward_probabilities(loaded, inputs, "cpu", precision)  # type: ignore[arg-type]
+
+        labels = run().argmax(axis=1)
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - start)
+        if reference is None:
+            reference = labels
+        agreement = float((labels == reference)[valid].mean())
+        per_tile = 1000 * float(np.median(seconds)) / tiles
+        timings[f"{engine}:{precision}"] = per_tile
+        print(
+            f"  {engine:12s} {precision:5s} {per_tile:7.1f} ms per tile (median of "
+            f"{args.repeats}; min {1000 * min(seconds) / tiles:7.1f}) = "
+            f"{tile * tile / per_tile / 1e3:6.3f} MP/s; labels agree with the first on "
+            f"{100 * agreement:.3f}%; RSS {psutil.Process().memory_info().rss / 2**30:5.2f} GiB"
+        )
+    first = next(iter(timings.values()))
+    ratios = ", ".join(f"{name} {first / value:4.2f}x" for name, value in timings.items())
+    print(f"  speed against the first: {ratios}; load average after {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="4096,8192,16384")
@@ -453,6 +555,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (the targets' device) or cuda")
     parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--phases", action="store_true", help="CPU time per step instead")
+    parser.add_argument("--engine", default="torch", help="torch, onnxruntime or auto")
+    parser.add_argument(
+        "--engines",
+        default="",
+        help=f"measure each ENGINE:PRECISION of this list in turn (e.g. {ENGINES})",
+    )
+    parser.add_argument(
+        "--engine-batch",
+        action="store_true",
+        help="one batch of Zion tiles through each of --engines in this process",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads of --engine-batch")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of --engine-batch")
     args = parser.parse_args()
     sizes = [int(text) for text in args.sizes.split(",") if text]
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-") as folder:
@@ -466,7 +581,8 @@ def main() -> None:
         print(f"date {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
         print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}, torch {torch.__version__}")
         print(
-            f"model {model}; device {args.device}; precision {args.precision}; "
+            f"model {model}; device {args.device}; engine {args.engine}; "
+            f"precision {args.precision}; "
             f"workers {args.workers} x 1 thread"
         )
         print(f"worker env {WORKER_ENV}")
@@ -474,12 +590,23 @@ def main() -> None:
             f"tile {args.tile or 'card'} overlap {args.overlap or 'card'} batch "
             f"{args.batch_size} chunk {args.chunk_size}"
         )
+        if args.engine_batch:
+            engine_batch(
+                argparse.Namespace(**{**vars(args), "engines": args.engines or ENGINES}),
+                model,
+                work,
+            )
         scenes = [mirrored_scene(work / f"mirror_{size}.tif", size) for size in sizes]
         if args.phases:
             report_phases(args, scenes[0], model, work)
             scenes = []
-        for index, scene in enumerate(scenes):
-            run_size(args, scene, model, work, first=sizes[index] == args.ratio_size)
+        pairs = engine_pairs(args.engines) if args.engines else [(args.engine, args.precision)]
+        for engine, precision in pairs:
+            measured = argparse.Namespace(
+                **{**vars(args), "engine": engine, "precision": precision}
+            )
+            for index, scene in enumerate(scenes):
+                run_size(measured, scene, model, work, first=sizes[index] == args.ratio_size)
         if not args.skip_precision:
             compare_precision(args, model, work)
         print(f"load average at the end {os.getloadavg()}")

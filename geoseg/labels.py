@@ -79,6 +79,15 @@ def parse_class_names(text: str, source: str) -> dict[int, str]:
         ) from None
 
 
+def stac_class_name(name: str, class_id: int) -> str:
+    """A class name as the STAC classification extension's ``name`` (letters, digits, ``-_``).
+
+    Other characters become ``_``; the name as given goes in ``title``.
+    """
+    token = re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_")
+    return token or f"class_{class_id}"
+
+
 def is_hex_colour(text: str) -> bool:
     """Whether ``text`` is a colour written ``#rrggbb``."""
     return _HEX_COLOUR.match(text) is not None

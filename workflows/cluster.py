@@ -13,13 +13,12 @@ import ast
 import contextlib
 import contextvars
 import gc
-import importlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from distributed import Client, LocalCluster
 from geoseg.predict.placement import InferencePlacement, place_inference
 
 if TYPE_CHECKING:  # geoseg.predict.inference imports torch; workflows that need no model skip it
-    from geoseg.models.card import ModelCard
+    from geoseg.models.card import ModelCard, OnnxRecord
     from geoseg.predict.inference import DeviceSupport
     from geoseg.predict.settings import InferenceSettings
 
@@ -271,9 +270,8 @@ class EarlyCluster:
     how long closing took.
     """
 
-    def __init__(self, options: tuple[int, int, str], warm: Sequence[str] = ()) -> None:
+    def __init__(self, options: tuple[int, int, str]) -> None:
         self.options = options
-        self.warm = tuple(warm)
         self.timings: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
@@ -284,8 +282,6 @@ class EarlyCluster:
         clock = time.perf_counter()
         try:
             self._client = self._stack.enter_context(_local_cluster_client(self.options))
-            if self.warm:
-                self._client.run(begin_imports, self.warm)
         except BaseException as error:  # re-raised in the thread that asks for the client
             self._error = error
         self.timings["cluster_start_s"] = time.perf_counter() - clock
@@ -319,30 +315,9 @@ class EarlyCluster:
         self.timings["shutdown_s"] = time.perf_counter() - clock
 
 
-INFERENCE_MODULES = ("geoseg.predict.forward", "geoseg.predict.assemble")
-"""What the workers of a prediction import first (torch and the model stack: 2-5 s)."""
-
 _EARLY: contextvars.ContextVar[EarlyCluster | None] = contextvars.ContextVar(
     "geoseg_early_cluster", default=None
 )
-
-
-def import_modules(names: Sequence[str]) -> None:
-    """Import the modules ``names``."""
-    for name in names:
-        importlib.import_module(name)
-
-
-def begin_imports(names: Sequence[str]) -> None:
-    """On a worker: import the modules ``names`` in a thread of their own (torch takes seconds).
-
-    Not a task: a worker that closes while it imports (the command failed
-    meanwhile) need not wait for the import, and a first task that needs the
-    modules waits for them through Python's import lock.
-    """
-    threading.Thread(
-        target=import_modules, args=(tuple(names),), name="geoseg-imports", daemon=True
-    ).start()
 
 
 def early_timings() -> dict[str, float]:
@@ -362,13 +337,11 @@ def early_local_cluster(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     memory_limit: str = "auto",
-    warm: Sequence[str] = (),
 ) -> Iterator[EarlyCluster | None]:
     """Start the default local cluster now, in the background, for the block.
 
     A command calls it first and then validates its inputs, reads the model
-    and plans while the workers start and import the modules ``warm`` (e.g.
-    :data:`INFERENCE_MODULES`); the :func:`local_client` (or
+    and plans while the workers start; the :func:`local_client` (or
     :func:`dask_client` without an address) that it asks for later gets this
     cluster. With a scheduler (``scheduler`` or ``$DASK_SCHEDULER_ADDRESS``)
     nothing starts and None is yielded. The cluster closes at the end of the
@@ -377,7 +350,7 @@ def early_local_cluster(
     if resolve_scheduler(scheduler) is not None:
         yield None
         return
-    early = EarlyCluster(_local_options(n_workers, threads_per_worker, memory_limit), warm)
+    early = EarlyCluster(_local_options(n_workers, threads_per_worker, memory_limit))
     with dask.config.set(local_worker_settings()):
         token = _EARLY.set(early)
         try:
@@ -406,6 +379,8 @@ def model_placement(
         scheduler,
         precision=settings.precision,
         cpu_bf16_agreement=card.cpu_bf16_agreement,
+        engine=settings.engine,
+        onnx=card.onnx,
     )
 
 
@@ -416,6 +391,8 @@ def inference_placement(
     *,
     precision: str = "auto",
     cpu_bf16_agreement: float | None = None,
+    engine: str = "torch",
+    onnx: OnnxRecord | None = None,
 ) -> InferencePlacement:
     """Ask the workers a run will use about their hardware, then :func:`place_inference`.
 
@@ -423,8 +400,8 @@ def inference_placement(
     ``scheduler`` or ``$DASK_SCHEDULER_ADDRESS`` (connected to briefly); else
     this machine, where the default local cluster runs (nothing is started for
     that). On a cluster without workers yet (adaptive), the first worker to
-    start is asked. ``precision`` and ``cpu_bf16_agreement`` (the model card's)
-    go to :func:`place_inference`.
+    start is asked. ``precision``, ``engine``, ``cpu_bf16_agreement`` and
+    ``onnx`` (the model card's) go to :func:`place_inference`.
 
     Raises
     ------
@@ -433,7 +410,12 @@ def inference_placement(
     """
     from geoseg.predict.inference import device_support
 
-    options: dict[str, Any] = {"precision": precision, "cpu_bf16_agreement": cpu_bf16_agreement}
+    options: dict[str, Any] = {
+        "precision": precision,
+        "cpu_bf16_agreement": cpu_bf16_agreement,
+        "engine": engine,
+        "onnx": onnx,
+    }
     if client is None:
         address = resolve_scheduler(scheduler)
         if address is None:

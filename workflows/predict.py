@@ -63,7 +63,7 @@ from geoseg.labels import (
     format_class_names,
 )
 from geoseg.models.card import ModelCard
-from geoseg.models.loading import resolve_model_dir
+from geoseg.models.loading import ModelName, model_name, resolve_model_dir
 from geoseg.predict.assemble import assemble_chunk
 from geoseg.predict.blending import PROBABILITY_SCALE
 from geoseg.predict.domain import DomainFinding
@@ -72,6 +72,7 @@ from geoseg.predict.overviews import overview_factors, overview_window
 from geoseg.predict.pixel_size import PixelSizeCheck
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
+from geoseg.predict.resampling import RESAMPLING_TAG, Resampling, at_card_pixel_size
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource, MaskedSource, RasterSource
 from geoseg.report.progress import Progress, stages
@@ -81,6 +82,8 @@ from workflows.tasks import geoseg_task
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
 DOMAIN_TAG = "GEOSEG_DOMAIN_FINDINGS"
 """Output tag: JSON list of the scene's out-of-domain findings (only when the card can tell)."""
+REQUESTED_TAG = "GEOSEG_MODEL_REQUESTED"
+"""Output tag: the alias the model was asked for (only when it was asked for by an alias)."""
 PROBABILITY_ENCODING = "uint8 = round(p * 255), band per class; nodata pixels are 0 (see labels)"
 
 
@@ -102,6 +105,10 @@ class PredictResult:
     pixel_size: PixelSizeCheck
     domain_findings: tuple[DomainFinding, ...] = ()
     """How the scene lies outside the model's training domain (also in the COGs' tags)."""
+    resampling: Resampling | None = None
+    """How a ``card_pixel_size`` card read the scene (also in the COGs' tags); None: natively."""
+    engine: str = "torch"
+    """The engine that ran the model (``torch`` or ``onnxruntime``)."""
 
 
 def _check_output(path: Path) -> None:
@@ -211,8 +218,18 @@ def _overview_levels(
     return levels
 
 
+def _run_tags(name: ModelName, resampling: Resampling | None) -> dict[str, str]:
+    """Output tags of how the model was asked for and how it read the scene (when it matters)."""
+    tags = {}
+    if name.alias:
+        tags[REQUESTED_TAG] = name.requested
+    if resampling is not None:
+        tags[RESAMPLING_TAG] = json.dumps(resampling.record(), sort_keys=True)
+    return tags
+
+
 def _styles(
-    card: ModelCard, findings: tuple[DomainFinding, ...]
+    card: ModelCard, findings: tuple[DomainFinding, ...], extra_tags: dict[str, str]
 ) -> tuple[OutputStyle, OutputStyle]:
     names = {spec.id: spec.name for spec in card.classes}
     tags = {
@@ -222,6 +239,7 @@ def _styles(
     }
     if card.training_domain is not None:
         tags[DOMAIN_TAG] = json.dumps([finding.to_dict() for finding in findings])
+    tags.update(extra_tags)
     labels = OutputStyle(
         band_descriptions=("class",),
         nodata=LABEL_NODATA,
@@ -257,7 +275,11 @@ def predict_source(
     Parameters
     ----------
     source
-        The scene (any :class:`~geoseg.predict.sources.RasterSource`).
+        The scene (any :class:`~geoseg.predict.sources.RasterSource`). With a
+        card saying ``resampling: card_pixel_size``, a finer scene is read as
+        block means at the card's pixel size
+        (:func:`geoseg.predict.resampling.at_card_pixel_size`) and the outputs
+        are on that zoomed grid (:attr:`PredictResult.resampling` says so).
     model
         Shipped model name or model directory.
     settings
@@ -298,6 +320,9 @@ def predict_source(
     for path in outputs.paths:
         _check_output(path)
     card = read_card(resolve_model_dir(model))
+    # a card_pixel_size card reads a finer scene as block means at its pixel size
+    source, resampling = at_card_pixel_size(source, card)
+    extra_tags = _run_tags(model_name(model, card), resampling)
     placement = placement or model_placement(settings, card, client)
     plan = make_plan(
         source,
@@ -312,7 +337,16 @@ def predict_source(
     with locked_work_dir(plan.work_dir):
         try:
             return _predict_planned(
-                source, card, plan, placement, outputs, client, progress, started, stage
+                source,
+                card,
+                plan,
+                placement,
+                outputs,
+                client,
+                progress,
+                started,
+                (resampling, extra_tags),
+                stage,
             )
         except BaseException as error:
             _keep_or_remove(plan, error)
@@ -341,9 +375,14 @@ def _predict_planned(
     client: Client | None,
     progress: bool,
     started: float,
+    read_as: tuple[Resampling | None, dict[str, str]],
     stage: str = "predict",
 ) -> PredictResult:
-    """The run of :func:`predict_source` once its work folder is locked."""
+    """The run of :func:`predict_source` once its work folder is locked.
+
+    ``read_as``: how the card read the scene, and the output tags saying so.
+    """
+    resampling, extra_tags = read_as
     prepare_work_dir(plan.work_dir, {"source": source.label, "model": plan.model.directory})
     summaries: list[ChunkSummary] = []
     jobs = []
@@ -367,7 +406,7 @@ def _predict_planned(
             f"{source.label}: every pixel is nodata; nothing to segment (check the file's "
             "nodata value and mask)"
         )
-    labels_style, probabilities_style = _styles(card, plan.domain_findings)
+    labels_style, probabilities_style = _styles(card, plan.domain_findings, extra_tags)
     grid = source.grid
     windows = [chunk.window for chunk in plan.chunks]
     finals = [(outputs.labels, "labels", 1, labels_style)]
@@ -396,9 +435,11 @@ def _predict_planned(
         chunks_reused=reused,
         device=plan.model.device,
         precision=plan.precision,
+        engine=plan.engine,
         seconds=time.perf_counter() - started,
         domain_findings=plan.domain_findings,
         pixel_size=plan.pixel_size,
+        resampling=resampling,
     )
 
 

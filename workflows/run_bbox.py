@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import geopandas as gpd
 from distributed import Client
 
 from geoseg.bbox import BBox
@@ -24,7 +25,8 @@ from geoseg.io.checkpoint import read_card
 from geoseg.io.report import save_png
 from geoseg.io.runs import read_labels_preview, write_attribute_table
 from geoseg.io.staging import check_output_paths, remove_file
-from geoseg.io.vector import read_vector
+from geoseg.io.tables import write_table
+from geoseg.io.vector import polygon_format, read_vector
 from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
@@ -41,11 +43,13 @@ from workflows.staging import (
     model_info,
     quiet,
     run_client,
+    run_grid,
     run_manifest,
     scene_source,
     stage_labels,
     start_run,
     write_manifest_table,
+    write_run_item,
 )
 from workflows.vectorize import vectorize_file
 
@@ -90,6 +94,11 @@ def default_paths(out: Path) -> tuple[Path, Path, Path]:
     )
 
 
+def areas_path(out: Path) -> Path:
+    """The class-area table beside a GeoParquet ``out`` (a GeoPackage holds it as a table)."""
+    return out.with_name(out.stem + ".class_areas.parquet")
+
+
 def run_bbox(
     bbox: BBox,
     datetime_range: str | None,
@@ -119,7 +128,8 @@ def run_bbox(
         ``DATE`` or ``START/END`` (see :func:`geoseg.catalog.stac.parse_datetime_range`).
     out
         The GeoPackage: layer ``classes`` (polygons), tables ``class_areas`` and
-        ``run_manifest``.
+        ``run_manifest``; or a ``.parquet`` file: the polygons as GeoParquet,
+        the area table beside it (:func:`areas_path`), the manifest in its JSON.
     model
         Shipped model name or model directory.
     labels_out, quicklook_out
@@ -139,7 +149,7 @@ def run_bbox(
         Read catalog files outside the data directory (see
         :func:`geoseg.catalog.stac.verify_entry`).
     progress
-        Show progress bars.
+        Show the stages (:mod:`geoseg.report.progress`).
     scheduler, client
         Where to run: an existing client, a scheduler address, or (default)
         ``$DASK_SCHEDULER_ADDRESS`` or a local cluster.
@@ -152,15 +162,18 @@ def run_bbox(
     default_labels, default_quicklook, manifest_path = default_paths(out)
     labels_path = Path(labels_out) if labels_out else default_labels
     quicklook_path = Path(quicklook_out) if quicklook_out else default_quicklook
-    check_output_paths([out, labels_path, quicklook_path, manifest_path])
+    geoparquet = polygon_format(out) == "parquet"
+    finals = [out, labels_path, quicklook_path, manifest_path]
+    check_output_paths([*finals, areas_path(out)] if geoparquet else finals)
 
     clock = time.perf_counter()
     scenes = search(bbox, datetime_range, location=catalog)
     card = read_card(resolve_model_dir(model))
-    grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
+    scene_grid = target_grid(bbox, scenes, crs=crs, resolution=resolution)
+    grid, resampling = run_grid(scene_grid, card, model, report)
     pixel_size = check_grid(grid, card, settings)
     source = scene_source(
-        grid,
+        scene_grid,
         scenes,
         card,
         mask_buffer=mask_buffer,
@@ -179,9 +192,10 @@ def run_bbox(
         "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
         **pixel_size.record(),
+        **resampling,
     }
     fingerprint = source.fingerprint()
-    key = {"command": "run", "source": fingerprint, "model": info.model_dump()}
+    key = {"command": "run", "source": fingerprint, "model": info.model_dump(exclude={"requested"})}
     identifier, run = start_run(out, {**key, "parameters": parameters})
     run.timings["search_s"] = time.perf_counter() - clock
 
@@ -205,13 +219,18 @@ def run_bbox(
             info,
             parameters,
             fingerprint,
-            {"geopackage": out, "labels": labels_path, "quicklook": quicklook_path},
+            {
+                "geoparquet" if geoparquet else "geopackage": out,
+                "labels": labels_path,
+                "quicklook": quicklook_path,
+                **({"class_areas": areas_path(out)} if geoparquet else {}),
+            },
         )
-        staged_gpkg = run.work / "out.gpkg"
-        remove_file(staged_gpkg)
+        staged_polygons = run.work / f"out{out.suffix.lower()}"
+        remove_file(staged_polygons)
         vectorize_file(
             staged_labels,
-            staged_gpkg,
+            staged_polygons,
             layer=CLASS_LAYER,
             client=active,
             provenance={
@@ -222,14 +241,21 @@ def run_bbox(
             timestamp=run.started,
             progress=progress,
         )
-        polygons = read_vector(staged_gpkg, layer=CLASS_LAYER)
+        if geoparquet:
+            polygons = gpd.read_parquet(staged_polygons)
+        else:
+            polygons = read_vector(staged_polygons, layer=CLASS_LAYER)
         areas = class_area_table(
             polygons["class_id"].to_numpy(),
             polygons["area_m2"].to_numpy(),
             {spec.id: spec.name for spec in card.classes},
         )
-        write_attribute_table(staged_gpkg, AREA_TABLE, areas, timestamp=run.started)
-        write_manifest_table(staged_gpkg, manifest)
+        staged_areas = run.work / "class_areas.parquet"
+        if geoparquet:
+            write_table(areas, staged_areas)
+        else:
+            write_attribute_table(staged_polygons, AREA_TABLE, areas, timestamp=run.started)
+            write_manifest_table(staged_polygons, manifest)
         run.timings["vectorize_s"] = time.perf_counter() - clock
         report(f"vectorized: {len(polygons)} polygons")
 
@@ -241,10 +267,27 @@ def run_bbox(
     publications = [
         (staged_labels, labels_path),
         (staged_quicklook, quicklook_path),
-        (staged_gpkg, out),
+        (staged_polygons, out),
     ]
+    if geoparquet:
+        publications.append((staged_areas, areas_path(out)))
     finish(run, out, publications, manifest, manifest_path, started_clock)
-    for path in (out, labels_path, quicklook_path, manifest_path):
+    extra = [areas_path(out)] if geoparquet else []
+    item = write_run_item(
+        "run",
+        {
+            "polygons": out,
+            **({"class_areas": areas_path(out)} if geoparquet else {}),
+            "labels": labels_path,
+            "quicklook": quicklook_path,
+            "manifest": manifest_path,
+        },
+        grid=grid,
+        scenes=scenes,
+        card=card,
+        started=run.started,
+    )
+    for path in (out, *extra, labels_path, quicklook_path, manifest_path, item):
         report(f"wrote {path}")
     return RunOutputs(
         geopackage=out,

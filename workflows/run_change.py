@@ -19,6 +19,7 @@ from geoseg.catalog.mosaic import target_grid
 from geoseg.catalog.stac import SceneEntry, region_file, search
 from geoseg.change.flags import Flag
 from geoseg.change.loss import LossRule
+from geoseg.errors import OutputError
 from geoseg.io.checkpoint import read_card
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.limits import DEFAULT_MASK_BUFFER
@@ -36,11 +37,13 @@ from workflows.staging import (
     model_info,
     quiet,
     run_client,
+    run_grid,
     run_manifest,
     scene_source,
     stage_prediction,
     start_run,
     write_manifest_table,
+    write_run_item,
 )
 
 
@@ -113,6 +116,8 @@ def run_change(
     out = Path(out)
     before_path, after_path = out.with_suffix(".before.tif"), out.with_suffix(".after.tif")
     manifest_path = out.with_name(out.stem + ".manifest.json")
+    if out.suffix.lower() != ".gpkg":  # several layers: no GeoParquet here
+        raise OutputError(f"{out}: run-change writes a GeoPackage of several layers; name it .gpkg")
     check_output_paths([out, before_path, after_path, manifest_path])
     regions_path = region_file(regions, location=None if catalog is None else catalog)
 
@@ -120,11 +125,12 @@ def run_change(
     before_scenes = search(bbox, before, location=catalog)
     after_scenes = search(bbox, after, location=catalog)
     card = read_card(resolve_model_dir(model))
-    grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    scene_grid = target_grid(bbox, [*before_scenes, *after_scenes], crs=crs, resolution=resolution)
+    grid, resampling = run_grid(scene_grid, card, model, report)
     pixel_size = check_grid(grid, card, settings)
     sources = {
         name: scene_source(
-            grid,
+            scene_grid,
             scenes,
             card,
             mask_buffer=mask_buffer,
@@ -152,12 +158,13 @@ def run_change(
         "mask_buffer": mask_buffer,
         **settings.output_parameters(placement),
         **pixel_size.record(),
+        **resampling,
     }
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {
         "command": "run-change",
         "sources": fingerprints,
-        "model": info.model_dump(),
+        "model": info.model_dump(exclude={"requested"}),
     }
     identifier, run = start_run(out, {**key, "parameters": parameters}, run_time)
     run.timings["search_s"] = time.perf_counter() - clock
@@ -232,6 +239,21 @@ def run_change(
                 (staged_stats.with_name(name), stats.with_name(f"{stats.stem}{kind}{stats.suffix}"))
             )
     finish(run, out, publications, manifest, manifest_path, started_clock)
+    stats_keys = ["stats", "stats_transitions", "stats_regions"]
+    item = write_run_item(
+        "run-change",
+        {
+            "change": out,
+            "labels_before": before_path,
+            "labels_after": after_path,
+            **{key: final for key, (_, final) in zip(stats_keys, publications[3:], strict=False)},
+            "manifest": manifest_path,
+        },
+        grid=grid,
+        scenes=[*before_scenes, *after_scenes],
+        card=card,
+        started=run.started,
+    )
     regions_table = result.statistics.regions
     report(
         f"forest loss {regions_table.loss_ha.sum():.2f} ha in patches of "
@@ -241,6 +263,7 @@ def run_change(
     for _, path in publications:
         report(f"wrote {path}")
     report(f"wrote {manifest_path}")
+    report(f"wrote {item}")
     return RunOutputs(
         geopackage=out,
         labels=(before_path, after_path),

@@ -22,6 +22,7 @@ lattice of 64 small sample windows, read when :func:`segment` is called.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,13 +39,21 @@ from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA, MODEL_TAG, format_class_names
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import Model, open_model
-from geoseg.predict.arrays import SceneArray, WindowSource, pad_window, scene_array, window_values
+from geoseg.predict.arrays import (
+    SceneArray,
+    WindowSource,
+    pad_window,
+    scene_array,
+    window_values,
+    zoomed_values,
+)
 from geoseg.predict.assemble import gather_tiles, stitch_chunk
 from geoseg.predict.blending import PROBABILITY_SCALE
 from geoseg.predict.forward import compute_batch
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PredictPlan, make_plan
 from geoseg.predict.preprocess import resolve_band_indexes, sample_windows
+from geoseg.predict.resampling import RESAMPLING_TAG, resampling_for
 from geoseg.predict.settings import InferenceSettings
 from geoseg.predict.stitching import TileBatch
 from workflows.cluster import model_placement
@@ -104,6 +113,27 @@ def _chunk_probabilities(
     quantized = _stitched(plan, window, indexes, batches)[1]
     assert quantized is not None  # the plan keeps probabilities
     return quantized.astype(np.float32) / np.float32(PROBABILITY_SCALE)
+
+
+def _zoomed(scene: SceneArray, raw: da.Array, factor: int) -> tuple[SceneArray, da.Array]:
+    """The scene and its model bands read as ``factor`` x ``factor`` block means (NaN: invalid).
+
+    Chunks are cut at whole blocks, so each output chunk is the block means of
+    one input chunk (:func:`geoseg.predict.arrays.zoomed_values`); the values
+    are those a zoomed file read gives for the same pixels.
+    """
+    sizes = [max(factor, -(-chunks[0] // factor) * factor) for chunks in raw.chunks[1:]]
+    aligned = raw.rechunk({0: -1, 1: sizes[0], 2: sizes[1]})
+    zoomed_chunks = tuple(tuple(-(-size // factor) for size in sides) for sides in aligned.chunks)
+    blocks: da.Array = aligned.map_blocks(
+        zoomed_values,
+        scene.nodata,
+        factor,
+        chunks=(aligned.chunks[0], *zoomed_chunks[1:]),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+    )
+    return replace(scene, grid=scene.grid.zoom_out(factor), nodata=None), blocks
 
 
 def _placement(card: ModelCard, settings: InferenceSettings) -> InferencePlacement:
@@ -278,6 +308,12 @@ def segment(
         Raw value of invalid pixels; default the array's ``nodata`` or
         ``_FillValue`` attribute.
 
+    A model whose card says ``resampling: card_pixel_size`` reads a finer
+    scene as block means of valid pixels at the card's pixel size (a 10 m
+    scene for a 30 m card as 3 x 3 blocks), as ``geoseg predict`` does: the
+    result is then on that zoomed grid (same origin, pixels ``factor`` times
+    larger) and its ``GEOSEG_RESAMPLING`` attribute records the resampling.
+
     Returns
     -------
     xarray.DataArray
@@ -310,6 +346,9 @@ def segment(
     source = scene.data.data
     raw = source if isinstance(source, da.Array) else da.from_array(source, chunks=-1)
     raw = raw[positions]
+    resampling = resampling_for(chosen.card, scene.grid)
+    if resampling is not None and resampling.factor > 1:
+        scene, raw = _zoomed(scene, raw, resampling.factor)
     placement = _placement(chosen.card, settings)
     plan = _plan(scene, raw, chosen, settings, placement, probabilities)
     token = tokenize(
@@ -318,6 +357,7 @@ def segment(
         plan.layout,
         plan.statistics,
         plan.precision,
+        plan.engine,
         settings.batch_size,
         settings.chunk_size,
         scene.nodata,
@@ -331,6 +371,8 @@ def segment(
         CLASS_NAMES_TAG: format_class_names(names),
         MODEL_TAG: chosen.card.name,
     }
+    if resampling is not None:
+        attrs[RESAMPLING_TAG] = json.dumps(resampling.record(), sort_keys=True)
     coords = _coordinates(scene)
     if probabilities:
         coords["class"] = list(plan.class_ids)

@@ -32,11 +32,14 @@ from geoseg.change.flags import Flag
 from geoseg.grid import RasterGrid
 from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
+from geoseg.io.stac import write_output_item
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
 from geoseg.limits import DEFAULT_MASK_BUFFER, check_pixel_budget
 from geoseg.models.card import ModelCard
+from geoseg.models.loading import alias_notice, model_name
 from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
+from geoseg.predict.resampling import resampling_for
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.report.manifest import (
     InputFile,
@@ -48,6 +51,7 @@ from geoseg.report.manifest import (
     software_versions,
 )
 from geoseg.report.manifest import run_time as resolve_run_time
+from geoseg.report.stac import OutputAsset, card_classes
 from workflows.cluster import dask_client
 from workflows.predict import predict_source
 
@@ -145,13 +149,36 @@ def run_client(client: Client | None, scheduler: str | None) -> Iterator[Client]
 
 
 def model_info(model: str | Path, card: ModelCard) -> ModelInfo:
-    """The model as the manifest records it (a directory by its card's name)."""
+    """The model as the manifest records it (a directory by its card's name, an alias by both)."""
+    name = model_name(model, card)
     return ModelInfo(
-        name=card.name if Path(model).exists() else str(model),
+        name=name.canonical,
+        requested=name.requested if name.alias else None,
         weights_sha256=card.weights_sha256,
         architecture=f"{card.architecture}/{card.encoder}".rstrip("/"),
         classes={str(spec.id): spec.name for spec in card.classes},
     )
+
+
+def run_grid(
+    grid: RasterGrid, card: ModelCard, model: str | Path, report: Report
+) -> tuple[RasterGrid, dict[str, Any]]:
+    """The grid a run over the scenes' ``grid`` writes, and what its manifest records of it.
+
+    A card with ``resampling: card_pixel_size`` reads finer scenes as block
+    means at its pixel size (:mod:`geoseg.predict.resampling`): the run's
+    grid is then ``grid`` zoomed out, the parameters record the resampling
+    and ``report`` gets a one-line notice; as it gets one when ``model`` is
+    an alias. Other cards: ``grid`` itself, nothing recorded.
+    """
+    if notice := alias_notice(model_name(model, card)):
+        report(notice)
+    resampling = resampling_for(card, grid)
+    if resampling is None:
+        return grid, {}
+    if notice := resampling.notice("the run's scenes"):
+        report(notice)
+    return grid.zoom_out(resampling.factor), {"resampling": resampling.record()}
 
 
 def check_grid(grid: RasterGrid, card: ModelCard, settings: InferenceSettings) -> PixelSizeCheck:
@@ -341,6 +368,42 @@ def write_manifest_table(geopackage: Path, manifest: RunManifest) -> None:
         MANIFEST_TABLE,
         pd.DataFrame(provenance_rows(manifest)),
         timestamp=manifest.started,
+    )
+
+
+ASSET_ROLES = {"quicklook": ("overview",), "manifest": ("metadata",)}
+"""Roles of a run's assets other than ``data``, by asset key."""
+
+
+def write_run_item(
+    command: str,
+    assets: dict[str, Path],
+    *,
+    grid: RasterGrid,
+    scenes: Sequence[SceneEntry],
+    card: ModelCard,
+    started: str,
+) -> Path:
+    """The STAC Item of a published run, beside its first asset (the GeoPackage).
+
+    Its time is the scenes' acquisition range, its processing time the run's
+    (fixed across attempts), so a resumed run writes the same Item.
+    """
+    first = next(iter(assets.values()))
+    ids = ", ".join(entry.id for entry in scenes)
+    return write_output_item(
+        first,
+        {
+            key: OutputAsset(path, ASSET_ROLES.get(key, ("data",)), key.replace("_", " "))
+            for key, path in assets.items()
+        },
+        grid=grid,
+        processed=datetime.fromisoformat(started),
+        start=min(entry.start for entry in scenes),
+        end=max(entry.end for entry in scenes),
+        lineage=f"geoseg {command}: scenes {ids} segmented by model {card.name} "
+        f"(weights sha256 {card.weights_sha256})",
+        classes=card_classes(card),
     )
 
 

@@ -33,8 +33,9 @@ from numpy.typing import NDArray
 from geoseg.areas import pixel_size_m
 from geoseg.errors import GridMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
+from geoseg.io.geoparquet import write_geoparquet
 from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
-from geoseg.io.vector import GeoPackageWriter, open_geopackage
+from geoseg.io.vector import GeoPackageWriter, open_geopackage, polygon_format
 from geoseg.io.warp import read_mask_on_grid
 from geoseg.labels import CLASS_NAMES_TAG, MODEL_TAG, colours_of_table, parse_class_names
 from geoseg.report.progress import Stage, current, showing, stages
@@ -474,8 +475,11 @@ def vectorize_file(
     masks: Sequence[Path] = (),
     progress: bool = True,
 ) -> dict[str, int]:
-    """Vectorize a class-map GeoTIFF into GeoPackage layers (atomically).
+    """Vectorize a class-map GeoTIFF into GeoPackage layers or a GeoParquet file (atomically).
 
+    ``out``'s suffix picks the format: ``.gpkg`` (GeoPackage, with QGIS styles)
+    or ``.parquet`` (GeoParquet 1.1 with a covering bbox column, the same rows
+    and columns as the GeoPackage layer; one layer, so no ``layer_per_class``).
     Class names come from ``class_names`` or the raster's ``GEOSEG_CLASS_NAMES``
     tag, colours from ``colours`` or its colour table. With
     ``layer_per_class`` each class gets a layer ``<layer>_<class name>``;
@@ -491,6 +495,11 @@ def vectorize_file(
         Feature count per layer written.
     """
     labels, out = Path(labels), Path(out)
+    geoparquet = polygon_format(out) == "parquet"
+    if geoparquet and layer_per_class:
+        raise InputError(
+            f"{out}: a GeoParquet file holds one layer; write a .gpkg for one layer per class"
+        )
     info = read_info(labels)
     grid = info.grid
     names = _class_names(info, class_names)
@@ -551,6 +560,9 @@ def vectorize_file(
             provenance=filled,
             min_area_m2=min_area_m2,
         )
+    if geoparquet:
+        with showing(stages(progress)):
+            return {base: write_geoparquet(out, tables)}
     seen: set[int] = set()
     with showing(stages(progress)), open_geopackage(out, timestamp=timestamp) as writer:
         if layer_per_class:

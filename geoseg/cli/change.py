@@ -16,6 +16,7 @@ from geoseg.cli import warn
 if TYPE_CHECKING:
     from geoseg.change.classmap import ClassMap
     from geoseg.change.flags import Flag
+    from workflows.change import ChangeResult
 
 
 def loss_rule_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -211,7 +212,39 @@ def change(
     )
     for path in result.tables:
         click.echo(f"{path}: written")
+    item = _write_item(result, before, after, regions, (before_date, after_date))
+    click.echo(f"{item}: written")
     echo_flags(result.flags)
+
+
+def _write_item(
+    result: ChangeResult,
+    before: Path,
+    after: Path,
+    regions: str,
+    dates: tuple[datetime | None, datetime | None],
+) -> Path:
+    """The STAC Item of the change outputs, on the common grid, dated by the two dates."""
+    from datetime import UTC
+
+    from geoseg.io.stac import write_output_item
+    from geoseg.report.stac import OutputAsset, OutputClass
+
+    assets = {"change": OutputAsset(result.out, ("data",), "change layers")}
+    for path in result.tables:
+        assets[path.name.replace(".", "_")] = OutputAsset(path, ("data",), "statistics table")
+    known = [moment for moment in dates if moment is not None]
+    return write_output_item(
+        result.out,
+        assets,
+        grid=result.grid,
+        processed=datetime.now(UTC),
+        start=min(known) if known else None,
+        end=max(known) if known else None,
+        lineage=f"geoseg change: class map {before} (before) against {after} (after) over "
+        f"the regions {regions}",
+        classes=[OutputClass(spec.id, spec.name) for spec in result.classes],
+    )
 
 
 def echo_flags(flags: Sequence[Flag], limit: int = 8) -> None:

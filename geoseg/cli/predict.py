@@ -10,14 +10,19 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from geoseg.cli import info, show_progress, warn
 from geoseg.limits import MAX_MASK_BUFFER
 from geoseg.predict.instances import InstanceSettings
-from geoseg.predict.settings import DEVICES, PRECISIONS, InferenceSettings, PredictOutputs
+from geoseg.predict.settings import DEVICES, ENGINES, PRECISIONS, InferenceSettings, PredictOutputs
+from geoseg.report.stac import OutputAsset
+
+if TYPE_CHECKING:
+    from geoseg.grid import RasterGrid
+    from geoseg.models.card import ModelCard
 
 DEFAULTS = InferenceSettings()
 
@@ -51,9 +56,18 @@ INFERENCE_OPTIONS = (
         type=click.Choice(PRECISIONS),
         default=DEFAULTS.precision,
         show_default=True,
-        help="Autocast precision of the model; auto: bf16 on CUDA (fp16 without bf16), on the "
+        help="Precision of the model; auto: bf16 on CUDA (fp16 without bf16), on the "
         "CPU bf16 only where it is native and the model card records at least 99.5% label "
-        "agreement with fp32, else fp32.",
+        "agreement with fp32, else fp32. int8: ONNX Runtime, where the card accepted the "
+        "quantized model (geoseg models quantize).",
+    ),
+    click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default=DEFAULTS.engine,
+        show_default=True,
+        help="What runs the model: torch, onnxruntime, or auto: the fastest engine and precision "
+        "whose labels the model card records as agreeing with fp32 PyTorch on these workers.",
     ),
     click.option(
         "--max-pixels",
@@ -146,8 +160,8 @@ def _band_map_option(
     "--polygons",
     "polygons_out",
     type=click.Path(path_type=Path),
-    help="Instance models: also write the instance polygons (GeoPackage, layer `instances`) "
-    "[default: none].",
+    help="Instance models: also write the instance polygons (.gpkg: GeoPackage, layer "
+    "`instances`; .parquet: GeoParquet) [default: none].",
 )
 @click.option(
     "--min-score",
@@ -210,6 +224,9 @@ def predict(
     The scene is read window by window, segmented in overlapping tiles on one
     global grid, blended seamlessly and written as a tiled, compressed COG with
     the input's CRS, transform and shape. A rerun after an interruption resumes.
+    A model whose card says `resampling: card_pixel_size` reads a finer scene
+    as block means at the card's pixel size (10 m as 3x3 blocks for 30 m); the
+    COG is then on that coarser grid, and its GEOSEG_RESAMPLING tag says so.
 
     With an instance model (card task `instance`, e.g. buildings-atlanta) --out
     is an instance-id COG (bands instance_id and class_id, 0 background) and
@@ -222,18 +239,26 @@ def predict(
     from geoseg.io.raster import read_info
 
     entered = time.time()
+    if polygons_out is not None:
+        from geoseg.io.vector import polygon_format
+
+        polygon_format(polygons_out)  # an unknown suffix is refused before any work
+
     # the input's header first: a bad or oversized file is refused before the model stack loads
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
 
-    from workflows.cluster import INFERENCE_MODULES, dask_client, early_local_cluster
+    from workflows.cluster import dask_client, early_local_cluster
 
     # without --scheduler the local cluster starts now, while the model stack loads and the
     # scene is validated and planned; predict_file's local client is this cluster
-    with early_local_cluster(scheduler, warm=INFERENCE_MODULES) as early:
+    with early_local_cluster(scheduler) as early:
         from geoseg.io.checkpoint import read_card
-        from geoseg.models.loading import resolve_model_dir
+        from geoseg.models.loading import alias_notice, model_name, resolve_model_dir
 
-        if read_card(resolve_model_dir(model)).task == "instance":
+        card = read_card(resolve_model_dir(model))
+        if notice := alias_notice(model_name(model, card)):
+            info(notice)
+        if card.task == "instance":
             _predict_instances(
                 input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
             )
@@ -256,13 +281,23 @@ def predict(
                 masks=masks,
                 mask_buffer=mask_buffer,
             )
+        assets = {"labels": OutputAsset(result.labels, ("data",), "class labels")}
+        if result.probabilities is not None:
+            assets["probabilities"] = OutputAsset(
+                result.probabilities, ("data",), "class probabilities (uint8, p x 255)"
+            )
+        item = _write_item(input_path, card, assets, result.grid)
         worked = time.time()
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "
-        f"{result.tiles} tiles, {result.device}/{result.precision}, {result.seconds:.1f} s)"
+        f"{result.tiles} tiles, {result.device}/{result.engine}/{result.precision}, "
+        f"{result.seconds:.1f} s)"
     )
     if result.probabilities is not None:
         click.echo(f"wrote {result.probabilities}")
+    click.echo(f"wrote {item}")
+    if result.resampling is not None and result.resampling.factor > 1:
+        info(result.resampling.notice(str(input_path)))
     for finding in result.domain_findings:
         warn(f"{input_path}: {finding.message}")
     phases = command_phases(entered, worked, {} if early is None else early.timings)
@@ -302,6 +337,8 @@ def _predict_instances(
     min_score: float,
     settings: InferenceSettings,
 ) -> None:
+    from geoseg.io.checkpoint import read_card
+    from geoseg.models.loading import resolve_model_dir
     from workflows.predict_instances import predict_instances_file
 
     if probabilities is not None:
@@ -309,9 +346,35 @@ def _predict_instances(
     result = predict_instances_file(
         input_path, model, settings, InstanceSettings(min_score=min_score), raster, polygons
     )
+    assets = {"instances": OutputAsset(result.raster, ("data",), "instance and class ids")}
+    if result.polygons is not None:
+        assets["polygons"] = OutputAsset(result.polygons, ("data",), "instance polygons")
+    item = _write_item(input_path, read_card(resolve_model_dir(model)), assets, result.grid)
     click.echo(
         f"wrote {result.raster} ({result.grid.height}x{result.grid.width}, {result.tiles} "
         f"tiles, {result.instances} instances, {result.seconds:.1f} s)"
     )
     if result.polygons is not None:
         click.echo(f"wrote {result.polygons}")
+    click.echo(f"wrote {item}")
+
+
+def _write_item(
+    input_path: Path, card: ModelCard, assets: dict[str, OutputAsset], grid: RasterGrid
+) -> Path:
+    """The STAC Item of a prediction's outputs, beside the first one."""
+    from datetime import UTC, datetime
+
+    from geoseg.io.stac import write_output_item
+    from geoseg.report.stac import card_classes
+
+    primary = next(iter(assets.values())).path
+    return write_output_item(
+        primary,
+        assets,
+        grid=grid,
+        processed=datetime.now(UTC),
+        lineage=f"geoseg predict: {input_path} segmented by model {card.name} "
+        f"(weights sha256 {card.weights_sha256})",
+        classes=card_classes(card),
+    )

@@ -87,11 +87,11 @@ def run(
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
     from geoseg.bbox import make_bbox, parse_bbox_text
-    from workflows.cluster import INFERENCE_MODULES, early_local_cluster
+    from workflows.cluster import early_local_cluster
     from workflows.run_bbox import run_bbox
 
     # the local cluster starts while the catalog is searched and the scenes verified
-    with early_local_cluster(scheduler, warm=INFERENCE_MODULES):
+    with early_local_cluster(scheduler):
         run_bbox(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             datetime_range,
@@ -155,11 +155,11 @@ def run_change(
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
     from geoseg.bbox import make_bbox, parse_bbox_text
-    from workflows.cluster import INFERENCE_MODULES, early_local_cluster
+    from workflows.cluster import early_local_cluster
     from workflows.run_change import run_change as run_change_workflow
 
     # the local cluster starts while the catalog is searched and the scenes verified
-    with early_local_cluster(scheduler, warm=INFERENCE_MODULES):
+    with early_local_cluster(scheduler):
         outputs = run_change_workflow(
             make_bbox(parse_bbox_text(bbox), bbox_crs),
             before,

@@ -1,4 +1,4 @@
-"""``geoseg vectorize``: class-map GeoTIFF to seam-free GeoPackage polygons."""
+"""``geoseg vectorize``: class-map GeoTIFF to seam-free GeoPackage or GeoParquet polygons."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def _class_ids(
 @click.command()
 @click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="GeoPackage."
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OUT.gpkg (GeoPackage) or OUT.parquet (GeoParquet 1.1, one layer).",
 )
 @click.option(
     "--probabilities",
@@ -85,6 +88,10 @@ def vectorize(
     scheduler: str | None,
 ) -> None:
     """Polygonize the class map LABELS into GeoPackage layers, seam-free and out of core."""
+    from geoseg.io.vector import polygon_format
+
+    polygon_format(out)  # an unknown suffix is refused before the cluster starts
+
     from workflows.cluster import dask_client
     from workflows.vectorize import vectorize_file
 
@@ -104,3 +111,29 @@ def vectorize(
         )
     for name, count in counts.items():
         click.echo(f"{out}: layer {name}: {count} polygons")
+    click.echo(f"wrote {_write_item(labels, out)}")
+
+
+def _write_item(labels: Path, out: Path) -> Path:
+    """The STAC Item of the polygons, on the class map's grid and with its classes."""
+    from datetime import UTC, datetime
+
+    from geoseg.io.raster import read_info
+    from geoseg.io.stac import write_output_item
+    from geoseg.labels import CLASS_NAMES_TAG, MODEL_TAG, colours_of_table, parse_class_names
+    from geoseg.report.stac import OutputAsset, OutputClass
+
+    info = read_info(labels)
+    tag = info.tags.get(CLASS_NAMES_TAG)
+    names = {} if tag is None else parse_class_names(tag, str(labels))
+    colours = colours_of_table(info.colormap or {})
+    model = info.tags.get(MODEL_TAG, "")
+    return write_output_item(
+        out,
+        {"polygons": OutputAsset(out, ("data",), "class polygons")},
+        grid=info.grid,
+        processed=datetime.now(UTC),
+        lineage=f"geoseg vectorize: polygons of the class map {labels}"
+        + (f" (model {model})" if model else ""),
+        classes=[OutputClass(key, name, colours.get(key)) for key, name in sorted(names.items())],
+    )

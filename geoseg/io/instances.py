@@ -1,4 +1,4 @@
-"""Writing instance and panoptic rasters (COG) and instance polygons (GeoPackage).
+"""Writing instance and panoptic rasters (COG) and instance polygons (GeoPackage, GeoParquet).
 
 An instance raster has two uint32 bands on the scene grid: ``instance_id``
 (0: no object) and ``class_id`` (the card's class id of the object; 0 where
@@ -25,6 +25,9 @@ from rasterio.errors import RasterioIOError
 from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
+from geoseg.io.geoparquet import write_geoparquet
+from geoseg.io.vector import polygon_format
+from geoseg.vector.features import feature_table, matching_layer_type
 
 INSTANCE_BANDS = ("instance_id", "class_id")
 TASK_TAG = "GEOSEG_TASK"
@@ -93,10 +96,17 @@ def write_id_cog(
 
 
 def write_instance_polygons(path: Path, frame: gpd.GeoDataFrame) -> None:
-    """Write the instance polygons as layer ``instances`` of a new GeoPackage (atomically)."""
+    """Write the instance polygons as layer ``instances`` of a new GeoPackage (atomically).
+
+    A ``.parquet`` path gets the same rows as GeoParquet (MultiPolygons, as in
+    the GeoPackage).
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the folder {path.parent} does not exist; create it first")
+    if polygon_format(path) == "parquet":
+        write_geoparquet(path, [matching_layer_type(feature_table(frame), "MultiPolygon")])
+        return
     with atomic_path(path) as temporary:
         frame.to_file(
             temporary,

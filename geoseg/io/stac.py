@@ -1,4 +1,4 @@
-"""Reading STAC: a static catalog on disk (pystac) or a STAC API (pystac-client).
+"""STAC files: reading a static catalog (pystac) or a STAC API (pystac-client); writing Items.
 
 Both return plain item dictionaries with their asset hrefs exactly as stored,
 plus the id of the collection each item belongs to; :mod:`geoseg.catalog.stac`
@@ -7,11 +7,15 @@ turns them into scene entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from geoseg.errors import CatalogError
+from geoseg.errors import CatalogError, OutputError
+
+if TYPE_CHECKING:
+    from geoseg.models.card import ModelCard
+    from geoseg.report.stac import OutputAsset
 
 
 def catalog_file(location: str | Path) -> Path:
@@ -91,3 +95,70 @@ def list_stac_api_collections(url: str) -> list[str]:
         return sorted(collection.id for collection in Client.open(url).get_collections())
     except (APIError, OSError, ValueError) as error:
         raise CatalogError(f"{url}: cannot list the STAC API's collections ({error})") from None
+
+
+def write_item(path: str | Path, item: dict[str, Any]) -> Path:
+    """Write a STAC Item dict as JSON at ``path``, atomically (after the files it describes)."""
+    from geoseg.io.staging import write_json
+
+    return write_json(path, item)
+
+
+def write_output_item(
+    primary: str | Path, assets: Mapping[str, OutputAsset], **fields: Any
+) -> Path:
+    """Write the Item describing a command's outputs beside ``primary`` (its first asset).
+
+    ``fields`` are those of :func:`geoseg.report.stac.output_item` after
+    ``assets``; the Item's id is ``primary``'s file name and it is written at
+    :func:`geoseg.report.stac.item_path` once every output exists.
+
+    Returns
+    -------
+    Path
+        The Item's path.
+    """
+    from geoseg.report.stac import item_path, output_item
+
+    primary = Path(primary)
+    missing = [str(asset.path) for asset in assets.values() if not Path(asset.path).is_file()]
+    if missing:
+        raise OutputError(f"{primary}: no STAC Item for outputs that do not exist: {missing}")
+    path = item_path(primary)
+    return write_item(path, output_item(primary.name, path.parent, assets=assets, **fields))
+
+
+def write_model_item(
+    directory: Path, card: ModelCard, out: Path, *, total_parameters: int, framework_version: str
+) -> Path:
+    """Export a model directory as a STAC MLM Item into the folder ``out``.
+
+    ``out`` receives ``<name>.safetensors`` (the weights, checked against the
+    card by the caller), ``<name>.card.json`` and, written last, the Item
+    ``<name>.stac.json`` (:func:`geoseg.models.stac_mlm.mlm_item`) whose
+    assets point at them by relative hrefs; each file appears atomically.
+    ``out`` is created when missing.
+
+    Returns
+    -------
+    Path
+        The Item's path.
+    """
+    from geoseg.io.staging import publish_file
+    from geoseg.models.card import CARD_FILENAME
+    from geoseg.models.stac_mlm import mlm_item
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{out}: cannot create the export folder ({error})") from None
+    weights = publish_file(directory / card.weights_file, out / f"{card.name}.safetensors")
+    card_copy = publish_file(directory / CARD_FILENAME, out / f"{card.name}.card.json")
+    item = mlm_item(
+        card,
+        weights_href=weights.name,
+        card_href=card_copy.name,
+        total_parameters=total_parameters,
+        framework_version=framework_version,
+    )
+    return write_item(out / f"{card.name}.stac.json", item)

@@ -36,6 +36,8 @@ from geoseg.vector.features import (
 )
 
 STYLES_LAYER = "layer_styles"
+POLYGON_FORMATS = {".gpkg": "gpkg", ".parquet": "parquet"}
+"""Polygon output formats by file suffix: GeoPackage, GeoParquet (:mod:`geoseg.io.geoparquet`)."""
 _SYNC_OPTION = "OGR_SQLITE_SYNCHRONOUS"
 _DATE_OPTION = "OGR_CURRENT_DATE"
 _STYLE_COLUMNS = (
@@ -52,6 +54,23 @@ _STYLE_COLUMNS = (
     "ui",
     "update_time",
 )
+
+
+def polygon_format(path: str | Path) -> str:
+    """``"gpkg"`` or ``"parquet"``: the polygon output format ``path``'s suffix names.
+
+    Raises
+    ------
+    OutputError
+        Any other suffix (checked before any work starts).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in POLYGON_FORMATS:
+        raise OutputError(
+            f"{path}: unknown polygon output format {suffix or '(no suffix)'!r}; name the file "
+            ".gpkg (GeoPackage) or .parquet (GeoParquet)"
+        )
+    return POLYGON_FORMATS[suffix]
 
 
 def _write_table(table: pa.Table, path: Path, layer: str, *, append: bool) -> None:

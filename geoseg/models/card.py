@@ -146,6 +146,61 @@ class TrainingDomain(StrictModel):
         return value
 
 
+class OnnxRecord(StrictModel):
+    """ONNX Runtime's labels against fp32 PyTorch's, measured when the model was packaged.
+
+    ``geoseg models quantize`` writes it (:mod:`geoseg.models.export`):
+    ``--engine auto`` runs the model on ONNX Runtime only when
+    ``fp32_agreement`` is at least 0.999, and in int8 only when the quantized
+    model was accepted (``int8_file`` set: ``int8_agreement`` at least 0.995).
+    """
+
+    opset: int = Field(ge=7, description="ONNX opset of the exported graph")
+    fp32_agreement: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="share of the pixels labelled alike by ORT fp32 and PyTorch fp32",
+    )
+    int8_agreement: float | None = Field(
+        None, ge=0.0, le=1.0, description="the same for the int8 model (None: not quantized)"
+    )
+    int8_file: str | None = Field(
+        None, description="the accepted int8 model in the model directory (None: refused or none)"
+    )
+    int8_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    quantization: str = Field("", description="how the int8 model was quantized and calibrated")
+    pixels: int = Field(ge=0, description="valid pixels the agreements were measured on")
+    measured_on: str = Field("", description="which pixels: the validation windows of the training")
+
+    @model_validator(mode="after")
+    def _check_int8(self) -> OnnxRecord:
+        if (self.int8_file is None) != (self.int8_sha256 is None):
+            raise ValueError("int8_file and int8_sha256 go together")
+        if self.int8_file is not None and self.int8_agreement is None:
+            raise ValueError("an int8_file needs its int8_agreement")
+        return self
+
+
+class ExportRecord(StrictModel):
+    """How an exported model (``geoseg models export``) was made and checked."""
+
+    format: Literal["onnx"]
+    file: str = Field(min_length=1, description="the exported model, beside this card")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    opset: int = Field(ge=7)
+    precision: Literal["fp32", "int8"] = "fp32"
+    label_agreement: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="share of the scene's pixels labelled alike by it and PyTorch fp32",
+    )
+    pixels: int = Field(ge=0, description="valid tile pixels the agreement was measured on")
+    scene: str = Field("", description="the scene it was measured on")
+    inputs: str = Field(
+        "", description="the graph's input: name, layout and dynamic axes; outputs: logits"
+    )
+
+
 class ModelCard(StrictModel):
     """Validated model card (``card.json`` of a model directory)."""
 
@@ -190,6 +245,25 @@ class ModelCard(StrictModel):
         description="the distribution of the scaled training inputs, pixel sizes and sensors "
         "(None: not recorded, no out-of-domain check)",
     )
+    resampling: Literal["native", "card_pixel_size"] = Field(
+        "native",
+        description="how a scene is read: native: at its own pixel size; card_pixel_size: a "
+        "finer scene at the whole multiple of its pixel nearest pixel_size_m, as block means "
+        "of valid pixels (a 10 m scene for a 30 m card as 3 x 3 block means), as in training",
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="other names the shipped model is found by (e.g. a former name); "
+        "geoseg.models.loading.resolve_model_dir resolves them",
+    )
+    onnx: OnnxRecord | None = Field(
+        None,
+        description="ONNX Runtime fp32 and int8 label agreement with PyTorch fp32 (None: not "
+        "measured; ``--engine auto`` then runs PyTorch)",
+    )
+    export: ExportRecord | None = Field(
+        None, description="set in the card of an exported model only (``geoseg models export``)"
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelCard:
@@ -209,6 +283,12 @@ class ModelCard(StrictModel):
                 raise ValueError(
                     f"training_domain has bands {recorded}, the card's bands are {names}"
                 )
+        if self.name in self.aliases or len(set(self.aliases)) != len(self.aliases):
+            raise ValueError(
+                f"aliases must be unique and differ from the name {self.name!r}, got {self.aliases}"
+            )
+        if any(not alias.strip() or "/" in alias for alias in self.aliases):
+            raise ValueError(f"aliases must be plain non-empty names, got {self.aliases}")
         if 2 * self.overlap >= self.tile_size:
             raise ValueError(
                 f"overlap {self.overlap} must be less than half the tile size {self.tile_size}"

@@ -1,4 +1,11 @@
-"""Resolving a model by shipped name or directory, and building it with its weights."""
+"""Resolving a model by shipped name, alias or directory, and building it with its weights.
+
+A shipped model is found by its folder name under :data:`SHIPPED_DIR` or by
+an alias its card lists (``aliases``, e.g. a former name kept when a model is
+renamed): :func:`resolve_model_dir` takes any of them; :func:`model_name`
+tells the name asked for from the canonical one, which runs record, and
+:func:`alias_notice` is the one line saying what an alias resolves to.
+"""
 
 from __future__ import annotations
 
@@ -32,13 +39,37 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CARD_FILENAME).exists())
 
 
-def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """A model directory from a shipped model name or a path.
+def shipped_aliases() -> dict[str, str]:
+    """``{alias: shipped model name}`` from the shipped cards' ``aliases``.
 
     Raises
     ------
     ModelError
-        Neither a shipped name nor a model directory; lists the shipped names.
+        Two shipped models claim the same alias, or an alias is a shipped
+        model's own name.
+    """
+    names = shipped_models()
+    table: dict[str, str] = {}
+    for name in names:
+        for alias in read_card(SHIPPED_DIR / name).aliases:
+            if alias in table or alias in names:
+                other = table.get(alias, alias)
+                raise ModelError(
+                    f"{SHIPPED_DIR / name / CARD_FILENAME}: alias {alias!r} is also "
+                    f"{'an alias of' if alias in table else 'the name of'} shipped model "
+                    f"{other!r}; remove it from one of the cards"
+                )
+            table[alias] = name
+    return table
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A model directory from a shipped model name, one of its aliases, or a path.
+
+    Raises
+    ------
+    ModelError
+        Neither a shipped name, an alias nor a model directory; lists the shipped names.
     """
     candidate = Path(name_or_path)
     if (candidate / CARD_FILENAME).exists():
@@ -46,11 +77,45 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     shipped = SHIPPED_DIR / str(name_or_path)
     if (shipped / CARD_FILENAME).exists():
         return shipped
+    target = shipped_aliases().get(str(name_or_path))
+    if target is not None:
+        return SHIPPED_DIR / target
     names = ", ".join(shipped_models()) or "(none shipped)"
     raise ModelError(
         f"{name_or_path!r} is neither a shipped model nor a model directory with {CARD_FILENAME}; "
         f"shipped models: {names}"
     )
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """The name a model was asked for and the name it has (its card's)."""
+
+    requested: str
+    canonical: str
+    alias: bool
+    """Whether ``requested`` is an alias of the shipped model ``canonical``."""
+
+
+def model_name(name_or_path: str | Path, card: ModelCard) -> ModelName:
+    """How ``name_or_path`` (resolved to ``card``) is named: asked for, canonical, alias or not.
+
+    A directory is named by its card; a shipped name is itself; an alias is
+    asked for by the alias and named by its card (pure, besides checking
+    whether ``name_or_path`` is a directory).
+    """
+    requested = str(name_or_path)
+    if (Path(name_or_path) / CARD_FILENAME).exists():
+        return ModelName(requested, card.name, alias=False)
+    alias = requested in card.aliases and not (SHIPPED_DIR / requested / CARD_FILENAME).exists()
+    return ModelName(requested, card.name if alias else requested, alias=alias)
+
+
+def alias_notice(name: ModelName) -> str:
+    """One line saying what an alias resolves to; empty when ``name`` is not an alias."""
+    if not name.alias:
+        return ""
+    return f"model {name.requested!r} is an alias: it resolves to {name.canonical!r}"
 
 
 def build_from_card(card: ModelCard) -> nn.Module:

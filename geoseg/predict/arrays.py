@@ -38,6 +38,7 @@ from rasterio.crs import CRS
 from geoseg.errors import BandMismatchError, InputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.predict.preprocess import PhysicalValues, band_name_from_description
+from geoseg.predict.sources import block_mean
 
 BAND_DIMS = ("band", "bands", "variable", "channel")
 """Dimension names taken for the band axis."""
@@ -246,6 +247,27 @@ def window_values(
     if raw.dtype.kind not in "iu":
         valid &= np.all(np.isfinite(values), axis=0)
     return values, valid
+
+
+def zoomed_values(raw: NDArray[Any], nodata: float | None, factor: int) -> NDArray[np.float32]:
+    """Raw ``(bands, h, w)`` pixels as block means of valid pixels, NaN where a block has none.
+
+    The values and validity are :func:`window_values`'; blocks are ``factor`` x
+    ``factor`` from the array's first pixel, the last row and column of blocks
+    padded with invalid pixels (as :class:`~geoseg.predict.sources.ZoomedSource`
+    reads past a scene's edge), so the result has ``ceil(h / factor)`` x
+    ``ceil(w / factor)`` pixels and equals a zoomed file read of the same pixels.
+    """
+    values, valid = window_values(raw, nodata)
+    height, width = valid.shape
+    pad_rows, pad_cols = -height % factor, -width % factor
+    if pad_rows or pad_cols:
+        padded: PhysicalValues = np.pad(values, ((0, 0), (0, pad_rows), (0, pad_cols)))  # type: ignore[assignment]  # the same dtype
+        values = padded
+        valid = np.pad(valid, ((0, pad_rows), (0, pad_cols)))
+    means, zoomed_valid = block_mean(values, valid, factor)
+    means[:, ~zoomed_valid] = np.nan
+    return means
 
 
 def pad_window(

@@ -91,10 +91,9 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     active = [position for position in range(len(indexes)) if valid[position].any()]
     probabilities = None
     if active:
-        loaded = cached_model(plan.model)
         if len(active) < len(indexes):
             inputs = inputs[active]
-        probabilities = forward_probabilities(loaded, inputs, plan.model.device, plan.precision)
+        probabilities = model_probabilities(plan, inputs)
     rows = {position: row for row, position in enumerate(active)}
     for position, parts in enumerate(batch_parts(plan, indexes, batch)):
         if position not in rows or probabilities is None:
@@ -104,6 +103,17 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
             continue
         keep_tile(plan, parts, probabilities[rows[position]], valid[position])
     return batch
+
+
+def model_probabilities(plan: PredictPlan, inputs: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Class probabilities of scaled tiles through the plan's engine, device and precision."""
+    if plan.engine == "onnxruntime":
+        from geoseg.predict.onnx_runtime import cached_session, session_probabilities
+
+        session = cached_session(plan.model, plan.precision)
+        return session_probabilities(session, inputs, plan.model.device, plan.model.directory)
+    loaded = cached_model(plan.model)
+    return forward_probabilities(loaded, inputs, plan.model.device, plan.precision)
 
 
 def keep_tile(

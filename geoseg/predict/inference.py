@@ -50,17 +50,29 @@ class DeviceSupport:
     """The CUDA device runs bf16 (else ``auto`` uses fp16 on it)."""
     cpu_bf16: bool = False
     """The CPU has native bf16 instructions (see :func:`native_cpu_bf16`)."""
+    onnxruntime: bool = False
+    """onnxruntime is installed (``--engine onnxruntime``)."""
+    ort_cuda: bool = False
+    """ONNX Runtime has its CUDA execution provider and a CUDA device is usable."""
+    cpu_vnni: bool = False
+    """The CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
     where: str = "this machine"
     """Whose hardware this is, for error messages."""
 
 
 def device_support() -> DeviceSupport:
     """Probe this process's hardware (run on each Dask worker for a cluster)."""
+    from geoseg.predict.onnx_runtime import cpu_vnni, onnxruntime_providers
+
     cuda = torch.cuda.is_available()
+    providers = onnxruntime_providers()
     return DeviceSupport(
         cuda=cuda,
         cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
         cpu_bf16=native_cpu_bf16(),
+        onnxruntime=providers is not None,
+        ort_cuda=cuda and "CUDAExecutionProvider" in (providers or ()),
+        cpu_vnni=cpu_vnni(),
     )
 
 
@@ -119,7 +131,8 @@ def select_precision(
     Raises
     ------
     ConfigError
-        Unknown name, or fp16 on CPU (not supported by CPU autocast kernels).
+        Unknown name, fp16 on CPU (not supported by CPU autocast kernels), or
+        int8 (PyTorch runs no quantized model here).
     """
     check_precision(precision)
     if precision == "auto":
@@ -130,6 +143,8 @@ def select_precision(
         return "bf16" if agrees and support.cpu_bf16 else "fp32"
     if precision == "fp16" and device == "cpu":
         raise ConfigError("fp16 is not supported on the CPU; use fp32 or bf16")
+    if precision == "int8":
+        raise ConfigError("int8 runs only on ONNX Runtime; use --engine onnxruntime or auto")
     resolved: Precision = precision  # type: ignore[assignment]
     return resolved
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import ConfigError
-from geoseg.predict.settings import Precision, check_device
+from geoseg.predict.settings import Engine, Precision, check_device
 
 if TYPE_CHECKING:
+    from geoseg.models.card import OnnxRecord
     from geoseg.predict.inference import DeviceSupport
 
 
@@ -37,7 +38,9 @@ class InferencePlacement:
     """Keyword arguments of ``Client.submit`` for inference tasks (``resources`` or
     ``workers``); empty when any worker may run them."""
     precision: Precision = field(kw_only=True)
-    """The autocast precision, resolved for the device, the hardware and the model."""
+    """The precision, resolved for the device, the hardware, the engine and the model."""
+    engine: Engine = field(default="torch", kw_only=True)
+    """The engine that runs the model (see :func:`geoseg.predict.engines.select_engine`)."""
 
 
 def place_inference(
@@ -48,16 +51,19 @@ def place_inference(
     *,
     precision: str = "auto",
     cpu_bf16_agreement: float | None = None,
+    engine: str = "torch",
+    onnx: OnnxRecord | None = None,
 ) -> InferencePlacement:
-    """Resolve ``device`` and ``precision`` for workers that offer ``workers`` (by address).
+    """Resolve ``device``, ``engine`` and ``precision`` for workers that offer ``workers``.
 
     ``auto`` is ``cuda`` when some worker has a CUDA device. When only some
     workers have one, inference tasks go to them: by the ``GPU`` resource when
     exactly those workers advertise it (``dask worker --resources GPU=1``,
     dask-cuda), else by worker address. Precision support is what every
     worker running inference offers; ``precision`` is resolved for it and the
-    model's recorded bf16 agreement (see
-    :func:`geoseg.predict.inference.select_precision`).
+    model's recorded bf16 agreement, together with ``engine`` and the card's
+    ONNX Runtime agreements ``onnx`` (see
+    :func:`geoseg.predict.engines.select_engine`).
 
     Raises
     ------
@@ -65,7 +71,8 @@ def place_inference(
         Unknown device or precision, no workers, ``cuda`` asked for and no
         worker has it, or fp16 on the CPU.
     """
-    from geoseg.predict.inference import DeviceSupport, select_precision
+    from geoseg.predict.engines import select_engine
+    from geoseg.predict.inference import DeviceSupport
 
     check_device(device)
     if not workers:
@@ -81,7 +88,13 @@ def place_inference(
     if device == "cpu" or not gpus:
         every = list(workers.values())
         resolved = "cpu"
-        support = DeviceSupport(cuda=False, cpu_bf16=all(s.cpu_bf16 for s in every), where=where)
+        support = DeviceSupport(
+            cuda=False,
+            cpu_bf16=all(s.cpu_bf16 for s in every),
+            onnxruntime=all(s.onnxruntime for s in every),
+            cpu_vnni=all(s.cpu_vnni for s in every),
+            where=where,
+        )
     else:
         chosen = [workers[address] for address in gpus]
         resolved = "cuda"
@@ -89,13 +102,25 @@ def place_inference(
             cuda=True,
             cuda_bf16=all(s.cuda_bf16 for s in chosen),
             cpu_bf16=all(s.cpu_bf16 for s in chosen),
+            onnxruntime=all(s.onnxruntime for s in chosen),
+            ort_cuda=all(s.ort_cuda for s in chosen),
+            cpu_vnni=all(s.cpu_vnni for s in chosen),
             where=where,
         )
+    chosen_engine, chosen_precision = select_engine(
+        engine,
+        precision,
+        resolved,
+        support,
+        cpu_bf16_agreement=cpu_bf16_agreement,
+        onnx=onnx,
+    )
     return InferencePlacement(
         resolved,
         support,
         _gpu_restrictions(gpus, len(workers), resources) if resolved == "cuda" else {},
-        precision=select_precision(precision, resolved, cpu_bf16_agreement, support),
+        precision=chosen_precision,
+        engine=chosen_engine,
     )
 
 

@@ -37,7 +37,7 @@ from geoseg.predict.preprocess import (
     sample_windows,
     scene_statistics,
 )
-from geoseg.predict.settings import InferenceSettings, Precision
+from geoseg.predict.settings import Engine, InferenceSettings, Precision
 from geoseg.predict.sources import RasterSource
 from geoseg.predict.stitching import TileBatch, TileParts, tile_parts
 from geoseg.predict.tiling import TileLayout, make_layout, tile_batches, tiles_touching
@@ -77,6 +77,8 @@ class PredictPlan:
     """The scene's ground pixel size against the card's (refused ones never get a plan)."""
     domain_findings: tuple[DomainFinding, ...] = ()
     """How the scene lies outside the card's training domain (empty: inside, or not recorded)."""
+    engine: Engine = "torch"
+    """The engine that runs the model (the placement's)."""
 
     @property
     def num_classes(self) -> int:
@@ -115,7 +117,7 @@ def make_plan(
 ) -> PredictPlan:
     """Validate a run's inputs once and describe it, schedule included, as a :class:`PredictPlan`.
 
-    The model runs with the device and precision of ``placement`` (see
+    The model runs with the device, engine and precision of ``placement`` (see
     :func:`geoseg.predict.placement.place_inference`). Resolves the model (by
     name or directory), the model's bands among the source's, the tile
     geometry (default: the card's), and for ``scene_percentile`` scaling the
@@ -173,6 +175,7 @@ def make_plan(
         "weights_sha256": key.weights_sha256,
         "device": placement.device,
         "precision": placement.precision,
+        "engine": placement.engine,
         "bands": list(positions),
         "tile": tile_size,
         "overlap": tile_overlap,
@@ -200,4 +203,5 @@ def make_plan(
         chunks=schedule_chunks(layout, batches, grid.chunks(settings.chunk_size)),
         domain_findings=findings,
         pixel_size=pixel_size,
+        engine=placement.engine,
     )

@@ -27,11 +27,15 @@ from geoseg.predict.tiling import check_batch_size, check_tile_geometry
 if TYPE_CHECKING:
     from geoseg.predict.placement import InferencePlacement
 
-Precision = Literal["fp32", "bf16", "fp16"]
-"""A resolved autocast precision."""
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
+"""A resolved precision: a torch autocast type, or ``int8`` (ONNX Runtime, quantized)."""
+
+Engine = Literal["torch", "onnxruntime"]
+"""A resolved inference engine."""
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+ENGINES = ("torch", "onnxruntime", "auto")
 
 
 def check_device(device: str) -> None:
@@ -46,13 +50,33 @@ def check_precision(precision: str) -> None:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
+def check_engine(engine: str, precision: str = "auto") -> None:
+    """Raise :class:`ConfigError` unless ``engine`` is in :data:`ENGINES` and runs ``precision``.
+
+    PyTorch runs fp32, bf16 and fp16 (autocast), ONNX Runtime fp32 and int8
+    (a quantized model); ``auto`` takes any precision.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "torch" and precision == "int8":
+        raise ConfigError(
+            "--precision int8 runs only on ONNX Runtime; use --engine onnxruntime or auto"
+        )
+    if engine == "onnxruntime" and precision in ("bf16", "fp16"):
+        raise ConfigError(
+            f"--engine onnxruntime runs fp32 or int8, not {precision}; use --engine torch for "
+            f"{precision}"
+        )
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """How the model runs over a scene; validated when built.
 
-    None of these change the outputs except ``device`` and ``precision``
-    (through the arithmetic of the hardware) and ``tile``/``overlap`` (the
-    tiling): the chunk and batch sizes only change how the work is cut.
+    None of these change the outputs except ``device``, ``precision`` and
+    ``engine`` (through the arithmetic of the hardware and the engine's
+    kernels) and ``tile``/``overlap`` (the tiling): the chunk and batch sizes
+    only change how the work is cut.
     """
 
     tile: int | None = None
@@ -66,7 +90,12 @@ class InferenceSettings:
     device: str = "auto"
     """``auto`` | ``cpu`` | ``cuda``; ``auto`` is CUDA when the workers have a GPU."""
     precision: str = "auto"
-    """``auto`` | ``fp32`` | ``bf16`` | ``fp16``, resolved for the workers and the model."""
+    """``auto`` | ``fp32`` | ``bf16`` | ``fp16`` | ``int8``, resolved for the workers and the
+    model (``int8``: ONNX Runtime, where the card accepts its quantized model)."""
+    engine: str = "torch"
+    """``torch`` | ``onnxruntime`` | ``auto`` (see :func:`geoseg.predict.engines.select_engine`):
+    ``auto`` picks the fastest engine and precision whose labels the model card records as
+    agreeing with fp32 PyTorch."""
     bands: Mapping[str, int] | None = field(default=None, hash=False)
     """``{model band name: 1-based raster band}`` when a raster's band descriptions do
     not name its bands (e.g. ``{"blue": 1, "green": 2, "red": 3, "nir": 4}``)."""
@@ -84,23 +113,26 @@ class InferenceSettings:
         check_chunk_size(self.chunk_size)
         check_device(self.device)
         check_precision(self.precision)
+        check_engine(self.engine, self.precision)
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be at least 1, got {self.max_pixels}")
 
     def output_parameters(self, placement: InferencePlacement) -> dict[str, Any]:
         """The settings that can change the labels, as a run manifest records them.
 
-        ``device`` and ``precision`` as asked for; ``device_used`` and
-        ``precision_used`` as ``placement`` resolved them for the workers and
-        the model.
+        ``device``, ``precision`` and ``engine`` as asked for; ``device_used``,
+        ``precision_used`` and ``engine_used`` as ``placement`` resolved them for
+        the workers and the model.
         """
         return {
             "tile": self.tile,
             "overlap": self.overlap,
             "device": self.device,
             "precision": self.precision,
+            "engine": self.engine,
             "device_used": placement.device,
             "precision_used": placement.precision,
+            "engine_used": placement.engine,
         }
 
 

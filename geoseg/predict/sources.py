@@ -279,10 +279,12 @@ class ZoomedSource:
     The zoomed grid is :meth:`RasterGrid.zoom_out` of the inner grid (same
     origin and CRS); a zoomed pixel is valid when any pixel of its
     ``factor`` x ``factor`` block is. Used to read 10 m scenes for a 30 m
-    model (block averaging, as the coarser sensor integrates the ground).
+    model (block averaging, as the coarser sensor integrates the ground). The
+    inner source may be any :class:`RasterSource` (a file, a masked file, a
+    catalog mosaic on its fine grid).
     """
 
-    inner: FileSource
+    inner: RasterSource
     factor: int
 
     @property

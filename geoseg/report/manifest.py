@@ -37,6 +37,7 @@ _PACKAGES = (
     "shapely",
     "torch",
     "segmentation-models-pytorch",
+    "onnxruntime",
     "dask",
     "distributed",
     "odc-geo",
@@ -57,6 +58,9 @@ class ModelInfo(StrictModel):
 
     name: str
     weights_sha256: str
+    requested: str | None = Field(
+        None, description="the alias the model was asked for (None: its name or directory)"
+    )
     architecture: str = ""
     classes: dict[str, str] = Field(default_factory=dict)
 

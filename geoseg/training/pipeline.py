@@ -18,6 +18,7 @@ import numpy as np
 from torch import nn
 
 from geoseg.change.metrics import scores
+from geoseg.errors import ModelError
 from geoseg.io.checkpoint import read_card, read_weights, write_model_dir
 from geoseg.models.card import ModelCard, TrainingDomain, TrainingInfo
 from geoseg.models.loading import LoadedModel
@@ -82,6 +83,7 @@ def config_card_fields(config: TrainConfig) -> dict[str, Any]:
         "scaling": config.scaling,
         "classes": config.classes,
         "pixel_size_m": config.pixel_size_m,
+        "resampling": config.resampling,
         "tile_size": config.tile_size,
         "overlap": config.overlap,
         "attribution": config.attribution,
@@ -158,7 +160,35 @@ def train_from_config(
     module.to("cpu")
     module.load_state_dict(read_weights(output, card))
     card = record_precision_agreement(LoadedModel(module, card, output), scenes)
+    card = record_onnx_check(output, scenes, log)
     return TrainedModel(module, scenes, result, card, output)
+
+
+def record_onnx_check(
+    directory: Path, scenes: list[TrainingScene], log: Callable[[str], None] | None = None
+) -> ModelCard:
+    """Record ONNX Runtime's fp32 and int8 agreement with PyTorch in the card of ``directory``.
+
+    :func:`geoseg.training.quantize.record_onnx_agreement` (the int8 model is
+    kept where it is accepted); a model that does not export to ONNX keeps
+    none, and ``--engine auto`` runs it on PyTorch.
+    """
+    from geoseg.training.quantize import record_onnx_agreement
+
+    try:
+        check = record_onnx_agreement(directory, scenes)
+    except ModelError as error:
+        if log is not None:
+            log(f"no ONNX Runtime agreement recorded: {error}")
+        return read_card(directory)
+    if log is not None and check.card.onnx is not None:
+        record = check.card.onnx
+        log(
+            f"ONNX Runtime fp32 labels agree with PyTorch on {100 * record.fp32_agreement:.3f}%, "
+            f"int8 on {100 * (record.int8_agreement or 0):.3f}% of the validation pixels (int8 "
+            f"{'accepted' if check.accepted else 'refused'})"
+        )
+    return check.card
 
 
 def record_precision_agreement(loaded: LoadedModel, scenes: list[TrainingScene]) -> ModelCard:

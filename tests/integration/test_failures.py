@@ -271,7 +271,7 @@ def test_second_run_on_a_held_work_folder_refuses_and_other_outputs_run(
     status, lines = _finish(first)
     assert status == 0, lines
     assert (out / "a.tif").read_bytes() == (out / "b.tif").read_bytes()
-    assert _leftovers(out) == ["a.tif", "b.tif"]
+    assert _leftovers(out) == ["a.tif", "a.tif.stac.json", "b.tif", "b.tif.stac.json"]
 
 
 def test_ctrl_c_prints_one_line_and_keeps_the_work_folder(tmp_path: Path, model_dir: Path) -> None:
@@ -291,3 +291,4 @@ def test_ctrl_c_prints_one_line_and_keeps_the_work_folder(tmp_path: Path, model_
         "is kept: run the same command again to resume, or delete it to start over"
     )
     assert not (out / "l.tif").exists()
+    assert not (out / "l.tif.stac.json").exists()  # an interrupted run writes no STAC Item

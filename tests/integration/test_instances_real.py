@@ -16,6 +16,7 @@ from geoseg.cli import cli
 from geoseg.training.config import TrainConfig
 from geoseg.training.instances import train_instances
 from geoseg.training.pipeline import build_untrained, prepare_scenes
+from tests.unit.test_stac_outputs import read_item
 
 CONFIG = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "buildings-atlanta.yaml"
 
@@ -74,6 +75,10 @@ def test_predict_buildings_atlanta_writes_instances_and_scores_pq(
     frame = pyogrio.read_dataframe(polygons, layer="instances")
     assert frame["instance_id"].tolist() == sorted(np.unique(ids[ids > 0]).tolist())
     assert len(frame) > 0 and (frame["score"] >= 0.05).all()
+    item = read_item(tmp_path / "instances.tif.stac.json")  # the outputs' STAC Item
+    assert set(item.assets) == {"instances", "polygons"}
+    assert item.assets["polygons"].media_type == "application/geopackage+sqlite3"
+    assert "buildings-atlanta" in item.properties["processing:lineage"]
     result = runner.invoke(
         cli,
         [

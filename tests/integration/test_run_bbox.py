@@ -15,19 +15,24 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pyogrio
 import pytest
+import rasterio
 import shapely
 from distributed import Client
+from pystac.extensions.projection import ProjectionExtension
 
 from geoseg.bbox import make_bbox, to_crs
 from geoseg.cli import main
-from geoseg.errors import BBoxError, CatalogError
+from geoseg.errors import BBoxError, CatalogError, OutputError
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.manifest import RunManifest
 from tests.clusters import started_cluster
 from tests.geodesic import geodesic_area_m2
 from tests.predict_fixtures import make_model_dir
+from tests.unit.test_geoparquet import check_geoparquet
+from tests.unit.test_stac_outputs import read_item
 from workflows.cluster import WORKER_ENV
 from workflows.run_bbox import run_bbox
 from workflows.staging import RunOutputs
@@ -72,14 +77,37 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in OUTPUT_NAMES}
 
 
+def test_an_onnxruntime_run_records_its_engine_and_agrees(
+    model: Path, reference: RunOutputs, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.gpkg"
+    settings = InferenceSettings(chunk_size=CHUNK, engine="onnxruntime", device="cpu")
+    run = run_bbox(make_bbox(LONLAT), "2015-08-18", out=out, model=model, settings=settings)
+    manifest = RunManifest.model_validate_json(run.manifest.read_text(encoding="utf-8"))
+    assert manifest.parameters["engine"] == manifest.parameters["engine_used"] == "onnxruntime"
+    assert manifest.parameters["precision_used"] == "fp32"
+    with (
+        rasterio.open(tmp_path / "out.tif") as found,
+        rasterio.open(reference.geopackage.with_suffix(".tif")) as expected,
+    ):
+        assert float((found.read(1) == expected.read(1)).mean()) >= 0.999
+
+
 def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
     folder = reference.geopackage.parent
     assert sorted(path.name for path in folder.iterdir()) == [
         "out.gpkg",
+        "out.gpkg.stac.json",
         "out.manifest.json",
         "out.png",
         "out.tif",
     ]
+    item = read_item(folder / "out.gpkg.stac.json")
+    assert set(item.assets) == {"polygons", "labels", "quicklook", "manifest"}
+    assert item.datetime is not None and item.datetime.date().isoformat() == "2015-08-18"
+    assert item.properties["processing:datetime"] == "2023-11-14T22:13:20Z"
+    assert "zion-landsat8-20150818" in item.properties["processing:lineage"]
+    assert ProjectionExtension.ext(item).shape == list(reference.grid.shape)
     layers = dict(pyogrio.list_layers(reference.geopackage))
     assert {"classes", "class_areas", "run_manifest", "layer_styles"} <= set(layers)
     polygons = pyogrio.read_dataframe(reference.geopackage, layer="classes")
@@ -106,6 +134,7 @@ def test_reference_run_writes_every_output(reference: RunOutputs) -> None:
         ("cuda", "bf16"),
         ("cuda", "fp16"),
     }
+    assert (manifest.parameters["engine"], manifest.parameters["engine_used"]) == ("torch", "torch")
     assert {"search_s", "predict_s", "vectorize_s", "total_s"} <= set(manifest.timings_s)
     connection = sqlite3.connect(reference.geopackage)
     rows = dict(connection.execute("SELECT key, value FROM run_manifest").fetchall())
@@ -227,10 +256,37 @@ def test_cluster_started_by_the_test_and_utm_bbox_give_the_reference(
     assert in_utm.quicklook.read_bytes() == reference.quicklook.read_bytes()
 
 
+def test_a_parquet_out_gets_the_reference_polygons_as_geoparquet(
+    reference: RunOutputs, model: Path, tmp_path: Path, fixed_time: None
+) -> None:
+    out = tmp_path / "out.parquet"
+    run_bbox(
+        make_bbox(LONLAT), "2015-08-18", out=out, model=model, settings=SETTINGS, progress=False
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "out.class_areas.parquet",
+        "out.manifest.json",
+        "out.parquet",
+        "out.parquet.stac.json",
+        "out.png",
+        "out.tif",
+    ]
+    polygons = check_geoparquet(out, reference.geopackage, "classes")
+    areas = pd.read_parquet(tmp_path / "out.class_areas.parquet")
+    expected = pyogrio.read_dataframe(reference.geopackage, layer="class_areas")
+    pd.testing.assert_frame_equal(areas, pd.DataFrame(expected), check_dtype=False)
+    assert areas["area_m2"].sum() == pytest.approx(polygons["area_m2"].sum())
+    item = read_item(tmp_path / "out.parquet.stac.json")
+    assert item.assets["polygons"].media_type == "application/vnd.apache.parquet"
+    assert "class_areas" in item.assets
+
+
 def test_bad_requests_fail_before_any_work(model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.gpkg"
     with pytest.raises(BBoxError, match="outside every scene"):
         run_bbox(make_bbox((10, 10, 11, 11)), "2015-08-18", out=out, model=model)
     with pytest.raises(CatalogError, match="scenes there"):
         run_bbox(make_bbox(LONLAT), "2020-01-01", out=out, model=model)
+    with pytest.raises(OutputError, match=r"unknown polygon output format '\.shp'"):
+        run_bbox(make_bbox(LONLAT), "2015-08-18", out=tmp_path / "out.shp", model=model)
     assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ from geoseg.report.manifest import RunManifest
 from tests.clusters import started_client
 from tests.geodesic import geodesic_area_m2
 from tests.predict_fixtures import make_model_dir
+from tests.unit.test_stac_outputs import read_item
 from workflows.run_change import run_change
 
 pytestmark = [
@@ -99,6 +100,20 @@ def test_two_dates_on_one_grid_give_consistent_change(
     assert set(polygons["run_time"]) <= {"2023-11-14T22:13:20Z"}
     for name in ("stats.csv", "stats.transitions.csv", "stats.regions.csv"):
         assert (tmp_path / name).exists()
+    item = read_item(Path(f"{out}.stac.json"))  # the STAC Item of every output
+    assert set(item.assets) == {
+        "change",
+        "labels_before",
+        "labels_after",
+        "stats",
+        "stats_transitions",
+        "stats_regions",
+        "manifest",
+    }
+    assert item.assets["stats"].media_type == "text/csv"
+    assert item.assets["manifest"].roles == ["metadata"]
+    assert item.datetime is None  # two dates: a range
+    assert item.properties["start_datetime"] < item.properties["end_datetime"]
     manifest = RunManifest.model_validate_json(result.manifest.read_text(encoding="utf-8"))
     assert [item.id for item in manifest.inputs] == list(result.scenes)
     assert manifest.parameters["forest_classes"] == [1]

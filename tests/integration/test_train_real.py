@@ -104,5 +104,8 @@ def test_train_command_writes_a_loadable_model(shared_data: Path, tmp_path: Path
     assert card.metrics["validation"]["pixels"] > 0
     assert card.training.epochs == 1
     assert card.cpu_bf16_agreement is not None and 0.5 <= card.cpu_bf16_agreement <= 1.0
+    assert card.onnx is not None and card.onnx.fp32_agreement >= 0.999  # SegNet: torch.export
+    assert card.onnx.int8_agreement is not None
+    assert (out / "model.int8.onnx").exists() == (card.onnx.int8_file is not None)
     loaded = load_model(out)
     assert loaded.card.band_names == ["blue", "green", "red", "nir"]

@@ -13,6 +13,8 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from pystac.extensions.classification import ClassificationExtension
+from pystac.extensions.projection import ProjectionExtension
 
 from geoseg.areas import pixel_areas_m2
 from geoseg.change.classmap import preset_class_map
@@ -21,6 +23,7 @@ from geoseg.cli import main
 from geoseg.errors import GridMismatchError, InputError, VectorReadError
 from geoseg.grid import RasterGrid
 from tests.clusters import started_client, started_cluster
+from tests.unit.test_stac_outputs import read_item
 from workflows.change import change_file
 
 ORIGIN_X, ORIGIN_Y = 300000.0, 4150000.0
@@ -301,6 +304,19 @@ def test_cli_on_a_dask_cluster(
     )
     assert pd.read_parquet(stats).equals(local.statistics.classes)
     assert len(gpd.read_file(out, layer="deforestation")) == len(local.deforestation)
+    item = read_item(tmp_path / "cli.gpkg.stac.json")  # the STAC Item of the outputs
+    assert set(item.assets) == {
+        "change",
+        "cli_parquet",
+        "cli_transitions_parquet",
+        "cli_regions_parquet",
+    }
+    assert item.assets["change"].media_type == "application/geopackage+sqlite3"
+    assert item.assets["cli_parquet"].media_type == "application/vnd.apache.parquet"
+    assert ProjectionExtension.ext(item).shape == [local.grid.height, local.grid.width]
+    classes = ClassificationExtension.ext(item).classes
+    assert classes is not None
+    assert [(c.value, c.title) for c in classes] == [(s.id, s.name) for s in local.classes]
 
 
 def test_cli_reports_bad_input_without_traceback(

@@ -142,7 +142,7 @@ def test_unguarded_main_script_reads_the_guard(
 
 
 def test_the_early_cluster_is_the_local_client_of_its_block() -> None:
-    with early_local_cluster(None, n_workers=1, warm=("json",)) as early:
+    with early_local_cluster(None, n_workers=1) as early:
         assert early is not None
         with dask_client(None, n_workers=1) as client:
             assert client.submit(sum, [1, 2], pure=False).result() == 3

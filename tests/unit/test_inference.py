@@ -27,6 +27,8 @@ def test_precision_selection() -> None:
     with pytest.raises(ConfigError, match="fp16"):
         inference.select_precision("fp16", "cpu")
     with pytest.raises(ConfigError, match="unknown precision"):
+        inference.select_precision("int4", "cpu")
+    with pytest.raises(ConfigError, match="only on ONNX Runtime"):
         inference.select_precision("int8", "cpu")
 
 

@@ -21,6 +21,7 @@ from geoseg.predict.instances import (
 )
 from geoseg.predict.tiling import make_layout
 from geoseg.vector.instances import instance_polygons
+from tests.unit.test_geoparquet import check_geoparquet
 
 TRANSFORM = Affine(0.5, 0.0, 733601.0, 0.0, -0.5, 3725139.0)
 
@@ -76,3 +77,7 @@ def test_instance_cog_and_polygons_are_georeferenced_exactly(tmp_path: Path) -> 
     # ground area: UTM's scale factor at this point (about 0.99962 here) squared, nothing else
     assert np.allclose(frame["area_m2"], frame.geometry.area, rtol=2e-3)
     assert frame.geometry.iloc[1].bounds[2] == 733601.0 + 66 * 0.5
+    parquet = tmp_path / "instances.parquet"
+    write_instance_polygons(parquet, instance_polygons(layout, instances, grid, ["building"], [1]))
+    stored = check_geoparquet(parquet, gpkg, "instances")
+    assert set(stored.geom_type) == {"MultiPolygon"}  # promoted, as in the GeoPackage

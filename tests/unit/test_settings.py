@@ -22,7 +22,10 @@ from geoseg.predict.settings import InferenceSettings, PredictOutputs
         ({"tile": 64, "overlap": 32}, InputError, "overlap must satisfy"),
         ({"overlap": -1}, InputError, "overlap must satisfy"),
         ({"device": "tpu"}, ConfigError, "unknown device"),
-        ({"precision": "int8"}, ConfigError, "unknown precision"),
+        ({"precision": "int4"}, ConfigError, "unknown precision"),
+        ({"precision": "int8"}, ConfigError, "only on ONNX Runtime"),
+        ({"engine": "tensorrt"}, ConfigError, "unknown engine"),
+        ({"engine": "onnxruntime", "precision": "bf16"}, ConfigError, "fp32 or int8"),
     ],
 )
 def test_invalid_settings_are_refused_when_built(
@@ -50,8 +53,10 @@ def test_the_manifest_records_the_settings_and_the_resolved_placement() -> None:
         "overlap": None,
         "device": "auto",
         "precision": "auto",
+        "engine": "torch",
         "device_used": "cpu",
         "precision_used": "fp32",
+        "engine_used": "torch",
     }
 
 

@@ -1,0 +1,159 @@
+"""ONNX Runtime fp32 and int8 checked against PyTorch fp32 on a model's validation windows.
+
+:func:`record_onnx_agreement` (``geoseg models quantize``) exports the model
+(:func:`geoseg.models.export.onnx_bytes`), quantizes it to int8 with
+calibration tiles drawn from the training windows
+(:func:`geoseg.models.export.quantize_int8`), and measures on the validation
+windows, as :func:`geoseg.training.holdout.cpu_bf16_agreement` does for bf16,
+the share of the valid pixels each labels as PyTorch fp32 does. Both go into
+the card (:class:`geoseg.models.card.OnnxRecord`); the int8 model is written
+beside the weights only when its agreement is at least
+:data:`geoseg.predict.engines.INT8_AGREEMENT`, and ``--precision int8`` and
+``--engine auto`` use nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.errors import ModelError
+from geoseg.grid import PixelWindow
+from geoseg.io.atomic import atomic_path
+from geoseg.models.card import ModelCard, OnnxRecord
+from geoseg.models.export import (
+    QUANTIZATION,
+    Probabilities,
+    graph_opset,
+    onnx_bytes,
+    onnx_candidate,
+    quantize_int8,
+    torch_reference,
+)
+from geoseg.models.loading import load_model
+from geoseg.predict.engines import INT8_AGREEMENT
+from geoseg.training.holdout import block_tiles
+from geoseg.training.sampling import TrainingScene, read_inputs
+
+INT8_FILENAME = "model.int8.onnx"
+CALIBRATION_TILES = 16
+"""Calibration tiles drawn from the training windows (evenly over their tiles)."""
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    """The outcome of :func:`record_onnx_agreement`."""
+
+    card: ModelCard
+    """The card as written (its ``onnx`` record set)."""
+    accepted: bool
+    """Whether the int8 model was accepted and written."""
+
+
+def _windows(
+    scene: TrainingScene, blocks: tuple[PixelWindow, ...], tile: int, halo: int
+) -> Iterator[tuple[PixelWindow, PixelWindow]]:
+    """``(read window, inner window)`` of every ``tile`` px piece of ``blocks``, with halo."""
+    side = tile + 2 * halo
+    for block in blocks:
+        for window in block_tiles(block, tile):
+            yield PixelWindow(window.row - halo, window.col - halo, side, side), window
+
+
+def calibration_tiles(
+    scenes: list[TrainingScene], count: int = CALIBRATION_TILES, *, tile: int = 256, halo: int = 32
+) -> list[NDArray[np.float32]]:
+    """Up to ``count`` scaled input tiles from the training windows, evenly spaced over them."""
+    windows = [
+        (scene, read)
+        for scene in scenes
+        for read, _ in _windows(scene, scene.train_windows, tile, halo)
+    ]
+    if not windows:
+        return []
+    picks = np.unique(
+        np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int)
+    )
+    return [read_inputs(windows[i][0], windows[i][1])[0] for i in picks]
+
+
+def validation_agreement(
+    reference: Probabilities,
+    candidates: dict[str, Probabilities],
+    scenes: list[TrainingScene],
+    *,
+    tile: int = 256,
+    halo: int = 32,
+) -> tuple[dict[str, float], int]:
+    """Share of valid validation pixels each candidate labels as ``reference`` does.
+
+    Windows as :func:`geoseg.training.holdout.cpu_bf16_agreement`: ``tile`` px
+    pieces of every validation window, each read with ``halo`` px of context.
+    """
+    agreeing = dict.fromkeys(candidates, 0)
+    counted = 0
+    for scene in scenes:
+        for read, window in _windows(scene, scene.validation_windows, tile, halo):
+            inputs, valid = read_inputs(scene, read)
+            inner = (slice(halo, halo + window.height), slice(halo, halo + window.width))
+            mask = valid[inner]
+            expected = reference(inputs[None])[0].argmax(axis=0)[inner]
+            for name, candidate in candidates.items():
+                found = candidate(inputs[None])[0].argmax(axis=0)[inner]
+                agreeing[name] += int(np.count_nonzero((found == expected) & mask))
+            counted += int(np.count_nonzero(mask))
+    shares = {name: (value / counted if counted else 1.0) for name, value in agreeing.items()}
+    return shares, counted
+
+
+def record_onnx_agreement(directory: Path, scenes: list[TrainingScene]) -> OnnxCheck:
+    """Measure ORT fp32 and int8 against PyTorch fp32 and record them in the card of ``directory``.
+
+    The int8 model is written to ``directory`` / :data:`INT8_FILENAME` when its
+    agreement is at least :data:`~geoseg.predict.engines.INT8_AGREEMENT`;
+    otherwise a previous one is removed. The weights are not touched.
+
+    Raises
+    ------
+    ModelError
+        Not a semantic model, or the model does not export to ONNX.
+    """
+    from geoseg.training.pipeline import update_card
+
+    loaded = load_model(directory)
+    if loaded.card.task != "semantic":
+        raise ModelError(
+            f"{directory}: only semantic models run on ONNX Runtime, not {loaded.card.task} ones"
+        )
+    fp32 = onnx_bytes(loaded.module, len(loaded.card.bands))
+    int8 = quantize_int8(fp32, calibration_tiles(scenes))
+    shares, pixels = validation_agreement(
+        torch_reference(directory),
+        {"fp32": onnx_candidate(fp32), "int8": onnx_candidate(int8)},
+        scenes,
+    )
+    accepted = shares["int8"] >= INT8_AGREEMENT
+    path = Path(directory) / INT8_FILENAME
+    if accepted:
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(int8)
+    else:
+        path.unlink(missing_ok=True)
+    record = OnnxRecord(
+        opset=graph_opset(fp32),
+        fp32_agreement=round(shares["fp32"], 6),
+        int8_agreement=round(shares["int8"], 6),
+        int8_file=INT8_FILENAME if accepted else None,
+        int8_sha256=hashlib.sha256(int8).hexdigest() if accepted else None,
+        quantization=QUANTIZATION,
+        pixels=pixels,
+        measured_on="the validation windows of the training scenes, 256 px pieces with 32 px "
+        "of context",
+    )
+    card = update_card(Path(directory), {"onnx": record.model_dump()})
+    return OnnxCheck(card, accepted)
