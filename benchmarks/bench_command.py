@@ -128,19 +128,19 @@ def toolbelt_command(scene: Path, model: Path, out: Path) -> None:
         target.write(labels, 1)
 
 
-def bare_command(scene: Path, model: Path, work: Path) -> None:
+def bare_command(scene: Path, model: Path, work: Path, engine: str = "torch") -> None:
     """Print the seconds of the forward passes over geoseg's tiles of ``scene`` (untimed inputs)."""
     import torch
     from bench_predict import bare_forward_seconds, bench_plan
 
     torch.set_num_threads(THREADS)
-    plan = bench_plan(scene, model, work, _plan_arguments())
+    plan = bench_plan(scene, model, work, _plan_arguments(engine))
     bare_forward_seconds(plan, plan.batches[0])  # warm-up, as a first task loads the model
     seconds = sum(bare_forward_seconds(plan, batch) for batch in plan.batches)
     print(f"forward_s {seconds:.3f} tiles {plan.layout.count}")
 
 
-def _plan_arguments() -> argparse.Namespace:
+def _plan_arguments(engine: str) -> argparse.Namespace:
     """The settings ``bench_predict.bench_plan`` reads (fp32 on the CPU, this benchmark's tiles)."""
     from geoseg.predict.settings import InferenceSettings
 
@@ -151,7 +151,7 @@ def _plan_arguments() -> argparse.Namespace:
         chunk_size=InferenceSettings().chunk_size,
         device="cpu",
         precision="fp32",
-        engine="torch",  # where bench_predict's settings know engines
+        engine=engine,
     )
 
 
@@ -219,10 +219,11 @@ def run_size(args: argparse.Namespace, scene: Path, model: Path, work: Path, siz
     for run in range(1, args.runs + 1):
         rows: list[tuple[str, float, str]] = []
         _, out, _ = timed(
-            [*me, "--child", "bare", str(scene), str(model), str(work)], child_environment(args)
+            [*me, "--child", "bare", str(scene), str(model), str(work), args.engine],
+            child_environment(args),
         )
         bare = float(out.split()[1])
-        rows.append(("bare forward (1 process, 2 threads)", bare, ""))
+        rows.append((f"bare forward, {args.engine} (1 process, 2 threads)", bare, ""))
         if not missing_toolbelt:
             target = work / f"toolbelt_{size}.tif"
             seconds, _, _ = timed(
@@ -235,12 +236,13 @@ def run_size(args: argparse.Namespace, scene: Path, model: Path, work: Path, siz
         command = [
             *[sys.executable, "-m", "geoseg", "predict", str(scene), "--model", str(model)],
             *["--out", str(target), "--precision", "fp32", "--device", "cpu"],
+            *["--engine", args.engine],
             *["--tile", str(TILE), "--overlap", str(OVERLAP), "--batch-size", str(BATCH)],
         ]
         seconds, _, stderr = timed(command, child_environment(args))
         phases = geoseg_phases(stderr, seconds)
         text = ", ".join(f"{name} {value:.1f}" for name, value in phases.items())
-        rows.append(("geoseg predict, whole command", seconds, text))
+        rows.append((f"geoseg predict --engine {args.engine}, whole command", seconds, text))
         for tool, seconds, note in rows:
             print(
                 f"| {size} | {run} | {tool} | {seconds:.1f} | {megapixels / seconds:.3f} | "
@@ -259,12 +261,18 @@ def main() -> None:
         action="store_true",
         help="start the toolbelt and bare processes with geoseg's workers' MALLOC_* settings",
     )
+    parser.add_argument(
+        "--engine",
+        default="torch",
+        help="geoseg's engine, for its command and the bare forward (torch: the same network "
+        "as pytorch-toolbelt's)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         tool, *paths = args.child
         commands: dict[str, Any] = {"toolbelt": toolbelt_command, "bare": bare_command}
-        commands[tool](*(Path(path) for path in paths))
+        commands[tool](*(Path(path) for path in paths[:3]), *paths[3:])
         return
 
     from bench_predict import mirrored_scene
@@ -276,7 +284,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}")
     print(
         f"model: seeded U-Net resnet18, {CLASSES} classes; fp32; tile {TILE} overlap {OVERLAP} "
-        f"batch {BATCH}"
+        f"batch {BATCH}; geoseg engine {args.engine}"
     )
     print(f"geoseg workers' allocator: {WORKER_ENV}")
     others = child_environment(args)
