@@ -23,7 +23,7 @@ import numpy as np
 import shapely
 from dask.base import compute
 from dask.delayed import Delayed, delayed
-from distributed import Client
+from distributed import Client, as_completed
 from geopandas import GeoDataFrame
 from numpy.typing import NDArray
 
@@ -66,6 +66,7 @@ from geoseg.io.raster import read_info
 from geoseg.io.tables import check_table_path, write_table
 from geoseg.io.vector import read_vector, write_layers
 from geoseg.io.warp import common_grid, read_bands_on_grid, read_on_grid
+from geoseg.report.progress import Stage, current
 from workflows.vectorize import vectorize_labels
 
 REGIONS_LAYER = "regions"
@@ -262,6 +263,7 @@ def change_patches(
         client=client,
         class_names={LOSS: "forest loss", GAIN: "forest gain"},
         provenance=provenance,
+        stage="change: patches",
     )
 
 
@@ -327,7 +329,32 @@ def change_counts(
         )
         for number, ((i, j), window) in enumerate(zip(np.ndindex(*shape), windows, strict=True))
     ]
-    counted: Counted = _compute(_tree_sum(parts), client)
+    with current().stage("change: counts", len(parts), "windows") as shown:
+        if client is None:
+            counted: Counted = _compute(_tree_sum(parts), client)
+            shown.advance(len(parts))
+            return counted
+        return _summed_on(client, parts, shown)
+
+
+def _summed_on(client: Client, parts: Sequence[Delayed], shown: Stage) -> Counted:
+    """:func:`_tree_sum` of ``parts`` on ``client``, each part counted in ``shown`` when done.
+
+    The same pairs are added in the same order as in :func:`_tree_sum`, as tasks
+    on the workers (the parts never travel through the client).
+    """
+    futures = client.compute(list(parts))
+    level: list[Any] = list(futures)
+    while len(level) > 1:
+        pairs = [
+            client.submit(_add, a, b, pure=False)
+            for a, b in zip(level[::2], level[1::2], strict=False)
+        ]
+        level = pairs + ([level[-1]] if len(level) % 2 else [])
+    for _ in as_completed(futures, loop=client.loop):
+        shown.advance()
+    del futures
+    counted: Counted = level[0].result()
     return counted
 
 

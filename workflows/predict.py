@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from distributed import Client, Future, as_completed
-from tqdm import tqdm
 
 from geoseg.errors import InputError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid
@@ -76,6 +75,7 @@ from geoseg.predict.plan import PlannedChunk, PredictPlan, make_plan
 from geoseg.predict.resampling import RESAMPLING_TAG, Resampling, at_card_pixel_size
 from geoseg.predict.settings import InferenceSettings, PredictOutputs
 from geoseg.predict.sources import FileSource, MaskedSource, RasterSource
+from geoseg.report.progress import Progress, stages
 from workflows.cluster import dask_client, model_placement
 from workflows.tasks import geoseg_task
 
@@ -122,23 +122,28 @@ def _run_chunks(
     client: Client,
     plan: PredictPlan,
     jobs: list[PlannedChunk],
-    progress: bool,
+    display: Progress,
     restrictions: dict[str, Any],
+    stage_name: str = "predict",
 ) -> list[ChunkSummary]:
     """Submit chunk jobs in row-major order, a few at a time; return their summaries.
 
     Forward tasks are submitted with ``restrictions`` (see
-    :attr:`geoseg.predict.placement.InferencePlacement.restrictions`).
+    :attr:`geoseg.predict.placement.InferencePlacement.restrictions`). The
+    stage ``stage_name`` of ``display`` counts the tiles of each forward task as
+    it finishes (the forward passes are most of the time).
     """
     batches = plan.batches
     remaining_users = Counter(number for job in jobs for number in job.batches)
     forward: dict[int, Future[Path]] = {}
+    forward_keys: dict[Any, int] = {}
     queue = deque(jobs)
     job_of: dict[Future[ChunkSummary], PlannedChunk] = {}
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     limit = CHUNKS_IN_FLIGHT_PER_WORKER * workers
+    running = as_completed(loop=client.loop)
 
-    def submit_next() -> Future[ChunkSummary]:
+    def submit_next() -> None:
         job = queue.popleft()
         inputs = []
         for number in job.batches:
@@ -154,19 +159,26 @@ def _run_chunks(
                     priority=-number,
                     **restrictions,
                 )
+                forward_keys[forward[number].key] = number
+                running.add(forward[number])
             inputs.append((batches[number], forward[number]))
         future = client.submit(
             geoseg_task(assemble_chunk), plan, job.window, inputs, pure=False, priority=10
         )
         job_of[future] = job
-        return future
+        running.add(future)
 
-    first = [submit_next() for _ in range(min(limit, len(queue)))]
-    running = as_completed(first, loop=client.loop)
+    tiles = sum(len(batches[number]) for number in remaining_users)
     summaries = []
     try:
-        with tqdm(total=len(jobs), unit="chunk", disable=not progress, desc="predict") as bar:
+        with display.stage(stage_name, tiles, "tiles") as stage:
+            for _ in range(min(limit, len(queue))):
+                submit_next()
             for future in running:
+                number = forward_keys.pop(future.key, None)
+                if number is not None:  # a forward task: its chunk task reports a failure
+                    stage.advance(len(batches[number]))
+                    continue
                 summaries.append(future.result())
                 job = job_of.pop(future)
                 for number in job.batches:
@@ -174,9 +186,8 @@ def _run_chunks(
                     if remaining_users[number] == 0:
                         forward.pop(number).release()
                         recycle_tile_batch(batch_path(plan.work_dir, number))
-                bar.update(1)
                 if queue:
-                    running.add(submit_next())
+                    submit_next()
     except BaseException:
         # a failed run stops its other tasks (on a shared cluster they would go on
         # writing into a work folder that is about to be removed or resumed)
@@ -257,6 +268,7 @@ def predict_source(
     progress: bool = True,
     placement: InferencePlacement | None = None,
     sensor: str = "",
+    stage: str = "predict",
 ) -> PredictResult:
     """Segment ``source`` with ``model`` and write the label (and probability) COGs.
 
@@ -287,7 +299,8 @@ def predict_source(
     work_dir
         Folder for the resumable work directory; default the output's folder.
     progress
-        Show a progress bar.
+        Show the stages (:func:`geoseg.report.progress.current`: on a terminal,
+        a line with the tiles done and an ETA).
     placement
         Where and how the model runs, when the caller has already asked the
         cluster (:func:`workflows.cluster.inference_placement`); the device and
@@ -295,6 +308,8 @@ def predict_source(
     sensor
         The scene's sensor (free text, e.g. ``'Landsat-8 OLI'``; ``''`` unknown),
         for the out-of-domain check (:attr:`PredictResult.domain_findings`).
+    stage
+        The name of the prediction's stage in the progress display.
 
     Raises
     ------
@@ -331,6 +346,7 @@ def predict_source(
                 progress,
                 started,
                 (resampling, extra_tags),
+                stage,
             )
         except BaseException as error:
             _keep_or_remove(plan, error)
@@ -360,6 +376,7 @@ def _predict_planned(
     progress: bool,
     started: float,
     read_as: tuple[Resampling | None, dict[str, str]],
+    stage: str = "predict",
 ) -> PredictResult:
     """The run of :func:`predict_source` once its work folder is locked.
 
@@ -379,7 +396,9 @@ def _predict_planned(
     if jobs:
         with contextlib.ExitStack() as stack:
             active = client if client is not None else stack.enter_context(dask_client(None))
-            summaries.extend(_run_chunks(active, plan, jobs, progress, placement.restrictions))
+            summaries.extend(
+                _run_chunks(active, plan, jobs, stages(progress), placement.restrictions, stage)
+            )
     valid_pixels = sum(summary.valid_pixels for summary in summaries)
     if valid_pixels == 0:
         remove_work_dir(plan.work_dir)
@@ -395,10 +414,12 @@ def _predict_planned(
         finals.insert(
             0, (outputs.probabilities, "probabilities", plan.num_classes, probabilities_style)
         )
-    for out, kind, bands, style in finals:
-        chunks = [(window, chunk_path(plan.work_dir, window, kind)) for window in windows]
-        levels = _overview_levels(plan.work_dir, grid, windows, kind)
-        assemble_cog(out, grid, chunks, bands, style, plan.work_dir, levels)
+    with stages(progress).stage("write", len(finals), "COGs") as writing:
+        for out, kind, bands, style in finals:
+            chunks = [(window, chunk_path(plan.work_dir, window, kind)) for window in windows]
+            levels = _overview_levels(plan.work_dir, grid, windows, kind)
+            assemble_cog(out, grid, chunks, bands, style, plan.work_dir, levels)
+            writing.advance()
     remove_work_dir(plan.work_dir)
     class_pixels: Counter[int] = Counter()
     for summary in summaries:

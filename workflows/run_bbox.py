@@ -33,7 +33,7 @@ from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
-from workflows.cluster import model_placement
+from workflows.cluster import early_timings, model_placement
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -149,7 +149,7 @@ def run_bbox(
         Read catalog files outside the data directory (see
         :func:`geoseg.catalog.stac.verify_entry`).
     progress
-        Show progress bars.
+        Show the stages (:mod:`geoseg.report.progress`).
     scheduler, client
         Where to run: an existing client, a scheduler address, or (default)
         ``$DASK_SCHEDULER_ADDRESS`` or a local cluster.
@@ -205,6 +205,7 @@ def run_bbox(
             run, "labels", source, model, settings, placement, active, progress
         )
         run.timings["predict_s"] = time.perf_counter() - clock
+        run.timings.update(early_timings())  # the local cluster's start, when the command began it
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
         for flag in domain_warnings(run):
             report(f"warning: {flag.message}")
@@ -238,6 +239,7 @@ def run_bbox(
                 "run_time": run.started,
             },
             timestamp=run.started,
+            progress=progress,
         )
         if geoparquet:
             polygons = gpd.read_parquet(staged_polygons)

@@ -25,8 +25,9 @@ from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.settings import InferenceSettings
+from geoseg.report.progress import showing, stages
 from workflows.change import change_file
-from workflows.cluster import model_placement
+from workflows.cluster import early_timings, model_placement
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -177,6 +178,7 @@ def run_change(
             for name, source in sources.items()
         }
         run.timings["predict_s"] = time.perf_counter() - clock
+        run.timings.update(early_timings())  # the local cluster's start, when the command began it
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
         out_of_range = domain_warnings(run)
         for flag in out_of_range:
@@ -196,29 +198,30 @@ def run_change(
             fingerprints,
             {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
         )
-        result = change_file(
-            staged["before"].labels,
-            staged["after"].labels,
-            regions_path,
-            staged_gpkg,
-            region_layer=region_layer,
-            region_id_field=region_id_field,
-            stats=staged_stats,
-            forest_classes=card.forest_class_ids or None,
-            before_probabilities=staged["before"].probabilities,
-            after_probabilities=staged["after"].probabilities,
-            rule=rule,
-            dates=(acquisition_date(before_scenes), acquisition_date(after_scenes)),
-            client=active,
-            provenance={"run_time": run.started},
-            timestamp=run.started,
-            run_flags=out_of_range,
-            input_names={
-                "before": _scenes_name(before_scenes, before),
-                "after": _scenes_name(after_scenes, after),
-                "regions": str(regions),
-            },
-        )
+        with showing(stages(progress)):  # the change stages, as the predictions
+            result = change_file(
+                staged["before"].labels,
+                staged["after"].labels,
+                regions_path,
+                staged_gpkg,
+                region_layer=region_layer,
+                region_id_field=region_id_field,
+                stats=staged_stats,
+                forest_classes=card.forest_class_ids or None,
+                before_probabilities=staged["before"].probabilities,
+                after_probabilities=staged["after"].probabilities,
+                rule=rule,
+                dates=(acquisition_date(before_scenes), acquisition_date(after_scenes)),
+                client=active,
+                provenance={"run_time": run.started},
+                timestamp=run.started,
+                run_flags=out_of_range,
+                input_names={
+                    "before": _scenes_name(before_scenes, before),
+                    "after": _scenes_name(after_scenes, after),
+                    "regions": str(regions),
+                },
+            )
         manifest = manifest.model_copy(update={"flags": flag_records(result.flags)})
         write_manifest_table(staged_gpkg, manifest)
         run.timings["change_s"] = time.perf_counter() - clock

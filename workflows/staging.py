@@ -284,6 +284,7 @@ def stage_prediction(
         progress=progress,
         placement=placement,
         sensor=sensors.pop() if len(sensors) == 1 else "",
+        stage="predict" if name == "labels" else f"predict {name}",
     )
     run.state[f"{name}{DOMAIN_SUFFIX}"] = [finding.to_dict() for finding in result.domain_findings]
     run.computed += result.chunks_computed

@@ -38,6 +38,7 @@ from geoseg.io.raster import RasterInfo, read_info, read_valid_mask, read_window
 from geoseg.io.vector import GeoPackageWriter, open_geopackage, polygon_format
 from geoseg.io.warp import read_mask_on_grid
 from geoseg.labels import CLASS_NAMES_TAG, MODEL_TAG, colours_of_table, parse_class_names
+from geoseg.report.progress import Stage, current, showing, stages
 from geoseg.vector.features import feature_table, layer_name
 from geoseg.vector.polygonize import (
     ChunkPolygons,
@@ -182,20 +183,24 @@ def _chunk_tasks(
     return tasks
 
 
-def _completed(tasks: list[Any], client: Client | None) -> Iterator[Any]:
+def _completed(tasks: list[Any], client: Client | None, stage: str) -> Iterator[Any]:
     """Chunk results in task order, each yielded as soon as it and all before it are done.
 
     Task order (not completion order) keeps the polygon order, and so the bytes
     of the written GeoPackage, the same on every run and cluster. Each task is
     submitted with a priority falling with its position, so workers finish
     chunks in that order too and the client never waits for an early chunk
-    while later ones pile up.
+    while later ones pile up. The chunks done are counted in the display's
+    stage named ``stage``.
     """
-    if client is None:
-        yield from compute(*tasks)
-        return
-    futures = [client.compute(task, priority=-index) for index, task in enumerate(tasks)]
-    yield from _in_order(futures, client)
+    with current().stage(stage, len(tasks), "chunks") as shown:
+        if client is None:
+            results = compute(*tasks)
+            shown.advance(len(results))
+            yield from results
+            return
+        futures = [client.compute(task, priority=-index) for index, task in enumerate(tasks)]
+        yield from _in_order(futures, client, shown)
 
 
 def polygon_batches(
@@ -206,15 +211,18 @@ def polygon_batches(
     probability: da.Array | None = None,
     classes: Sequence[int] | None = None,
     client: Client | None = None,
+    stage: str = "vectorize",
 ) -> Iterator[PolygonPieces]:
     """Finished polygons (pixel coordinates) batch by batch, in chunk order.
 
     Each chunk's polygons that touch no seam come as soon as the chunk is
-    done; the polygons merged across seams come last.
+    done; the polygons merged across seams come last. ``stage``: the name the
+    progress display shows.
     """
     with_probability = probability is not None
     seams: list[ChunkPolygons] = []
-    for chunk in _completed(_chunk_tasks(labels, valid, probability, grid, classes), client):
+    tasks = _chunk_tasks(labels, valid, probability, grid, classes)
+    for chunk in _completed(tasks, client, stage):
         yield chunk.interior
         seams.append(replace(chunk, interior=empty_pieces(with_probability)))
     yield merge_seam_pieces(seams, with_probability)
@@ -262,39 +270,51 @@ def _merged_rows(
 
 
 def _rows_in_order(
-    tasks: list[Any], merge: Callable[[list[ChunkPolygons]], pa.Table], client: Client | None
+    tasks: list[Any],
+    merge: Callable[[list[ChunkPolygons]], pa.Table],
+    client: Client | None,
+    stage: str,
 ) -> Iterator[pa.Table]:
     """Each chunk's rows in task order as soon as they are done, then the merged rows.
 
     On a cluster the seam merge is one more task: the seam pieces go from
     worker to worker, never through the client, which only receives rows to
-    write (and writes the last chunks' rows while a worker merges).
+    write (and writes the last chunks' rows while a worker merges). The
+    display's stage ``stage`` counts the chunks and the merge.
     """
-    if client is None:
-        results = compute(*tasks)
-        yield from (rows for rows, _ in results)
-        yield merge([seam for _, seam in results])
-        return
-    row_futures, seam_futures = [], []
-    for index, task in enumerate(tasks):  # priorities: workers take chunks in task order
-        chunk = client.compute(task, priority=-index)
-        row_futures.append(client.submit(operator.itemgetter(0), chunk, priority=-index))
-        seam_futures.append(client.submit(operator.itemgetter(1), chunk, priority=-index))
-        chunk.release()
-    merged = client.submit(merge, seam_futures, priority=-len(tasks))
-    del seam_futures
-    yield from _in_order(row_futures, client)
-    yield merged.result()
+    with current().stage(stage, len(tasks) + 1, "chunks") as shown:
+        if client is None:
+            results = compute(*tasks)
+            shown.advance(len(results))
+            yield from (rows for rows, _ in results)
+            yield merge([seam for _, seam in results])
+            shown.advance()
+            return
+        row_futures, seam_futures = [], []
+        for index, task in enumerate(tasks):  # priorities: workers take chunks in task order
+            chunk = client.compute(task, priority=-index)
+            row_futures.append(client.submit(operator.itemgetter(0), chunk, priority=-index))
+            seam_futures.append(client.submit(operator.itemgetter(1), chunk, priority=-index))
+            chunk.release()
+        merged = client.submit(merge, seam_futures, priority=-len(tasks))
+        del seam_futures
+        yield from _in_order(row_futures, client, shown)
+        yield merged.result()
+        shown.advance()
 
 
-def _in_order(futures: list[Any], client: Client) -> Iterator[Any]:
-    """Results of ``futures`` in list order, each as soon as it and all before it are done."""
+def _in_order(futures: list[Any], client: Client, shown: Stage) -> Iterator[Any]:
+    """Results of ``futures`` in list order, each as soon as it and all before it are done.
+
+    ``shown`` counts each as it completes.
+    """
     position = {future.key: index for index, future in enumerate(futures)}
     finished: dict[int, Any] = {}
     next_index = 0
     for future in as_completed(futures, loop=client.loop):
         finished[position[future.key]] = future.result()
         future.release()
+        shown.advance()
         while next_index in finished:
             yield finished.pop(next_index)
             next_index += 1
@@ -311,6 +331,7 @@ def feature_batches(
     class_names: Mapping[int, str] | None = None,
     provenance: Mapping[str, str] | None = None,
     min_area_m2: float = 0,
+    stage: str = "vectorize",
 ) -> Iterator[pa.Table]:
     """Rows ready for :meth:`GeoPackageWriter.write_table`, batch by batch, in chunk order.
 
@@ -327,7 +348,7 @@ def feature_batches(
     }
     tasks = _chunk_tasks(labels, valid, probability, grid, classes, _finished_chunk, **options)
     merge = partial(_merged_rows, with_probability=probability is not None, **options)
-    yield from _rows_in_order(tasks, merge, client)
+    yield from _rows_in_order(tasks, merge, client, stage)
 
 
 def vectorize_labels(
@@ -342,6 +363,7 @@ def vectorize_labels(
     client: Client | None = None,
     class_names: Mapping[int, str] | None = None,
     provenance: Mapping[str, str] | None = None,
+    stage: str = "vectorize",
 ) -> gpd.GeoDataFrame:
     """Polygons of a dask-backed class map, equal to whole-raster polygonization.
 
@@ -368,12 +390,20 @@ def vectorize_labels(
         Names per class id for ``class_name``.
     provenance
         ``source``, ``model``, ``run_time`` columns.
+    stage
+        Its name in the progress display (:func:`geoseg.report.progress.current`).
     """
     with_probability = probability is not None
     pieces = concat_pieces(
         list(
             polygon_batches(
-                labels, valid, grid, probability=probability, classes=classes, client=client
+                labels,
+                valid,
+                grid,
+                probability=probability,
+                classes=classes,
+                client=client,
+                stage=stage,
             )
         ),
         with_probability,
@@ -443,6 +473,7 @@ def vectorize_file(
     provenance: dict[str, str] | None = None,
     timestamp: str | None = None,
     masks: Sequence[Path] = (),
+    progress: bool = True,
 ) -> dict[str, int]:
     """Vectorize a class-map GeoTIFF into GeoPackage layers or a GeoParquet file (atomically).
 
@@ -455,7 +486,8 @@ def vectorize_file(
     otherwise one layer (default: the raster's file stem) holds every class.
     ``timestamp`` is the GeoPackage's change time (default: the clock).
     Pixels marked in any of ``masks`` (rasters read onto the class map's grid,
-    band 1 non-zero = masked) are not polygonized.
+    band 1 non-zero = masked) are not polygonized. ``progress``: show the
+    ``vectorize`` stage (:func:`geoseg.report.progress.current`), chunk by chunk.
 
     Returns
     -------
@@ -502,18 +534,19 @@ def vectorize_file(
 
     tables: Iterable[pa.Table]
     if simplify_m > 0:  # coverage simplification needs every polygon at once
-        simplified = vectorize_labels(
-            label_array,
-            valid,
-            grid,
-            probability=probability,
-            classes=classes,
-            min_area_m2=min_area_m2,
-            simplify_m=simplify_m,
-            client=client,
-            class_names=names,
-            provenance=filled,
-        )
+        with showing(stages(progress)):
+            simplified = vectorize_labels(
+                label_array,
+                valid,
+                grid,
+                probability=probability,
+                classes=classes,
+                min_area_m2=min_area_m2,
+                simplify_m=simplify_m,
+                client=client,
+                class_names=names,
+                provenance=filled,
+            )
         tables = [feature_table(simplified)]
     else:  # workers build the finished polygons' rows; the client writes them in order
         tables = feature_batches(
@@ -528,9 +561,10 @@ def vectorize_file(
             min_area_m2=min_area_m2,
         )
     if geoparquet:
-        return {base: write_geoparquet(out, tables)}
+        with showing(stages(progress)):
+            return {base: write_geoparquet(out, tables)}
     seen: set[int] = set()
-    with open_geopackage(out, timestamp=timestamp) as writer:
+    with showing(stages(progress)), open_geopackage(out, timestamp=timestamp) as writer:
         if layer_per_class:
             empty = _write_by_class(writer, _noting_classes(tables, seen), layer_of)
             expected = {layer_of(class_id) for class_id in seen | requested}

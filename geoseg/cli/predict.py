@@ -234,9 +234,11 @@ def predict(
     is one instance.
     """
     import contextlib
+    import time
 
     from geoseg.io.raster import read_info
 
+    entered = time.time()
     if polygons_out is not None:
         from geoseg.io.vector import polygon_format
 
@@ -245,44 +247,47 @@ def predict(
     # the input's header first: a bad or oversized file is refused before the model stack loads
     read_info(input_path, max_pixels=settings.max_pixels, allow_vrt=settings.allow_vrt)
 
-    from geoseg.io.checkpoint import read_card
-    from geoseg.models.loading import alias_notice, model_name, resolve_model_dir
+    from workflows.cluster import dask_client, early_local_cluster
 
-    card = read_card(resolve_model_dir(model))
-    if notice := alias_notice(model_name(model, card)):
-        info(notice)
-    if card.task == "instance":
-        _predict_instances(
-            input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
-        )
-        return
-    if polygons_out is not None:
-        raise click.UsageError("--polygons needs an instance model (card task 'instance')")
+    # without --scheduler the local cluster starts now, while the model stack loads and the
+    # scene is validated and planned; predict_file's local client is this cluster
+    with early_local_cluster(scheduler) as early:
+        from geoseg.io.checkpoint import read_card
+        from geoseg.models.loading import alias_notice, model_name, resolve_model_dir
 
-    from workflows.cluster import dask_client
-    from workflows.predict import predict_file
+        card = read_card(resolve_model_dir(model))
+        if notice := alias_notice(model_name(model, card)):
+            info(notice)
+        if card.task == "instance":
+            _predict_instances(
+                input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
+            )
+            return
+        if polygons_out is not None:
+            raise click.UsageError("--polygons needs an instance model (card task 'instance')")
 
-    outputs = PredictOutputs(labels_out, probabilities_out)
-    # without --scheduler the local cluster starts lazily, after the inputs are validated
-    connection = dask_client(scheduler) if scheduler else contextlib.nullcontext(None)
-    with connection as client:
-        result = predict_file(
-            input_path,
-            model,
-            settings,
-            outputs,
-            client=client,
-            work_dir=work_dir,
-            progress=show_progress(),
-            masks=masks,
-            mask_buffer=mask_buffer,
-        )
-    assets = {"labels": OutputAsset(result.labels, ("data",), "class labels")}
-    if result.probabilities is not None:
-        assets["probabilities"] = OutputAsset(
-            result.probabilities, ("data",), "class probabilities (uint8, p x 255)"
-        )
-    item = _write_item(input_path, card, assets, result.grid)
+        from workflows.predict import predict_file
+
+        # the local cluster (the early one) is asked for only once the run is planned
+        with dask_client(scheduler) if scheduler else contextlib.nullcontext(None) as client:
+            result = predict_file(
+                input_path,
+                model,
+                settings,
+                PredictOutputs(labels_out, probabilities_out),
+                client=client,
+                work_dir=work_dir,
+                progress=show_progress(),
+                masks=masks,
+                mask_buffer=mask_buffer,
+            )
+        assets = {"labels": OutputAsset(result.labels, ("data",), "class labels")}
+        if result.probabilities is not None:
+            assets["probabilities"] = OutputAsset(
+                result.probabilities, ("data",), "class probabilities (uint8, p x 255)"
+            )
+        item = _write_item(input_path, card, assets, result.grid)
+        worked = time.time()
     click.echo(
         f"wrote {result.labels} ({result.grid.height}x{result.grid.width}, "
         f"{result.tiles} tiles, {result.device}/{result.engine}/{result.precision}, "
@@ -295,6 +300,32 @@ def predict(
         info(result.resampling.notice(str(input_path)))
     for finding in result.domain_findings:
         warn(f"{input_path}: {finding.message}")
+    phases = command_phases(entered, worked, {} if early is None else early.timings)
+    info("timings: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()))
+
+
+def command_phases(entered: float, worked: float, cluster: dict[str, float]) -> dict[str, float]:
+    """The phases of the command's wall time, in seconds, for the ``timings:`` line.
+
+    ``start-up``: from the process's start (interpreter, imports, option
+    parsing) to the command body, ``entered`` (``time.time()``); ``work``:
+    from there to ``worked``, less the wait for the local cluster; from
+    ``cluster`` (:attr:`workflows.cluster.EarlyCluster.timings`, empty with a
+    scheduler): ``cluster-start`` (in the background, hidden by the work up to
+    ``cluster-wait``), ``cluster-wait`` and ``shutdown``. The process's exit
+    after the line is not in it.
+    """
+    import psutil
+
+    waited = cluster.get("cluster_wait_s", 0.0)
+    phases = {
+        "start-up": entered - psutil.Process().create_time(),
+        "cluster-start": cluster.get("cluster_start_s", 0.0),
+        "cluster-wait": waited,
+        "work": worked - entered - waited,
+        "shutdown": cluster.get("shutdown_s", 0.0),
+    }
+    return {name: max(0.0, seconds) for name, seconds in phases.items()}
 
 
 def _predict_instances(

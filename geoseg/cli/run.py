@@ -87,25 +87,28 @@ def run(
 ) -> None:
     """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
     from geoseg.bbox import make_bbox, parse_bbox_text
+    from workflows.cluster import early_local_cluster
     from workflows.run_bbox import run_bbox
 
-    run_bbox(
-        make_bbox(parse_bbox_text(bbox), bbox_crs),
-        datetime_range,
-        out=out,
-        model=model,
-        labels_out=labels,
-        quicklook_out=quicklook,
-        catalog=catalog,
-        crs=crs,
-        resolution=resolution,
-        settings=settings,
-        mask_buffer=mask_buffer,
-        allow_external_hrefs=allow_external_hrefs,
-        progress=show_progress(),
-        scheduler=scheduler,
-        report=info,
-    )
+    # the local cluster starts while the catalog is searched and the scenes verified
+    with early_local_cluster(scheduler):
+        run_bbox(
+            make_bbox(parse_bbox_text(bbox), bbox_crs),
+            datetime_range,
+            out=out,
+            model=model,
+            labels_out=labels,
+            quicklook_out=quicklook,
+            catalog=catalog,
+            crs=crs,
+            resolution=resolution,
+            settings=settings,
+            mask_buffer=mask_buffer,
+            allow_external_hrefs=allow_external_hrefs,
+            progress=show_progress(),
+            scheduler=scheduler,
+            report=info,
+        )
 
 
 @click.command()
@@ -152,27 +155,30 @@ def run_change(
 ) -> None:
     """Segment both dates on one grid with one model, then change statistics per region."""
     from geoseg.bbox import make_bbox, parse_bbox_text
+    from workflows.cluster import early_local_cluster
     from workflows.run_change import run_change as run_change_workflow
 
-    outputs = run_change_workflow(
-        make_bbox(parse_bbox_text(bbox), bbox_crs),
-        before,
-        after,
-        regions=regions,
-        region_layer=region_layer,
-        region_id_field=region_id_field,
-        out=out,
-        stats=stats,
-        rule=rule,
-        model=model,
-        catalog=catalog,
-        crs=crs,
-        resolution=resolution,
-        settings=settings,
-        mask_buffer=mask_buffer,
-        allow_external_hrefs=allow_external_hrefs,
-        progress=show_progress(),
-        scheduler=scheduler,
-        report=info,
-    )
+    # the local cluster starts while the catalog is searched and the scenes verified
+    with early_local_cluster(scheduler):
+        outputs = run_change_workflow(
+            make_bbox(parse_bbox_text(bbox), bbox_crs),
+            before,
+            after,
+            regions=regions,
+            region_layer=region_layer,
+            region_id_field=region_id_field,
+            out=out,
+            stats=stats,
+            rule=rule,
+            model=model,
+            catalog=catalog,
+            crs=crs,
+            resolution=resolution,
+            settings=settings,
+            mask_buffer=mask_buffer,
+            allow_external_hrefs=allow_external_hrefs,
+            progress=show_progress(),
+            scheduler=scheduler,
+            report=info,
+        )
     echo_flags(outputs.flags)

@@ -188,8 +188,18 @@ def test_killed_run_resumes_to_identical_outputs(
     assert not out.exists() and not (tmp_path / "out.tif").exists()
     finished_before = len(list(work.rglob("summary_*.json")))
     assert finished_before >= 1
-    resumed = subprocess.run(command, capture_output=True, text=True, check=False)
+    # Dask's warnings shown: a worker killed at shutdown would say "still alive"
+    environment = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    resumed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     assert resumed.returncode == 0, resumed.stderr
+    for noise in ("still alive", "Traceback", "Exception"):
+        assert noise not in resumed.stderr
+    # the local cluster started during the catalog search; the manifest says how long it took
+    timings = RunManifest.model_validate_json(
+        (tmp_path / "out.manifest.json").read_text(encoding="utf-8")
+    ).timings_s
+    assert {"cluster_start_s", "cluster_wait_s", "predict_s"} <= set(timings)
+    assert timings["cluster_wait_s"] <= timings["cluster_start_s"] + 0.5
     reused = [line for line in resumed.stderr.splitlines() if line.startswith("predicted:")]
     assert reused and int(reused[0].split(", ")[1].split()[0]) >= finished_before
     assert _outputs(tmp_path) == _outputs(reference.geopackage.parent)

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflows.cluster import WORKER_ENV, dask_client, resolve_scheduler
+from workflows.cluster import (
+    WORKER_ENV,
+    dask_client,
+    early_local_cluster,
+    early_timings,
+    local_client,
+    resolve_scheduler,
+)
 
 
 def _start_environment() -> dict[str, str]:
@@ -132,3 +139,26 @@ def test_unguarded_main_script_reads_the_guard(
     assert unguarded_main_script() is None
     main.__file__ = None
     assert unguarded_main_script() is None  # a notebook or python -c
+
+
+def test_the_early_cluster_is_the_local_client_of_its_block() -> None:
+    with early_local_cluster(None, n_workers=1) as early:
+        assert early is not None
+        with dask_client(None, n_workers=1) as client:
+            assert client.submit(sum, [1, 2], pure=False).result() == 3
+        with local_client(n_workers=1) as again:
+            assert again is client  # the same cluster, still open
+            assert client.status == "running"
+        assert set(early_timings()) == {"cluster_start_s", "cluster_wait_s"}
+    assert client.status == "closed"  # closed with the block
+    assert set(early.timings) == {"cluster_start_s", "cluster_wait_s", "shutdown_s"}
+    # waited from after the start began to a little after it ended (the thread's own end)
+    assert early.timings["cluster_wait_s"] <= early.timings["cluster_start_s"] + 0.5
+    assert early_timings() == {}
+
+
+def test_no_early_cluster_with_a_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
+    with early_local_cluster(None) as early:
+        assert early is None
+        assert early_timings() == {}
