@@ -656,9 +656,18 @@ def clearings_scene(
     regions = extent_regions(before_maps[0], geoseg.work_dir / f"{name}_extent.gpkg", "scene")
     extra = ["--forest-classes", str(FOREST_CLASS)] if forest_option else []
     gpkg, stats, _ = geoseg.change(before_maps, after_maps, regions, f"{name}_change", extra)
-    lost = loss_pixels(gpkg, before_maps[0])
     with rasterio.open(before_maps[0]) as src:
         before_forest = src.read(1) == FOREST_CLASS
+        # a model reading finer scenes at its pixel size (forest: 10 m as 30 m block means)
+        # maps on a coarser grid: its pixels are repeated onto the scene's to score the patches
+        factor = round(abs(src.transform.a) / np.sqrt(pixel_m2))
+
+    def on_scene(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        fine = np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1)
+        return fine[: image.shape[1], : image.shape[2]]
+
+    lost = on_scene(loss_pixels(gpkg, before_maps[0]))
+    before_forest = on_scene(before_forest)
     scores = clearing_scores(lost, before_forest, patches, pixel_m2)
     for threshold in geoseg.sweep:
         option = ["--min-probability", f"{threshold:g}"]
@@ -666,7 +675,7 @@ def clearings_scene(
             before_maps, after_maps, regions, f"{name}_change_p{threshold:g}", [*extra, *option]
         )
         figures = clearing_scores(
-            loss_pixels(swept, before_maps[0]), before_forest, patches, pixel_m2
+            on_scene(loss_pixels(swept, before_maps[0])), before_forest, patches, pixel_m2
         )
         scores[f"sweep {threshold:g}"] = figures
         recalls = ", ".join(

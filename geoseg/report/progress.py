@@ -13,9 +13,11 @@ On a terminal the display redraws one line at most every
 
 and ends each stage with its final line. Elsewhere (a log file, a pipe) it
 writes one line when a stage starts and one when it ends, or nothing at all
-(``lines=False``). The ETA is the remaining units at the pace so far
-(``elapsed / done * (total - done)``). The clock and the stream are
-arguments, so the display is tested without sleeping. Pure: no Dask here.
+(``lines=False``). A stage that fails writes no final line (a live line is
+cleared), so that the error is the last thing printed. The ETA is the
+remaining units at the pace so far (``elapsed / done * (total - done)``).
+The clock and the stream are arguments, so the display is tested without
+sleeping. Pure: no Dask here.
 """
 
 from __future__ import annotations
@@ -138,17 +140,22 @@ class Progress:
         self.draw(stage, force=True)
         try:
             yield stage
-        finally:
-            if self.live:
-                self.draw(stage, force=True)
-                self._write("\n")
-                self._width = 0
-                self._last = ""
-            elif self.lines:
-                self._write(
-                    f"{name}: {stage.done}/{stage.total} {unit} in "
-                    f"{format_seconds(stage.elapsed)}\n"
-                )
+        except BaseException:
+            # a failed or interrupted stage leaves no final line: the error stands alone
+            if self.live and self._width:
+                self._write("\r" + " " * self._width + "\r")
+            self._width = 0
+            self._last = ""
+            raise
+        if self.live:
+            self.draw(stage, force=True)
+            self._write("\n")
+            self._width = 0
+            self._last = ""
+        elif self.lines:
+            self._write(
+                f"{name}: {stage.done}/{stage.total} {unit} in {format_seconds(stage.elapsed)}\n"
+            )
 
     def draw(self, stage: Stage, *, force: bool = False) -> None:
         """Redraw ``stage``'s line in place (live only), unless drawn under a refresh ago."""

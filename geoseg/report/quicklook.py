@@ -6,6 +6,7 @@ Pure rendering: arrays in, a matplotlib :class:`~matplotlib.figure.Figure` out
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,10 +91,15 @@ def quicklook_figure(
         raise InputError(f"picture {rgb.shape[:2]} and class map {labels.shape} differ in size")
     rows, cols = labels.shape
     panel_height = width_inches / 2 * rows / max(cols, 1)
-    figure = Figure(figsize=(width_inches, panel_height + 1.2), layout="constrained")
+    # a long caption (a model's attribution) wraps at the figure's width, each line 0.1 in
+    caption_lines = textwrap.wrap(caption, width=int(width_inches * 18)) if caption else []
+    legend_height = 0.9 + 0.1 * len(caption_lines)
+    figure = Figure(
+        figsize=(width_inches, panel_height + legend_height + 0.3), layout="constrained"
+    )
     FigureCanvasAgg(figure)
     panels = figure.subplot_mosaic(
-        [["scene", "map"], ["legend", "legend"]], height_ratios=[panel_height, 0.9]
+        [["scene", "map"], ["legend", "legend"]], height_ratios=[panel_height, legend_height]
     )
     left, right, bottom = panels["scene"], panels["map"], panels["legend"]
     left.imshow(rgb, interpolation="nearest")
@@ -110,5 +116,7 @@ def quicklook_figure(
         handles=handles, loc="upper center", ncols=min(4, len(handles)), fontsize=8, frameon=False
     )
     if caption:
-        bottom.text(0.5, 0.0, caption, ha="center", va="bottom", fontsize=6, color="0.3")
+        bottom.text(
+            0.5, 0.0, "\n".join(caption_lines), ha="center", va="bottom", fontsize=6, color="0.3"
+        )
     return figure

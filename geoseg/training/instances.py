@@ -28,7 +28,7 @@ from geoseg.predict.instances import InstanceSettings, paint_window, resolve_ins
 from geoseg.predict.tiling import make_layout
 from geoseg.training.augment import random_symmetry
 from geoseg.training.config import TrainConfig
-from geoseg.training.loop import seed_everything
+from geoseg.training.loop import seed_everything, torch_threads
 from geoseg.training.sampling import TrainingScene, random_chips, read_inputs
 
 MIN_OBJECT_PIXELS = 16
@@ -91,9 +91,18 @@ def train_instances(
     log: Callable[[str], None] | None = None,
 ) -> InstanceTrainingResult:
     """Train ``module`` on random chips of the scenes' training windows (CPU)."""
+    with torch_threads(config.threads):
+        return _train_instances(module, scenes, config, log=log)
+
+
+def _train_instances(
+    module: nn.Module,
+    scenes: list[TrainingScene],
+    config: TrainConfig,
+    *,
+    log: Callable[[str], None] | None,
+) -> InstanceTrainingResult:
     generator = seed_everything(config.seed)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     steps_per_epoch = -(-config.chips_per_epoch // config.batch_size)
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

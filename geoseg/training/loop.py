@@ -17,10 +17,11 @@ runs with the same config, thread count and device give the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,23 @@ class TrainingResult:
     history: list[EpochRecord] = field(default_factory=list)
     duration_s: float = 0.0
     validation_matrix: NDArray[np.int64] | None = None
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads (None: as they are), then restore them.
+
+    Training sets the thread count its config asks for; a notebook or test
+    process that trains and then predicts keeps its own count afterwards (a
+    forward pass's floating-point sums depend on it).
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -189,10 +207,20 @@ def train_model(
     log
         Called with one line per epoch (e.g. ``print``).
     """
+    with torch_threads(config.threads):
+        return _train_model(model, scenes, config, progress=progress, log=log)
+
+
+def _train_model(
+    model: nn.Module,
+    scenes: list[TrainingScene],
+    config: TrainConfig,
+    *,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> TrainingResult:
     started = time.perf_counter()
     generator = seed_everything(config.seed)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     device = select_device(config.device)
     model.to(device)
     num_classes = len(config.classes)

@@ -47,6 +47,24 @@ class Terminal(io.StringIO):
         return True
 
 
+def test_a_failed_stage_leaves_no_final_line() -> None:
+    log = io.StringIO()
+    display = Progress.for_terminal(log, lines=True)
+    with pytest.raises(RuntimeError), display.stage("predict", 40, "tiles") as stage:
+        stage.advance(3)
+        raise RuntimeError("a corrupt block")
+    assert log.getvalue() == "predict: 40 tiles to do\n"
+    clock, terminal = FakeClock(), Terminal()
+    live = Progress.for_terminal(terminal)
+    live.clock = clock
+    with pytest.raises(KeyboardInterrupt), live.stage("vectorize", 5, "chunks") as stage:
+        stage.advance(2)
+        raise KeyboardInterrupt
+    text = terminal.getvalue()
+    assert text.endswith("\r") and "\n" not in text  # the live line is cleared, not ended
+    assert text.rsplit("\r", 2)[-2].strip() == ""
+
+
 def test_a_live_stage_counts_to_its_total_with_an_eta() -> None:
     clock, stream = FakeClock(), Terminal()
     display = Progress.for_terminal(stream)

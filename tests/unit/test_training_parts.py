@@ -15,7 +15,7 @@ from geoseg.grid import PixelWindow
 from geoseg.models.card import InputScaling
 from geoseg.training.augment import SYMMETRIES, apply_symmetry, radiometric_jitter
 from geoseg.training.config import SceneSpec
-from geoseg.training.loop import validation_score
+from geoseg.training.loop import torch_threads, validation_score
 from geoseg.training.losses import build_loss, cross_entropy_loss, dice_loss, jaccard_loss
 from geoseg.training.sampling import (
     IGNORE_INDEX,
@@ -241,3 +241,14 @@ def test_validation_score_labelled_skips_classes_without_validation_labels() -> 
     iou = [8 / 11, 0.0, 9 / 10]
     assert validation_score(matrix, "mean_iou") == pytest.approx(np.mean(iou))
     assert validation_score(matrix, "mean_iou_labelled") == pytest.approx((iou[0] + iou[2]) / 2)
+
+
+def test_training_threads_are_restored_afterwards() -> None:
+    """A process that trains and then predicts keeps its own torch thread count."""
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("a failed epoch")
+    assert torch.get_num_threads() == before
