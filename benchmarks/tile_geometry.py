@@ -1,4 +1,4 @@
-"""The cost of overlap: scene throughput of ``geoseg predict`` per tile geometry.
+"""The cost of overlap and of each engine: whole ``geoseg predict`` commands compared.
 
 With 512 px tiles and 64 px overlap every scene pixel is computed about 1.31
 times (the tile stride is 448 px); larger tiles with the same overlap compute
@@ -9,16 +9,19 @@ real Zion Landsat-8 scene, and reports:
 
 - the tile pixels computed per scene pixel (the geometry's redundancy),
 - wall seconds and scene throughput (MP/s of the scene's own pixels),
-- the label agreement with the first geometry (the reference, 512/64),
+- the label agreement with the first configuration (the reference, 512/64),
 
-in rounds that alternate the geometries, so that a drifting machine spreads
+for every engine and precision of ``--engines`` (``ENGINE:PRECISION``, e.g.
+``torch:auto`` today's default, ``auto:auto``, ``torch:fp32``) with every
+geometry, in rounds that alternate the configurations, so that a drifting machine spreads
 over all of them alike. Allocator settings are those ``geoseg predict`` gives
 its workers (``workflows.cluster.WORKER_ENV``, printed).
 
 Usage::
 
     .venv/bin/python benchmarks/tile_geometry.py [--size 4096] [--rounds 2] \
-        [--geometries 512/64,768/64,1024/64] [--model landcover-landsat] [--engine auto]
+        [--geometries 512/64,768/64,1024/64] [--model landcover-landsat] \
+        [--engines torch:auto,auto:auto]
 """
 
 from __future__ import annotations
@@ -55,10 +58,13 @@ def redundancy(size: int, tile: int, overlap: int) -> float:
     return layout.count * tile * tile / (size * size)
 
 
-def predict_command(
-    scene: Path, out: Path, model: str, tile: int, overlap: int, args: argparse.Namespace
-) -> float:
+Config = tuple[str, str, int, int]
+"""engine, precision, tile, overlap"""
+
+
+def predict_command(scene: Path, out: Path, model: str, config: Config) -> float:
     """Wall seconds of one whole ``geoseg predict`` command."""
+    engine, precision, tile, overlap = config
     command = [
         sys.executable,
         "-m",
@@ -75,9 +81,9 @@ def predict_command(
         "--overlap",
         str(overlap),
         "--engine",
-        args.engine,
+        engine,
         "--precision",
-        args.precision,
+        precision,
     ]
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -97,39 +103,48 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096, help="scene side in pixels")
     parser.add_argument("--geometries", default="512/64,768/64,1024/64")
     parser.add_argument("--model", default="landcover-landsat")
-    parser.add_argument("--engine", default="auto")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--engines", default="auto:auto", help="ENGINE:PRECISION,...")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    pairs = geometries(args.geometries)
+    engines = [tuple(item.split(":")) for item in args.engines.split(",")]
+    configs: list[Config] = [
+        (engine, precision, tile, overlap)
+        for engine, precision in engines
+        for tile, overlap in geometries(args.geometries)
+    ]
     print(f"worker allocator settings: {WORKER_ENV}")
-    print(f"model {args.model}, engine {args.engine}, precision {args.precision}")
+    print(f"model {args.model}; machine load average {os.getloadavg()[0]:.2f} at the start")
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         scene = mirrored_scene(work / f"zion_{args.size}.tif", args.size)
-        seconds: dict[tuple[int, int], list[float]] = {pair: [] for pair in pairs}
-        outputs = {pair: work / f"labels_{pair[0]}_{pair[1]}.tif" for pair in pairs}
+        seconds: dict[Config, list[float]] = {config: [] for config in configs}
+        outputs = {config: work / f"labels_{'_'.join(map(str, config))}.tif" for config in configs}
         for round_index in range(args.rounds):
-            order = pairs if round_index % 2 == 0 else pairs[::-1]
-            for tile, overlap in order:
-                taken = predict_command(
-                    scene, outputs[(tile, overlap)], args.model, tile, overlap, args
-                )
-                seconds[(tile, overlap)].append(taken)
-                print(f"round {round_index + 1}: {tile}/{overlap} {taken:.1f} s", flush=True)
+            order = configs if round_index % 2 == 0 else configs[::-1]
+            for config in order:
+                taken = predict_command(scene, outputs[config], args.model, config)
+                seconds[config].append(taken)
+                print(f"round {round_index + 1}: {config} {taken:.1f} s", flush=True)
         scene_mp = args.size * args.size / 1e6
         print()
         print(f"scene {args.size} x {args.size} px ({scene_mp:.1f} MP), {args.rounds} rounds")
-        print("| tile/overlap | tile px per scene px | wall s (runs) | scene MP/s | agreement |")
-        print("|---|---|---|---|---|")
-        reference = outputs[pairs[0]]
-        for pair in pairs:
-            runs = seconds[pair]
+        print(
+            "| engine:precision | tile/overlap | tile px per scene px | wall s (runs) | "
+            "scene MP/s | speed-up | agreement |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        reference = configs[0]
+        base = statistics.median(seconds[reference])
+        for config in configs:
+            engine, precision, tile, overlap = config
+            runs = seconds[config]
             median = statistics.median(runs)
             print(
-                f"| {pair[0]}/{pair[1]} | {redundancy(args.size, *pair):.3f} | "
+                f"| {engine}:{precision} | {tile}/{overlap} | "
+                f"{redundancy(args.size, tile, overlap):.3f} | "
                 f"{median:.1f} ({', '.join(f'{value:.1f}' for value in runs)}) | "
-                f"{scene_mp / median:.2f} | {agreement(reference, outputs[pair]):.4%} |"
+                f"{scene_mp / median:.2f} | {base / median:.2f}x | "
+                f"{agreement(outputs[reference], outputs[config]):.4%} |"
             )
 
 

@@ -41,7 +41,7 @@ CPU_SPEED_ORDER: tuple[tuple[Engine, Precision], ...] = (
 )
 """CPU engines and precisions, fastest first: the order ``auto`` tries them in.
 
-One 512 px tile of the shipped landcover U-Net, one thread, on an AMD EPYC with
+One 512 px tile of the shipped landcover U-Net, one thread, on an Intel Xeon with
 AVX512-VNNI and AVX512-BF16 (a loaded machine, indicative): ORT int8 (static
 QDQ) 75 ms, PyTorch bf16 84 ms, ORT fp32 110 ms, PyTorch fp32 152 ms. int8 is
 taken only on CPUs with int8 dot-product instructions (VNNI), bf16 only on
