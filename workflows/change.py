@@ -20,6 +20,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import shapely
 from dask.base import compute
 from dask.delayed import Delayed, delayed
@@ -41,6 +42,7 @@ from geoseg.change.counts import (
     set_forest_classes,
 )
 from geoseg.change.flags import Flag, FlagRule, region_flags, season_flags, with_flag_column
+from geoseg.change.instance_counts import instance_change, instance_counts
 from geoseg.change.loss import (
     PROBABILITY_UNITS,
     LossRule,
@@ -62,6 +64,7 @@ from geoseg.change.regions import (
 from geoseg.errors import ConfigError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid, check_chunk_size
 from geoseg.io.atomic import atomic_path
+from geoseg.io.instances import INSTANCES_LAYER
 from geoseg.io.raster import read_info
 from geoseg.io.tables import check_table_path, write_table
 from geoseg.io.vector import read_vector, write_layers
@@ -74,6 +77,8 @@ DEFORESTATION_LAYER = "deforestation"
 GAIN_LAYER = "forest_gain"
 LOSS, GAIN = 1, 2
 GRID_LAYER = "change_grid"
+INSTANCE_CHANGE_TABLE = "instances"
+INSTANCE_COLUMNS = ("class", "area_m2")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class ChangeResult:
     deforestation: GeoDataFrame
     out: Path
     tables: tuple[Path, ...]
+    instances: pd.DataFrame | None = None
+    """Instances per region and class at both dates (:func:`instance_change`), if given."""
 
 
 def _window_offsets(chunks: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -437,11 +444,27 @@ def forest_probability_on_grid(
     return layer
 
 
-def _table_paths(stats: Path) -> tuple[Path, Path, Path]:
-    return (
-        stats,
-        stats.with_name(f"{stats.stem}.transitions{stats.suffix}"),
-        stats.with_name(f"{stats.stem}.regions{stats.suffix}"),
+def _table_paths(stats: Path, *, instances: bool = False) -> tuple[Path, ...]:
+    kinds = ("transitions", "regions", *(("instances",) if instances else ()))
+    return (stats, *(stats.with_name(f"{stats.stem}.{kind}{stats.suffix}") for kind in kinds))
+
+
+def read_instances(path: str | Path) -> GeoDataFrame:
+    """Instance polygons (``geoseg predict --polygons`` with an instance model).
+
+    Raises
+    ------
+    VectorReadError
+        A missing file, no ``instances`` layer, or no ``class`` / ``area_m2`` field.
+    """
+    return read_vector(path, INSTANCES_LAYER, columns=INSTANCE_COLUMNS)
+
+
+def instance_table(before: GeoDataFrame, after: GeoDataFrame, regions: Regions) -> pd.DataFrame:
+    """:func:`instance_change` of two dates' instance polygons, moved to the regions' CRS."""
+    crs = regions.crs.to_wkt()
+    return instance_change(
+        instance_counts(before.to_crs(crs), regions), instance_counts(after.to_crs(crs), regions)
     )
 
 
@@ -471,6 +494,7 @@ def change_file(
     provenance: Mapping[str, str] | None = None,
     timestamp: str | None = None,
     input_names: Mapping[str, str] | None = None,
+    instances: tuple[str | Path, str | Path] | None = None,
 ) -> ChangeResult:
     """Compare two class maps per region and write the GeoPackage (and tables).
 
@@ -532,6 +556,13 @@ def change_file(
         What ``change_grid`` records as ``before``, ``after`` and ``regions``
         (default: the paths given): the inputs as the user named them, when
         the paths are files of a work folder deleted on success.
+    instances
+        Instance polygons of BEFORE and AFTER (``geoseg predict --polygons``
+        with an instance model; layer ``instances`` with ``class`` and
+        ``area_m2``, any CRS): the GeoPackage gets the non-spatial table
+        ``instances`` (:func:`geoseg.change.instance_counts.instance_change`,
+        one row per region and class) and ``stats`` a ``<stem>.instances<ext>``
+        beside it.
     """
     rule = rule or LossRule()
     flag_rule = flag_rule or FlagRule()
@@ -546,7 +577,12 @@ def change_file(
             "give probabilities for both dates (--before-probabilities and "
             "--after-probabilities) or for neither"
         )
-    table_paths = _table_paths(check_table_path(stats)) if stats is not None else ()
+    table_paths = (
+        _table_paths(check_table_path(stats), instances=instances is not None)
+        if stats is not None
+        else ()
+    )
+    objects = None if instances is None else tuple(read_instances(path) for path in instances)
     before_info, after_info = read_info(before), read_info(after)
     grid = common_grid(
         before_info.grid, after_info.grid, before_name=str(before), after_name=str(after)
@@ -632,11 +668,18 @@ def change_file(
             crs=grid.crs,
         ),
     }
-    tables = (statistics.classes, statistics.transitions, statistics.regions)
+    counted = None if objects is None else instance_table(objects[0], objects[1], prepared)
+    tables = [statistics.classes, statistics.transitions, statistics.regions]
+    tables += [] if counted is None else [counted]
     with contextlib.ExitStack() as stack:
         # tables go to temporaries first; they are renamed into place only after the
         # GeoPackage has been written, so an error leaves none of the outputs behind
         for frame, path in zip(tables, table_paths, strict=False):
             write_table(frame, stack.enter_context(atomic_path(path)))
-        write_layers(out, layers, timestamp=timestamp)
-    return ChangeResult(statistics, flags, grid, classes, loss, out, tuple(table_paths))
+        write_layers(
+            out,
+            layers,
+            timestamp=timestamp,
+            tables={} if counted is None else {INSTANCE_CHANGE_TABLE: counted},
+        )
+    return ChangeResult(statistics, flags, grid, classes, loss, out, tuple(table_paths), counted)

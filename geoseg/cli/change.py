@@ -147,6 +147,19 @@ def _class_ids(
     type=click.DateTime(["%Y-%m-%d"]),
     help="Acquisition date of AFTER (YYYY-MM-DD), for the season flag [default: unknown].",
 )
+@click.option(
+    "--before-instances",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Instance polygons of BEFORE (geoseg predict --polygons with an instance model): "
+    "instances per region and class go into an 'instances' table [default: none].",
+)
+@click.option(
+    "--after-instances",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Instance polygons of AFTER (give both or neither) [default: none].",
+)
 @click.option("--chunk-size", default=4096, show_default=True, type=int, help="Window size.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: local).")
 def change(
@@ -168,10 +181,17 @@ def change(
     later: tuple[Path, ...],
     before_date: datetime | None,
     after_date: datetime | None,
+    before_instances: Path | None,
+    after_instances: Path | None,
     chunk_size: int,
     scheduler: str | None,
 ) -> None:
     """Compare class maps BEFORE and AFTER per region: areas, IoU, transitions, deforestation."""
+    if (before_instances is None) != (after_instances is None):
+        raise click.UsageError(
+            "give instance polygons for both dates (--before-instances and --after-instances) "
+            "or for neither"
+        )
     from geoseg.catalog.stac import region_file
     from workflows.change import change_file
     from workflows.cluster import dask_client
@@ -202,6 +222,9 @@ def change(
             masks=masks,
             later=later,
             dates=(before_date, after_date),
+            instances=None
+            if before_instances is None or after_instances is None
+            else (before_instances, after_instances),
         )
     summary = result.statistics.regions
     click.echo(
@@ -210,6 +233,11 @@ def change(
         f"{summary.gain_ha.sum():.2f} ha gain, net {summary.net_change_ha.sum():+.2f} ha, "
         f"on the common grid {result.grid.crs} {result.grid.height}x{result.grid.width} px"
     )
+    if result.instances is not None:
+        click.echo(
+            f"{out}: instances {int(result.instances.instances_before.sum())} before, "
+            f"{int(result.instances.instances_after.sum())} after (table 'instances')"
+        )
     for path in result.tables:
         click.echo(f"{path}: written")
     item = _write_item(result, before, after, regions, (before_date, after_date))

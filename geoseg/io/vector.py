@@ -213,6 +213,19 @@ class GeoPackageWriter:
             self._flush(layer)
         self._write_styles()
 
+    def write_attributes(self, layer: str, frame: pd.DataFrame) -> None:
+        """Write ``frame`` as the non-spatial table ``layer`` (replacing any of that name)."""
+        if layer in self._counts:
+            raise OutputError(f"{self._final}: layer {layer!r} is already being written")
+        try:
+            pyogrio.write_dataframe(
+                pd.DataFrame(frame), self._path, layer=layer, driver="GPKG", append=False
+            )
+        except (DataSourceError, DataLayerError) as error:
+            raise OutputError(f"{self._final}: writing table {layer!r} failed ({error})") from None
+        self._counts[layer] = len(frame)
+        self._started.add(layer)
+
     def set_style(self, layer: str, qml: str) -> None:
         """Make ``qml`` the default QGIS style of ``layer``."""
         self._styles[layer] = qml
@@ -323,10 +336,12 @@ def write_layers(
     *,
     styles: Mapping[str, str] | None = None,
     timestamp: str | None = None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, int]:
     """Write several layers (and their QML styles) into a GeoPackage atomically.
 
-    ``timestamp`` is the change time recorded, as for :func:`open_geopackage`.
+    ``timestamp`` is the change time recorded, as for :func:`open_geopackage`;
+    ``tables`` are non-spatial tables written with the layers.
 
     Returns
     -------
@@ -338,6 +353,8 @@ def write_layers(
             writer.write(layer, frame)
             if styles and layer in styles:
                 writer.set_style(layer, styles[layer])
+        for layer, frame in (tables or {}).items():
+            writer.write_attributes(layer, frame)
     return writer.counts
 
 
