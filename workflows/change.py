@@ -64,7 +64,7 @@ from geoseg.change.regions import (
 from geoseg.errors import ConfigError, OutputError
 from geoseg.grid import PixelWindow, RasterGrid, check_chunk_size
 from geoseg.io.atomic import atomic_path
-from geoseg.io.instances import INSTANCES_LAYER
+from geoseg.io.instances import read_instances
 from geoseg.io.raster import read_info
 from geoseg.io.tables import check_table_path, write_table
 from geoseg.io.vector import read_vector, write_layers
@@ -78,7 +78,6 @@ GAIN_LAYER = "forest_gain"
 LOSS, GAIN = 1, 2
 GRID_LAYER = "change_grid"
 INSTANCE_CHANGE_TABLE = "instances"
-INSTANCE_COLUMNS = ("class", "area_m2")
 
 
 @dataclass(frozen=True)
@@ -447,17 +446,6 @@ def forest_probability_on_grid(
 def _table_paths(stats: Path, *, instances: bool = False) -> tuple[Path, ...]:
     kinds = ("transitions", "regions", *(("instances",) if instances else ()))
     return (stats, *(stats.with_name(f"{stats.stem}.{kind}{stats.suffix}") for kind in kinds))
-
-
-def read_instances(path: str | Path) -> GeoDataFrame:
-    """Instance polygons (``geoseg predict --polygons`` with an instance model).
-
-    Raises
-    ------
-    VectorReadError
-        A missing file, no ``instances`` layer, or no ``class`` / ``area_m2`` field.
-    """
-    return read_vector(path, INSTANCES_LAYER, columns=INSTANCE_COLUMNS)
 
 
 def instance_table(before: GeoDataFrame, after: GeoDataFrame, regions: Regions) -> pd.DataFrame:

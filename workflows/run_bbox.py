@@ -195,7 +195,7 @@ def run_bbox(
         **resampling,
     }
     fingerprint = source.fingerprint()
-    key = {"command": "run", "source": fingerprint, "model": info.model_dump(exclude={"requested"})}
+    key = {"command": "run", "source": fingerprint, "model": info.identity()}
     identifier, run = start_run(out, {**key, "parameters": parameters})
     run.timings["search_s"] = time.perf_counter() - clock
 

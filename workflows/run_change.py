@@ -164,7 +164,7 @@ def run_change(
     key = {
         "command": "run-change",
         "sources": fingerprints,
-        "model": info.model_dump(exclude={"requested"}),
+        "model": info.identity(),
     }
     identifier, run = start_run(out, {**key, "parameters": parameters}, run_time)
     run.timings["search_s"] = time.perf_counter() - clock

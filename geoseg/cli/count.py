@@ -31,12 +31,12 @@ def count(instances: Path, regions: Path, region_id_field: str | None, out: Path
     """Count the instances per region and sum their ground areas."""
     from geoseg.change.instance_counts import instance_counts
     from geoseg.change.regions import Regions, region_ids
-    from geoseg.io.instances import INSTANCES_LAYER
+    from geoseg.io.instances import read_instances
     from geoseg.io.tables import check_table_path, write_table
     from geoseg.io.vector import read_vector
 
     check_table_path(out)
-    objects = read_vector(instances, INSTANCES_LAYER, columns=["class", "area_m2"])
+    objects = read_instances(instances)
     frame = read_vector(regions)
     ids = region_ids(frame, region_id_field, str(regions))
     from rasterio.crs import CRS

@@ -26,12 +26,14 @@ from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
 from geoseg.io.geoparquet import write_geoparquet
-from geoseg.io.vector import polygon_format
+from geoseg.io.vector import polygon_format, read_vector
 from geoseg.vector.features import feature_table, matching_layer_type
 
 INSTANCE_BANDS = ("instance_id", "class_id")
 TASK_TAG = "GEOSEG_TASK"
 INSTANCES_LAYER = "instances"
+INSTANCE_COLUMNS = ("class", "area_m2")
+"""The fields instance counting reads from the polygons (besides the geometry)."""
 
 
 def write_id_cog(
@@ -116,6 +118,17 @@ def write_instance_polygons(path: Path, frame: gpd.GeoDataFrame) -> None:
             promote_to_multi=True,
             geometry_type="MultiPolygon",
         )
+
+
+def read_instances(path: str | Path) -> gpd.GeoDataFrame:
+    """Instance polygons (``geoseg predict --polygons`` with an instance model).
+
+    Raises
+    ------
+    VectorReadError
+        A missing file, no ``instances`` layer, or no ``class`` / ``area_m2`` field.
+    """
+    return read_vector(path, INSTANCES_LAYER, columns=INSTANCE_COLUMNS)
 
 
 def read_id_raster(

@@ -64,6 +64,10 @@ class ModelInfo(StrictModel):
     architecture: str = ""
     classes: dict[str, str] = Field(default_factory=dict)
 
+    def identity(self) -> dict[str, Any]:
+        """What a run id hashes of the model: everything but the alias it was asked for."""
+        return self.model_dump(exclude={"requested"})
+
 
 class SceneQuality(StrictModel):
     """How much of one scene its quality band masked on the run's grid."""

@@ -71,6 +71,8 @@ def test_the_name_asked_for_and_the_canonical_name(shipped: Path) -> None:
     info = model_info("forest-landsat", card)
     assert (info.name, info.requested) == ("forest", "forest-landsat")
     assert model_info("forest", card).requested is None
+    # a run asked for by the alias hashes the same model as one by name (same run id)
+    assert info.identity() == model_info("forest", card).identity()
 
 
 def test_an_alias_claimed_twice_is_refused(shipped: Path) -> None:
