@@ -9,6 +9,7 @@ same scaled bands as features, so the two are compared on equal data.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch import nn
 
 from geoseg.change.metrics import confusion_matrix
 from geoseg.grid import PixelWindow
+from geoseg.models.export import Probabilities
 from geoseg.models.loading import LoadedModel
 from geoseg.predict.inference import forward_probabilities
 from geoseg.training.sampling import IGNORE_INDEX, TrainingScene, read_chip, read_inputs
@@ -64,17 +66,65 @@ def network_block_matrix(
     return matrix
 
 
+def halo_windows(
+    blocks: Iterable[PixelWindow], tile: int, halo: int
+) -> Iterator[tuple[PixelWindow, PixelWindow]]:
+    """``(read window, inner window)`` of every ``tile`` px piece of ``blocks``.
+
+    The read window is the fixed ``tile + 2 * halo`` square around the piece,
+    as the inference path reads it.
+    """
+    side = tile + 2 * halo
+    for block in blocks:
+        for window in block_tiles(block, tile):
+            yield PixelWindow(window.row - halo, window.col - halo, side, side), window
+
+
+def validation_agreement(
+    reference: Probabilities,
+    candidates: Mapping[str, Probabilities],
+    scenes: list[TrainingScene],
+    *,
+    tile: int = 256,
+    halo: int = 32,
+) -> tuple[dict[str, float], int]:
+    """Share of valid validation pixels each candidate labels as ``reference`` does.
+
+    Every validation window is predicted in ``tile`` px pieces, each read with
+    ``halo`` px of context (:func:`halo_windows`); labels are compared on the
+    pieces' valid pixels.
+
+    Returns
+    -------
+    tuple[dict[str, float], int]
+        The agreement of each candidate and the number of valid pixels it was
+        measured on (1.0 each and 0 when the windows hold no valid pixel).
+    """
+    agreeing = dict.fromkeys(candidates, 0)
+    counted = 0
+    for scene in scenes:
+        for read, window in halo_windows(scene.validation_windows, tile, halo):
+            inputs, valid = read_inputs(scene, read)
+            inner = (slice(halo, halo + window.height), slice(halo, halo + window.width))
+            mask = valid[inner]
+            expected = reference(inputs[None])[0].argmax(axis=0)[inner]
+            for name, candidate in candidates.items():
+                found = candidate(inputs[None])[0].argmax(axis=0)[inner]
+                agreeing[name] += int(np.count_nonzero((found == expected) & mask))
+            counted += int(np.count_nonzero(mask))
+    shares = {name: (value / counted if counted else 1.0) for name, value in agreeing.items()}
+    return shares, counted
+
+
 def cpu_bf16_agreement(
     loaded: LoadedModel, scenes: list[TrainingScene], *, tile: int = 256, halo: int = 32
 ) -> tuple[float, int]:
     """Share of valid validation pixels labelled alike under CPU bf16 autocast and fp32.
 
-    Every validation window is predicted in ``tile`` px windows, each read
-    with ``halo`` px of context on all sides (a fixed ``tile + 2 * halo``
-    square, as the inference path runs it: channels-last, autocast), once in
-    fp32 and once in bf16. The module is left in evaluation mode and in
-    channels-last memory format, as :func:`~geoseg.predict.inference.cached_model`
-    runs it.
+    :func:`validation_agreement` of the bf16 forward against the fp32 one (as
+    the inference path runs them: channels-last, autocast). The module is left
+    in evaluation mode and in channels-last memory format, as
+    :func:`~geoseg.predict.inference.cached_model` runs it.
 
     Returns
     -------
@@ -84,23 +134,14 @@ def cpu_bf16_agreement(
     """
     loaded.module.eval()
     loaded.module.to(memory_format=torch.channels_last)
-    agreeing = counted = 0
-    side = tile + 2 * halo
-    for scene in scenes:
-        for block in scene.validation_windows:
-            for window in block_tiles(block, tile):
-                inputs, valid = read_inputs(
-                    scene, PixelWindow(window.row - halo, window.col - halo, side, side)
-                )
-                inner = (slice(halo, halo + window.height), slice(halo, halo + window.width))
-                mask = valid[inner]
-                fp32, bf16 = (
-                    forward_probabilities(loaded, inputs[None], "cpu", precision)[0].argmax(axis=0)
-                    for precision in ("fp32", "bf16")
-                )
-                agreeing += int(np.count_nonzero((fp32[inner] == bf16[inner]) & mask))
-                counted += int(np.count_nonzero(mask))
-    return (agreeing / counted if counted else 1.0), counted
+    shares, counted = validation_agreement(
+        lambda inputs: forward_probabilities(loaded, inputs, "cpu", "fp32"),
+        {"bf16": lambda inputs: forward_probabilities(loaded, inputs, "cpu", "bf16")},
+        scenes,
+        tile=tile,
+        halo=halo,
+    )
+    return shares["bf16"], counted
 
 
 def sample_training_pixels(

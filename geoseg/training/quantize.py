@@ -15,7 +15,6 @@ beside the weights only when its agreement is at least
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +22,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.errors import ModelError
-from geoseg.grid import PixelWindow
 from geoseg.io.atomic import atomic_path
 from geoseg.models.card import ModelCard, OnnxRecord
 from geoseg.models.export import (
     QUANTIZATION,
-    Probabilities,
     graph_opset,
     onnx_bytes,
     onnx_candidate,
@@ -37,7 +34,7 @@ from geoseg.models.export import (
 )
 from geoseg.models.loading import load_model
 from geoseg.predict.engines import INT8_AGREEMENT
-from geoseg.training.holdout import block_tiles
+from geoseg.training.holdout import halo_windows, validation_agreement
 from geoseg.training.sampling import TrainingScene, read_inputs
 
 INT8_FILENAME = "model.int8.onnx"
@@ -55,16 +52,6 @@ class OnnxCheck:
     """Whether the int8 model was accepted and written."""
 
 
-def _windows(
-    scene: TrainingScene, blocks: tuple[PixelWindow, ...], tile: int, halo: int
-) -> Iterator[tuple[PixelWindow, PixelWindow]]:
-    """``(read window, inner window)`` of every ``tile`` px piece of ``blocks``, with halo."""
-    side = tile + 2 * halo
-    for block in blocks:
-        for window in block_tiles(block, tile):
-            yield PixelWindow(window.row - halo, window.col - halo, side, side), window
-
-
 def calibration_tiles(
     scenes: list[TrainingScene], count: int = CALIBRATION_TILES, *, tile: int = 256, halo: int = 32
 ) -> list[NDArray[np.float32]]:
@@ -72,7 +59,7 @@ def calibration_tiles(
     windows = [
         (scene, read)
         for scene in scenes
-        for read, _ in _windows(scene, scene.train_windows, tile, halo)
+        for read, _ in halo_windows(scene.train_windows, tile, halo)
     ]
     if not windows:
         return []
@@ -80,35 +67,6 @@ def calibration_tiles(
         np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int)
     )
     return [read_inputs(windows[i][0], windows[i][1])[0] for i in picks]
-
-
-def validation_agreement(
-    reference: Probabilities,
-    candidates: dict[str, Probabilities],
-    scenes: list[TrainingScene],
-    *,
-    tile: int = 256,
-    halo: int = 32,
-) -> tuple[dict[str, float], int]:
-    """Share of valid validation pixels each candidate labels as ``reference`` does.
-
-    Windows as :func:`geoseg.training.holdout.cpu_bf16_agreement`: ``tile`` px
-    pieces of every validation window, each read with ``halo`` px of context.
-    """
-    agreeing = dict.fromkeys(candidates, 0)
-    counted = 0
-    for scene in scenes:
-        for read, window in _windows(scene, scene.validation_windows, tile, halo):
-            inputs, valid = read_inputs(scene, read)
-            inner = (slice(halo, halo + window.height), slice(halo, halo + window.width))
-            mask = valid[inner]
-            expected = reference(inputs[None])[0].argmax(axis=0)[inner]
-            for name, candidate in candidates.items():
-                found = candidate(inputs[None])[0].argmax(axis=0)[inner]
-                agreeing[name] += int(np.count_nonzero((found == expected) & mask))
-            counted += int(np.count_nonzero(mask))
-    shares = {name: (value / counted if counted else 1.0) for name, value in agreeing.items()}
-    return shares, counted
 
 
 def record_onnx_agreement(directory: Path, scenes: list[TrainingScene]) -> OnnxCheck:
