@@ -11,7 +11,7 @@ statistics are identical for any ``chunk_size``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from itertools import accumulate
@@ -196,10 +196,12 @@ def _add(left: Counted, right: Counted) -> Counted:
     return left[0] + right[0], left[1] + right[1], left[2] + right[2]
 
 
-def _tree_sum(parts: Sequence[Delayed]) -> Delayed:
+def _tree_sum(parts: Sequence[Any], add: Callable[[Any, Any], Any] | None = None) -> Any:
+    """The pairwise tree sum of ``parts`` with ``add`` (default: delayed; or tasks on a client)."""
+    add = add or delayed(_add)
     level = list(parts)
     while len(level) > 1:
-        pairs = [delayed(_add)(a, b) for a, b in zip(level[::2], level[1::2], strict=False)]
+        pairs = [add(a, b) for a, b in zip(level[::2], level[1::2], strict=False)]
         level = pairs + ([level[-1]] if len(level) % 2 else [])
     return level[0]
 
@@ -350,17 +352,11 @@ def _summed_on(client: Client, parts: Sequence[Delayed], shown: Stage) -> Counte
     on the workers (the parts never travel through the client).
     """
     futures = client.compute(list(parts))
-    level: list[Any] = list(futures)
-    while len(level) > 1:
-        pairs = [
-            client.submit(_add, a, b, pure=False)
-            for a, b in zip(level[::2], level[1::2], strict=False)
-        ]
-        level = pairs + ([level[-1]] if len(level) % 2 else [])
+    total = _tree_sum(futures, lambda a, b: client.submit(_add, a, b, pure=False))
     for _ in as_completed(futures, loop=client.loop):
         shown.advance()
     del futures
-    counted: Counted = level[0].result()
+    counted: Counted = total.result()
     return counted
 
 
