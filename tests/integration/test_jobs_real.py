@@ -13,15 +13,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pystac
 import pytest
 
-from data_catalog.build import HREF_BASE, SCENES, raster_item
+from data_catalog.build import SCENES, raster_item
 from geoseg.jobs.interfaces import JobBackend
 from geoseg.jobs.outputs import CUMULATIVE_FILE
 from geoseg.jobs.runner import run_now
 from geoseg.jobs.spec import JobSpec, validate_mapping
 from geoseg.jobs.state import JobStore
+from tests.catalogs import save_scene_catalog
 from tests.clusters import started_cluster
 from tests.predict_fixtures import make_fixed_conv_dir
 from tests.unit.jobs_fakes import NdviChangeRunner, cleared_copy
@@ -69,22 +69,7 @@ def growing_catalog(
     location = tmp_path / "catalog"
 
     def publish(count: int) -> None:
-        catalog = pystac.Catalog(
-            id="growing", description="test", extra_fields={"geoseg:href_base": HREF_BASE}
-        )
-        items = [raster_item(entry) for entry in scenes[:count]]
-        collection = pystac.Collection(
-            id="landsat",
-            description="test scenes",
-            extent=pystac.Extent(
-                pystac.SpatialExtent([list(items[0].bbox or [])]),
-                pystac.TemporalExtent([[None, None]]),
-            ),
-        )
-        collection.add_items(items)
-        catalog.add_child(collection)
-        catalog.normalize_hrefs(str(location))
-        catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        save_scene_catalog([raster_item(entry) for entry in scenes[:count]], location, "growing")
 
     return location, publish
 

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pystac
 import pytest
 import rasterio
 from click.testing import CliRunner
 from rasterio.features import rasterize
 from shapely.geometry import box
 
-from data_catalog.build import HREF_BASE, Band, RasterEntry, raster_item
+from data_catalog.build import Band, RasterEntry, raster_item
 from geoseg.bbox import make_bbox
 from geoseg.catalog.datadir import data_file
 from geoseg.catalog.mosaic import target_grid
@@ -34,6 +33,7 @@ from geoseg.models.loading import resolve_model_dir
 from geoseg.predict.resampling import BLOCK_MEAN, RESAMPLING_TAG
 from geoseg.predict.settings import InferenceSettings
 from geoseg.predict.sources import FileSource
+from tests.catalogs import save_scene_catalog
 from tests.clusters import started_client
 from workflows.run_bbox import run_bbox
 from workflows.run_change import run_change
@@ -136,27 +136,7 @@ def sentinel2_catalog(image: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         bands=SENTINEL2_BANDS,
         datetime="2021-05-27T11:00:00Z",
     )
-    return _catalog([raster_item(entry)], tmp_path_factory.mktemp("catalog"))
-
-
-def _catalog(items: list[pystac.Item], location: Path) -> Path:
-    """A static catalog of ``items`` saved in ``location``; its ``catalog.json``."""
-    catalog = pystac.Catalog(
-        id="sentinel2", description="test", extra_fields={"geoseg:href_base": HREF_BASE}
-    )
-    collection = pystac.Collection(
-        id="landsat",
-        description="test scenes",
-        extent=pystac.Extent(
-            pystac.SpatialExtent([list(items[0].bbox or [])]),
-            pystac.TemporalExtent([[None, None]]),
-        ),
-    )
-    collection.add_items(items)
-    catalog.add_child(collection)
-    catalog.normalize_hrefs(str(location))
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return location / "catalog.json"
+    return save_scene_catalog([raster_item(entry)], tmp_path_factory.mktemp("catalog"), "sentinel2")
 
 
 @pytest.mark.filterwarnings("ignore:scene aberystwyth-s2-20210527 has no quality band")
@@ -236,7 +216,9 @@ def test_run_change_over_two_sentinel2_dates_reads_both_at_30_m(
     ]
     for entry in entries:
         data_file(entry.href)  # checked against the data directory's checksums
-    location = _catalog([raster_item(entry) for entry in entries], tmp_path / "catalog")
+    location = save_scene_catalog(
+        [raster_item(entry) for entry in entries], tmp_path / "catalog", "sentinel2"
+    )
     with rasterio.open(shared_data / entries[0].href) as dataset:
         bounds = tuple(dataset.bounds)
         crs = dataset.crs.to_string()
