@@ -1,17 +1,17 @@
 """A 10 m Sentinel-2 site through ``geoseg predict`` and ``geoseg run`` with a resampling card.
 
-The model is the shipped forest model (``forest``) under a
-temporary card that says ``resampling: card_pixel_size``: its bands are found by common
-name (``nir`` is B8, not B8A ``nir08``), the 10 m scene is read as 3 x 3 block means at
-30 m, and the outputs say so. Site: ``sites/rsgislib_aberystwyth_sentinel2_20210527``
-(930 x 947 px at 10 m, ten bands ``B2 blue`` ... ``B8 nir``, ``B8A nir08`` ..., surface
-reflectance x 1000, nodata 0; labels: forest, grass, urban and water polygons).
+The model is the shipped forest model (``forest``), whose card says
+``resampling: card_pixel_size``: its bands are found by common name (``nir`` is
+B8, not B8A ``nir08``), the 10 m scene is read as 3 x 3 block means at 30 m,
+and the outputs say so. Site: ``sites/rsgislib_aberystwyth_sentinel2_20210527``
+(930 x 947 px at 10 m, ten bands ``B2 blue`` ... ``B8 nir``, ``B8A nir08`` ...,
+surface reflectance x 1000, nodata 0; labels: forest, grass, urban and water
+polygons).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -50,17 +50,11 @@ def image(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def resampling_forest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped forest model's weights under a card that reads at its 30 m pixel size."""
+def resampling_forest() -> Path:
+    """The shipped forest model, whose card reads finer scenes at its 30 m pixel size."""
     shipped = resolve_model_dir("forest")
-    card = read_card(shipped)
-    directory = tmp_path_factory.mktemp("model") / "forest-resampled"
-    directory.mkdir()
-    shutil.copyfile(shipped / card.weights_file, directory / card.weights_file)
-    data = card.model_dump(mode="json")
-    data.update(name="forest-resampled", resampling="card_pixel_size", aliases=[])
-    (directory / "card.json").write_text(json.dumps(data), encoding="utf-8")
-    return directory
+    assert read_card(shipped).resampling == "card_pixel_size"
+    return shipped
 
 
 def predict(arguments: list[str]) -> tuple[str, np.ndarray, dict[str, str], rasterio.Affine]:
@@ -167,7 +161,7 @@ def test_run_over_a_sentinel2_catalog_writes_30_m_and_records_it(
     resampling = manifest["parameters"]["resampling"]
     assert (resampling["factor"], resampling["method"]) == (3, BLOCK_MEAN)
     assert manifest["parameters"]["pixel_size_check"] == "ok"
-    assert manifest["model"]["name"] == "forest-resampled"
+    assert manifest["model"]["name"] == "forest"
     with rasterio.open(outputs.labels[0]) as dataset:
         assert dataset.res == pytest.approx((30.0, 30.0))
         labels = dataset.read(1)
