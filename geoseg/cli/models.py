@@ -222,7 +222,8 @@ def quantize(name: str, config_path: Path | None, data_root: Path | None) -> Non
     config's validation windows; the int8 model is kept beside the weights
     only when at least 99.5% of the pixels agree (--precision int8 and
     --engine auto use it), else the command fails after recording the
-    agreement.
+    agreement. One tile's forward time per engine on this machine is recorded
+    too: --engine auto tries the engines fastest first on CPUs of this kind.
     """
     from geoseg.catalog.datadir import data_dir
     from geoseg.errors import ModelError
@@ -251,6 +252,14 @@ def quantize(name: str, config_path: Path | None, data_root: Path | None) -> Non
         f"{name}: ORT fp32 labels agree with PyTorch fp32 on {100 * record.fp32_agreement:.3f}%, "
         f"int8 on {100 * record.int8_agreement:.3f}% of {record.pixels} validation pixels"
     )
+    if record.cpu_speeds is not None:
+        speeds = record.cpu_speeds
+        fastest = sorted(speeds.ms_per_tile.items(), key=lambda item: item[1])
+        times = ", ".join(f"{engine} {ms:.1f}" for engine, ms in fastest)
+        click.echo(
+            f"{name}: ms per {speeds.tile} px tile on this CPU ({speeds.threads} thread): {times} "
+            "(--engine auto tries the engines in this order on CPUs of this kind)"
+        )
     if not check.accepted:
         raise ModelError(
             f"{name}: int8 labels agree with fp32 on {100 * record.int8_agreement:.2f}% of the "

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from geoseg.config import format_validation_error
 from geoseg.errors import ChecksumError, ModelError
 from geoseg.io.atomic import atomic_path
 from geoseg.io.checksums import sha256_file
 from geoseg.models.card import CARD_FILENAME, WEIGHTS_FILENAME, ModelCard
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, not with the card
+    import torch
 
 
 def read_card(directory: str | Path) -> ModelCard:
@@ -47,6 +48,9 @@ def read_weights(directory: str | Path, card: ModelCard) -> dict[str, torch.Tens
             f"{path}: SHA-256 {actual} does not match the card's weights_sha256 "
             f"{card.weights_sha256}; the weights were modified or belong to another card"
         )
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path), device="cpu")
     except SafetensorError as error:
@@ -64,6 +68,9 @@ def write_model_dir(
     buffers such as batch-norm counters keep their type). Both files are
     written atomically.
     """
+    import torch
+    from safetensors.torch import save_file
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     storage = getattr(torch, card.weights_dtype)

@@ -190,6 +190,35 @@ class TrainingDomain(StrictModel):
         return value
 
 
+class CpuSpeeds(StrictModel):
+    """One tile's forward time per CPU engine, measured when the model was packaged.
+
+    ``--engine auto`` orders the engines by it on CPUs of the same kind (the
+    same native bf16 and int8 dot-product instructions); elsewhere it falls
+    back to :data:`geoseg.predict.engines.CPU_SPEED_ORDER`.
+    """
+
+    cpu: str = Field(description="the CPU's model name (/proc/cpuinfo)")
+    bf16: bool = Field(description="the CPU has native bf16 instructions")
+    int8_dot: bool = Field(description="the CPU has int8 dot-product instructions (VNNI, AMX)")
+    tile: int = Field(ge=1, description="side of the tile timed, pixels")
+    threads: int = Field(ge=1, description="threads of one forward pass (as a Dask worker)")
+    ms_per_tile: dict[str, float] = Field(
+        description="median milliseconds per tile, by ENGINE:PRECISION (torch:bf16, ...)"
+    )
+
+    @field_validator("ms_per_tile")
+    @classmethod
+    def _check_keys(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {"torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown engines {unknown}; known: {sorted(known)}")
+        if any(ms <= 0 for ms in value.values()):
+            raise ValueError("times must be > 0")
+        return value
+
+
 class OnnxRecord(StrictModel):
     """ONNX Runtime's labels against fp32 PyTorch's, measured when the model was packaged.
 
@@ -215,6 +244,9 @@ class OnnxRecord(StrictModel):
     quantization: str = Field("", description="how the int8 model was quantized and calibrated")
     pixels: int = Field(ge=0, description="valid pixels the agreements were measured on")
     measured_on: str = Field("", description="which pixels: the validation windows of the training")
+    cpu_speeds: CpuSpeeds | None = Field(
+        None, description="forward time per engine on the packaging machine (for --engine auto)"
+    )
 
     @model_validator(mode="after")
     def _check_int8(self) -> OnnxRecord:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from geoseg.errors import ModelError
 from geoseg.io.checkpoint import read_card, read_weights
 from geoseg.models.card import CARD_FILENAME, ModelCard
 from geoseg.models.registry import architecture_task, build_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 """Folder of the default models shipped inside the package, one sub-folder each."""

@@ -8,14 +8,14 @@ registered beside them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import segmentation_models_pytorch as smp
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import ModelError
 
-ModelFactory = Callable[..., nn.Module]
+if TYPE_CHECKING:  # torch and smp are imported when a model is built, not with the registry
+    from torch import nn
+
+ModelFactory = Callable[..., "nn.Module"]
 
 _SMP_ARCHITECTURES: dict[str, str] = {
     "unet": "Unet",
@@ -109,6 +109,8 @@ def build_model(
         raise ModelError(
             f"unknown architecture {architecture!r}; valid names: {', '.join(architectures())}"
         )
+    import segmentation_models_pytorch as smp
+
     encoders = smp.encoders.get_encoder_names()
     if encoder not in encoders:
         raise ModelError(

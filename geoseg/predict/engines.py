@@ -6,14 +6,18 @@
 records about the labels of each engine and precision against fp32 PyTorch
 (``cpu_bf16_agreement`` and :class:`~geoseg.models.card.OnnxRecord`).
 
-``auto`` works as ``--precision auto`` does: the agreement is measured when the
-model is packaged and read from the card; the speed is a rule, not a
-measurement at run time (a measurement would cost every run an export and a
-few forward passes per engine, and its result would move with the machine's
-load). On the CPU the candidates are tried fastest first (:data:`CPU_SPEED_ORDER`,
-from the side-by-side forward passes in docs/benchmarks.md), and the first whose
-labels the card accepts and the hardware runs natively is taken; on CUDA
-``auto`` is PyTorch (autocast bf16/fp16 on the GPU).
+``auto`` works as ``--precision auto`` does: the agreement and the speed are
+measured when the model is packaged (``geoseg models quantize``) and read
+from the card, not measured at run time (that would cost every run an export
+and a few forward passes per engine, and its result would move with the
+machine's load). On the CPU the candidates are tried fastest first and the
+first whose labels the card accepts and the hardware runs natively is taken.
+Fastest first means the order of the card's
+:class:`~geoseg.models.card.CpuSpeeds` when they were measured on a CPU of the
+same kind (the same native bf16 and int8 dot-product instructions): which
+engine wins depends on the model (ORT int8 for the landcover U-Net, ORT fp32
+for the per-pixel ``forest``); elsewhere the rule :data:`CPU_SPEED_ORDER`. On
+CUDA ``auto`` is PyTorch (autocast bf16/fp16 on the GPU).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from geoseg.errors import ConfigError
 from geoseg.predict.settings import Engine, Precision, check_engine, check_precision
 
 if TYPE_CHECKING:
-    from geoseg.models.card import OnnxRecord
+    from geoseg.models.card import CpuSpeeds, OnnxRecord
     from geoseg.predict.inference import DeviceSupport
 
 AUTO_ONNX_AGREEMENT = 0.999
@@ -89,7 +93,7 @@ def select_engine(
       accepted the int8 model); ``auto`` precision is int8 where accepted and
       the CPU has VNNI, else fp32. On CUDA it needs ONNX Runtime's CUDA
       execution provider and runs fp32.
-    - ``auto``: on CUDA PyTorch; on the CPU the first of :data:`CPU_SPEED_ORDER`
+    - ``auto``: on CUDA PyTorch; on the CPU the first of :func:`cpu_order`
       that fits the precision asked for, that the hardware runs natively and
       whose labels the card records as agreeing with fp32 PyTorch (ORT fp32
       at least :data:`AUTO_ONNX_AGREEMENT`, int8 accepted, bf16 as
@@ -156,7 +160,26 @@ def _auto_cpu(
         ("onnxruntime", "fp32"): support.onnxruntime and onnx_agrees,
         ("torch", "fp32"): True,
     }
-    for candidate in CPU_SPEED_ORDER:
+    for candidate in cpu_order(onnx.cpu_speeds if onnx is not None else None, support):
         if usable[candidate] and precision in ("auto", candidate[1]):
             return candidate
     return "torch", "fp32"
+
+
+def cpu_order(
+    speeds: CpuSpeeds | None, support: DeviceSupport
+) -> tuple[tuple[Engine, Precision], ...]:
+    """The CPU candidates fastest first for this model on the workers' kind of CPU.
+
+    The card's measured times order them when they were measured on a CPU with
+    the same native bf16 and int8 dot-product instructions as the workers';
+    candidates it did not time keep their place of :data:`CPU_SPEED_ORDER`
+    after the timed ones. Otherwise :data:`CPU_SPEED_ORDER`.
+    """
+    if speeds is None or (speeds.bf16, speeds.int8_dot) != (support.cpu_bf16, support.cpu_vnni):
+        return CPU_SPEED_ORDER
+    timed = sorted(
+        (c for c in CPU_SPEED_ORDER if f"{c[0]}:{c[1]}" in speeds.ms_per_tile),
+        key=lambda c: speeds.ms_per_tile[f"{c[0]}:{c[1]}"],
+    )
+    return (*timed, *(c for c in CPU_SPEED_ORDER if c not in timed))

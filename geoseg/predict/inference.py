@@ -11,15 +11,19 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from geoseg.errors import ConfigError, ModelError
 from geoseg.io.checkpoint import read_card
 from geoseg.models.loading import LoadedModel, load_model, resolve_model_dir
+from geoseg.predict.hardware import BF16_FLAGS, cuda_possible, has_any_flag
 from geoseg.predict.settings import Precision, check_device, check_precision
+
+if TYPE_CHECKING:  # torch is imported by the processes that run a model, on first use
+    import torch
 
 AUTO_CPU_BF16_AGREEMENT = 0.995
 """Least recorded bf16/fp32 label agreement (model card) for ``auto`` to use bf16 on a CPU.
@@ -31,7 +35,12 @@ docs/benchmarks.md), so ``auto`` uses it only for a model whose card records an
 agreement of at least this, and only on CPUs with native bf16 instructions.
 """
 
-_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+def _autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of ``precision``; None for fp32 (no autocast)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
 @dataclass(frozen=True)
@@ -61,14 +70,25 @@ class DeviceSupport:
 
 
 def device_support() -> DeviceSupport:
-    """Probe this process's hardware (run on each Dask worker for a cluster)."""
+    """Probe this process's hardware (run on each Dask worker for a cluster).
+
+    torch is imported only where CUDA may be usable
+    (:func:`~geoseg.predict.hardware.cuda_possible`) or the CPU flags cannot
+    be read: on a CPU-only Linux machine the probe costs milliseconds, not
+    torch's import.
+    """
     from geoseg.predict.onnx_runtime import cpu_vnni, onnxruntime_providers
 
-    cuda = torch.cuda.is_available()
+    cuda = cuda_bf16 = False
+    if cuda_possible():
+        import torch
+
+        cuda = torch.cuda.is_available()
+        cuda_bf16 = cuda and torch.cuda.is_bf16_supported()
     providers = onnxruntime_providers()
     return DeviceSupport(
         cuda=cuda,
-        cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
+        cuda_bf16=cuda_bf16,
         cpu_bf16=native_cpu_bf16(),
         onnxruntime=providers is not None,
         ort_cuda=cuda and "CUDAExecutionProvider" in (providers or ()),
@@ -108,8 +128,14 @@ def select_device(device: str, support: DeviceSupport | None = None) -> str:
 def native_cpu_bf16() -> bool:
     """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX).
 
-    Elsewhere bf16 autocast is emulated and not faster than fp32.
+    Elsewhere bf16 autocast is emulated and not faster than fp32. Read from
+    the kernel's CPU flags; torch is asked only where they cannot be read.
     """
+    flags = has_any_flag(BF16_FLAGS)
+    if flags is not None:
+        return flags
+    import torch
+
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
@@ -172,6 +198,8 @@ def model_key(name_or_dir: str | Path, device: str) -> ModelKey:
 
 def cached_model(key: ModelKey) -> LoadedModel:
     """The model for ``key``, loaded (and moved to its device) once per process."""
+    import torch
+
     with _CACHE_LOCK:
         loaded = _CACHE.get(key)
         if loaded is None:
@@ -242,9 +270,11 @@ def _forward_pass(
     loaded: LoadedModel, inputs: NDArray[np.float32], device: str, precision: Precision
 ) -> NDArray[np.float32]:
     """One forward pass of ``inputs`` (see :func:`forward_probabilities`)."""
+    import torch
+
     tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(device)
     tensor = tensor.contiguous(memory_format=torch.channels_last)
-    dtype = _DTYPES.get(precision)
+    dtype = _autocast_dtype(precision)
     try:
         with (
             torch.inference_mode(),

@@ -4,27 +4,34 @@ A session per process, built once and cached like the PyTorch model
 (:func:`geoseg.predict.inference.cached_model`), keyed by the model's identity
 (directory and weights hash), the device, the precision and the thread count:
 
-- fp32: the ONNX graph is exported in memory from the card's PyTorch model
-  (:func:`geoseg.models.export.onnx_bytes`) when the worker first needs it;
+- fp32: the ONNX graph exported from the card's PyTorch model
+  (:func:`geoseg.models.export.onnx_bytes`), kept in this machine's cache
+  (:func:`onnx_cache_dir`) under the weights' SHA-256: the first run on a
+  machine exports it, later runs read it and never import PyTorch
+  (:func:`fp32_session`);
 - int8: the quantized graph the model directory holds (``card.onnx.int8_file``,
   written and checked against fp32 by ``geoseg models quantize``), its SHA-256
   verified.
 
 Sessions use the CPU execution provider with every graph optimization
 (``ORT_ENABLE_ALL``), sequential execution, one inter-op thread and as many
-intra-op threads as the process gives PyTorch (``torch.get_num_threads()``: one
-per worker of the local cluster), or the CUDA execution provider on a CUDA
+intra-op threads as the process gives PyTorch
+(:func:`geoseg.predict.hardware.intra_op_threads`: one per worker of the
+local cluster), or the CUDA execution provider on a CUDA
 device. As with PyTorch on the CPU, tiles run one per forward pass
 (:data:`geoseg.predict.inference.CPU_FORWARD_TILES`), so a tile's output does
 not depend on the batch it is in.
 
-onnxruntime is imported only when a session is built.
+onnxruntime is imported only when a session is built; a worker running ONNX
+Runtime imports neither PyTorch nor segmentation-models-pytorch (2-4 s of a
+process's start) unless it has to export.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.errors import ModelError
+from geoseg.predict.hardware import INT8_DOT_FLAGS, has_any_flag, intra_op_threads
 
 if TYPE_CHECKING:
     from geoseg.predict.inference import ModelKey
@@ -55,15 +63,7 @@ def onnxruntime_providers() -> tuple[str, ...] | None:
 
 def cpu_vnni() -> bool:
     """Whether this CPU has int8 dot-product instructions (Linux ``/proc/cpuinfo`` flags)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    return False
+    return bool(has_any_flag(INT8_DOT_FLAGS))
 
 
 def session_options(threads: int) -> Any:
@@ -149,23 +149,66 @@ def int8_model_bytes(directory: str | Path) -> bytes:
     return data
 
 
+CACHE_ENV = "GEOSEG_CACHE_DIR"
+"""Environment variable naming geoseg's cache folder (default ``$XDG_CACHE_HOME/geoseg``)."""
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported fp32 ONNX graphs are kept on this machine.
+
+    ``$GEOSEG_CACHE_DIR/onnx``, else ``$XDG_CACHE_HOME/geoseg/onnx``, else
+    ``~/.cache/geoseg/onnx``. Files are named after the weights' SHA-256, so
+    a retrained model never reads a stale graph; deleting the folder is safe.
+    """
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "geoseg")
+    return Path(root) / "onnx"
+
+
+def fp32_session(key: ModelKey, threads: int) -> Any:
+    """A session of ``key``'s fp32 graph: from this machine's cache, else exported.
+
+    An export is written to :func:`onnx_cache_dir` atomically (two workers
+    exporting at once write the same graph); a cache that cannot be written
+    is skipped, and a cached file ONNX Runtime cannot load is exported again.
+    """
+    from geoseg.io.atomic import atomic_path
+
+    path = onnx_cache_dir() / f"{key.weights_sha256}-fp32.onnx"
+    if path.is_file():
+        try:
+            return make_session(path.read_bytes(), key.device, threads)
+        except ModelError:
+            raise
+        except Exception:  # a damaged cache file (onnxruntime raises its own types)
+            path.unlink(missing_ok=True)
+    from geoseg.models.export import onnx_bytes
+    from geoseg.models.loading import load_model
+
+    loaded = load_model(key.directory)
+    data = onnx_bytes(loaded.module, len(loaded.card.bands))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, sync=False) as temporary:
+            temporary.write_bytes(data)
+    except OSError:
+        pass  # a read-only cache: export again next time
+    return make_session(data, key.device, threads)
+
+
 def cached_session(key: ModelKey, precision: str) -> Any:
     """The ONNX Runtime session of ``key``'s model in ``precision``, built once per process."""
-    import torch
-
-    session_key = SessionKey(key, precision, torch.get_num_threads())
+    session_key = SessionKey(key, precision, intra_op_threads())
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(session_key)
         if session is None:
             if precision == "int8":
                 data = int8_model_bytes(key.directory)
+                session = make_session(data, key.device, session_key.threads)
             else:
-                from geoseg.models.export import onnx_bytes
-                from geoseg.models.loading import load_model
-
-                loaded = load_model(key.directory)
-                data = onnx_bytes(loaded.module, len(loaded.card.bands))
-            session = make_session(data, key.device, session_key.threads)
+                session = fp32_session(key, session_key.threads)
             _SESSIONS[session_key] = session
         return session
 

@@ -9,12 +9,17 @@ the share of the valid pixels each labels as PyTorch fp32 does. Both go into
 the card (:class:`geoseg.models.card.OnnxRecord`); the int8 model is written
 beside the weights only when its agreement is at least
 :data:`geoseg.predict.engines.INT8_AGREEMENT`, and ``--precision int8`` and
-``--engine auto`` use nothing else.
+``--engine auto`` use nothing else. :func:`cpu_speeds` times one tile per
+engine on this machine, as a Dask worker runs it, for ``--engine auto``'s
+order (:func:`geoseg.predict.engines.cpu_order`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from numpy.typing import NDArray
 
 from geoseg.errors import ModelError
 from geoseg.io.atomic import atomic_path
-from geoseg.models.card import ModelCard, OnnxRecord
+from geoseg.models.card import CpuSpeeds, ModelCard, OnnxRecord
 from geoseg.models.export import (
     QUANTIZATION,
     graph_opset,
@@ -34,6 +39,9 @@ from geoseg.models.export import (
 )
 from geoseg.models.loading import load_model
 from geoseg.predict.engines import INT8_AGREEMENT
+from geoseg.predict.hardware import INT8_DOT_FLAGS, cpu_name, has_any_flag
+from geoseg.predict.inference import forward_probabilities, native_cpu_bf16
+from geoseg.predict.onnx_runtime import make_session, session_probabilities
 from geoseg.training.holdout import halo_windows, validation_agreement
 from geoseg.training.sampling import TrainingScene, read_inputs
 
@@ -102,6 +110,8 @@ def record_onnx_agreement(directory: Path, scenes: list[TrainingScene]) -> OnnxC
             temporary.write_bytes(int8)
     else:
         path.unlink(missing_ok=True)
+    tiles = calibration_tiles(scenes, 1)
+    speeds = cpu_speeds(directory, fp32, int8 if accepted else None, tiles[0]) if tiles else None
     record = OnnxRecord(
         opset=graph_opset(fp32),
         fp32_agreement=round(shares["fp32"], 6),
@@ -112,6 +122,70 @@ def record_onnx_agreement(directory: Path, scenes: list[TrainingScene]) -> OnnxC
         pixels=pixels,
         measured_on="the validation windows of the training scenes, 256 px pieces with 32 px "
         "of context",
+        cpu_speeds=speeds,
     )
     card = update_card(Path(directory), {"onnx": record.model_dump()})
     return OnnxCheck(card, accepted)
+
+
+SPEED_REPEATS = 5
+"""Timed tiles per engine in :func:`cpu_speeds` (the median is kept)."""
+
+
+def cpu_speeds(
+    directory: Path,
+    fp32: bytes,
+    int8: bytes | None,
+    sample: NDArray[np.float32],
+    *,
+    threads: int = 1,
+    repeats: int = SPEED_REPEATS,
+) -> CpuSpeeds:
+    """One tile's forward time per CPU engine here, as one Dask worker runs it.
+
+    ``sample`` (scaled inputs ``(bands, h, w)``) is mirrored to the card's tile
+    size; each engine runs it once to warm up, then ``repeats`` times, the
+    engines taking turns so that a drift of the machine's speed reaches all
+    alike; the median is kept. PyTorch bf16 is timed only on CPUs with native
+    bf16, int8 only when ``int8`` (the accepted model) is given. PyTorch runs
+    with ``threads`` intra-op threads, restored afterwards.
+    """
+    import torch
+
+    loaded = load_model(directory)
+    loaded.module.to(memory_format=torch.channels_last)
+    tile = loaded.card.tile_size
+    grow = ((0, 0), (0, max(0, tile - sample.shape[1])), (0, max(0, tile - sample.shape[2])))
+    mirrored = np.pad(sample, grow, mode="symmetric")[:, :tile, :tile]
+    inputs = np.ascontiguousarray(mirrored[None], dtype=np.float32)
+    runs: dict[str, Callable[[], object]] = {
+        "torch:fp32": lambda: forward_probabilities(loaded, inputs, "cpu", "fp32"),
+    }
+    if native_cpu_bf16():
+        runs["torch:bf16"] = lambda: forward_probabilities(loaded, inputs, "cpu", "bf16")
+    for name, model in (("onnxruntime:fp32", fp32), ("onnxruntime:int8", int8)):
+        if model is not None:
+            runs[name] = functools.partial(
+                session_probabilities, make_session(model, "cpu", threads), inputs, "cpu"
+            )
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for run in runs.values():
+            run()
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return CpuSpeeds(
+        cpu=cpu_name(),
+        bf16=native_cpu_bf16(),
+        int8_dot=bool(has_any_flag(INT8_DOT_FLAGS)),
+        tile=tile,
+        threads=threads,
+        ms_per_tile={name: round(1000 * float(np.median(v)), 1) for name, v in seconds.items()},
+    )
