@@ -16,8 +16,7 @@ from numpy.typing import NDArray
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 # exported ONNX graphs go to a cache of the test session (workers inherit it), not ~/.cache
-_CACHE = tempfile.TemporaryDirectory(prefix="geoseg-test-cache-")
-os.environ.setdefault("GEOSEG_CACHE_DIR", _CACHE.name)
+os.environ.setdefault("GEOSEG_CACHE_DIR", tempfile.mkdtemp(prefix="geoseg-test-cache-"))
 
 from geoseg.catalog.datadir import data_dir
 from geoseg.errors import DataDirError
