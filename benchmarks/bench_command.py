@@ -34,6 +34,12 @@ Usage (on a quiet machine; the default sizes take tens of minutes)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_command.py --toolbelt-path /tmp/toolbelt-lib
     PYTHONPATH=. .venv/bin/python benchmarks/bench_command.py --sizes 1024 --runs 1  # smoke
+    # peak memory of the whole command against the scene size, shipped model, default engine:
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_command.py --tools geoseg --runs 1 \
+        --sizes 4096,8192,16384 --model landcover-landsat --precision auto
+
+Every row gives the peak RSS of the command's process tree (its Dask workers
+included), sampled every 50 ms.
 """
 
 from __future__ import annotations
@@ -171,11 +177,23 @@ def child_environment(args: argparse.Namespace, *, toolbelt: bool = False) -> di
     return environment
 
 
+PEAK_RSS: list[float] = []
+"""Peak RSS (GiB) of the process tree of each :func:`timed` command, in order."""
+
+
 def timed(command: list[str], environment: dict[str, str]) -> tuple[float, str, str]:
-    """Wall seconds of ``command`` from its start to its exit, and its stdout and stderr."""
+    """Wall seconds of ``command`` from its start to its exit, and its stdout and stderr.
+
+    The peak RSS of the command's process tree (its workers included) is
+    appended to :data:`PEAK_RSS`.
+    """
+    from bench_predict import PeakMemory
+
     start = time.perf_counter()
-    completed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    with PeakMemory() as memory:
+        completed = subprocess.run(command, env=environment, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    PEAK_RSS.append(memory.peak / 2**30)
     if completed.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed: {completed.stderr[-2000:]}")
     return seconds, completed.stdout, completed.stderr
@@ -216,37 +234,44 @@ def run_size(args: argparse.Namespace, scene: Path, model: Path, work: Path, siz
     missing_toolbelt = toolbelt_available(args)
     if missing_toolbelt:
         print(f"  pytorch-toolbelt skipped: {missing_toolbelt}")
+    tools = set(args.tools.split(","))
     for run in range(1, args.runs + 1):
         rows: list[tuple[str, float, str]] = []
-        _, out, _ = timed(
-            [*me, "--child", "bare", str(scene), str(model), str(work), args.engine],
-            child_environment(args),
-        )
-        bare = float(out.split()[1])
-        rows.append((f"bare forward, {args.engine} (1 process, 2 threads)", bare, ""))
-        if not missing_toolbelt:
+        bare = float("nan")
+        if "bare" in tools:
+            _, out, _ = timed(
+                [*me, "--child", "bare", str(scene), str(model), str(work), args.engine],
+                child_environment(args),
+            )
+            bare = float(out.split()[1])
+            rows.append(
+                (f"bare forward, {args.engine} (1 process, 2 threads)", bare, "", PEAK_RSS[-1])
+            )
+        if "toolbelt" in tools and not missing_toolbelt:
             target = work / f"toolbelt_{size}.tif"
             seconds, _, _ = timed(
                 [*me, "--child", "toolbelt", str(scene), str(model), str(target)],
                 child_environment(args, toolbelt=True),
             )
-            rows.append(("pytorch-toolbelt, whole command", seconds, ""))
-        target = work / f"geoseg_{size}.tif"
-        target.unlink(missing_ok=True)
-        command = [
-            *[sys.executable, "-m", "geoseg", "predict", str(scene), "--model", str(model)],
-            *["--out", str(target), "--precision", "fp32", "--device", "cpu"],
-            *["--engine", args.engine],
-            *["--tile", str(TILE), "--overlap", str(OVERLAP), "--batch-size", str(BATCH)],
-        ]
-        seconds, _, stderr = timed(command, child_environment(args))
-        phases = geoseg_phases(stderr, seconds)
-        text = ", ".join(f"{name} {value:.1f}" for name, value in phases.items())
-        rows.append((f"geoseg predict --engine {args.engine}, whole command", seconds, text))
-        for tool, seconds, note in rows:
+            rows.append(("pytorch-toolbelt, whole command", seconds, "", PEAK_RSS[-1]))
+        if "geoseg" in tools:
+            target = work / f"geoseg_{size}.tif"
+            target.unlink(missing_ok=True)
+            command = [
+                *[sys.executable, "-m", "geoseg", "predict", str(scene), "--model", str(model)],
+                *["--out", str(target), "--precision", args.precision, "--device", "cpu"],
+                *["--engine", args.engine],
+                *["--tile", str(TILE), "--overlap", str(OVERLAP), "--batch-size", str(BATCH)],
+            ]
+            seconds, _, stderr = timed(command, child_environment(args))
+            phases = geoseg_phases(stderr, seconds)
+            text = ", ".join(f"{name} {value:.1f}" for name, value in phases.items())
+            tool = f"geoseg predict --engine {args.engine} --precision {args.precision}"
+            rows.append((f"{tool}, whole command", seconds, text, PEAK_RSS[-1]))
+        for tool, seconds, note, peak in rows:
             print(
                 f"| {size} | {run} | {tool} | {seconds:.1f} | {megapixels / seconds:.3f} | "
-                f"{bare / seconds:.2f} | {note} |",
+                f"{bare / seconds:.2f} | {peak:.2f} | {note} |",
                 flush=True,
             )
 
@@ -267,6 +292,15 @@ def main() -> None:
         help="geoseg's engine, for its command and the bare forward (torch: the same network "
         "as pytorch-toolbelt's)",
     )
+    parser.add_argument(
+        "--tools", default="bare,toolbelt,geoseg", help="which of bare,toolbelt,geoseg to run"
+    )
+    parser.add_argument(
+        "--model",
+        default="",
+        help="geoseg's model (shipped name or directory) [default: the seeded U-Net-resnet18]",
+    )
+    parser.add_argument("--precision", default="fp32", help="geoseg's --precision")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -283,8 +317,9 @@ def main() -> None:
     print(f"date {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}")
     print(
-        f"model: seeded U-Net resnet18, {CLASSES} classes; fp32; tile {TILE} overlap {OVERLAP} "
-        f"batch {BATCH}; geoseg engine {args.engine}"
+        f"model: {args.model or f'seeded U-Net resnet18, {CLASSES} classes'}; tile {TILE} "
+        f"overlap {OVERLAP} batch {BATCH}; geoseg --engine {args.engine} --precision "
+        f"{args.precision}; bare forward fp32"
     )
     print(f"geoseg workers' allocator: {WORKER_ENV}")
     others = child_environment(args)
@@ -292,11 +327,13 @@ def main() -> None:
         "toolbelt and bare processes' allocator: "
         + ", ".join(f"{name}={others.get(name, 'unset')}" for name in MALLOC_NAMES)
     )
-    print("| scene px | run | tool | seconds | MP/s | of bare | geoseg phases (s) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scene px | run | tool | seconds | MP/s | of bare | peak RSS GiB | geoseg phases (s) |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-command-") as folder:
         work = Path(folder)
-        model = unet_resnet18_model(work / "bench-unet-resnet18")
+        model = (
+            Path(args.model) if args.model else unet_resnet18_model(work / "bench-unet-resnet18")
+        )
         for size in sizes:
             scene = mirrored_scene(work / f"mirror_{size}.tif", size)
             run_size(args, scene, model, work, size)
