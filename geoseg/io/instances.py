@@ -25,7 +25,7 @@ from rasterio.errors import RasterioIOError
 from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
-from geoseg.io.geoparquet import write_geoparquet
+from geoseg.io.geoparquet import read_geoparquet, write_geoparquet
 from geoseg.io.vector import polygon_format, read_vector
 from geoseg.vector.features import feature_table, matching_layer_type
 
@@ -123,11 +123,15 @@ def write_instance_polygons(path: Path, frame: gpd.GeoDataFrame) -> None:
 def read_instances(path: str | Path) -> gpd.GeoDataFrame:
     """Instance polygons (``geoseg predict --polygons`` with an instance model).
 
+    A GeoPackage's layer ``instances``, or a ``.parquet`` file (GeoParquet).
+
     Raises
     ------
     VectorReadError
         A missing file, no ``instances`` layer, or no ``class`` / ``area_m2`` field.
     """
+    if Path(path).suffix.lower() == ".parquet":
+        return read_geoparquet(path, columns=INSTANCE_COLUMNS)
     return read_vector(path, INSTANCES_LAYER, columns=INSTANCE_COLUMNS)
 
 
