@@ -26,7 +26,7 @@ from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
 from geoseg.io.geoparquet import read_geoparquet, write_geoparquet
-from geoseg.io.vector import polygon_format, read_vector
+from geoseg.io.vector import open_geopackage, polygon_format, read_vector
 from geoseg.vector.features import feature_table, matching_layer_type
 
 INSTANCE_BANDS = ("instance_id", "class_id")
@@ -118,6 +118,23 @@ def write_instance_polygons(path: Path, frame: gpd.GeoDataFrame) -> None:
             promote_to_multi=True,
             geometry_type="MultiPolygon",
         )
+
+
+def add_instances_layer(
+    geopackage: Path,
+    frame: gpd.GeoDataFrame,
+    *,
+    layer: str = INSTANCES_LAYER,
+    timestamp: str | None = None,
+) -> None:
+    """Add (or replace) the instance polygons as ``layer`` of an existing GeoPackage.
+
+    The other layers are kept; the file is replaced atomically
+    (:func:`geoseg.io.vector.open_geopackage`), with ``timestamp`` as the
+    layer's change time.
+    """
+    with open_geopackage(geopackage, timestamp=timestamp) as writer:
+        writer.write_table(layer, matching_layer_type(feature_table(frame), "MultiPolygon"))
 
 
 def read_instances(path: str | Path) -> gpd.GeoDataFrame:
