@@ -28,6 +28,7 @@ are not kept for a resume).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +84,20 @@ class InstancePrediction:
     """The precision it ran at."""
 
 
+def detector_settings(settings: InferenceSettings) -> InferenceSettings:
+    """``settings`` for a detector: precision ``auto`` is fp32.
+
+    torchvision's Mask R-CNN decodes boxes in the dtype of its regression
+    outputs (``BoxCoder.decode_single`` casts the proposals to it): under bf16
+    autocast (8 significant bits) tile coordinates from 256 to 512 px fall on
+    multiples of 2 px. A detector therefore runs in fp32 unless bf16 or fp16 is
+    asked for explicitly.
+    """
+    if settings.precision != "auto":
+        return settings
+    return dataclasses.replace(settings, precision="fp32")
+
+
 def predict_instances_source(
     source: RasterSource,
     model: str | Path,
@@ -109,8 +124,9 @@ def predict_instances_source(
         Shipped model name or model directory of an instance model (card task
         ``instance``).
     settings
-        Tile, overlap, batch and chunk sizes, device and precision; the outputs
-        do not depend on the batch placement or the chunk size.
+        Tile, overlap, batch and chunk sizes, device and precision (``auto``:
+        fp32, :func:`detector_settings`); the outputs do not depend on the
+        batch placement or the chunk size.
     instance_settings
         How detections become instances.
     raster
@@ -138,6 +154,7 @@ def predict_instances_source(
             "card says task: instance (e.g. buildings-atlanta)"
         )
     source, resampling = at_card_pixel_size(source, card)
+    settings = detector_settings(settings)
     placement = placement or model_placement(settings, card, client)
     plan = make_plan(
         source,

@@ -38,6 +38,7 @@ from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.cluster import early_timings, model_placement
+from workflows.predict_instances import detector_settings
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -239,7 +240,7 @@ def run_bbox(
                 mask_buffer=mask_buffer,
                 allow_external_hrefs=allow_external_hrefs,
             ),
-            model_placement(settings, instance_card, client, scheduler),
+            model_placement(detector_settings(settings), instance_card, client, scheduler),
         )
         parameters["instance_model"] = model_info(instance_model, instance_card).model_dump()
         parameters["instance_min_score"] = instance_settings.min_score

@@ -33,6 +33,7 @@ from geoseg.predict.settings import InferenceSettings
 from geoseg.report.progress import showing, stages
 from workflows.change import change_file
 from workflows.cluster import early_timings, model_placement
+from workflows.predict_instances import detector_settings
 from workflows.staging import (
     Report,
     RunOutputs,
@@ -210,7 +211,7 @@ def run_change(
                 )
                 for name, scenes in (("before", before_scenes), ("after", after_scenes))
             },
-            model_placement(settings, instance_card, client, scheduler),
+            model_placement(detector_settings(settings), instance_card, client, scheduler),
             instance_settings,
         )
         parameters["instance_model"] = model_info(instance_model, instance_card).model_dump()

@@ -26,7 +26,7 @@ from geoseg.predict.tiling import make_layout
 from tests.clusters import started_client
 from tests.conftest import ORIGIN, write_geotiff
 from tests.predict_fixtures import make_maskrcnn_dir, make_model_dir
-from workflows.predict_instances import predict_instances_file
+from workflows.predict_instances import detector_settings, predict_instances_file
 
 SETTINGS = InstanceSettings(min_score=0.46)
 PIXEL = Affine(0.5, 0.0, ORIGIN[0], 0.0, -0.5, ORIGIN[1])
@@ -154,3 +154,9 @@ def test_a_semantic_model_is_refused(client: Client, image: Path, tmp_path: Path
             progress=False,
         )
     assert not (tmp_path / "ids.tif").exists()
+
+
+def test_a_detector_runs_in_fp32_unless_asked_otherwise() -> None:
+    assert InferenceSettings().precision == "auto"
+    assert detector_settings(InferenceSettings()).precision == "fp32"
+    assert detector_settings(InferenceSettings(precision="bf16")).precision == "bf16"

@@ -109,6 +109,7 @@ def test_run_writes_the_instances_layer_and_id_raster(
     instances = pyogrio.read_dataframe(out, layer="instances")
     ids, classes, tags = read_id_raster(tmp_path / "run.instances.tif")
     assert ids.shape == outputs.grid.shape
+    np.testing.assert_array_equal(classes, (ids > 0).astype(np.int64))
     assert len(instances) == ids.max() > 0
     assert sorted(instances["instance_id"]) == sorted(set(np.unique(ids)) - {0})
     assert tags["GEOSEG_TASK"] == "instance"
