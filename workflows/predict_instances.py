@@ -21,14 +21,18 @@ The detections do not depend on the chunk size (batches are fixed groups of
 tiles) and the painting is per pixel, so the outputs are the same for any chunk
 size, batch placement and cluster. The polygons are traced on the client from
 the resolved instances (:func:`geoseg.vector.instances.instance_polygons`).
-The work directory is removed at the end, also after a failure (the detections
-are not kept for a resume).
+Each batch's detections are also kept in the run's work directory
+(:func:`geoseg.io.instances.write_detections`, named after the instance
+settings): a run that failed after some batches keeps the folder, and the same
+command resumes from them; the folder is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,13 +45,25 @@ from geoseg.errors import ConfigError, OutputError
 from geoseg.grid import RasterGrid
 from geoseg.io.checkpoint import read_card
 from geoseg.io.cog import OutputStyle, assemble_cog
-from geoseg.io.instances import INSTANCE_BANDS, TASK_TAG, write_instance_polygons
+from geoseg.io.instances import (
+    INSTANCE_BANDS,
+    TASK_TAG,
+    detections_path,
+    read_detections,
+    write_instance_polygons,
+)
 from geoseg.io.raster import read_info
-from geoseg.io.workdir import chunk_path, locked_work_dir, prepare_work_dir, remove_work_dir
+from geoseg.io.workdir import (
+    chunk_path,
+    folder_bytes,
+    locked_work_dir,
+    prepare_work_dir,
+    remove_work_dir,
+)
 from geoseg.labels import CLASS_NAMES_TAG, MODEL_SHA256_TAG, MODEL_TAG, format_class_names
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import model_name, resolve_model_dir
-from geoseg.predict.detect import detect_batch
+from geoseg.predict.detect import detect_stored
 from geoseg.predict.instances import (
     Detection,
     Instance,
@@ -195,8 +211,10 @@ def predict_instances_source(
                     )
                     write_instance_polygons(Path(polygons), frame)
                     writing.advance()
-        finally:
-            remove_work_dir(plan.work_dir)
+        except BaseException as error:
+            _keep_or_remove(plan, error)
+            raise
+        remove_work_dir(plan.work_dir)
     return InstancePrediction(
         Path(raster),
         None if polygons is None else Path(polygons),
@@ -209,6 +227,26 @@ def predict_instances_source(
     )
 
 
+def settings_tag(settings: InstanceSettings) -> str:
+    """A short digest of the instance settings, in the names of the kept detections."""
+    text = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _keep_or_remove(plan: PredictPlan, error: BaseException) -> None:
+    """After a failure: remove a work folder without kept detections, else say it is kept."""
+    done = sum(1 for _ in plan.work_dir.glob("detections_*.npz"))
+    if done == 0:
+        remove_work_dir(plan.work_dir)
+        return
+    size = folder_bytes(plan.work_dir) / 2**20
+    error.add_note(
+        f"the work folder {plan.work_dir} ({size:.1f} MiB, detections of {done} of "
+        f"{len(plan.batches)} batches) is kept: run the same command again to resume, or "
+        "delete it to start over"
+    )
+
+
 def _detect(
     client: Client,
     plan: PredictPlan,
@@ -217,16 +255,23 @@ def _detect(
     display: Progress,
     stage_name: str,
 ) -> list[Detection]:
-    """Every batch's detections, gathered on the client in global tile order."""
+    """Every batch's detections (kept ones read back), gathered in global tile order."""
     found: dict[int, list[Detection]] = {}
     numbers: dict[Any, int] = {}
     futures = []
+    tag = settings_tag(instance_settings)
     for number, indexes in enumerate(plan.batches):
+        path = detections_path(plan.work_dir, number, tag)
+        kept = read_detections(path)
+        if kept is not None:
+            found[number] = kept
+            continue
         future = client.submit(
-            geoseg_task(detect_batch),
+            geoseg_task(detect_stored),
             plan,
             indexes,
             instance_settings,
+            path,
             pure=False,
             priority=-number,
             **placement.restrictions,
@@ -234,7 +279,8 @@ def _detect(
         numbers[future.key] = number
         futures.append(future)
     try:
-        with display.stage(stage_name, plan.layout.count, "tiles") as stage:
+        remaining = sum(len(plan.batches[number]) for number in numbers.values())
+        with display.stage(stage_name, remaining, "tiles") as stage:
             for future in as_completed(futures, loop=client.loop):
                 number = numbers[future.key]
                 found[number] = future.result()

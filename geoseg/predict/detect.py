@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from geoseg.grid import PixelWindow
+from geoseg.io.instances import write_detections
 from geoseg.models.card import InputScaling
 from geoseg.predict.forward import batch_inputs
 from geoseg.predict.inference import cached_model
@@ -139,6 +141,15 @@ def detect_batch(
         device=plan.model.device,
         precision=plan.precision,
     )
+
+
+def detect_stored(
+    plan: PredictPlan, indexes: Sequence[int], settings: InstanceSettings, path: Path
+) -> list[Detection]:
+    """:func:`detect_batch`, its detections also kept at ``path`` for a resumed run."""
+    found = detect_batch(plan, indexes, settings)
+    write_detections(path, found)
+    return found
 
 
 def detect_layout(

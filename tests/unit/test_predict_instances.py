@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from distributed import Client
 
 from geoseg.cli import cli
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, OutputError
 from geoseg.io.instances import read_id_raster, read_instances
+from geoseg.predict import detect as detect_module
 from geoseg.predict.detect import ScaledSource, detect_layout
 from geoseg.predict.inference import cached_model, model_key, model_loads
 from geoseg.predict.instances import InstanceSettings, paint_window, resolve_instances
@@ -26,6 +27,7 @@ from geoseg.predict.tiling import make_layout
 from tests.clusters import started_client
 from tests.conftest import ORIGIN, write_geotiff
 from tests.predict_fixtures import make_maskrcnn_dir, make_model_dir
+from workflows import predict_instances as instances_workflow
 from workflows.predict_instances import detector_settings, predict_instances_file
 
 SETTINGS = InstanceSettings(min_score=0.46)
@@ -160,3 +162,40 @@ def test_a_detector_runs_in_fp32_unless_asked_otherwise() -> None:
     assert InferenceSettings().precision == "auto"
     assert detector_settings(InferenceSettings()).precision == "fp32"
     assert detector_settings(InferenceSettings(precision="bf16")).precision == "bf16"
+
+
+def test_a_failed_run_keeps_its_detections_and_the_same_command_resumes(
+    client: Client,
+    model_dir: Path,
+    image: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = InferenceSettings(chunk_size=200, batch_size=4, device="cpu")
+    raster = tmp_path / "ids.tif"
+
+    def run(instance_settings: InstanceSettings = SETTINGS) -> None:
+        predict_instances_file(
+            image, model_dir, settings, instance_settings, raster, client=client, progress=False
+        )
+
+    def broken(*args: object) -> int:
+        raise OutputError("the disk went away while painting")
+
+    monkeypatch.setattr(instances_workflow, "_paint", broken)
+    with pytest.raises(OutputError) as failed:
+        run()
+    assert "run the same command again to resume" in " ".join(failed.value.__notes__)
+    assert not raster.exists()
+    assert list(tmp_path.glob(".geoseg-work-*/detections_*.npz"))
+    monkeypatch.undo()
+
+    def detected_again(*args: object) -> list[object]:
+        raise AssertionError("detected again")
+
+    monkeypatch.setattr(detect_module, "detect_batch", detected_again)
+    with pytest.raises(AssertionError, match="detected again"):  # other settings: detect anew
+        run(InstanceSettings(min_score=0.47))
+    run()  # the same settings: every batch's detections are read back
+    np.testing.assert_array_equal(read_id_raster(raster)[0], _reference(image, model_dir))
+    assert not list(tmp_path.glob(".geoseg-work-*"))
