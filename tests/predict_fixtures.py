@@ -78,3 +78,24 @@ def make_fixed_conv_dir(directory: Path, seed: int = 3) -> Path:
         tile_size=48,
         overlap=16,
     )
+
+
+def make_maskrcnn_dir(
+    directory: Path, seed: int = 0, *, bands: tuple[str, ...] = ("panchromatic",), **overrides: Any
+) -> Path:
+    """A seeded, randomly initialised tiny Mask R-CNN (fpn 16) instance model directory.
+
+    Its random heads score near 0.5, so a low ``min_score`` gives detections.
+    """
+    data = card_data(
+        name="test-maskrcnn",
+        task="instance",
+        architecture="maskrcnn",
+        encoder="",
+        architecture_options={"fpn_channels": 16},
+        bands=[{"name": name} for name in bands],
+        classes=[{"id": 1, "name": "building", "color": "#ff0000"}],
+        pixel_size_m=0.5,
+    )
+    data.update(overrides)
+    return make_model_dir(directory, seed=seed, **data)

@@ -5,8 +5,10 @@ Catalog search over a bbox -> scenes verified by checksum -> one target grid
 (:func:`workflows.predict.predict_source`) -> seam-free polygons
 (:func:`workflows.vectorize.vectorize_file`) -> GeoPackage with the class
 polygons, the per-class area table and the run manifest; plus the label COG,
-a quicklook PNG and the manifest JSON. Staged and resumable as described in
-:mod:`workflows.staging`.
+a quicklook PNG and the manifest JSON. With an instance model, its detector
+also runs over the same scenes (:func:`workflows.predict_instances.predict_instances_source`):
+its polygons become layer ``instances`` and its id COG goes beside the labels.
+Staged and resumable as described in :mod:`workflows.staging`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from geoseg.bbox import BBox
 from geoseg.catalog.mosaic import MosaicSource, coarser_grid, target_grid
 from geoseg.catalog.stac import SceneEntry, search
 from geoseg.io.checkpoint import read_card
+from geoseg.io.instances import add_instances_layer, read_instances
 from geoseg.io.report import save_png
 from geoseg.io.runs import read_labels_preview, write_attribute_table
 from geoseg.io.staging import check_output_paths, remove_file
@@ -30,14 +33,17 @@ from geoseg.io.vector import polygon_format, read_vector
 from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.cluster import early_timings, model_placement
+from workflows.predict_instances import detector_settings
 from workflows.staging import (
     Report,
     RunOutputs,
     check_grid,
+    check_instance_model,
     domain_warnings,
     finish,
     model_info,
@@ -46,6 +52,7 @@ from workflows.staging import (
     run_grid,
     run_manifest,
     scene_source,
+    stage_instances,
     stage_labels,
     start_run,
     write_manifest_table,
@@ -99,6 +106,17 @@ def areas_path(out: Path) -> Path:
     return out.with_name(out.stem + ".class_areas.parquet")
 
 
+def instance_paths(out: Path) -> tuple[Path, Path | None]:
+    """The instance id COG beside ``out``, and the instance polygons beside a GeoParquet ``out``.
+
+    (A GeoPackage ``out`` holds the polygons as layer ``instances``.)
+    """
+    polygons = out.with_name(out.stem + ".instances.parquet")
+    return out.with_name(out.stem + ".instances.tif"), (
+        polygons if polygon_format(out) == "parquet" else None
+    )
+
+
 def run_bbox(
     bbox: BBox,
     datetime_range: str | None,
@@ -117,6 +135,8 @@ def run_bbox(
     scheduler: str | None = None,
     client: Client | None = None,
     report: Report = quiet,
+    instance_model: str | Path | None = None,
+    instance_settings: InstanceSettings | None = None,
 ) -> RunOutputs:
     """Segment the scenes over ``bbox`` in ``datetime_range`` and export the results.
 
@@ -155,6 +175,12 @@ def run_bbox(
         ``$DASK_SCHEDULER_ADDRESS`` or a local cluster.
     report
         Called with one line per stage.
+    instance_model, instance_settings
+        Also detect objects with this instance model (card task ``instance``)
+        over the same scenes, on the same cluster: layer ``instances`` of
+        ``out`` (or ``<stem>.instances.parquet`` beside a GeoParquet ``out``)
+        and the id COG ``<stem>.instances.tif`` (:func:`instance_paths`). Its
+        bands must be among the scenes'; the manifest records the model.
     """
     started_clock = time.perf_counter()
     settings = settings or InferenceSettings()
@@ -164,6 +190,9 @@ def run_bbox(
     quicklook_path = Path(quicklook_out) if quicklook_out else default_quicklook
     geoparquet = polygon_format(out) == "parquet"
     finals = [out, labels_path, quicklook_path, manifest_path]
+    instance_raster, instance_polygons = instance_paths(out)
+    if instance_model is not None:
+        finals += [instance_raster, *([] if instance_polygons is None else [instance_polygons])]
     check_output_paths([*finals, areas_path(out)] if geoparquet else finals)
 
     clock = time.perf_counter()
@@ -194,6 +223,27 @@ def run_bbox(
         **pixel_size.record(),
         **resampling,
     }
+    detector = None
+    if instance_model is not None:
+        instance_settings = instance_settings or InstanceSettings()
+        instance_card = read_card(resolve_model_dir(instance_model))
+        check_instance_model(instance_card, scenes)
+        check_grid(
+            run_grid(scene_grid, instance_card, instance_model, report)[0], instance_card, settings
+        )
+        detector = (
+            instance_model,
+            scene_source(
+                scene_grid,
+                scenes,
+                instance_card,
+                mask_buffer=mask_buffer,
+                allow_external_hrefs=allow_external_hrefs,
+            ),
+            model_placement(detector_settings(settings), instance_card, client, scheduler),
+        )
+        parameters["instance_model"] = model_info(instance_model, instance_card).model_dump()
+        parameters["instance_min_score"] = instance_settings.min_score
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": info.identity()}
     identifier, run = start_run(out, {**key, "parameters": parameters})
@@ -224,6 +274,12 @@ def run_bbox(
                 "labels": labels_path,
                 "quicklook": quicklook_path,
                 **({"class_areas": areas_path(out)} if geoparquet else {}),
+                **({"instances": instance_raster} if detector is not None else {}),
+                **(
+                    {"instance_polygons": instance_polygons}
+                    if detector is not None and instance_polygons is not None
+                    else {}
+                ),
             },
         )
         staged_polygons = run.work / f"out{out.suffix.lower()}"
@@ -258,6 +314,27 @@ def run_bbox(
             write_manifest_table(staged_polygons, manifest)
         run.timings["vectorize_s"] = time.perf_counter() - clock
         report(f"vectorized: {len(polygons)} polygons")
+        staged_instances = None
+        if detector is not None and instance_settings is not None:
+            clock = time.perf_counter()
+            staged_instances = stage_instances(
+                run,
+                "labels",
+                detector[1],
+                detector[0],
+                settings,
+                instance_settings,
+                detector[2],
+                active,
+                progress,
+                polygon_suffix=out.suffix.lower(),
+            )
+            if not geoparquet:
+                add_instances_layer(
+                    staged_polygons, read_instances(staged_instances[1]), timestamp=run.started
+                )
+            run.timings["instances_s"] = time.perf_counter() - clock
+            report(f"instances: {run.state['labels_instances']} objects")
 
     clock = time.perf_counter()
     staged_quicklook = run.work / "quicklook.png"
@@ -271,8 +348,16 @@ def run_bbox(
     ]
     if geoparquet:
         publications.append((staged_areas, areas_path(out)))
-    finish(run, out, publications, manifest, manifest_path, started_clock)
     extra = [areas_path(out)] if geoparquet else []
+    instance_assets = {}
+    if staged_instances is not None:
+        publications.append((staged_instances[0], instance_raster))
+        instance_assets["instances"] = instance_raster
+        if instance_polygons is not None:
+            publications.append((staged_instances[1], instance_polygons))
+            instance_assets["instance_polygons"] = instance_polygons
+        extra += list(instance_assets.values())
+    finish(run, out, publications, manifest, manifest_path, started_clock)
     item = write_run_item(
         "run",
         {
@@ -280,6 +365,7 @@ def run_bbox(
             **({"class_areas": areas_path(out)} if geoparquet else {}),
             "labels": labels_path,
             "quicklook": quicklook_path,
+            **instance_assets,
             "manifest": manifest_path,
         },
         grid=grid,

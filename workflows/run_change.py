@@ -1,8 +1,11 @@
 """``geoseg run-change``: the scenes of two dates on one grid through one model, wiring only.
 
 Each date's scenes are segmented as in :mod:`workflows.run_bbox`, then
-compared with :func:`workflows.change.change_file`. Staged and resumable as
-described in :mod:`workflows.staging`.
+compared with :func:`workflows.change.change_file`. With an instance model,
+its detector runs at both dates too (:func:`workflows.staging.stage_instances`)
+and ``change_file`` counts the instances per region at both dates (table
+``instances``), as ``geoseg change --before-instances/--after-instances``.
+Staged and resumable as described in :mod:`workflows.staging`.
 """
 
 from __future__ import annotations
@@ -21,17 +24,21 @@ from geoseg.change.flags import Flag
 from geoseg.change.loss import LossRule
 from geoseg.errors import OutputError
 from geoseg.io.checkpoint import read_card
+from geoseg.io.instances import add_instances_layer, read_instances
 from geoseg.io.staging import check_output_paths, remove_file
 from geoseg.limits import DEFAULT_MASK_BUFFER
 from geoseg.models.loading import resolve_model_dir
+from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.settings import InferenceSettings
 from geoseg.report.progress import showing, stages
 from workflows.change import change_file
 from workflows.cluster import early_timings, model_placement
+from workflows.predict_instances import detector_settings
 from workflows.staging import (
     Report,
     RunOutputs,
     check_grid,
+    check_instance_model,
     domain_warnings,
     finish,
     model_info,
@@ -40,6 +47,7 @@ from workflows.staging import (
     run_grid,
     run_manifest,
     scene_source,
+    stage_instances,
     stage_prediction,
     start_run,
     write_manifest_table,
@@ -70,6 +78,8 @@ def run_change(
     client: Client | None = None,
     run_time: datetime | None = None,
     report: Report = quiet,
+    instance_model: str | Path | None = None,
+    instance_settings: InstanceSettings | None = None,
 ) -> RunOutputs:
     """Segment the scenes of two dates on one grid with one model, then compare them.
 
@@ -102,6 +112,14 @@ def run_change(
     scheduler, client, report
         As for :func:`workflows.run_bbox.run_bbox`; masked pixels are nodata in
         both class maps, so the change counts them as masked.
+    instance_model, instance_settings
+        Also detect objects at both dates with this instance model (card task
+        ``instance``; the scenes must have its bands): table ``instances``
+        (:func:`geoseg.change.instance_counts.instance_change`; with ``stats``
+        also ``<stem>.instances<ext>``), layers ``instances_before`` and
+        ``instances_after``, and the id COGs ``<stem>.before.instances.tif`` and
+        ``<stem>.after.instances.tif`` beside ``out``. The manifest records the
+        model.
 
     Returns
     -------
@@ -118,7 +136,18 @@ def run_change(
     manifest_path = out.with_name(out.stem + ".manifest.json")
     if out.suffix.lower() != ".gpkg":  # several layers: no GeoParquet here
         raise OutputError(f"{out}: run-change writes a GeoPackage of several layers; name it .gpkg")
-    check_output_paths([out, before_path, after_path, manifest_path])
+    instance_rasters = {
+        name: out.with_suffix(f".{name}.instances.tif") for name in ("before", "after")
+    }
+    check_output_paths(
+        [
+            out,
+            before_path,
+            after_path,
+            manifest_path,
+            *(instance_rasters.values() if instance_model is not None else ()),
+        ]
+    )
     regions_path = region_file(regions, location=None if catalog is None else catalog)
 
     clock = time.perf_counter()
@@ -160,6 +189,33 @@ def run_change(
         **pixel_size.record(),
         **resampling,
     }
+    detector = None
+    if instance_model is not None:
+        instance_settings = instance_settings or InstanceSettings()
+        instance_card = read_card(resolve_model_dir(instance_model))
+        check_instance_model(instance_card, [*before_scenes, *after_scenes])
+        check_grid(
+            run_grid(scene_grid, instance_card, instance_model, report)[0],
+            instance_card,
+            settings,
+        )
+        detector = (
+            instance_model,
+            {
+                name: scene_source(
+                    scene_grid,
+                    scenes,
+                    instance_card,
+                    mask_buffer=mask_buffer,
+                    allow_external_hrefs=allow_external_hrefs,
+                )
+                for name, scenes in (("before", before_scenes), ("after", after_scenes))
+            },
+            model_placement(detector_settings(settings), instance_card, client, scheduler),
+            instance_settings,
+        )
+        parameters["instance_model"] = model_info(instance_model, instance_card).model_dump()
+        parameters["instance_min_score"] = instance_settings.min_score
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {
         "command": "run-change",
@@ -180,6 +236,26 @@ def run_change(
         run.timings["predict_s"] = time.perf_counter() - clock
         run.timings.update(early_timings())  # the local cluster's start, when the command began it
         report(f"predicted: {run.computed} chunks computed, {run.reused} reused")
+        staged_instances = {}
+        if detector is not None:
+            clock = time.perf_counter()
+            for name in ("before", "after"):
+                staged_instances[name] = stage_instances(
+                    run,
+                    name,
+                    detector[1][name],
+                    detector[0],
+                    settings,
+                    detector[3],
+                    detector[2],
+                    active,
+                    progress,
+                )
+            run.timings["instances_s"] = time.perf_counter() - clock
+            report(
+                f"instances: {run.state['before_instances']} before, "
+                f"{run.state['after_instances']} after"
+            )
         out_of_range = domain_warnings(run)
         for flag in out_of_range:
             report(f"warning: {flag.message}")
@@ -196,7 +272,14 @@ def run_change(
             info,
             parameters,
             fingerprints,
-            {"geopackage": out, "labels_before": before_path, "labels_after": after_path},
+            {
+                "geopackage": out,
+                "labels_before": before_path,
+                "labels_after": after_path,
+                **{
+                    f"instances_{name}": path for name, path in instance_rasters.items() if detector
+                },
+            },
         )
         with showing(stages(progress)):  # the change stages, as the predictions
             result = change_file(
@@ -221,8 +304,20 @@ def run_change(
                     "after": _scenes_name(after_scenes, after),
                     "regions": str(regions),
                 },
+                instances=(
+                    (staged_instances["before"][1], staged_instances["after"][1])
+                    if staged_instances
+                    else None
+                ),
             )
         manifest = manifest.model_copy(update={"flags": flag_records(result.flags)})
+        for name, (_, polygons) in staged_instances.items():
+            add_instances_layer(
+                staged_gpkg,
+                read_instances(polygons),
+                layer=f"instances_{name}",
+                timestamp=run.started,
+            )
         write_manifest_table(staged_gpkg, manifest)
         run.timings["change_s"] = time.perf_counter() - clock
 
@@ -231,22 +326,28 @@ def run_change(
         (staged["after"].labels, after_path),
         (staged_gpkg, out),
     ]
+    stats_publications = []
     if stats is not None and staged_stats is not None:
         stats = Path(stats)
-        for kind in ("", ".transitions", ".regions"):
+        kinds = ("", ".transitions", ".regions", *((".instances",) if staged_instances else ()))
+        for kind in kinds:
             name = f"{staged_stats.stem}{kind}{staged_stats.suffix}"
-            publications.append(
+            stats_publications.append(
                 (staged_stats.with_name(name), stats.with_name(f"{stats.stem}{kind}{stats.suffix}"))
             )
+    publications += stats_publications
+    for name, (raster, _) in staged_instances.items():
+        publications.append((raster, instance_rasters[name]))
     finish(run, out, publications, manifest, manifest_path, started_clock)
-    stats_keys = ["stats", "stats_transitions", "stats_regions"]
+    stats_keys = ["stats", "stats_transitions", "stats_regions", "stats_instances"]
     item = write_run_item(
         "run-change",
         {
             "change": out,
             "labels_before": before_path,
             "labels_after": after_path,
-            **{key: final for key, (_, final) in zip(stats_keys, publications[3:], strict=False)},
+            **{key: final for key, (_, final) in zip(stats_keys, stats_publications, strict=False)},
+            **{f"instances_{name}": instance_rasters[name] for name in staged_instances},
             "manifest": manifest_path,
         },
         grid=grid,

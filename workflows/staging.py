@@ -29,6 +29,7 @@ from distributed import Client
 from geoseg.catalog.mosaic import MosaicSource, mosaic_source
 from geoseg.catalog.stac import SceneEntry, verify_entry
 from geoseg.change.flags import Flag
+from geoseg.errors import CatalogError, ConfigError
 from geoseg.grid import RasterGrid
 from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
@@ -37,6 +38,7 @@ from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder,
 from geoseg.limits import DEFAULT_MASK_BUFFER, check_pixel_budget
 from geoseg.models.card import ModelCard
 from geoseg.models.loading import alias_notice, model_name
+from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.resampling import resampling_for
@@ -54,6 +56,7 @@ from geoseg.report.manifest import run_time as resolve_run_time
 from geoseg.report.stac import OutputAsset, card_classes
 from workflows.cluster import dask_client
 from workflows.predict import predict_source
+from workflows.predict_instances import predict_instances_source
 
 MANIFEST_TABLE = "run_manifest"
 DOMAIN_SUFFIX = "_domain"
@@ -306,6 +309,78 @@ def stage_labels(
 ) -> Path:
     """Labels of ``source`` staged as ``<name>.tif`` (:func:`stage_prediction`)."""
     return stage_prediction(run, name, source, model, settings, placement, client, progress).labels
+
+
+def check_instance_model(card: ModelCard, scenes: Sequence[SceneEntry]) -> None:
+    """Refuse, in one line, an ``--instance-model`` that is no detector or lacks a band.
+
+    Raises
+    ------
+    ConfigError
+        The card's task is not ``instance``.
+    CatalogError
+        A scene lacks one of the card's bands (the message names it, what the
+        scene holds and the fix).
+    """
+    if card.task != "instance":
+        raise ConfigError(
+            f"--instance-model {card.name}: a {card.task} model; name an instance model "
+            "(card task 'instance', e.g. buildings-atlanta)"
+        )
+    for entry in scenes:
+        names = {band.name for band in entry.bands} | {
+            band.common_name for band in entry.bands if band.common_name
+        }
+        missing = [name for name in card.band_names if name not in names]
+        if missing:
+            raise CatalogError(
+                f"--instance-model {card.name} reads band(s) {', '.join(missing)}, which scene "
+                f"{entry.id} does not have (it holds {', '.join(sorted(names))}); use a catalog "
+                "whose scenes have them, or an instance model for these bands"
+            )
+
+
+def stage_instances(
+    run: RunStaging,
+    name: str,
+    source: MosaicSource,
+    model: str | Path,
+    settings: InferenceSettings,
+    instance_settings: InstanceSettings,
+    placement: InferencePlacement,
+    client: Client,
+    progress: bool,
+    *,
+    polygon_suffix: str = ".gpkg",
+) -> tuple[Path, Path]:
+    """Instances of ``source`` staged as ``<name>.instances.tif`` and ``<name>.instances<suffix>``.
+
+    Detected on the cluster (:func:`workflows.predict_instances.predict_instances_source`),
+    on the workers and with the precision of ``placement``; skipped when an
+    attempt finished it. The number of instances is kept in the run's state
+    (``<name>_instances``).
+    """
+    raster = run.work / f"{name}.instances.tif"
+    polygons = run.work / f"{name}.instances{polygon_suffix}"
+    if run.state.get(f"{name}_instances_done") and raster.exists() and polygons.exists():
+        return raster, polygons
+    result = predict_instances_source(
+        source,
+        model,
+        settings,
+        instance_settings,
+        raster,
+        polygons,
+        client=client,
+        work_dir=run.work / f"{name}-instance-chunks",
+        progress=progress,
+        placement=placement,
+        stage=f"detect {name}",
+    )
+    run.state[f"{name}_instances"] = result.instances
+    run.state[f"{name}_instances_done"] = True
+    run.save()
+    return raster, polygons
 
 
 def domain_findings(run: RunStaging) -> dict[str, list[dict[str, Any]]]:

@@ -151,8 +151,9 @@ def _class_ids(
     "--before-instances",
     default=None,
     type=click.Path(path_type=Path),
-    help="Instance polygons of BEFORE (geoseg predict --polygons with an instance model): "
-    "instances per region and class go into an 'instances' table [default: none].",
+    help="Instance polygons of BEFORE (geoseg predict --polygons with an instance model; "
+    ".gpkg or .parquet): instances per region and class go into an 'instances' table "
+    "[default: none].",
 )
 @click.option(
     "--after-instances",

@@ -12,7 +12,8 @@ import click
     "--instances",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Instance polygons (geoseg predict --polygons with an instance model).",
+    help="Instance polygons (geoseg predict --polygons with an instance model): a GeoPackage "
+    "with layer `instances`, or GeoParquet (.parquet).",
 )
 @click.option(
     "--regions",

@@ -260,7 +260,14 @@ def predict(
             info(notice)
         if card.task == "instance":
             _predict_instances(
-                input_path, model, labels_out, polygons_out, probabilities_out, min_score, settings
+                input_path,
+                model,
+                (labels_out, polygons_out, probabilities_out),
+                min_score,
+                settings,
+                scheduler=scheduler,
+                work_dir=work_dir,
+                masks=(masks, mask_buffer),
             )
             return
         if polygons_out is not None:
@@ -331,28 +338,47 @@ def command_phases(entered: float, worked: float, cluster: dict[str, float]) -> 
 def _predict_instances(
     input_path: Path,
     model: str,
-    raster: Path,
-    polygons: Path | None,
-    probabilities: Path | None,
+    outputs: tuple[Path, Path | None, Path | None],
     min_score: float,
     settings: InferenceSettings,
+    *,
+    scheduler: str | None,
+    work_dir: Path | None,
+    masks: tuple[tuple[Path, ...], int],
 ) -> None:
+    """``geoseg predict`` with an instance model: on the cluster, as semantic prediction."""
+    import contextlib
+
     from geoseg.io.checkpoint import read_card
     from geoseg.models.loading import resolve_model_dir
+    from workflows.cluster import dask_client
     from workflows.predict_instances import predict_instances_file
 
+    raster, polygons, probabilities = outputs
     if probabilities is not None:
         raise click.UsageError("--probabilities is for semantic models; use --polygons")
-    result = predict_instances_file(
-        input_path, model, settings, InstanceSettings(min_score=min_score), raster, polygons
-    )
+    with dask_client(scheduler) if scheduler else contextlib.nullcontext(None) as client:
+        result = predict_instances_file(
+            input_path,
+            model,
+            settings,
+            InstanceSettings(min_score=min_score),
+            raster,
+            polygons,
+            client=client,
+            work_dir=work_dir,
+            progress=show_progress(),
+            masks=masks[0],
+            mask_buffer=masks[1],
+        )
     assets = {"instances": OutputAsset(result.raster, ("data",), "instance and class ids")}
     if result.polygons is not None:
         assets["polygons"] = OutputAsset(result.polygons, ("data",), "instance polygons")
     item = _write_item(input_path, read_card(resolve_model_dir(model)), assets, result.grid)
     click.echo(
         f"wrote {result.raster} ({result.grid.height}x{result.grid.width}, {result.tiles} "
-        f"tiles, {result.instances} instances, {result.seconds:.1f} s)"
+        f"tiles, {result.instances} instances, {result.device}/{result.precision}, "
+        f"{result.seconds:.1f} s)"
     )
     if result.polygons is not None:
         click.echo(f"wrote {result.polygons}")

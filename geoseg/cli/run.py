@@ -20,6 +20,26 @@ if TYPE_CHECKING:
 _CATALOG_HELP = "static catalog (catalog.json or its folder) or STAC API URL; default: embedded"
 
 
+def _instance_options(function: Callable[..., None]) -> Callable[..., None]:
+    """``--instance-model`` and ``--min-score``, shared by ``run`` and ``run-change``."""
+    from geoseg.predict.instances import InstanceSettings
+
+    function = click.option(
+        "--min-score",
+        type=float,
+        default=InstanceSettings().min_score,
+        show_default=True,
+        help="With --instance-model: drop detections scoring less.",
+    )(function)
+    return click.option(
+        "--instance-model",
+        default=None,
+        help="Also detect objects with this instance model (card task 'instance', e.g. "
+        "buildings-atlanta) over the same scenes; the scenes must have its bands "
+        "[default: none].",
+    )(function)
+
+
 def _common(function: Callable[..., None]) -> Callable[..., None]:
     options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
         click.option("--bbox", required=True, help="MINX,MINY,MAXX,MAXY in --bbox-crs"),
@@ -68,6 +88,7 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
     default=None,
     help="quicklook PNG [default: none]",
 )
+@_instance_options
 @_common
 def run(
     bbox: str,
@@ -77,6 +98,8 @@ def run(
     out: Path,
     labels: Path | None,
     quicklook: Path | None,
+    instance_model: str | None,
+    min_score: float,
     catalog: str | None,
     crs: str | None,
     resolution: float | None,
@@ -85,8 +108,14 @@ def run(
     allow_external_hrefs: bool,
     scheduler: str | None,
 ) -> None:
-    """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook."""
+    """Segment the catalog's scenes over a bbox; write GeoPackage, label COG and quicklook.
+
+    With --instance-model, the detector's objects become layer `instances` of
+    OUT.gpkg (`<stem>.instances.parquet` beside a .parquet OUT) and its
+    instance-id COG goes beside it as `<stem>.instances.tif`.
+    """
     from geoseg.bbox import make_bbox, parse_bbox_text
+    from geoseg.predict.instances import InstanceSettings
     from workflows.cluster import early_local_cluster
     from workflows.run_bbox import run_bbox
 
@@ -108,6 +137,8 @@ def run(
             progress=show_progress(),
             scheduler=scheduler,
             report=info,
+            instance_model=instance_model,
+            instance_settings=InstanceSettings(min_score=min_score),
         )
 
 
@@ -132,6 +163,7 @@ def run(
     help="statistics table, CSV or Parquet [default: none]",
 )
 @loss_rule_options
+@_instance_options
 @_common
 def run_change(
     bbox: str,
@@ -145,6 +177,8 @@ def run_change(
     out: Path,
     stats: Path | None,
     rule: LossRule,
+    instance_model: str | None,
+    min_score: float,
     catalog: str | None,
     crs: str | None,
     resolution: float | None,
@@ -153,8 +187,16 @@ def run_change(
     allow_external_hrefs: bool,
     scheduler: str | None,
 ) -> None:
-    """Segment both dates on one grid with one model, then change statistics per region."""
+    """Segment both dates on one grid with one model, then change statistics per region.
+
+    With --instance-model, the detector runs at both dates too: table `instances`
+    (instances per region and class at both dates, as `geoseg change
+    --before-instances/--after-instances`), layers `instances_before` and
+    `instances_after`, and the id COGs `<stem>.before.instances.tif` and
+    `<stem>.after.instances.tif`.
+    """
     from geoseg.bbox import make_bbox, parse_bbox_text
+    from geoseg.predict.instances import InstanceSettings
     from workflows.cluster import early_local_cluster
     from workflows.run_change import run_change as run_change_workflow
 
@@ -180,5 +222,7 @@ def run_change(
             progress=show_progress(),
             scheduler=scheduler,
             report=info,
+            instance_model=instance_model,
+            instance_settings=InstanceSettings(min_score=min_score),
         )
     echo_flags(outputs.flags)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -53,10 +54,14 @@ class OutputStyle:
     level: int | None = None
     """Codec level (DEFLATE, ZSTD); None for GDAL's default. For 8-band probabilities
     DEFLATE level 1 took 0.20 s against 0.55 s at the default level, 4.5% larger (Zion)."""
+    data_type: str = "Byte"
+    """GDAL data type of the chunks (``UInt32`` for instance ids)."""
 
 
-def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray[np.uint8]) -> None:
-    """Write one chunk ``(bands, h, w)`` uint8 atomically, georeferenced on ``grid``.
+def write_chunk(
+    path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray[np.unsignedinteger[Any]]
+) -> None:
+    """Write one chunk ``(bands, h, w)`` (uint8, or uint32 ids) atomically, on ``grid``.
 
     Chunks are short-lived intermediates, compressed with ZSTD level 1: about
     as small as DEFLATE's default level here, 7-8x cheaper to write and
@@ -68,7 +73,7 @@ def write_chunk(path: Path, grid: RasterGrid, window: PixelWindow, data: NDArray
         "height": window.height,
         "width": window.width,
         "count": data.shape[0],
-        "dtype": "uint8",
+        "dtype": data.dtype.name,
         "crs": grid.crs,
         "transform": grid.window_transform(window),
         "compress": "zstd",
@@ -107,7 +112,7 @@ def _vrt_xml(
             lines.append(f"    <MDI key={quoteattr(key)}>{escape(value)}</MDI>")
         lines.append("  </Metadata>")
     for band in range(1, bands + 1):
-        lines.append(f'  <VRTRasterBand dataType="Byte" band="{band}">')
+        lines.append(f'  <VRTRasterBand dataType="{style.data_type}" band="{band}">')
         lines.append(f"    <Description>{escape(style.band_descriptions[band - 1])}</Description>")
         if style.nodata is not None:
             lines.append(f"    <NoDataValue>{style.nodata}</NoDataValue>")

@@ -10,21 +10,23 @@ row groups by area. Tables are written as they arrive (one row group each);
 the ``geo`` metadata (CRS as PROJJSON, geometry types, overall bbox) is added
 to the file footer when every row is known. The file is built beside the
 target and renamed over it only when complete (:mod:`geoseg.io.atomic`).
+:func:`read_geoparquet` reads such a file (or any GeoParquet file) back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from geoseg.errors import OutputError
+from geoseg.errors import OutputError, VectorReadError
 from geoseg.io.atomic import atomic_path
 from geoseg.vector.features import GEOMETRY_FIELD, table_crs
 
@@ -185,3 +187,36 @@ def write_geoparquet(path: str | Path, tables: Iterable[pa.Table]) -> int:
             writer.abort()
             raise
     return writer.count
+
+
+def read_geoparquet(path: str | Path, *, columns: Sequence[str] = ()) -> gpd.GeoDataFrame:
+    """Read a GeoParquet file into a GeoDataFrame (with geopandas, through pyarrow).
+
+    Parameters
+    ----------
+    path
+        The file.
+    columns
+        Fields that must exist (all are read).
+
+    Raises
+    ------
+    VectorReadError
+        A missing or unreadable file, one without ``geo`` metadata, a missing
+        field, or no CRS.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VectorReadError(f"{path}: no such file")
+    try:
+        frame = gpd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise VectorReadError(f"{path}: not a readable GeoParquet file ({reason})") from None
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        fields = [name for name in frame.columns if name != frame.geometry.name]
+        raise VectorReadError(f"{path}: no field(s) {missing}; the file has fields {fields}")
+    if frame.crs is None:
+        raise VectorReadError(f"{path}: the file has no CRS; write it with one")
+    return frame

@@ -12,7 +12,7 @@ and renamed into place; nothing half-written is left at the output path.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,8 +25,9 @@ from rasterio.errors import RasterioIOError
 from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow, RasterGrid
 from geoseg.io.atomic import atomic_path
-from geoseg.io.geoparquet import write_geoparquet
-from geoseg.io.vector import polygon_format, read_vector
+from geoseg.io.geoparquet import read_geoparquet, write_geoparquet
+from geoseg.io.vector import open_geopackage, polygon_format, read_vector
+from geoseg.predict.instances import Detection
 from geoseg.vector.features import feature_table, matching_layer_type
 
 INSTANCE_BANDS = ("instance_id", "class_id")
@@ -120,14 +121,35 @@ def write_instance_polygons(path: Path, frame: gpd.GeoDataFrame) -> None:
         )
 
 
+def add_instances_layer(
+    geopackage: Path,
+    frame: gpd.GeoDataFrame,
+    *,
+    layer: str = INSTANCES_LAYER,
+    timestamp: str | None = None,
+) -> None:
+    """Add (or replace) the instance polygons as ``layer`` of an existing GeoPackage.
+
+    The other layers are kept; the file is replaced atomically
+    (:func:`geoseg.io.vector.open_geopackage`), with ``timestamp`` as the
+    layer's change time.
+    """
+    with open_geopackage(geopackage, timestamp=timestamp) as writer:
+        writer.write_table(layer, matching_layer_type(feature_table(frame), "MultiPolygon"))
+
+
 def read_instances(path: str | Path) -> gpd.GeoDataFrame:
     """Instance polygons (``geoseg predict --polygons`` with an instance model).
+
+    A GeoPackage's layer ``instances``, or a ``.parquet`` file (GeoParquet).
 
     Raises
     ------
     VectorReadError
         A missing file, no ``instances`` layer, or no ``class`` / ``area_m2`` field.
     """
+    if Path(path).suffix.lower() == ".parquet":
+        return read_geoparquet(path, columns=INSTANCE_COLUMNS)
     return read_vector(path, INSTANCES_LAYER, columns=INSTANCE_COLUMNS)
 
 
@@ -153,3 +175,55 @@ def read_id_raster(
             return ids, classes, dict(dataset.tags())
     except RasterioIOError as error:
         raise RasterReadError(f"{path}: not a readable raster ({error})") from None
+
+
+def detections_path(work_dir: Path, batch_number: int, tag: str) -> Path:
+    """Work-directory file of the detections of batch ``batch_number`` (``tag``: their settings)."""
+    return work_dir / f"detections_{tag}_{batch_number:07d}.npz"
+
+
+def write_detections(path: Path, detections: Sequence[Detection]) -> None:
+    """Keep a batch's detections in the work directory (atomically, not fsynced).
+
+    One ``.npz`` without pickles: per detection tile, class, window and score,
+    and the masks' pixels, concatenated in order.
+    """
+    meta = np.array(
+        [
+            (d.tile, d.class_index, d.window.row, d.window.col, d.window.height, d.window.width)
+            for d in detections
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 6)
+    scores = np.array([d.score for d in detections], dtype=np.float64)
+    masks = (
+        np.concatenate([d.mask.ravel() for d in detections])
+        if detections
+        else np.zeros(0, dtype=bool)
+    )
+    with atomic_path(path, sync=False) as temporary, temporary.open("wb") as handle:
+        np.savez(handle, meta=meta, scores=scores, masks=masks)
+
+
+def read_detections(path: Path) -> list[Detection] | None:
+    """The detections :func:`write_detections` kept; None when there is no (readable) file."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta, scores, masks = stored["meta"], stored["scores"], stored["masks"]
+    except (OSError, ValueError, KeyError):
+        return None
+    found = []
+    offset = 0
+    for (tile, class_index, row, col, height, width), score in zip(meta, scores, strict=True):
+        size = int(height * width)
+        found.append(
+            Detection(
+                tile=int(tile),
+                class_index=int(class_index),
+                score=float(score),
+                window=PixelWindow(int(row), int(col), int(height), int(width)),
+                mask=masks[offset : offset + size].reshape(int(height), int(width)).copy(),
+            )
+        )
+        offset += size
+    return found

@@ -2,14 +2,18 @@
 
 Tiles are read and scaled exactly as for semantic prediction
 (:func:`geoseg.predict.preprocess.normalize`, reflection past the border), run
-through the detector one at a time (a CPU runs one tile per pass fastest) and
-turned into :class:`~geoseg.predict.instances.Detection` values in scene pixels.
+through the detector (a CPU runs one tile per pass fastest, a GPU a whole batch)
+and turned into :class:`~geoseg.predict.instances.Detection` values in scene
+pixels. :func:`detect_batch` is the detection task of a run on Dask
+(``workflows.predict_instances``): one batch of the plan's global tile order,
+read as the semantic forward task reads it, through the per-process model cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,8 +21,12 @@ from numpy.typing import NDArray
 from torch import nn
 
 from geoseg.grid import PixelWindow
+from geoseg.io.instances import write_detections
 from geoseg.models.card import InputScaling
+from geoseg.predict.forward import batch_inputs
+from geoseg.predict.inference import cached_model
 from geoseg.predict.instances import Detection, InstanceSettings, detections_from_masks
+from geoseg.predict.plan import PredictPlan
 from geoseg.predict.preprocess import SceneStatistics, normalize, reflect_pad
 from geoseg.predict.sources import RasterSource
 from geoseg.predict.tiling import TileLayout
@@ -60,20 +68,88 @@ def detect_tile(
     settings: InstanceSettings,
 ) -> list[Detection]:
     """The detections of one tile; mask pixels on invalid inputs are dropped."""
-    if not valid.any():
-        return []
-    with torch.inference_mode():
-        output = module([torch.from_numpy(inputs)])[0]
-    masks = output["masks"][:, 0].numpy().astype(np.float32, copy=False)
-    masks = np.where(valid[None], masks, np.float32(0.0))
-    return detections_from_masks(
-        layout,
-        index,
-        masks,
-        output["scores"].numpy().astype(np.float32),
-        output["labels"].numpy().astype(np.int64) - 1,
+    return detect_tiles(module, inputs[None], valid[None], layout, [index], settings)
+
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def detect_tiles(
+    module: nn.Module,
+    inputs: NDArray[np.float32],
+    valid: NDArray[np.bool_],
+    layout: TileLayout,
+    indexes: Sequence[int],
+    settings: InstanceSettings,
+    *,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> list[Detection]:
+    """The detections of several tiles ``(tiles, bands, h, w)``, in the order given.
+
+    Tiles without a valid pixel are skipped; mask pixels on invalid inputs are
+    dropped. On the CPU one tile runs per forward pass, on CUDA all of them in
+    one (with autocast for ``bf16`` / ``fp16``).
+    """
+    active = [position for position in range(len(indexes)) if valid[position].any()]
+    step = 1 if device == "cpu" else max(1, len(active))
+    dtype = _AUTOCAST.get(precision)
+    found: list[Detection] = []
+    for start in range(0, len(active), step):
+        group = active[start : start + step]
+        images = [torch.from_numpy(np.ascontiguousarray(inputs[p])).to(device) for p in group]
+        with (
+            torch.inference_mode(),
+            torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None),
+        ):
+            outputs = module(images)
+        for position, output in zip(group, outputs, strict=True):
+            masks = output["masks"][:, 0].float().cpu().numpy().astype(np.float32, copy=False)
+            masks = np.where(valid[position][None], masks, np.float32(0.0))
+            found += detections_from_masks(
+                layout,
+                indexes[position],
+                masks,
+                output["scores"].float().cpu().numpy().astype(np.float32),
+                output["labels"].cpu().numpy().astype(np.int64) - 1,
+                settings,
+            )
+    return found
+
+
+def detect_batch(
+    plan: PredictPlan, indexes: Sequence[int], settings: InstanceSettings
+) -> list[Detection]:
+    """The detection task: the detections of one batch of the plan's tiles.
+
+    The tiles are read and scaled as the semantic forward task reads them
+    (:func:`geoseg.predict.forward.batch_inputs`) and run through the model
+    loaded once per process (:func:`geoseg.predict.inference.cached_model`) on
+    the plan's device and precision. Detections are small (masks cropped to
+    their boxes), so they travel back to the client.
+    """
+    inputs, valid = batch_inputs(plan, indexes)
+    module = cached_model(plan.model).module
+    module.eval()
+    return detect_tiles(
+        module,
+        inputs,
+        valid,
+        plan.layout,
+        indexes,
         settings,
+        device=plan.model.device,
+        precision=plan.precision,
     )
+
+
+def detect_stored(
+    plan: PredictPlan, indexes: Sequence[int], settings: InstanceSettings, path: Path
+) -> list[Detection]:
+    """:func:`detect_batch`, its detections also kept at ``path`` for a resumed run."""
+    found = detect_batch(plan, indexes, settings)
+    write_detections(path, found)
+    return found
 
 
 def detect_layout(

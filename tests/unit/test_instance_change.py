@@ -19,6 +19,7 @@ from geoseg.change.instance_counts import CHANGE_COLUMNS, instance_change, insta
 from geoseg.change.regions import Regions
 from geoseg.cli import main
 from geoseg.errors import VectorReadError
+from geoseg.io.instances import write_instance_polygons
 from tests.conftest import ORIGIN, UTM_CRS
 from workflows.change import change_file
 
@@ -142,6 +143,21 @@ def test_cli_writes_the_instances_table(
     stored = pyogrio.read_dataframe(tmp_path / "out.gpkg", layer="instances")
     pd.testing.assert_frame_equal(pd.DataFrame(stored), expected, check_dtype=False)
     assert (tmp_path / "stats.regions.csv").exists()
+
+
+def test_geoparquet_instances_give_the_same_table(
+    tmp_path: Path, dates: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, before, _ = _files(tmp_path)
+    after = tmp_path / "after.parquet"
+    write_instance_polygons(after, _objects(AFTER).to_crs("EPSG:4326"))
+    main(_argv(tmp_path, dates, "--before-instances", str(before), "--after-instances", str(after)))
+    assert "instances 4 before, 4 after" in capsys.readouterr().out
+    expected = instance_change(
+        instance_counts(_objects(BEFORE), _regions()), instance_counts(_objects(AFTER), _regions())
+    )
+    stored = pyogrio.read_dataframe(tmp_path / "out.gpkg", layer="instances")
+    pd.testing.assert_frame_equal(pd.DataFrame(stored), expected, check_dtype=False)
 
 
 def test_without_instances_there_is_no_table(tmp_path: Path, dates: tuple[Path, Path]) -> None:

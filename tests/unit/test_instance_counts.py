@@ -11,9 +11,12 @@ from click.testing import CliRunner
 from shapely.geometry import box
 
 from geoseg.cli import cli
+from geoseg.errors import VectorReadError
+from geoseg.io.instances import read_instances, write_instance_polygons
 
 
-def test_count_instances_per_region(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet"])
+def test_count_instances_per_region(tmp_path: Path, suffix: str) -> None:
     x, y = 733601.0, 3724689.0  # UTM 16N, Atlanta
     instances = gpd.GeoDataFrame(
         {
@@ -30,7 +33,8 @@ def test_count_instances_per_region(tmp_path: Path) -> None:
         ],
         crs="EPSG:32616",
     )
-    instances.to_file(tmp_path / "instances.gpkg", layer="instances", driver="GPKG")
+    polygons = tmp_path / f"instances{suffix}"
+    write_instance_polygons(polygons, instances)
     regions = gpd.GeoDataFrame(
         {"id": ["west", "east"]},
         geometry=[box(x, y, x + 50, y + 100), box(x + 50, y, x + 100, y + 100)],
@@ -43,7 +47,7 @@ def test_count_instances_per_region(tmp_path: Path) -> None:
         [
             "count",
             "--instances",
-            str(tmp_path / "instances.gpkg"),
+            str(polygons),
             "--regions",
             str(tmp_path / "regions.gpkg"),
             "--out",
@@ -57,3 +61,15 @@ def test_count_instances_per_region(tmp_path: Path) -> None:
     assert table.loc["west", "mean_area_m2"] == pytest.approx(150.0)
     assert table.loc["east", "instances"] == 1
     assert table.loc["east", "area_ha"] == pytest.approx(0.005)
+
+
+def test_geoparquet_instances_are_checked_like_a_geopackage(tmp_path: Path) -> None:
+    frame = gpd.GeoDataFrame({"class": ["building"]}, geometry=[box(0, 0, 1, 1)], crs="EPSG:32616")
+    frame.to_parquet(tmp_path / "no_area.parquet")
+    with pytest.raises(VectorReadError, match=r"no field\(s\) \['area_m2'\]"):
+        read_instances(tmp_path / "no_area.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    with pytest.raises(VectorReadError, match="not a readable GeoParquet file"):
+        read_instances(tmp_path / "broken.parquet")
+    with pytest.raises(VectorReadError, match="no such file"):
+        read_instances(tmp_path / "missing.parquet")
