@@ -111,7 +111,8 @@ class PredictResult:
     """The engine that ran the model (``torch`` or ``onnxruntime``)."""
 
 
-def _check_output(path: Path) -> None:
+def check_output(path: Path) -> None:
+    """Raise :class:`OutputError` unless ``path``'s folder exists and is writable."""
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the output directory {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
@@ -196,7 +197,7 @@ def _run_chunks(
     return summaries
 
 
-def _overview_levels(
+def overview_levels(
     work_dir: Path, grid: RasterGrid, windows: list[PixelWindow], kind: str
 ) -> list[Level]:
     """Every overview level of output ``kind``: its grid and the chunks' shares."""
@@ -218,7 +219,7 @@ def _overview_levels(
     return levels
 
 
-def _run_tags(name: ModelName, resampling: Resampling | None) -> dict[str, str]:
+def run_tags(name: ModelName, resampling: Resampling | None) -> dict[str, str]:
     """Output tags of how the model was asked for and how it read the scene (when it matters)."""
     tags = {}
     if name.alias:
@@ -318,11 +319,11 @@ def predict_source(
     """
     started = time.perf_counter()
     for path in outputs.paths:
-        _check_output(path)
+        check_output(path)
     card = read_card(resolve_model_dir(model))
     # a card_pixel_size card reads a finer scene as block means at its pixel size
     source, resampling = at_card_pixel_size(source, card)
-    extra_tags = _run_tags(model_name(model, card), resampling)
+    extra_tags = run_tags(model_name(model, card), resampling)
     placement = placement or model_placement(settings, card, client)
     plan = make_plan(
         source,
@@ -417,7 +418,7 @@ def _predict_planned(
     with stages(progress).stage("write", len(finals), "COGs") as writing:
         for out, kind, bands, style in finals:
             chunks = [(window, chunk_path(plan.work_dir, window, kind)) for window in windows]
-            levels = _overview_levels(plan.work_dir, grid, windows, kind)
+            levels = overview_levels(plan.work_dir, grid, windows, kind)
             assemble_cog(out, grid, chunks, bands, style, plan.work_dir, levels)
             writing.advance()
     remove_work_dir(plan.work_dir)

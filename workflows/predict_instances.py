@@ -80,7 +80,7 @@ from geoseg.predict.sources import FileSource, MaskedSource, RasterSource
 from geoseg.report.progress import Progress, stages
 from geoseg.vector.instances import instance_polygons
 from workflows.cluster import dask_client, model_placement
-from workflows.predict import _check_output, _overview_levels, _run_tags
+from workflows.predict import check_output, overview_levels, run_tags
 from workflows.tasks import geoseg_task
 
 
@@ -162,7 +162,7 @@ def predict_instances_source(
     """
     started = time.perf_counter()
     for path in (raster, *([] if polygons is None else [polygons])):
-        _check_output(Path(path))
+        check_output(Path(path))
     card = read_card(resolve_model_dir(model))
     if card.task != "instance":
         raise ConfigError(
@@ -191,7 +191,7 @@ def predict_instances_source(
                 detections = _detect(active, plan, instance_settings, placement, display, stage)
                 instances = resolve_instances(plan.layout, detections, instance_settings)
                 _paint(active, plan, instances, display)
-            style = _style(card, _run_tags(model_name(model, card), resampling))
+            style = _style(card, run_tags(model_name(model, card), resampling))
             windows = [chunk.window for chunk in plan.chunks]
             with display.stage("write", 1 if polygons is None else 2, "outputs") as writing:
                 assemble_cog(
@@ -201,7 +201,7 @@ def predict_instances_source(
                     len(INSTANCE_BANDS),
                     style,
                     plan.work_dir,
-                    _overview_levels(plan.work_dir, source.grid, windows, ID_KIND),
+                    overview_levels(plan.work_dir, source.grid, windows, ID_KIND),
                 )
                 writing.advance()
                 if polygons is not None:

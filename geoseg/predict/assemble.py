@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -196,9 +197,9 @@ def assemble_chunk(
 
 
 def write_output_chunk(
-    plan: PredictPlan, window: PixelWindow, kind: str, data: NDArray[np.uint8]
+    plan: PredictPlan, window: PixelWindow, kind: str, data: NDArray[np.unsignedinteger[Any]]
 ) -> None:
-    """Write a chunk of an output and its share of every overview level."""
+    """Write a chunk of an output (labels, probabilities, instance ids) and its overviews."""
     grid = plan.source.grid
     for factor in overview_factors(grid.height, grid.width):
         level, decimated = decimate(data, window, grid, factor)

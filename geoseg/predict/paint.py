@@ -16,10 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.grid import PixelWindow
-from geoseg.io.cog import write_chunk
-from geoseg.io.workdir import chunk_path, overview_chunk_path
+from geoseg.predict.assemble import write_output_chunk
 from geoseg.predict.instances import Instance, paint_window
-from geoseg.predict.overviews import decimate, overview_factors
 from geoseg.predict.plan import PredictPlan
 
 ID_KIND = "instances"
@@ -44,11 +42,5 @@ def paint_chunk(plan: PredictPlan, instances: Sequence[Instance], window: PixelW
         The chunk's pixels covered by an instance.
     """
     data = chunk_ids(plan, instances, window)
-    grid = plan.source.grid
-    for factor in overview_factors(grid.height, grid.width):
-        level, decimated = decimate(data, window, grid, factor)
-        if not level.is_empty:
-            path = overview_chunk_path(plan.work_dir, window, ID_KIND, factor)
-            write_chunk(path, grid.zoom_out(factor), level, np.ascontiguousarray(decimated))
-    write_chunk(chunk_path(plan.work_dir, window, ID_KIND), grid, window, data)
+    write_output_chunk(plan, window, ID_KIND, data)
     return int(np.count_nonzero(data[0]))
