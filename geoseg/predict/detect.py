@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from geoseg.grid import PixelWindow
 from geoseg.io.instances import write_detections
@@ -30,6 +29,9 @@ from geoseg.predict.plan import PredictPlan
 from geoseg.predict.preprocess import SceneStatistics, normalize, reflect_pad
 from geoseg.predict.sources import RasterSource
 from geoseg.predict.tiling import TileLayout
+
+if TYPE_CHECKING:  # torch is imported by the workers that run the detector
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,6 @@ def detect_tile(
     return detect_tiles(module, inputs[None], valid[None], layout, [index], settings)
 
 
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def detect_tiles(
     module: nn.Module,
     inputs: NDArray[np.float32],
@@ -91,9 +90,13 @@ def detect_tiles(
     dropped. On the CPU one tile runs per forward pass, on CUDA all of them in
     one (with autocast for ``bf16`` / ``fp16``).
     """
+    import torch
+
+    from geoseg.predict.inference import autocast_dtype
+
     active = [position for position in range(len(indexes)) if valid[position].any()]
     step = 1 if device == "cpu" else max(1, len(active))
-    dtype = _AUTOCAST.get(precision)
+    dtype = autocast_dtype(precision)
     found: list[Detection] = []
     for start in range(0, len(active), step):
         group = active[start : start + step]

@@ -36,7 +36,7 @@ agreement of at least this, and only on CPUs with native bf16 instructions.
 """
 
 
-def _autocast_dtype(precision: str) -> torch.dtype | None:
+def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype of ``precision``; None for fp32 (no autocast)."""
     import torch
 
@@ -274,7 +274,7 @@ def _forward_pass(
 
     tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(device)
     tensor = tensor.contiguous(memory_format=torch.channels_last)
-    dtype = _autocast_dtype(precision)
+    dtype = autocast_dtype(precision)
     try:
         with (
             torch.inference_mode(),

@@ -61,7 +61,8 @@ def test_submitting_a_run_imports_neither_torch_nor_smp() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import workflows.predict, geoseg.cli.predict
+        import workflows.predict, workflows.predict_instances, workflows.run_bbox
+        import workflows.run_change, geoseg.cli.predict, geoseg.cli.run
         from geoseg.predict.inference import device_support, model_key
         from geoseg.predict.placement import place_inference
         from geoseg.models.loading import resolve_model_dir
