@@ -93,45 +93,27 @@ def media_type(path: str | Path) -> str:
 def footprint(grid: RasterGrid) -> tuple[dict[str, Any], list[float]]:
     """The grid's outline in EPSG:4326 (lon/lat) as GeoJSON, and its bbox.
 
-    The edges are densified (a projected grid's edges are curves in lon/lat)
-    and the exterior ring runs counter-clockwise. An outline across the
-    antimeridian becomes a MultiPolygon of its two sides, its bbox west >
-    east, as RFC 7946 says.
+    odc-geo densifies the edges (a projected grid's edges are curves in
+    lon/lat) and splits an outline across the antimeridian into a
+    MultiPolygon of its two sides; the rings run counter-clockwise and such
+    a bbox has west > east, as RFC 7946 says.
     """
-    import numpy as np
     import shapely
-    from pyproj import CRS, Transformer
+    from odc.geo.geobox import GeoBox
     from shapely.geometry import mapping
     from shapely.geometry.polygon import orient
 
-    left, bottom, right, top = grid.bounds
-    steps = np.linspace(0.0, 1.0, _EDGE_POINTS + 1)[:-1]
-    width, height = right - left, top - bottom
-    low, high = np.zeros_like(steps), np.ones_like(steps)
-    xs = left + width * np.concatenate([steps, high, 1.0 - steps, low])
-    ys = bottom + height * np.concatenate([low, steps, high, 1.0 - steps])
-    transformer = Transformer.from_crs(CRS.from_wkt(grid.crs.to_wkt()), 4326, always_xy=True)
-    lons, lats = (
-        np.round(np.asarray(values, dtype=np.float64), 9)
-        for values in transformer.transform(xs, ys)
-    )
-    if not (np.abs(np.diff(np.append(lons, lons[0]))) > 180).any():
-        outline = orient(shapely.Polygon(np.column_stack([lons, lats])), 1.0)
+    box = GeoBox((grid.height, grid.width), grid.transform, grid.crs.to_wkt())
+    outline = box.footprint("EPSG:4326", npoints=_EDGE_POINTS, wrapdateline=True).geom
+    outline = shapely.set_precision(outline, 1e-9)
+    if isinstance(outline, shapely.Polygon):
+        outline = orient(outline, 1.0)
         return mapping(outline), [float(value) for value in outline.bounds]
-    unwrapped = np.unwrap(lons, period=360.0)
-    unwrapped += 360.0 * (unwrapped.min() < -180.0)  # now within (-180, 540)
-    whole = shapely.Polygon(np.column_stack([unwrapped, lats]))
-    west = orient(whole.intersection(shapely.box(-180.0, -90.0, 180.0, 90.0)), 1.0)
-    east = orient(
-        shapely.affinity.translate(
-            whole.intersection(shapely.box(180.0, -90.0, 540.0, 90.0)), -360.0
-        ),
-        1.0,
-    )
-    outline = shapely.MultiPolygon([west, east])
-    bbox = [west.bounds[0], min(west.bounds[1], east.bounds[1])]
-    bbox += [east.bounds[2], max(west.bounds[3], east.bounds[3])]
-    return mapping(outline), [float(value) for value in bbox]
+    parts = sorted((orient(part, 1.0) for part in outline.geoms), key=lambda p: p.centroid.x)
+    west, east = parts[-1], parts[0]  # the western side ends at +180, the eastern starts at -180
+    bbox = [west.bounds[0], min(p.bounds[1] for p in parts)]
+    bbox += [east.bounds[2], max(p.bounds[3] for p in parts)]
+    return mapping(shapely.MultiPolygon(parts)), [float(value) for value in bbox]
 
 
 def _timestamp(moment: datetime) -> datetime:
