@@ -184,19 +184,22 @@ PEAK_RSS: list[float] = []
 def timed(command: list[str], environment: dict[str, str]) -> tuple[float, str, str]:
     """Wall seconds of ``command`` from its start to its exit, and its stdout and stderr.
 
-    The peak RSS of the command's process tree (its workers included) is
-    appended to :data:`PEAK_RSS`.
+    The peak RSS of the command's process tree (its workers included, not
+    this process) is appended to :data:`PEAK_RSS`.
     """
     from bench_predict import PeakMemory
 
     start = time.perf_counter()
-    with PeakMemory() as memory:
-        completed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    child = subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    with PeakMemory(pid=child.pid) as memory:
+        stdout, stderr = child.communicate()
     seconds = time.perf_counter() - start
     PEAK_RSS.append(memory.peak / 2**30)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{command[:4]} failed: {completed.stderr[-2000:]}")
-    return seconds, completed.stdout, completed.stderr
+    if child.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed: {stderr[-2000:]}")
+    return seconds, stdout, stderr
 
 
 def geoseg_phases(stderr: str, wall: float) -> dict[str, float]:

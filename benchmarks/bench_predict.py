@@ -81,16 +81,24 @@ ZION = "zion/zion_landsat8_20150818_b2345.tif"
 class PeakMemory:
     """Peak RSS of this process and all its descendants, sampled in a thread."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, pid: int | None = None) -> None:
         self.interval = interval
+        self.pid = pid  # whose process tree to sample (default this process's)
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        root = psutil.Process(os.getpid())
+        try:
+            root = psutil.Process(self.pid or os.getpid())
+        except psutil.Error:
+            return 0
         total = 0
-        for process in [root, *root.children(recursive=True)]:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        for process in tree:
             try:
                 total += process.memory_info().rss
             except psutil.Error:
