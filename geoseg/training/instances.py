@@ -3,7 +3,8 @@
 Chips are read through the prediction path (:mod:`geoseg.training.sampling`),
 drawn uniformly or, with ``chip_sampling: class_balanced``, each around a pixel
 of an object (so that few, scattered objects are seen in most chips), turned
-by one of the eight symmetries, and each polygon burnt with its own id gives
+by one of the eight symmetries (and, with ``radiometric_jitter``, given a random
+gain and offset), and each polygon burnt with its own id gives
 the chip's objects (boxes, masks, classes). The detector's own losses (RPN
 objectness and boxes, classifier, boxes, masks) are summed; AdamW with a
 one-cycle schedule. The held-out windows are never trained on: they are scored
@@ -28,7 +29,7 @@ from geoseg.grid import PixelWindow
 from geoseg.predict.detect import ScaledSource, detect_layout
 from geoseg.predict.instances import InstanceSettings, paint_window, resolve_instances
 from geoseg.predict.tiling import make_layout
-from geoseg.training.augment import random_symmetry
+from geoseg.training.augment import radiometric_jitter, random_symmetry
 from geoseg.training.config import TrainConfig
 from geoseg.training.loop import seed_everything, torch_threads
 from geoseg.training.sampling import (
@@ -151,6 +152,11 @@ def _train_instances(
                 image, ids = random_symmetry(
                     inputs, rasterize_instances(scene, window).astype(np.int64), generator
                 )
+                if config.radiometric_jitter is not None:
+                    jitter = config.radiometric_jitter
+                    image = radiometric_jitter(
+                        image, generator, gain_std=jitter.gain_std, offset_std=jitter.offset_std
+                    )
                 images.append(torch.from_numpy(image))
                 targets.append(chip_targets(ids, classes))
             loss = torch.stack(list(module(images, targets).values())).sum()

@@ -16,7 +16,13 @@ from geoseg.errors import ModelError
 from geoseg.models.card import InputScaling
 from geoseg.models.maskrcnn import build_maskrcnn
 from geoseg.training.config import TrainConfig
-from geoseg.training.instances import chip_targets, draw_chips, rasterize_instances
+from geoseg.training.instances import (
+    chip_targets,
+    draw_chips,
+    rasterize_instances,
+    train_instances,
+)
+from geoseg.training.pipeline import build_untrained
 from geoseg.training.sampling import TrainingScene, index_class_pixels, prepare_scene
 from tests.conftest import ORIGIN, coordinate_image
 
@@ -24,13 +30,13 @@ SCALING = InputScaling(units="dn", method="scene_percentile", percentiles=(0.0, 
 
 
 def _one_object_scene(make_geotiff: Callable[..., Path], tmp_path: Path) -> TrainingScene:
-    """A 64 x 64 px scene with one 3 x 3 px object at rows 50-52, columns 4-6."""
+    """A 64 x 64 px scene with one 6 x 6 px object at rows 50-55, columns 4-9."""
     image = make_geotiff(coordinate_image(1, 64, 64), name="image.tif")
     vector = tmp_path / "objects.gpkg"
     gpd.GeoDataFrame(
         {"class": ["building"]},
         geometry=[
-            box(ORIGIN[0] + 4 * 30, ORIGIN[1] - 53 * 30, ORIGIN[0] + 7 * 30, ORIGIN[1] - 50 * 30)
+            box(ORIGIN[0] + 4 * 30, ORIGIN[1] - 56 * 30, ORIGIN[0] + 10 * 30, ORIGIN[1] - 50 * 30)
         ],
         crs="EPSG:32612",
     ).to_file(vector)
@@ -38,9 +44,14 @@ def _one_object_scene(make_geotiff: Callable[..., Path], tmp_path: Path) -> Trai
     return prepare_scene(config.scenes[0], ["pan"], [1], SCALING, tmp_path)
 
 
-def _config(image: Path, vector: Path, sampling: str) -> TrainConfig:
+def _config(image: Path, vector: Path, sampling: str, **extra: object) -> TrainConfig:
     return TrainConfig.model_validate(
         {
+            "architecture_options": {"fpn_channels": 16},
+            "batch_size": 2,
+            "chips_per_epoch": 2,
+            "epochs": 1,
+            "threads": 1,
             "name": "objects",
             "task": "instance",
             "architecture": "maskrcnn",
@@ -59,6 +70,7 @@ def _config(image: Path, vector: Path, sampling: str) -> TrainConfig:
             "chip_size": 16,
             "chip_sampling": sampling,
             "class_balance_power": 1.0,
+            **extra,
         }
     )
 
@@ -69,7 +81,7 @@ def test_class_balanced_instance_chips_all_hold_the_object(
     scene = _one_object_scene(make_geotiff, tmp_path)
     image, vector = tmp_path / "image.tif", tmp_path / "objects.gpkg"
     pixels = [index_class_pixels(scene, 1)]
-    assert pixels[0].counts.tolist() == [9]
+    assert pixels[0].counts.tolist() == [36]
     balanced = draw_chips(
         [scene], pixels, 100, _config(image, vector, "class_balanced"), np.random.default_rng(0)
     )
@@ -102,3 +114,18 @@ def test_group_norm_detector_has_no_batch_statistics_and_trains() -> None:
 def test_unknown_norm_is_refused() -> None:
     with pytest.raises(ModelError, match="norm must be one of"):
         build_maskrcnn(in_channels=1, num_classes=1, norm="layer")
+
+
+def test_radiometric_jitter_reaches_instance_training(
+    make_geotiff: Callable[..., Path], tmp_path: Path
+) -> None:
+    scene = _one_object_scene(make_geotiff, tmp_path)
+    image, vector = tmp_path / "image.tif", tmp_path / "objects.gpkg"
+
+    def first_loss(**extra: object) -> float:
+        config = _config(image, vector, "class_balanced", **extra)
+        return train_instances(build_untrained(config), [scene], config).epoch_losses[0]
+
+    plain = first_loss()
+    assert first_loss() == plain  # same seed, same chips, same loss
+    assert first_loss(radiometric_jitter={"gain_std": 0.5, "offset_std": 0.5}) != plain
