@@ -14,6 +14,7 @@ the model's pixel at any tile size, in training and in inference.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -31,6 +32,17 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from geoseg.errors import ModelError
 
 _LEVELS = ["0", "1", "2"]
+NORMS = ("batch", "group")
+"""Normalisation layers of the trunk, pyramid and mask head (see :func:`build_maskrcnn`)."""
+GROUPS = 16
+"""Channel groups of a ``group`` normalisation layer."""
+
+
+def _norm_layer(norm: str) -> Any:
+    """The normalisation-layer factory of ``norm`` (None: torchvision's default)."""
+    if norm == "group":
+        return partial(nn.GroupNorm, GROUPS)
+    return None
 
 
 class ScaledInputTransform(GeneralizedRCNNTransform):  # type: ignore[misc]
@@ -58,6 +70,7 @@ def build_maskrcnn(
     fpn_channels: int = 64,
     anchor_sizes: tuple[int, ...] | list[int] = (16, 32, 64, 128),
     detections_per_tile: int = 100,
+    norm: str = "batch",
     **options: Any,
 ) -> nn.Module:
     """An untrained Mask R-CNN for ``num_classes`` thing classes (background added).
@@ -75,22 +88,32 @@ def build_maskrcnn(
         One anchor side in pixels per pyramid level (four levels).
     detections_per_tile
         Most detections kept per tile.
+    norm
+        ``batch``: batch normalisation in the trunk only (torchvision's layout);
+        ``group``: group normalisation (:data:`GROUPS` groups) in the trunk, the
+        pyramid and the mask head, which behaves the same in training and
+        inference whatever the batch size (a batch of four chips gives batch
+        normalisation poor running statistics).
     options
         Rejected: the message lists the valid options.
 
     Raises
     ------
     ModelError
-        Unknown options or an anchor list that is not one size per level.
+        Unknown options, an unknown ``norm``, or an anchor list that is not one
+        size per level.
     """
     if options:
         raise ModelError(
             f"unknown maskrcnn options {sorted(options)}; valid: fpn_channels, anchor_sizes, "
-            "detections_per_tile"
+            "detections_per_tile, norm"
         )
+    if norm not in NORMS:
+        raise ModelError(f"maskrcnn norm must be one of {list(NORMS)}, got {norm!r}")
+    norm_layer = _norm_layer(norm)
     if len(anchor_sizes) != len(_LEVELS) + 1:
         raise ModelError(f"anchor_sizes needs {len(_LEVELS) + 1} sizes, got {list(anchor_sizes)}")
-    trunk = resnet18(weights=None)
+    trunk = resnet18(weights=None, norm_layer=norm_layer)
     trunk.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     backbone = BackboneWithFPN(
         trunk,
@@ -98,6 +121,7 @@ def build_maskrcnn(
         in_channels_list=[64, 128, 256],
         out_channels=fpn_channels,
         extra_blocks=LastLevelMaxPool(),
+        norm_layer=norm_layer,
     )
     anchors = AnchorGenerator(
         sizes=tuple((int(size),) for size in anchor_sizes),
@@ -117,7 +141,7 @@ def build_maskrcnn(
         box_batch_size_per_image=128,
         box_detections_per_img=detections_per_tile,
         mask_roi_pool=MultiScaleRoIAlign(featmap_names=_LEVELS, output_size=14, sampling_ratio=2),
-        mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1),
+        mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1, norm_layer=norm_layer),
         mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes + 1),
     )
     model.transform = ScaledInputTransform(

@@ -1,9 +1,12 @@
 """Training an instance model (Mask R-CNN) from labelled polygons, each polygon one object.
 
 Chips are read through the prediction path (:mod:`geoseg.training.sampling`),
-turned by one of the eight symmetries, and each polygon burnt with its own id
-gives the chip's objects (boxes, masks, classes). The detector's own losses
-(RPN objectness and boxes, classifier, boxes, masks) are summed; AdamW with a
+drawn uniformly or, with ``chip_sampling: class_balanced``, each around a pixel
+of an object (so that few, scattered objects are seen in most chips), turned
+by one of the eight symmetries (and, with ``radiometric_jitter``, given a random
+gain and offset), and each polygon burnt with its own id gives
+the chip's objects (boxes, masks, classes). The detector's own losses (RPN
+objectness and boxes, classifier, boxes, masks) are summed; AdamW with a
 one-cycle schedule. The held-out windows are never trained on: they are scored
 at the end with the shipped inference path (tiles, seam-free stitching) by
 :func:`holdout_scores`.
@@ -26,10 +29,17 @@ from geoseg.grid import PixelWindow
 from geoseg.predict.detect import ScaledSource, detect_layout
 from geoseg.predict.instances import InstanceSettings, paint_window, resolve_instances
 from geoseg.predict.tiling import make_layout
-from geoseg.training.augment import random_symmetry
+from geoseg.training.augment import radiometric_jitter, random_symmetry
 from geoseg.training.config import TrainConfig
 from geoseg.training.loop import seed_everything, torch_threads
-from geoseg.training.sampling import TrainingScene, random_chips, read_inputs
+from geoseg.training.sampling import (
+    ClassPixels,
+    TrainingScene,
+    class_balanced_chips,
+    index_class_pixels,
+    random_chips,
+    read_inputs,
+)
 
 MIN_OBJECT_PIXELS = 16
 """Objects with fewer pixels in a chip (slivers at its edge) are not targets."""
@@ -83,6 +93,21 @@ def chip_targets(ids: NDArray[np.int64], class_indexes: Sequence[int]) -> dict[s
     }
 
 
+def draw_chips(
+    scenes: list[TrainingScene],
+    pixels: list[ClassPixels] | None,
+    count: int,
+    config: TrainConfig,
+    generator: np.random.Generator,
+) -> list[tuple[TrainingScene, PixelWindow]]:
+    """``count`` chip windows: uniform (``pixels`` None) or each holding an object pixel."""
+    if pixels is None:
+        return random_chips(scenes, count, config.chip_size, generator)
+    return class_balanced_chips(
+        scenes, pixels, count, config.chip_size, config.class_balance_power, generator
+    )
+
+
 def train_instances(
     module: nn.Module,
     scenes: list[TrainingScene],
@@ -110,13 +135,14 @@ def _train_instances(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
     )
+    pixels = None
+    if config.chip_sampling == "class_balanced":
+        pixels = [index_class_pixels(scene, len(config.classes)) for scene in scenes]
     started = time.perf_counter()
     losses: list[float] = []
     module.train()
     for epoch in range(config.epochs):
-        chips = random_chips(
-            scenes, steps_per_epoch * config.batch_size, config.chip_size, generator
-        )
+        chips = draw_chips(scenes, pixels, steps_per_epoch * config.batch_size, config, generator)
         total = 0.0
         for step in range(steps_per_epoch):
             images, targets = [], []
@@ -126,6 +152,11 @@ def _train_instances(
                 image, ids = random_symmetry(
                     inputs, rasterize_instances(scene, window).astype(np.int64), generator
                 )
+                if config.radiometric_jitter is not None:
+                    jitter = config.radiometric_jitter
+                    image = radiometric_jitter(
+                        image, generator, gain_std=jitter.gain_std, offset_std=jitter.offset_std
+                    )
                 images.append(torch.from_numpy(image))
                 targets.append(chip_targets(ids, classes))
             loss = torch.stack(list(module(images, targets).values())).sum()
