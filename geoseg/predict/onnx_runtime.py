@@ -162,7 +162,14 @@ def onnx_cache_dir() -> Path:
     """
     root = os.environ.get(CACHE_ENV)
     if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = os.environ.get("XDG_CACHE_HOME")
+        if not base:
+            try:
+                base = str(Path.home() / ".cache")
+            except RuntimeError:  # no home directory (a service account): the temp folder
+                import tempfile
+
+                base = tempfile.gettempdir()
         root = str(Path(base) / "geoseg")
     return Path(root) / "onnx"
 

@@ -108,6 +108,21 @@ def test_the_fp32_graph_is_exported_once_then_read_from_the_cache(
     )
 
 
+def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(onnx_runtime.CACHE_ENV, "/somewhere/geoseg")
+    assert onnx_runtime.onnx_cache_dir() == Path("/somewhere/geoseg/onnx")
+    monkeypatch.delenv(onnx_runtime.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert onnx_runtime.onnx_cache_dir() == Path("/xdg/geoseg/onnx")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert onnx_runtime.onnx_cache_dir().parts[-2:] == ("geoseg", "onnx")
+
+
 def test_a_damaged_cache_file_is_exported_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
