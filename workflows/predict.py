@@ -444,6 +444,37 @@ def _predict_planned(
     )
 
 
+def open_scene(
+    image: Path,
+    settings: InferenceSettings,
+    outputs: Sequence[Path | None],
+    masks: Sequence[Path] = (),
+    mask_buffer: int = 0,
+) -> RasterSource:
+    """The GeoTIFF ``image`` as a source, its pixels marked in ``masks`` invalid.
+
+    ``settings`` gives its band names, pixel bound and VRT permission; none of
+    ``outputs`` may be the input itself.
+
+    Raises
+    ------
+    OutputError
+        An output would overwrite the input.
+    """
+    for path in outputs:
+        if path is not None and Path(path).resolve() == Path(image).resolve():
+            raise OutputError(f"{path}: the output would overwrite the input; choose another")
+    source: RasterSource = FileSource.open(
+        image,
+        band_map=settings.bands,
+        max_pixels=settings.max_pixels,
+        allow_vrt=settings.allow_vrt,
+    )
+    if masks:
+        source = MaskedSource.open(source, masks, mask_buffer)
+    return source
+
+
 def predict_file(
     input: Path,
     model: str | Path,
@@ -465,16 +496,7 @@ def predict_file(
     The raster's ``sensor`` tag, when it has one, is the scene's sensor.
     """
     input = Path(input)
-    if outputs.labels.resolve() == input.resolve():
-        raise OutputError(f"{outputs.labels}: the output would overwrite the input; choose another")
-    source: RasterSource = FileSource.open(
-        input,
-        band_map=settings.bands,
-        max_pixels=settings.max_pixels,
-        allow_vrt=settings.allow_vrt,
-    )
-    if masks:
-        source = MaskedSource.open(source, masks, mask_buffer)
+    source = open_scene(input, settings, [outputs.labels], masks, mask_buffer)
     return predict_source(
         source,
         model,

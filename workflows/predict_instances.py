@@ -41,7 +41,7 @@ from typing import Any
 
 from distributed import Client, as_completed
 
-from geoseg.errors import ConfigError, OutputError
+from geoseg.errors import ConfigError
 from geoseg.grid import RasterGrid
 from geoseg.io.checkpoint import read_card
 from geoseg.io.cog import OutputStyle, assemble_cog
@@ -76,11 +76,11 @@ from geoseg.predict.placement import InferencePlacement
 from geoseg.predict.plan import PredictPlan, make_plan
 from geoseg.predict.resampling import at_card_pixel_size
 from geoseg.predict.settings import InferenceSettings
-from geoseg.predict.sources import FileSource, MaskedSource, RasterSource
+from geoseg.predict.sources import RasterSource
 from geoseg.report.progress import Progress, stages
 from geoseg.vector.instances import instance_polygons
 from workflows.cluster import dask_client, model_placement
-from workflows.predict import check_output, overview_levels, run_tags
+from workflows.predict import check_output, open_scene, overview_levels, run_tags
 from workflows.tasks import geoseg_task
 
 
@@ -350,17 +350,7 @@ def predict_instances_file(
     invalid: no object there.
     """
     image = Path(image)
-    for path in (raster, polygons):
-        if path is not None and Path(path).resolve() == image.resolve():
-            raise OutputError(f"{path}: the output would overwrite the input; choose another")
-    source: RasterSource = FileSource.open(
-        image,
-        band_map=settings.bands,
-        max_pixels=settings.max_pixels,
-        allow_vrt=settings.allow_vrt,
-    )
-    if masks:
-        source = MaskedSource.open(source, masks, mask_buffer)
+    source = open_scene(image, settings, [raster, polygons], masks, mask_buffer)
     return predict_instances_source(
         source,
         model,

@@ -38,15 +38,14 @@ from geoseg.predict.settings import InferenceSettings
 from geoseg.report.quicklook import LegendClass, quicklook_figure, stretch_rgb
 from geoseg.report.summary import class_area_table
 from workflows.cluster import early_timings, model_placement
-from workflows.predict_instances import detector_settings
 from workflows.staging import (
     Report,
     RunOutputs,
     check_grid,
-    check_instance_model,
     domain_warnings,
     finish,
     model_info,
+    prepare_detector,
     quiet,
     run_client,
     run_grid,
@@ -223,27 +222,26 @@ def run_bbox(
         **pixel_size.record(),
         **resampling,
     }
-    detector = None
+    detector = detector_source = None
     if instance_model is not None:
-        instance_settings = instance_settings or InstanceSettings()
-        instance_card = read_card(resolve_model_dir(instance_model))
-        check_instance_model(instance_card, scenes)
-        check_grid(
-            run_grid(scene_grid, instance_card, instance_model, report)[0], instance_card, settings
-        )
-        detector = (
+        detector = prepare_detector(
             instance_model,
-            scene_source(
-                scene_grid,
-                scenes,
-                instance_card,
-                mask_buffer=mask_buffer,
-                allow_external_hrefs=allow_external_hrefs,
-            ),
-            model_placement(detector_settings(settings), instance_card, client, scheduler),
+            instance_settings,
+            scenes,
+            scene_grid,
+            settings,
+            client,
+            scheduler,
+            report,
         )
-        parameters["instance_model"] = model_info(instance_model, instance_card).model_dump()
-        parameters["instance_min_score"] = instance_settings.min_score
+        detector_source = scene_source(
+            scene_grid,
+            scenes,
+            detector.card,
+            mask_buffer=mask_buffer,
+            allow_external_hrefs=allow_external_hrefs,
+        )
+        parameters.update(detector.parameters())
     fingerprint = source.fingerprint()
     key = {"command": "run", "source": fingerprint, "model": info.identity()}
     identifier, run = start_run(out, {**key, "parameters": parameters})
@@ -315,16 +313,14 @@ def run_bbox(
         run.timings["vectorize_s"] = time.perf_counter() - clock
         report(f"vectorized: {len(polygons)} polygons")
         staged_instances = None
-        if detector is not None and instance_settings is not None:
+        if detector is not None and detector_source is not None:
             clock = time.perf_counter()
             staged_instances = stage_instances(
                 run,
                 "labels",
-                detector[1],
-                detector[0],
+                detector_source,
+                detector,
                 settings,
-                instance_settings,
-                detector[2],
                 active,
                 progress,
                 polygon_suffix=out.suffix.lower(),

@@ -18,7 +18,7 @@ from pathlib import Path
 from distributed import Client
 
 from geoseg.bbox import BBox
-from geoseg.catalog.mosaic import target_grid
+from geoseg.catalog.mosaic import MosaicSource, target_grid
 from geoseg.catalog.stac import SceneEntry, region_file, search
 from geoseg.change.flags import Flag
 from geoseg.change.loss import LossRule
@@ -33,15 +33,14 @@ from geoseg.predict.settings import InferenceSettings
 from geoseg.report.progress import showing, stages
 from workflows.change import change_file
 from workflows.cluster import early_timings, model_placement
-from workflows.predict_instances import detector_settings
 from workflows.staging import (
     Report,
     RunOutputs,
     check_grid,
-    check_instance_model,
     domain_warnings,
     finish,
     model_info,
+    prepare_detector,
     quiet,
     run_client,
     run_grid,
@@ -190,32 +189,29 @@ def run_change(
         **resampling,
     }
     detector = None
+    detector_sources: dict[str, MosaicSource] = {}
     if instance_model is not None:
-        instance_settings = instance_settings or InstanceSettings()
-        instance_card = read_card(resolve_model_dir(instance_model))
-        check_instance_model(instance_card, [*before_scenes, *after_scenes])
-        check_grid(
-            run_grid(scene_grid, instance_card, instance_model, report)[0],
-            instance_card,
-            settings,
-        )
-        detector = (
+        detector = prepare_detector(
             instance_model,
-            {
-                name: scene_source(
-                    scene_grid,
-                    scenes,
-                    instance_card,
-                    mask_buffer=mask_buffer,
-                    allow_external_hrefs=allow_external_hrefs,
-                )
-                for name, scenes in (("before", before_scenes), ("after", after_scenes))
-            },
-            model_placement(detector_settings(settings), instance_card, client, scheduler),
             instance_settings,
+            [*before_scenes, *after_scenes],
+            scene_grid,
+            settings,
+            client,
+            scheduler,
+            report,
         )
-        parameters["instance_model"] = model_info(instance_model, instance_card).model_dump()
-        parameters["instance_min_score"] = instance_settings.min_score
+        detector_sources = {
+            name: scene_source(
+                scene_grid,
+                scenes,
+                detector.card,
+                mask_buffer=mask_buffer,
+                allow_external_hrefs=allow_external_hrefs,
+            )
+            for name, scenes in (("before", before_scenes), ("after", after_scenes))
+        }
+        parameters.update(detector.parameters())
     fingerprints = {name: source.fingerprint() for name, source in sources.items()}
     key = {
         "command": "run-change",
@@ -241,15 +237,7 @@ def run_change(
             clock = time.perf_counter()
             for name in ("before", "after"):
                 staged_instances[name] = stage_instances(
-                    run,
-                    name,
-                    detector[1][name],
-                    detector[0],
-                    settings,
-                    detector[3],
-                    detector[2],
-                    active,
-                    progress,
+                    run, name, detector_sources[name], detector, settings, active, progress
                 )
             run.timings["instances_s"] = time.perf_counter() - clock
             report(

@@ -31,13 +31,14 @@ from geoseg.catalog.stac import SceneEntry, verify_entry
 from geoseg.change.flags import Flag
 from geoseg.errors import CatalogError, ConfigError
 from geoseg.grid import RasterGrid
+from geoseg.io.checkpoint import read_card
 from geoseg.io.raster import read_info
 from geoseg.io.runs import write_attribute_table
 from geoseg.io.stac import write_output_item
 from geoseg.io.staging import publish_file, read_json, remove_tree, work_folder, write_json
 from geoseg.limits import DEFAULT_MASK_BUFFER, check_pixel_budget
 from geoseg.models.card import ModelCard
-from geoseg.models.loading import alias_notice, model_name
+from geoseg.models.loading import alias_notice, model_name, resolve_model_dir
 from geoseg.predict.instances import InstanceSettings
 from geoseg.predict.pixel_size import PixelSizeCheck, check_pixel_size
 from geoseg.predict.placement import InferencePlacement
@@ -54,9 +55,9 @@ from geoseg.report.manifest import (
 )
 from geoseg.report.manifest import run_time as resolve_run_time
 from geoseg.report.stac import OutputAsset, card_classes
-from workflows.cluster import dask_client
+from workflows.cluster import dask_client, model_placement
 from workflows.predict import predict_source
-from workflows.predict_instances import predict_instances_source
+from workflows.predict_instances import detector_settings, predict_instances_source
 
 MANIFEST_TABLE = "run_manifest"
 DOMAIN_SUFFIX = "_domain"
@@ -340,14 +341,53 @@ def check_instance_model(card: ModelCard, scenes: Sequence[SceneEntry]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Detector:
+    """The ``--instance-model`` of a run: checked, placed, with its instance settings."""
+
+    model: str | Path
+    """As asked for (a shipped name, an alias or a directory)."""
+    card: ModelCard
+    placement: InferencePlacement
+    """Where and in which precision it runs (fp32 for ``auto``: :func:`detector_settings`)."""
+    settings: InstanceSettings
+
+    def parameters(self) -> dict[str, Any]:
+        """What the run's manifest records of it."""
+        return {
+            "instance_model": model_info(self.model, self.card).model_dump(),
+            "instance_min_score": self.settings.min_score,
+        }
+
+
+def prepare_detector(
+    model: str | Path,
+    instance_settings: InstanceSettings | None,
+    scenes: Sequence[SceneEntry],
+    scene_grid: RasterGrid,
+    settings: InferenceSettings,
+    client: Client | None,
+    scheduler: str | None,
+    report: Report,
+) -> Detector:
+    """Check an ``--instance-model`` against the run's scenes and grid, and place it.
+
+    Refused in one line, before any scene is read, as :func:`check_instance_model`
+    and :func:`check_grid` say.
+    """
+    card = read_card(resolve_model_dir(model))
+    check_instance_model(card, scenes)
+    check_grid(run_grid(scene_grid, card, model, report)[0], card, settings)
+    placement = model_placement(detector_settings(settings), card, client, scheduler)
+    return Detector(model, card, placement, instance_settings or InstanceSettings())
+
+
 def stage_instances(
     run: RunStaging,
     name: str,
     source: MosaicSource,
-    model: str | Path,
+    detector: Detector,
     settings: InferenceSettings,
-    instance_settings: InstanceSettings,
-    placement: InferencePlacement,
     client: Client,
     progress: bool,
     *,
@@ -356,7 +396,7 @@ def stage_instances(
     """Instances of ``source`` staged as ``<name>.instances.tif`` and ``<name>.instances<suffix>``.
 
     Detected on the cluster (:func:`workflows.predict_instances.predict_instances_source`),
-    on the workers and with the precision of ``placement``; skipped when an
+    on the workers and with the precision of the detector's placement; skipped when an
     attempt finished it. The number of instances is kept in the run's state
     (``<name>_instances``).
     """
@@ -366,15 +406,15 @@ def stage_instances(
         return raster, polygons
     result = predict_instances_source(
         source,
-        model,
+        detector.model,
         settings,
-        instance_settings,
+        detector.settings,
         raster,
         polygons,
         client=client,
         work_dir=run.work / f"{name}-instance-chunks",
         progress=progress,
-        placement=placement,
+        placement=detector.placement,
         stage=f"detect {name}",
     )
     run.state[f"{name}_instances"] = result.instances
