@@ -20,7 +20,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from geoseg.labels import stac_class_name
 from geoseg.models.card import ModelCard
 
 TASKS = {"semantic": "semantic-segmentation", "instance": "instance-segmentation"}
@@ -86,7 +85,6 @@ def mlm_item(
         The Item's ``datetime`` (default: now).
     """
     import pystac
-    from pystac.extensions.classification import Classification
     from pystac.extensions.eo import EOExtension
     from pystac.extensions.file import FileExtension
     from pystac.extensions.mlm import (
@@ -101,6 +99,8 @@ def mlm_item(
         TaskType,
     )
     from pystac.extensions.raster import DataType
+
+    from geoseg.report.stac import card_classes, stac_classes
 
     tile, bands = card.tile_size, len(card.bands)
     task = TaskType(TASKS[card.task])
@@ -125,16 +125,7 @@ def mlm_item(
         else ProcessingExpression.create(format="python", expression=SCENE_PERCENTILE_FUNCTION),
     )
     model_input.properties["value_scaling"] = _value_scaling(card)
-    classes = [
-        Classification.create(
-            value=spec.id,
-            name=stac_class_name(spec.name, spec.id),
-            title=spec.name,
-            description=spec.name,
-            color_hint=spec.color.lstrip("#").upper(),
-        )
-        for spec in card.classes
-    ]
+    classes = stac_classes(card_classes(card))
     if card.task == "semantic":
         result = ResultStructure.create(
             shape=[-1, card.num_classes, tile, tile],

@@ -35,6 +35,8 @@ from geoseg.grid import RasterGrid
 from geoseg.labels import Colour, stac_class_name
 
 if TYPE_CHECKING:
+    from pystac.extensions.classification import Classification
+
     from geoseg.models.card import ModelCard
 
 ITEM_SUFFIX = ".stac.json"
@@ -77,6 +79,24 @@ class OutputClass:
 def card_classes(card: ModelCard) -> list[OutputClass]:
     """The classes of a model card, with their colours."""
     return [OutputClass(spec.id, spec.name, spec.rgb) for spec in card.classes]
+
+
+def stac_classes(classes: Sequence[OutputClass]) -> list[Classification]:
+    """The classes as the STAC classification extension lists them (colour as ``RRGGBB``)."""
+    from pystac.extensions.classification import Classification
+
+    return [
+        Classification.create(
+            value=spec.value,
+            name=stac_class_name(spec.name, spec.value),
+            title=spec.name,
+            description=spec.name,
+            color_hint=None
+            if spec.colour is None
+            else "".join(f"{part:02X}" for part in spec.colour),
+        )
+        for spec in classes
+    ]
 
 
 def item_path(primary: str | Path) -> Path:
@@ -158,7 +178,7 @@ def output_item(
         The geoseg version (default: the installed one).
     """
     import pystac
-    from pystac.extensions.classification import Classification, ClassificationExtension
+    from pystac.extensions.classification import ClassificationExtension
     from pystac.extensions.projection import ProjectionExtension
 
     if version is None:
@@ -188,20 +208,7 @@ def output_item(
         transform=[float(value) for value in tuple(grid.transform)[:6]],
     )
     if classes:
-        ClassificationExtension.ext(item, add_if_missing=True).apply(
-            classes=[
-                Classification.create(
-                    value=spec.value,
-                    name=stac_class_name(spec.name, spec.value),
-                    title=spec.name,
-                    description=spec.name,
-                    color_hint=None
-                    if spec.colour is None
-                    else "".join(f"{part:02X}" for part in spec.colour),
-                )
-                for spec in classes
-            ]
-        )
+        ClassificationExtension.ext(item, add_if_missing=True).apply(classes=stac_classes(classes))
     item.stac_extensions.append(PROCESSING_SCHEMA)
     item.properties.update(
         {
