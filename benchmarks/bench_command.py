@@ -61,31 +61,16 @@ MALLOC_NAMES = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"
 
 def unet_resnet18_model(directory: Path) -> Path:
     """Write the seeded U-Net-resnet18 model directory (random weights, seed 0)."""
-    import torch
+    from bench_predict import seeded_model
 
-    from geoseg.io.checkpoint import write_model_dir
-    from geoseg.models.card import ModelCard
-    from geoseg.models.loading import build_from_card
-
-    card = ModelCard.model_validate(
-        {
-            "name": "bench-unet-resnet18",
-            "architecture": "unet",
-            "encoder": "resnet18",
-            "bands": [{"name": name} for name in ("blue", "green", "red", "nir")],
-            "scaling": {"units": "digital numbers", "method": "scene_percentile"},
-            "classes": [
-                {"id": i, "name": f"class{i}", "color": "#808080"} for i in range(1, CLASSES + 1)
-            ],
-            "pixel_size_m": 30.0,
-            "tile_size": TILE,
-            "overlap": OVERLAP,
-            "weights_sha256": "0" * 64,
-        }
+    return seeded_model(
+        directory,
+        TILE,
+        OVERLAP,
+        name="bench-unet-resnet18",
+        architecture="unet",
+        encoder="resnet18",
     )
-    torch.manual_seed(0)
-    write_model_dir(directory, build_from_card(card).state_dict(), card)
-    return directory
 
 
 # ---------------------------------------------------------------- child processes

@@ -205,11 +205,12 @@ def bare_forward(client: Client, plan: PredictPlan, args: argparse.Namespace) ->
     return float(sum(client.gather(futures))) / args.workers
 
 
-def random_model(directory: Path, tile: int, overlap: int) -> Path:
-    """A seeded random model shaped like the default ``landcover-landsat`` (SegNet, 8 classes).
+def seeded_model(directory: Path, tile: int, overlap: int, **fields: Any) -> Path:
+    """Write a model directory with seeded random weights (seed 0) and return it.
 
-    Used when no model is shipped yet: the speed of a forward pass does not depend on
-    the weights.
+    ``fields`` (name, architecture, encoder, options...) complete a card of
+    the four Landsat bands, eight classes and 30 m pixels: the speed of a
+    forward pass does not depend on the weights.
     """
     from geoseg.io.checkpoint import write_model_dir
     from geoseg.models.card import ModelCard
@@ -217,9 +218,6 @@ def random_model(directory: Path, tile: int, overlap: int) -> Path:
 
     card = ModelCard.model_validate(
         {
-            "name": "bench-random-segnet",
-            "architecture": "segnet",
-            "architecture_options": {"widths": [12, 24, 48, 96], "convs": 2},
             "bands": [{"name": n} for n in ("blue", "green", "red", "nir")],
             "scaling": {"units": "digital numbers", "method": "scene_percentile"},
             "classes": [{"id": i, "name": f"class{i}", "color": "#808080"} for i in range(1, 9)],
@@ -227,11 +225,27 @@ def random_model(directory: Path, tile: int, overlap: int) -> Path:
             "tile_size": tile,
             "overlap": overlap,
             "weights_sha256": "0" * 64,
+            **fields,
         }
     )
     torch.manual_seed(0)
     write_model_dir(directory, build_from_card(card).state_dict(), card)
     return directory
+
+
+def random_model(directory: Path, tile: int, overlap: int) -> Path:
+    """A seeded random model shaped like the default ``landcover-landsat`` (SegNet, 8 classes).
+
+    Used when no model is shipped yet.
+    """
+    return seeded_model(
+        directory,
+        tile,
+        overlap,
+        name="bench-random-segnet",
+        architecture="segnet",
+        architecture_options={"widths": [12, 24, 48, 96], "convs": 2},
+    )
 
 
 def bench_settings(args: argparse.Namespace, precision: str) -> InferenceSettings:
