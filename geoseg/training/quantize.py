@@ -37,7 +37,7 @@ from geoseg.models.export import (
     quantize_int8,
     torch_reference,
 )
-from geoseg.models.loading import load_model
+from geoseg.models.loading import LoadedModel, load_model
 from geoseg.predict.engines import INT8_AGREEMENT
 from geoseg.predict.hardware import INT8_DOT_FLAGS, cpu_name, has_any_flag
 from geoseg.predict.inference import forward_probabilities, native_cpu_bf16
@@ -111,7 +111,7 @@ def record_onnx_agreement(directory: Path, scenes: list[TrainingScene]) -> OnnxC
     else:
         path.unlink(missing_ok=True)
     tiles = calibration_tiles(scenes, 1)
-    speeds = cpu_speeds(directory, fp32, int8 if accepted else None, tiles[0]) if tiles else None
+    speeds = cpu_speeds(loaded, fp32, int8 if accepted else None, tiles[0]) if tiles else None
     record = OnnxRecord(
         opset=graph_opset(fp32),
         fp32_agreement=round(shares["fp32"], 6),
@@ -133,7 +133,7 @@ SPEED_REPEATS = 5
 
 
 def cpu_speeds(
-    directory: Path,
+    loaded: LoadedModel,
     fp32: bytes,
     int8: bytes | None,
     sample: NDArray[np.float32],
@@ -152,7 +152,6 @@ def cpu_speeds(
     """
     import torch
 
-    loaded = load_model(directory)
     loaded.module.to(memory_format=torch.channels_last)
     tile = loaded.card.tile_size
     grow = ((0, 0), (0, max(0, tile - sample.shape[1])), (0, max(0, tile - sample.shape[2])))

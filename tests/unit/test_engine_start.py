@@ -224,10 +224,10 @@ def test_cpu_speeds_time_every_engine_the_model_has() -> None:
     from geoseg.models.loading import load_model, resolve_model_dir
     from geoseg.predict.inference import native_cpu_bf16
 
-    directory = resolve_model_dir("forest")
-    fp32 = export.onnx_bytes(load_model(directory).module, 4)
+    loaded = load_model(resolve_model_dir("forest"))
+    fp32 = export.onnx_bytes(loaded.module, 4)
     sample = np.random.default_rng(1).random((4, 40, 50), dtype=np.float32)
-    speeds = cpu_speeds(directory, fp32, None, sample, repeats=1)
+    speeds = cpu_speeds(loaded, fp32, None, sample, repeats=1)
     expected = {"torch:fp32", "onnxruntime:fp32"} | ({"torch:bf16"} if native_cpu_bf16() else set())
     assert set(speeds.ms_per_tile) == expected
     assert speeds.tile == 512 and speeds.threads == 1
