@@ -1,8 +1,9 @@
 """The resumable work directory of a prediction run.
 
 It holds what each batch keeps of its tiles (one ``.batch`` file: weighted bands
-and solo results, see :mod:`geoseg.predict.stitching`; read back memory-mapped so a chunk
-only pages in the parts of tiles it needs), the chunk GeoTIFFs and one small
+and solo results, see :mod:`geoseg.predict.stitching`; written a tile at a time and
+read back by positioned reads of only the rows a chunk needs, so neither task
+holds a whole batch in memory), the chunk GeoTIFFs and one small
 JSON summary per finished chunk. Every file is written atomically; a chunk is
 finished exactly when its summary exists. Nothing here is fsynced (an fsync
 stalls the writing worker): a killed run resumes safely, but after a machine
@@ -91,35 +92,64 @@ def _batch_header(band_values: int, solo_values: int, tiles: int, tile: int) -> 
     return (BATCH_MAGIC + counts).ljust(BATCH_HEADER_BYTES, b"\0")
 
 
-def write_tile_batch(
-    path: Path, bands: NDArray[np.float32], solo: NDArray[np.uint8], valid: NDArray[np.bool_]
-) -> None:
-    """Write what a forward task keeps of a batch (see :mod:`geoseg.predict.stitching`) to one file.
+class TileBatchWriter:
+    """Positioned writes into a batch file being written (see :func:`tile_batch_writer`)."""
 
-    The file holds a 64-byte header, ``bands`` (the tiles' weighted bands,
-    flat float32), ``solo`` (their solo labels and quantized probabilities,
-    flat uint8) and ``valid`` (``(tiles, tile, tile)``, packed 8 pixels a
-    byte), written with unbuffered ``write`` calls into a spare file in place
-    when one is left (:func:`recycle_tile_batch`), then renamed to ``path``:
-    a batch exists exactly when ``path`` does. One file rather than one per
-    array: creating the small files cost more than writing the bands
-    (measured 12-21 ms per batch of eight 512 px tiles against 3 ms). Not
-    fsynced (short-lived intermediates; syncing tens of MB per batch costs
-    more than the bookkeeping around a forward pass): a killed process never
-    leaves a partial file; after a machine crash, delete the work directory.
+    def __init__(self, handle: Any, band_values: int, solo_values: int) -> None:
+        self._fd: int = handle.fileno()
+        self._solo_start = BATCH_HEADER_BYTES + 4 * band_values
+        self._valid_start = self._solo_start + solo_values
+
+    def _write(self, array: NDArray[Any], offset: int) -> None:
+        if array.nbytes == 0:
+            return
+        data = np.ascontiguousarray(array).data.cast("B")
+        while data:
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
+
+    def write_bands(self, start: int, values: NDArray[np.float32]) -> None:
+        """Write float32 ``values`` at value ``start`` of the flat bands."""
+        self._write(values.astype(np.float32, copy=False), BATCH_HEADER_BYTES + 4 * start)
+
+    def write_solo(self, start: int, values: NDArray[np.uint8]) -> None:
+        """Write uint8 ``values`` at value ``start`` of the flat solo results."""
+        self._write(values, self._solo_start + start)
+
+    def write_valid(self, valid: NDArray[np.bool_]) -> None:
+        """Write the validity of every tile pixel ``(tiles, tile, tile)``, 8 pixels a byte."""
+        self._write(np.packbits(valid, axis=-1), self._valid_start)
+
+
+@contextlib.contextmanager
+def tile_batch_writer(
+    path: Path, band_values: int, solo_values: int, tiles: int, tile: int
+) -> Iterator[TileBatchWriter]:
+    """Write what a forward task keeps of a batch to one file, part by part.
+
+    The file holds a 64-byte header, the tiles' weighted bands (flat float32,
+    ``band_values`` long), their solo labels and quantized probabilities (flat
+    uint8, ``solo_values`` long) and the validity of their pixels
+    (``(tiles, tile, tile)``, packed 8 pixels a byte); the caller writes every
+    part (a tile at a time, so no whole batch is held in memory). It is written
+    into a spare file in place when one is left (:func:`recycle_tile_batch`),
+    then renamed to ``path`` when the block ends without error: a batch exists
+    exactly when ``path`` does. One file rather than one per array: creating
+    the small files cost more than writing the bands (measured 12-21 ms per
+    batch of eight 512 px tiles against 3 ms). Not fsynced (short-lived
+    intermediates; syncing tens of MB per batch costs more than the
+    bookkeeping around a forward pass): a killed process never leaves a
+    partial file; after a machine crash, delete the work directory.
     """
-    tiles, tile = valid.shape[0], valid.shape[-1]
-    packed = np.packbits(valid, axis=-1)  # 8 pixels a byte
-    header = _batch_header(bands.size, solo.size, tiles, tile)
+    header = _batch_header(band_values, solo_values, tiles, tile)
+    size = BATCH_HEADER_BYTES + 4 * band_values + solo_values + tiles * tile * ((tile + 7) // 8)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         mode = "r+b" if _claim_spare(path.parent, temporary) else "wb"
-        # unbuffered: a raw FileIO, into which numpy writes arrays without copies
         with open(temporary, mode, buffering=0) as handle:
             handle.write(header)
-            for array in (bands, solo, packed):
-                np.ascontiguousarray(array).tofile(handle)
-            handle.truncate()
+            yield TileBatchWriter(handle, band_values, solo_values)
+            handle.truncate(size)
         os.replace(temporary, path)
     except OSError as error:
         failure = from_os_error(error, path)
@@ -130,10 +160,111 @@ def write_tile_batch(
     raise failure  # outside the handler: no chain to pickle back to the client
 
 
+def write_tile_batch(
+    path: Path, bands: NDArray[np.float32], solo: NDArray[np.uint8], valid: NDArray[np.bool_]
+) -> None:
+    """Write a whole batch held in memory (see :func:`tile_batch_writer`)."""
+    with tile_batch_writer(path, bands.size, solo.size, valid.shape[0], valid.shape[-1]) as writer:
+        writer.write_bands(0, bands)
+        writer.write_solo(0, solo)
+        writer.write_valid(valid)
+
+
+class TileBatchFile:
+    """A batch file open for reading parts of it (positioned reads, nothing mapped).
+
+    Use as a context manager; ``tile`` is the tile size the batch must have
+    been written with.
+
+    Raises
+    ------
+    OutputError
+        The file is missing, damaged or from another tile size; the message
+        names the work directory.
+    """
+
+    def __init__(self, path: Path, tile: int) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_RDONLY)
+        except OSError as error:
+            raise self._damaged(str(error)) from None
+        try:
+            header = os.pread(self._fd, BATCH_HEADER_BYTES, 0)
+            size = os.fstat(self._fd).st_size
+        except OSError as error:
+            self.close()
+            raise self._damaged(str(error)) from None
+        if len(header) < BATCH_HEADER_BYTES or not header.startswith(BATCH_MAGIC):
+            self.close()
+            raise self._damaged("not a batch file")
+        counts = np.frombuffer(header, dtype="<u8", count=4, offset=len(BATCH_MAGIC))
+        band_values, solo_values, tiles, stored_tile = (int(value) for value in counts)
+        self.row_bytes = (stored_tile + 7) // 8
+        expected = BATCH_HEADER_BYTES + 4 * band_values + solo_values
+        expected += tiles * stored_tile * self.row_bytes
+        if stored_tile != tile or size != expected:
+            self.close()
+            raise self._damaged(f"{size} bytes, tile {stored_tile}; expected tile {tile}")
+        self.band_values = band_values
+        self.solo_values = solo_values
+        self.tiles = tiles
+        self.tile = tile
+        self._solo_start = BATCH_HEADER_BYTES + 4 * band_values
+        self._valid_start = self._solo_start + solo_values
+
+    def _damaged(self, reason: str) -> OutputError:
+        return OutputError(
+            f"{self.path}: intermediate tile outputs are missing or damaged ({reason}); once "
+            f"this run has ended, delete its work folder {self.path.parent} and run again"
+        )
+
+    def __enter__(self) -> TileBatchFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (again: nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _read_into(self, out: NDArray[Any], offset: int) -> None:
+        if out.nbytes == 0:
+            return
+        data = out.data.cast("B")
+        while data:
+            try:
+                read = os.preadv(self._fd, [data], offset)
+            except OSError as error:
+                raise self._damaged(str(error)) from None
+            if read == 0:
+                raise self._damaged("file ends early")
+            data, offset = data[read:], offset + read
+
+    def read_bands(self, start: int, out: NDArray[np.float32]) -> None:
+        """Fill the contiguous ``out`` from value ``start`` of the flat bands on."""
+        self._read_into(out, BATCH_HEADER_BYTES + 4 * start)
+
+    def read_solo(self, start: int, out: NDArray[np.uint8]) -> None:
+        """Fill the contiguous ``out`` from value ``start`` of the flat solo results on."""
+        self._read_into(out, self._solo_start + start)
+
+    def read_valid(self, position: int, rows: slice) -> NDArray[np.bool_]:
+        """Validity of rows ``rows`` (a step-1 slice) of the batch's tile at ``position``."""
+        first, stop, _ = rows.indices(self.tile)
+        packed = np.empty((max(0, stop - first), self.row_bytes), dtype=np.uint8)
+        self._read_into(packed, self._valid_start + (position * self.tile + first) * self.row_bytes)
+        valid: NDArray[np.bool_] = np.unpackbits(packed, axis=-1, count=self.tile).view(bool)
+        return valid
+
+
 def read_tile_batch(
     path: Path, tile: int
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], NDArray[np.bool_]]:
-    """Memory-map a batch written by :func:`write_tile_batch`: bands, solo, validity.
+    """Read a whole batch written by :func:`tile_batch_writer`: bands, solo, validity.
 
     ``tile`` is the tile size the batch must have been written with.
 
@@ -143,32 +274,18 @@ def read_tile_batch(
         The file is missing, damaged or from another tile size; the message
         names the work directory.
     """
-
-    def damaged(reason: str) -> OutputError:
-        return OutputError(
-            f"{path}: intermediate tile outputs are missing or damaged ({reason}); once this "
-            f"run has ended, delete its work folder {path.parent} and run again"
+    with TileBatchFile(path, tile) as batch:
+        bands = np.empty(batch.band_values, dtype=np.float32)
+        solo = np.empty(batch.solo_values, dtype=np.uint8)
+        batch.read_bands(0, bands)
+        batch.read_solo(0, solo)
+        valid = (
+            np.stack(
+                [batch.read_valid(position, slice(0, tile)) for position in range(batch.tiles)]
+            )
+            if batch.tiles
+            else np.zeros((0, tile, tile), dtype=bool)
         )
-
-    try:
-        data = np.memmap(path, dtype=np.uint8, mode="r")
-    except (OSError, ValueError) as error:
-        raise damaged(str(error)) from None
-    if data.size < BATCH_HEADER_BYTES or bytes(data[: len(BATCH_MAGIC)]) != BATCH_MAGIC:
-        raise damaged("not a batch file")
-    counts = data[len(BATCH_MAGIC) : len(BATCH_MAGIC) + 32].view("<u8")
-    band_values, solo_values, tiles, stored_tile = (int(value) for value in counts)
-    row_bytes = (stored_tile + 7) // 8
-    sizes = (4 * band_values, solo_values, tiles * stored_tile * row_bytes)
-    if stored_tile != tile or data.size != BATCH_HEADER_BYTES + sum(sizes):
-        raise damaged(f"{data.size} bytes, tile {stored_tile}; expected tile {tile}")
-    start = BATCH_HEADER_BYTES
-    bands: NDArray[np.float32] = data[start : start + sizes[0]].view(np.float32)
-    start += sizes[0]
-    solo: NDArray[np.uint8] = data[start : start + sizes[1]]
-    start += sizes[1]
-    packed = np.asarray(data[start:]).reshape(tiles, stored_tile, row_bytes)
-    valid: NDArray[np.bool_] = np.unpackbits(packed, axis=-1, count=tile).view(bool)
     return bands, solo, valid
 
 

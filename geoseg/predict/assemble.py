@@ -20,16 +20,23 @@ from geoseg.grid import PixelWindow
 from geoseg.io.cog import write_chunk
 from geoseg.io.workdir import (
     ChunkSummary,
+    TileBatchFile,
     chunk_path,
     overview_chunk_path,
-    read_tile_batch,
     write_summary,
 )
 from geoseg.labels import LABEL_NODATA
 from geoseg.predict.blending import blend_window, labels_from_probabilities, quantize_probabilities
 from geoseg.predict.overviews import decimate, overview_factors
 from geoseg.predict.plan import PredictPlan, batch_parts
-from geoseg.predict.stitching import TileBatch, TileParts, shared_windows, tile_regions
+from geoseg.predict.stitching import (
+    PartsPlace,
+    TileBatch,
+    TileParts,
+    parts_places,
+    shared_windows,
+    tile_regions,
+)
 from geoseg.predict.tiling import TileLayout, tiles_touching
 
 STRIP_BYTES = 16 * 2**20
@@ -45,6 +52,31 @@ def blend_strips(window: PixelWindow, num_classes: int) -> list[PixelWindow]:
     a worker thread).
     """
     rows = max(1, STRIP_BYTES // (4 * num_classes * max(1, window.width)))
+    return [
+        PixelWindow(window.row + start, window.col, min(rows, window.height - start), window.width)
+        for start in range(0, window.height, rows)
+    ]
+
+
+ASSEMBLE_STRIP_BYTES = 8 * 2**20
+"""Size of a chunk's class planes over one strip it is stitched by (see :func:`assemble_strips`)."""
+
+
+def assemble_strips(window: PixelWindow, num_classes: int) -> list[PixelWindow]:
+    """Full-width row strips of ``window`` that a chunk is read and stitched by.
+
+    A strip's class planes (float32) hold about ``ASSEMBLE_STRIP_BYTES``
+    (128 rows of a 2048 px chunk of 8 classes). Each strip reads only the rows of its tiles' parts it needs
+    (:func:`gather_tiles`) and lets them go before the next, so a chunk task
+    holds a strip's parts, whatever the chunk's tiles. Below a scene's bottom
+    tile row, when the scene is off the tile lattice, that row shares most of
+    its rows with the one above and a chunk's parts are several times the
+    usual: holding whole chunks' parts, memory-mapped, made the workers' peak
+    grow from 445 to 600-680 MiB between a 4096 px scene (on the lattice) and
+    8192 or 16384 px ones. Stitching is per pixel, so strips give exactly the
+    chunk's values.
+    """
+    rows = max(16, ASSEMBLE_STRIP_BYTES // (4 * num_classes * max(1, window.width)))
     return [
         PixelWindow(window.row + start, window.col, min(rows, window.height - start), window.width)
         for start in range(0, window.height, rows)
@@ -93,8 +125,8 @@ def stitch_chunk(
     labels = np.empty(window.shape, dtype=np.uint8)
     quantized = np.empty((num_classes if with_probabilities else 0, *window.shape), np.uint8)
     regions = {index: tile_regions(layout, index) for index in tiles}
-    for index, parts in tiles.items():  # where one tile is alone: its own results
-        solo = regions[index].solo
+    for parts in tiles.values():  # where one tile is alone: its own results
+        solo = parts.solo
         common = solo.intersection(window)
         if common.is_empty:
             continue
@@ -122,6 +154,48 @@ def stitch_chunk(
     return labels, quantized if with_probabilities else None
 
 
+def _rows_of(window: PixelWindow, rows: PixelWindow) -> PixelWindow:
+    """The full-width rows of ``window`` that lie in the rows of ``rows`` (maybe empty)."""
+    start = max(window.row, rows.row)
+    return PixelWindow(
+        start, window.col, max(0, min(window.row_stop, rows.row_stop) - start), window.width
+    )
+
+
+def read_parts(
+    batch: TileBatchFile, place: PartsPlace, window: PixelWindow, num_classes: int
+) -> TileParts:
+    """The rows of one tile's parts that ``window`` needs, read from its batch file.
+
+    Bands and the solo results are cut to the rows of ``window`` (full width:
+    each plane's rows are contiguous in the file), so a chunk task reads and
+    holds only what it blends or pastes.
+    """
+    bands = []
+    for band, at in place.bands:
+        piece = _rows_of(band, window)
+        if piece.is_empty:
+            continue
+        values = np.empty((num_classes, *piece.shape), dtype=np.float32)
+        skip = (piece.row - band.row) * band.width
+        for plane in range(num_classes):
+            batch.read_bands(at + plane * band.height * band.width + skip, values[plane])
+        bands.append((piece, values))
+    solo = _rows_of(place.solo, window)
+    skip = (solo.row - place.solo.row) * place.solo.width
+    labels = np.empty(solo.shape, dtype=np.uint8)
+    batch.read_solo(place.labels_at + skip, labels)
+    probabilities = None
+    if place.probabilities_at is not None:
+        probabilities = np.empty((num_classes, *solo.shape), dtype=np.uint8)
+        plane_size = place.solo.height * place.solo.width
+        for plane in range(num_classes):
+            batch.read_solo(
+                place.probabilities_at + plane * plane_size + skip, probabilities[plane]
+            )
+    return TileParts(place.index, tuple(bands), labels, probabilities, solo)
+
+
 def gather_tiles(
     plan: PredictPlan,
     window: PixelWindow,
@@ -129,30 +203,44 @@ def gather_tiles(
 ) -> tuple[dict[int, TileParts], NDArray[np.bool_]]:
     """The parts of the tiles touching ``window`` and the validity of its pixels.
 
-    ``batches`` are ``(tile indexes, batch or batch file)``; batch files are
-    memory-mapped, not read whole.
+    ``batches`` are ``(tile indexes, batch or batch file)``; of batch files
+    only the rows ``window`` needs are read (:func:`read_parts`).
     """
     layout = plan.layout
     touching = set(tiles_touching(layout, window))
     kept: dict[int, TileParts] = {}
     valid = np.zeros(window.shape, dtype=bool)
+    # validity is per pixel, so every tile over a pixel agrees on it
     for indexes, stored in batches:
-        batch = (
-            stored
-            if isinstance(stored, TileBatch)
-            else TileBatch(*read_tile_batch(stored, layout.tile))
-        )
-        for position, parts in enumerate(batch_parts(plan, indexes, batch)):
-            if parts.index not in touching:
-                continue
-            kept[parts.index] = parts
-            # validity is per pixel, so every tile over a pixel agrees on it
-            tile_window = layout.window(parts.index)
-            common = tile_window.intersection(window)
-            rows, cols = common.shift(-window.row, -window.col).slices()
-            tile_rows, tile_cols = common.shift(-tile_window.row, -tile_window.col).slices()
-            valid[rows, cols] = batch.valid[position, tile_rows, tile_cols]
+        if touching.isdisjoint(indexes):
+            continue
+        if isinstance(stored, TileBatch):
+            for position, parts in enumerate(batch_parts(plan, indexes, stored)):
+                if parts.index in touching:
+                    kept[parts.index] = parts
+                    (rows, cols), (tile_rows, tile_cols) = _overlap(layout, parts.index, window)
+                    valid[rows, cols] = stored.valid[position, tile_rows, tile_cols]
+            continue
+        places = parts_places(layout, indexes, plan.num_classes, plan.write_probabilities)
+        with TileBatchFile(stored, layout.tile) as batch:
+            for position, place in enumerate(places):
+                if place.index in touching:
+                    kept[place.index] = read_parts(batch, place, window, plan.num_classes)
+                    (rows, cols), (tile_rows, tile_cols) = _overlap(layout, place.index, window)
+                    valid[rows, cols] = batch.read_valid(position, tile_rows)[:, tile_cols]
     return kept, valid
+
+
+def _overlap(
+    layout: TileLayout, index: int, window: PixelWindow
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Slices of where tile ``index`` and ``window`` overlap, in the window and in the tile."""
+    tile_window = layout.window(index)
+    common = tile_window.intersection(window)
+    return (
+        common.shift(-window.row, -window.col).slices(),
+        common.shift(-tile_window.row, -tile_window.col).slices(),
+    )
 
 
 def assemble_chunk(
@@ -177,10 +265,21 @@ def assemble_chunk(
     ChunkSummary
         Valid-pixel and per-class counts; also written beside the chunk.
     """
-    tiles, valid = gather_tiles(plan, window, batches)
-    labels, probabilities = stitch_chunk(
-        plan.layout, window, tiles, valid, plan.class_ids, plan.write_probabilities
+    labels = np.empty(window.shape, dtype=np.uint8)
+    probabilities = (
+        np.empty((plan.num_classes, *window.shape), dtype=np.uint8)
+        if plan.write_probabilities
+        else None
     )
+    valid = np.empty(window.shape, dtype=bool)
+    for strip in assemble_strips(window, plan.num_classes):
+        rows = slice(strip.row - window.row, strip.row_stop - window.row)
+        tiles, valid[rows] = gather_tiles(plan, strip, batches)
+        labels[rows], strip_probabilities = stitch_chunk(
+            plan.layout, strip, tiles, valid[rows], plan.class_ids, plan.write_probabilities
+        )
+        if probabilities is not None and strip_probabilities is not None:
+            probabilities[:, rows] = strip_probabilities
     write_output_chunk(plan, window, "labels", labels[None])
     if probabilities is not None:
         write_output_chunk(plan, window, "probabilities", probabilities)

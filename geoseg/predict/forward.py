@@ -17,13 +17,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.grid import PixelWindow
-from geoseg.io.workdir import batch_path, write_tile_batch
+from geoseg.io.workdir import batch_path, tile_batch_writer
 from geoseg.labels import LABEL_NODATA
 from geoseg.predict.blending import labels_from_probabilities, quantize_probabilities, tile_weights
 from geoseg.predict.inference import cached_model, forward_probabilities
 from geoseg.predict.plan import PredictPlan, batch_parts
 from geoseg.predict.preprocess import normalize, reflect_pad
-from geoseg.predict.stitching import TileBatch, TileParts, parts_sizes, tile_regions
+from geoseg.predict.stitching import (
+    TileBatch,
+    TileParts,
+    parts_places,
+    parts_sizes,
+    tile_parts,
+    tile_regions,
+)
 
 
 def batch_inputs(
@@ -71,6 +78,52 @@ def batch_inputs(
     return inputs, valid
 
 
+def batch_probabilities(
+    plan: PredictPlan, indexes: Sequence[int]
+) -> tuple[NDArray[np.float32] | None, list[int | None], NDArray[np.bool_]]:
+    """Read a batch of tiles and run those with a valid pixel through the model.
+
+    Returns
+    -------
+    tuple
+        The probabilities ``(active tiles, classes, tile, tile)`` (None when no
+        tile has a valid pixel), each tile's row in them (None for tiles
+        without any valid pixel: not run through the model), and the validity
+        of every tile pixel ``(tiles, tile, tile)``.
+    """
+    inputs, valid = batch_inputs(plan, indexes)
+    active = [position for position in range(len(indexes)) if valid[position].any()]
+    rows: list[int | None] = [None] * len(indexes)
+    for row, position in enumerate(active):
+        rows[position] = row
+        if row != position:  # compacted in place: no copy of the batch's inputs
+            inputs[row] = inputs[position]
+    if not active:
+        return None, rows, valid
+    return model_probabilities(plan, inputs[: len(active)]), rows, valid
+
+
+def fill_parts(
+    plan: PredictPlan,
+    parts: TileParts,
+    probabilities: NDArray[np.float32] | None,
+    valid: NDArray[np.bool_],
+) -> None:
+    """Fill a tile's parts from its probabilities ``(classes, tile, tile)``.
+
+    A tile without probabilities (no valid pixel) gets zero bands and nodata
+    labels.
+    """
+    if probabilities is None:
+        for _, band in parts.bands:
+            band[...] = 0.0
+        parts.solo_labels[...] = LABEL_NODATA
+        if parts.solo_probabilities is not None:
+            parts.solo_probabilities[...] = 0
+        return
+    keep_tile(plan, parts, probabilities, valid)
+
+
 def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     """Run one batch of tiles through the model and keep what stitching needs.
 
@@ -79,29 +132,17 @@ def compute_batch(plan: PredictPlan, indexes: Sequence[int]) -> TileBatch:
     and its weighted probabilities over the bands it shares. Tiles without any
     valid pixel are not run through the model (zero bands, nodata labels).
     """
-    layout = plan.layout
-    inputs, valid = batch_inputs(plan, indexes)
+    probabilities, rows, valid = batch_probabilities(plan, indexes)
     band_values, solo_values = parts_sizes(
-        layout, indexes, plan.num_classes, plan.write_probabilities
+        plan.layout, indexes, plan.num_classes, plan.write_probabilities
     )
-    # every value is set below (tiles without valid pixels get zero bands)
     batch = TileBatch(
-        np.empty(band_values, dtype=np.float32), np.zeros(solo_values, dtype=np.uint8), valid
+        np.empty(band_values, dtype=np.float32), np.empty(solo_values, dtype=np.uint8), valid
     )
-    active = [position for position in range(len(indexes)) if valid[position].any()]
-    probabilities = None
-    if active:
-        if len(active) < len(indexes):
-            inputs = inputs[active]
-        probabilities = model_probabilities(plan, inputs)
-    rows = {position: row for row, position in enumerate(active)}
     for position, parts in enumerate(batch_parts(plan, indexes, batch)):
-        if position not in rows or probabilities is None:
-            for _, band in parts.bands:
-                band[...] = 0.0
-            parts.solo_labels[...] = LABEL_NODATA
-            continue
-        keep_tile(plan, parts, probabilities[rows[position]], valid[position])
+        row = rows[position]
+        tile = None if probabilities is None or row is None else probabilities[row]
+        fill_parts(plan, parts, tile, valid[position])
     return batch
 
 
@@ -143,7 +184,11 @@ def keep_tile(
 def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) -> Path:
     """:func:`compute_batch` stored in the work directory (for batches kept a while).
 
-    A batch file left by an earlier, interrupted run of the same work
+    The parts are computed and written a tile at a time, so the task holds
+    one tile's parts besides the batch's probabilities, never the whole
+    batch's (the bottom tile row of a scene off the tile lattice shares most
+    of its rows with the row above, and its batches' parts are twice the
+    usual). A batch file left by an earlier, interrupted run of the same work
     directory is reused.
 
     Returns
@@ -152,7 +197,23 @@ def forward_batch(plan: PredictPlan, batch_number: int, indexes: Sequence[int]) 
         The batch file.
     """
     path = batch_path(plan.work_dir, batch_number)
-    if not path.exists():
-        batch = compute_batch(plan, indexes)
-        write_tile_batch(path, batch.bands, batch.solo, batch.valid)
+    if path.exists():
+        return path
+    probabilities, rows, valid = batch_probabilities(plan, indexes)
+    layout, classes, with_probabilities = plan.layout, plan.num_classes, plan.write_probabilities
+    band_values, solo_values = parts_sizes(layout, indexes, classes, with_probabilities)
+    places = parts_places(layout, indexes, classes, with_probabilities)
+    with tile_batch_writer(path, band_values, solo_values, len(indexes), layout.tile) as writer:
+        for position, place in enumerate(places):
+            tile_bands, tile_solo = parts_sizes(layout, [place.index], classes, with_probabilities)
+            bands = np.empty(tile_bands, dtype=np.float32)
+            solo = np.empty(tile_solo, dtype=np.uint8)
+            (parts,) = tile_parts(layout, [place.index], classes, bands, solo, with_probabilities)
+            row = rows[position]
+            tile = None if probabilities is None or row is None else probabilities[row]
+            fill_parts(plan, parts, tile, valid[position])
+            if place.bands:
+                writer.write_bands(place.bands[0][1], bands)
+            writer.write_solo(place.labels_at, solo)
+        writer.write_valid(valid)
     return path

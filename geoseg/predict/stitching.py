@@ -145,19 +145,39 @@ def shared_windows(layout: TileLayout, window: PixelWindow) -> list[PixelWindow]
 
 @dataclass(frozen=True)
 class TileParts:
-    """What is kept of one tile's output: weighted bands and its solo results.
+    """What is kept of one tile's output (or of its rows in a window): bands and solo results.
 
     ``bands`` pairs each band window (scene coordinates) with the weighted
     probabilities there, ``(classes, h, w)`` float32; ``solo_labels`` holds the
-    class labels of the solo window (nodata where the input is), and
+    class labels of the window ``solo`` (nodata where the input is), and
     ``solo_probabilities`` its quantized probabilities ``(classes, h, w)``
-    when the run writes them.
+    when the run writes them. ``solo`` is the tile's solo window, or the rows
+    of it that were read (:func:`geoseg.predict.assemble.read_parts`).
     """
 
     index: int
     bands: tuple[tuple[PixelWindow, NDArray[np.float32]], ...]
     solo_labels: NDArray[np.uint8]
     solo_probabilities: NDArray[np.uint8] | None
+    solo: PixelWindow
+
+
+@dataclass(frozen=True, slots=True)
+class PartsPlace:
+    """Where one tile's parts lie in its batch's flat arrays (see :func:`parts_places`).
+
+    ``bands`` pairs each band window with the offset of its first value in the
+    float32 array (``(classes, h, w)`` from there); the solo labels of the
+    window ``solo`` start at ``labels_at`` in the uint8 array, its quantized
+    probabilities (``(classes, h, w)``) at ``probabilities_at``, None when the
+    run does not keep them.
+    """
+
+    index: int
+    bands: tuple[tuple[PixelWindow, int], ...]
+    solo: PixelWindow
+    labels_at: int
+    probabilities_at: int | None
 
 
 @dataclass(frozen=True)
@@ -187,6 +207,32 @@ def parts_sizes(
     return band_values, solo_values
 
 
+def parts_places(
+    layout: TileLayout, indexes: Sequence[int], num_classes: int, with_probabilities: bool
+) -> list[PartsPlace]:
+    """Per tile of a batch, where its parts lie in the batch's flat arrays.
+
+    Tiles follow ``indexes``; within a tile the bands come in
+    :attr:`TileRegions.bands` order, then the solo labels, then the solo
+    probabilities.
+    """
+    places = []
+    band_at = solo_at = 0
+    for index in indexes:
+        regions = tile_regions(layout, index)
+        bands = []
+        for band in regions.bands:
+            bands.append((band, band_at))
+            band_at += num_classes * band.height * band.width
+        pixels = regions.solo.height * regions.solo.width
+        labels_at, solo_at = solo_at, solo_at + pixels
+        probabilities_at = None
+        if with_probabilities:
+            probabilities_at, solo_at = solo_at, solo_at + num_classes * pixels
+        places.append(PartsPlace(index, tuple(bands), regions.solo, labels_at, probabilities_at))
+    return places
+
+
 def tile_parts(
     layout: TileLayout,
     indexes: Sequence[int],
@@ -197,26 +243,26 @@ def tile_parts(
 ) -> list[TileParts]:
     """Per tile of a batch, views into its flat arrays (for writing or reading).
 
-    Tiles follow ``indexes``; within a tile the bands come in
-    :attr:`TileRegions.bands` order, then the solo labels, then the solo
-    probabilities.
+    The arrays are laid out as :func:`parts_places` says.
     """
     parts = []
-    band_at = solo_at = 0
-    for index in indexes:
-        regions = tile_regions(layout, index)
-        views = []
-        for band in regions.bands:
-            size = num_classes * band.height * band.width
-            views.append((band, bands[band_at : band_at + size].reshape(num_classes, *band.shape)))
-            band_at += size
-        pixels = regions.solo.height * regions.solo.width
-        labels = solo[solo_at : solo_at + pixels].reshape(regions.solo.shape)
-        solo_at += pixels
+    for place in parts_places(layout, indexes, num_classes, with_probabilities):
+        views = tuple(
+            (
+                band,
+                bands[at : at + num_classes * band.height * band.width].reshape(
+                    num_classes, *band.shape
+                ),
+            )
+            for band, at in place.bands
+        )
+        pixels = place.solo.height * place.solo.width
+        labels = solo[place.labels_at : place.labels_at + pixels].reshape(place.solo.shape)
         probabilities = None
-        if with_probabilities:
-            size = num_classes * pixels
-            probabilities = solo[solo_at : solo_at + size].reshape(num_classes, *regions.solo.shape)
-            solo_at += size
-        parts.append(TileParts(index, tuple(views), labels, probabilities))
+        if place.probabilities_at is not None:
+            at = place.probabilities_at
+            probabilities = solo[at : at + num_classes * pixels].reshape(
+                num_classes, *place.solo.shape
+            )
+        parts.append(TileParts(place.index, views, labels, probabilities, place.solo))
     return parts

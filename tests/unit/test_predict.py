@@ -14,7 +14,7 @@ from geoseg.io.workdir import read_tile_batch
 from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA
 from geoseg.predict import inference
 from geoseg.predict.blending import PROBABILITY_SCALE, blend_window
-from geoseg.predict.forward import batch_inputs, forward_batch
+from geoseg.predict.forward import batch_inputs, compute_batch, forward_batch
 from geoseg.predict.placement import place_inference
 from geoseg.predict.plan import PredictPlan, batch_parts, make_plan
 from geoseg.predict.preprocess import normalize, reflect_pad
@@ -315,3 +315,24 @@ def test_the_plan_schedules_each_chunk_with_the_batches_of_its_tiles(
                 not plan.layout.window(i).intersection(chunk.window).is_empty
                 for i in plan.batches[number]
             )
+
+
+def test_batches_with_empty_tiles_and_their_stored_files_equal_each_tile_alone(
+    model_dir: Path, tmp_path: Path, rng: np.random.Generator
+) -> None:
+    data = landscape(rng, 150, 150)
+    data[:, :, 40:110] = 65535  # whole tiles without a valid pixel inside the batch
+    path = write_geotiff(tmp_path / "holes.tif", data, nodata=65535, descriptions=DESCRIPTIONS)
+    plan = cpu_plan(path, model_dir, tmp_path, tile=32, overlap=8, chunk_size=64)
+    indexes = list(range(plan.layout.columns))  # the first tile row: valid, empty, valid
+    batch = compute_batch(plan, indexes)
+    assert not batch.valid.any(axis=(1, 2)).all() and batch.valid.any()
+    alone = [compute_batch(plan, [index]) for index in indexes]
+    assert np.array_equal(batch.bands, np.concatenate([tile.bands for tile in alone]))
+    assert np.array_equal(batch.solo, np.concatenate([tile.solo for tile in alone]))
+    # written a tile at a time into the work folder: the same values
+    plan.work_dir.mkdir()
+    stored = read_tile_batch(forward_batch(plan, 0, indexes), plan.layout.tile)
+    assert np.array_equal(stored[0], batch.bands)
+    assert np.array_equal(stored[1], batch.solo)
+    assert np.array_equal(stored[2], batch.valid)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoseg.grid import PixelWindow
-from geoseg.predict.assemble import stitch_chunk
+from geoseg.io.workdir import TileBatchFile, write_tile_batch
+from geoseg.predict.assemble import ASSEMBLE_STRIP_BYTES, assemble_strips, read_parts, stitch_chunk
 from geoseg.predict.blending import (
     blend_window,
     labels_from_probabilities,
@@ -17,6 +22,8 @@ from geoseg.predict.blending import (
     whole_tile,
 )
 from geoseg.predict.stitching import (
+    TileParts,
+    parts_places,
     parts_sizes,
     shared_windows,
     tile_parts,
@@ -68,6 +75,48 @@ def test_solo_and_shared_windows_partition_the_scene(
     assert (seen == 1).all()
 
 
+def kept_parts(
+    layout: TileLayout,
+    outputs: dict[int, np.ndarray],
+    valid: np.ndarray,
+    classes: int,
+    with_probabilities: bool,
+) -> tuple[np.ndarray, np.ndarray, list[TileParts]]:
+    """Each tile's parts as a forward task keeps them: the flat arrays and the views."""
+    indexes = list(range(layout.count))
+    band_values, solo_values = parts_sizes(layout, indexes, classes, with_probabilities)
+    bands = np.zeros(band_values, dtype=np.float32)
+    solo = np.zeros(solo_values, dtype=np.uint8)
+    parts = tile_parts(layout, indexes, classes, bands, solo, with_probabilities)
+    for part in parts:
+        window = layout.window(part.index)
+        weighted = weight_probabilities(layout, part.index, outputs[part.index])
+        for band, out in part.bands:
+            out[...] = weighted[(slice(None), *band.shift(-window.row, -window.col).slices())]
+        rows, cols = part.solo.shift(-window.row, -window.col).slices()
+        part.solo_labels[...] = labels_from_probabilities(
+            outputs[part.index][:, rows, cols],
+            tile_valid(layout, part.index, valid)[rows, cols],
+            [1, 2, 3],
+            255,
+        )
+        if part.solo_probabilities is not None:
+            part.solo_probabilities[...] = quantize_probabilities(
+                outputs[part.index][:, rows, cols],
+                tile_valid(layout, part.index, valid)[rows, cols],
+            )
+    return bands, solo, parts
+
+
+def tile_valid(layout: TileLayout, index: int, valid: np.ndarray) -> np.ndarray:
+    """The validity of the pixels of tile ``index`` (False past the scene)."""
+    window = layout.window(index)
+    inside = window.clip(layout.height, layout.width)
+    result = np.zeros((layout.tile, layout.tile), dtype=bool)
+    result[inside.shift(-window.row, -window.col).slices()] = valid[inside.slices()]
+    return result
+
+
 @settings(max_examples=40, deadline=None)
 @given(layouts, st.integers(5, 150), st.integers(0, 10_000), st.booleans())
 def test_stitching_from_parts_equals_blending_every_pixel(
@@ -87,29 +136,7 @@ def test_stitching_from_parts_equals_blending_every_pixel(
     ]
     blended = blend_window(layout, scene, whole, valid, classes)
     expected = labels_from_probabilities(blended, valid, [1, 2, 3], 255)
-    # keep each tile's parts as a forward task does
-    indexes = list(range(layout.count))
-    band_values, solo_values = parts_sizes(layout, indexes, classes, with_probabilities)
-    bands = np.zeros(band_values, dtype=np.float32)
-    solo = np.zeros(solo_values, dtype=np.uint8)
-    parts = tile_parts(layout, indexes, classes, bands, solo, with_probabilities)
-    for part in parts:
-        window = layout.window(part.index)
-        weighted = weight_probabilities(layout, part.index, outputs[part.index])
-        for band, out in part.bands:
-            out[...] = weighted[(slice(None), *band.shift(-window.row, -window.col).slices())]
-        regions = tile_regions(layout, part.index)
-        rows, cols = regions.solo.shift(-window.row, -window.col).slices()
-        tile_valid = np.zeros((layout.tile, layout.tile), dtype=bool)
-        inside = window.clip(layout.height, layout.width)
-        tile_valid[inside.shift(-window.row, -window.col).slices()] = valid[inside.slices()]
-        part.solo_labels[...] = labels_from_probabilities(
-            outputs[part.index][:, rows, cols], tile_valid[rows, cols], [1, 2, 3], 255
-        )
-        if part.solo_probabilities is not None:
-            part.solo_probabilities[...] = quantize_probabilities(
-                outputs[part.index][:, rows, cols], tile_valid[rows, cols]
-            )
+    *_, parts = kept_parts(layout, outputs, valid, classes, with_probabilities)
     # stitch chunk by chunk from the parts only, with the shipped stitch
     by_index = {part.index: part for part in parts}
     stitched = np.full((layout.height, layout.width), 7, dtype=np.uint8)
@@ -140,3 +167,68 @@ def test_an_interior_tile_of_the_default_geometry_keeps_a_third_of_its_pixels() 
     band_pixels = sum(band.height * band.width for band in regions.bands)
     assert band_pixels == 480 * 480 - 416 * 416
     assert len(regions.bands) == 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(layouts, st.integers(1, 60), st.integers(0, 10_000), st.booleans())
+def test_parts_read_back_by_rows_from_a_batch_file_stitch_the_same(
+    geometry: tuple[int, int, int, int], strip: int, seed: int, with_probabilities: bool
+) -> None:
+    layout = make_layout(*geometry)
+    generator = np.random.default_rng(seed)
+    classes = 3
+    valid = generator.random((layout.height, layout.width)) > 0.05
+    outputs = {
+        index: generator.random((classes, layout.tile, layout.tile), dtype=np.float32)
+        for index in range(layout.count)
+    }
+    bands, solo, parts = kept_parts(layout, outputs, valid, classes, with_probabilities)
+    by_index = {part.index: part for part in parts}
+    scene = PixelWindow(0, 0, layout.height, layout.width)
+    places = parts_places(layout, list(range(layout.count)), classes, with_probabilities)
+    tiles_valid = np.stack([tile_valid(layout, i, valid) for i in range(layout.count)])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "batch"
+        write_tile_batch(path, bands, solo, tiles_valid)
+        with TileBatchFile(path, layout.tile) as batch:
+            for window in scene.chunks(strip):  # rows read for any strip of the scene
+                touching = tiles_touching(layout, window)
+                read = {i: read_parts(batch, places[i], window, classes) for i in touching}
+                for index, part in read.items():  # only the rows the strip needs
+                    for piece, values in part.bands:
+                        assert window.row <= piece.row and piece.row_stop <= window.row_stop
+                        assert values.shape == (classes, *piece.shape)
+                    assert part.solo.height <= window.height
+                    assert np.array_equal(
+                        batch.read_valid(index, slice(0, layout.tile)), tiles_valid[index]
+                    )
+                expected = stitch_chunk(
+                    layout,
+                    window,
+                    {i: by_index[i] for i in touching},
+                    valid[window.slices()],
+                    [1, 2, 3],
+                    with_probabilities,
+                )
+                stitched = stitch_chunk(
+                    layout, window, read, valid[window.slices()], [1, 2, 3], with_probabilities
+                )
+                assert np.array_equal(stitched[0], expected[0])
+                if with_probabilities:
+                    assert np.array_equal(stitched[1], expected[1])
+
+
+@given(st.integers(1, 5000), st.integers(1, 5000), st.integers(1, 40))
+def test_assemble_strips_tile_the_window_in_full_width_rows_of_bounded_size(
+    height: int, width: int, classes: int
+) -> None:
+    window = PixelWindow(17, 3, height, width)
+    strips = assemble_strips(window, classes)
+    assert strips[0].row == window.row and strips[-1].row_stop == window.row_stop
+    for above, below in itertools.pairwise(strips):
+        assert above.row_stop == below.row
+    for strip in strips:
+        assert (strip.col, strip.width) == (window.col, window.width)
+        assert strip.height >= 1
+        planes = 4 * classes * strip.height * width
+        assert planes <= ASSEMBLE_STRIP_BYTES or strip.height <= 16

@@ -1,4 +1,5 @@
-"""The work directory's batch files: written atomically, retired batches reused in place."""
+"""The work directory's batch files: written atomically, part by part, retired batches reused
+in place, read back by offset and by rows."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from geoseg.errors import OutputError
 from geoseg.io.workdir import (
     BATCH_HEADER_BYTES,
     SPARE_PATTERN,
+    TileBatchFile,
     batch_path,
     read_tile_batch,
     recycle_tile_batch,
+    tile_batch_writer,
     write_tile_batch,
 )
 
@@ -93,3 +96,52 @@ def test_a_damaged_or_foreign_batch_file_is_refused_naming_the_work_dir(
         read_tile_batch(path, 13)
     with pytest.raises(OutputError, match="missing or damaged"):
         read_tile_batch(batch_path(tmp_path, 1), 13)
+
+
+def test_a_batch_written_part_by_part_is_the_file_written_whole(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    bands, solo, valid = _batch(rng, 3)
+    whole, parts = batch_path(tmp_path, 0), batch_path(tmp_path, 1)
+    write_tile_batch(whole, bands, solo, valid)
+    with tile_batch_writer(parts, bands.size, solo.size, 3, 13) as writer:
+        for start in (600, 0, 300):  # tile by tile, in any order
+            writer.write_bands(start, bands[start : start + 300])
+            writer.write_solo(start // 300 * 64, solo[start // 300 * 64 : start // 300 * 64 + 64])
+        writer.write_valid(valid)
+    assert parts.read_bytes() == whole.read_bytes()
+
+
+def test_a_failed_writer_leaves_no_batch_and_no_partial_file(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    bands, solo, _ = _batch(rng, 2)
+    path = batch_path(tmp_path, 0)
+    with (
+        pytest.raises(ValueError, match="model failed"),
+        tile_batch_writer(path, bands.size, solo.size, 2, 13) as writer,
+    ):
+        writer.write_bands(0, bands)
+        raise ValueError("model failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parts_of_a_batch_file_are_read_by_offset_and_by_rows(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    bands, solo, valid = _batch(rng, 3)
+    path = batch_path(tmp_path, 0)
+    write_tile_batch(path, bands, solo, valid)
+    with TileBatchFile(path, 13) as batch:
+        assert (batch.band_values, batch.solo_values, batch.tiles) == (900, 192, 3)
+        some_bands = np.empty(57, dtype=np.float32)
+        batch.read_bands(411, some_bands)
+        assert np.array_equal(some_bands, bands[411:468])
+        some_solo = np.empty((2, 5), dtype=np.uint8)
+        batch.read_solo(100, some_solo)
+        assert np.array_equal(some_solo.ravel(), solo[100:110])
+        assert np.array_equal(batch.read_valid(2, slice(4, 11)), valid[2, 4:11])
+        assert batch.read_valid(1, slice(5, 5)).shape == (0, 13)
+        path.write_bytes(path.read_bytes()[:200])  # replaced by a short file meanwhile
+        with pytest.raises(OutputError, match="file ends early"):
+            batch.read_solo(0, np.empty(100, dtype=np.uint8))
