@@ -358,19 +358,20 @@ def run_size(
 
 PHASES = {
     "geoseg.predict.forward": (
-        "forward_probabilities",
+        "model_probabilities",
         "normalize",
         "reflect_pad",
         "keep_tile",
-        "write_tile_batch",
         "labels_from_probabilities",
         "quantize_probabilities",
         "batch_inputs",
+        "batch_probabilities",
+        "fill_parts",
         "compute_batch",
         "forward_batch",
     ),
     "geoseg.predict.assemble": (
-        "read_tile_batch",
+        "read_parts",
         "blend_window",
         "labels_from_probabilities",
         "quantize_probabilities",
@@ -459,7 +460,7 @@ def profile_phases(
 def report_phases(args: argparse.Namespace, scene: Path, model: str | Path, work: Path) -> None:
     with local_client(n_workers=1) as client:
         tiles, seconds = client.submit(profile_phases, scene, model, work, args).result()
-    forward = seconds.pop("forward_probabilities")
+    forward = seconds.pop("model_probabilities")
     print(f"CPU ms per tile by step, one worker process, {tiles} tiles (exclusive times):")
     for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
         print(f"  {name:28s} {1000 * value / tiles:6.2f}")

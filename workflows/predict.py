@@ -16,7 +16,8 @@ Two kinds of tasks (bodies in :mod:`geoseg.predict.forward` and
 
 Memory stays bounded by the chunk and batch sizes: chunks are submitted in
 row-major order with at most a few in flight, batch outputs live in files
-(chunk tasks memory-map the parts they need), and every batch file is retired
+(written a tile at a time; chunk tasks read, strip by strip, only the rows of
+the parts they need), and every batch file is retired
 as soon as the last chunk needing it is done (kept as a spare that the next
 batch is written into: :func:`geoseg.io.workdir.recycle_tile_batch`). A rerun
 with the same inputs finds the same work directory and skips finished chunks;
