@@ -108,6 +108,19 @@ def kept_parts(
     return bands, solo, parts
 
 
+def random_outputs(
+    layout: TileLayout, classes: int, seed: int
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """A random validity of the scene's pixels (95% valid) and random outputs of every tile."""
+    generator = np.random.default_rng(seed)
+    valid = generator.random((layout.height, layout.width)) > 0.05
+    outputs = {
+        index: generator.random((classes, layout.tile, layout.tile), dtype=np.float32)
+        for index in range(layout.count)
+    }
+    return valid, outputs
+
+
 def tile_valid(layout: TileLayout, index: int, valid: np.ndarray) -> np.ndarray:
     """The validity of the pixels of tile ``index`` (False past the scene)."""
     window = layout.window(index)
@@ -123,13 +136,8 @@ def test_stitching_from_parts_equals_blending_every_pixel(
     geometry: tuple[int, int, int, int], chunk: int, seed: int, with_probabilities: bool
 ) -> None:
     layout = make_layout(*geometry)
-    generator = np.random.default_rng(seed)
     classes = 3
-    valid = generator.random((layout.height, layout.width)) > 0.05
-    outputs = {
-        index: generator.random((classes, layout.tile, layout.tile), dtype=np.float32)
-        for index in range(layout.count)
-    }
+    valid, outputs = random_outputs(layout, classes, seed)
     scene = PixelWindow(0, 0, layout.height, layout.width)
     whole = [
         (i, whole_tile(layout, i, weight_probabilities(layout, i, p))) for i, p in outputs.items()
@@ -175,13 +183,8 @@ def test_parts_read_back_by_rows_from_a_batch_file_stitch_the_same(
     geometry: tuple[int, int, int, int], strip: int, seed: int, with_probabilities: bool
 ) -> None:
     layout = make_layout(*geometry)
-    generator = np.random.default_rng(seed)
     classes = 3
-    valid = generator.random((layout.height, layout.width)) > 0.05
-    outputs = {
-        index: generator.random((classes, layout.tile, layout.tile), dtype=np.float32)
-        for index in range(layout.count)
-    }
+    valid, outputs = random_outputs(layout, classes, seed)
     bands, solo, parts = kept_parts(layout, outputs, valid, classes, with_probabilities)
     by_index = {part.index: part for part in parts}
     scene = PixelWindow(0, 0, layout.height, layout.width)
