@@ -66,15 +66,15 @@ def assemble_strips(window: PixelWindow, num_classes: int) -> list[PixelWindow]:
     """Full-width row strips of ``window`` that a chunk is read and stitched by.
 
     A strip's class planes (float32) hold about ``ASSEMBLE_STRIP_BYTES``
-    (128 rows of a 2048 px chunk of 8 classes). Each strip reads only the rows of its tiles' parts it needs
-    (:func:`gather_tiles`) and lets them go before the next, so a chunk task
-    holds a strip's parts, whatever the chunk's tiles. Below a scene's bottom
-    tile row, when the scene is off the tile lattice, that row shares most of
-    its rows with the one above and a chunk's parts are several times the
-    usual: holding whole chunks' parts, memory-mapped, made the workers' peak
-    grow from 445 to 600-680 MiB between a 4096 px scene (on the lattice) and
-    8192 or 16384 px ones. Stitching is per pixel, so strips give exactly the
-    chunk's values.
+    (128 rows of a 2048 px chunk of 8 classes). Each strip reads only the
+    rows of its tiles' parts it needs (:func:`gather_tiles`) and lets them go
+    before the next, so a chunk task holds one strip's parts, whatever the
+    chunk's tiles. That matters at the bottom of a scene off the tile
+    lattice: its last tile row is snapped to the border and shares most of
+    its rows with the row above, so a chunk there has several times the usual
+    parts (holding whole chunks' parts made the workers' peak grow from 445
+    MiB at 4096 px to 600-680 MiB at 8192 and 16384 px). Stitching is per
+    pixel, so strips give exactly the chunk's values.
     """
     rows = max(16, ASSEMBLE_STRIP_BYTES // (4 * num_classes * max(1, window.width)))
     return [
