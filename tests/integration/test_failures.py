@@ -281,7 +281,8 @@ def test_second_run_on_a_held_work_folder_refuses_and_other_outputs_run(
 
 
 def test_ctrl_c_prints_one_line_and_keeps_the_work_folder(tmp_path: Path, model_dir: Path) -> None:
-    source = _scene(tmp_path / "scene.tif", 1200)
+    # 2000 px in 128 px chunks: 256 chunks, several seconds of work left when the first is done
+    source = _scene(tmp_path / "scene.tif", 2000)
     out = tmp_path / "out"
     out.mkdir()
     arguments = ("predict", str(source), "--model", str(model_dir), "--chunk-size", "128")

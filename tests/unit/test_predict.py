@@ -10,9 +10,10 @@ import rasterio
 import torch
 from distributed import Client
 
+from geoseg.grid import PixelWindow
 from geoseg.io.workdir import read_tile_batch
 from geoseg.labels import CLASS_NAMES_TAG, LABEL_NODATA
-from geoseg.predict import inference
+from geoseg.predict import assemble, inference
 from geoseg.predict.blending import PROBABILITY_SCALE, blend_window
 from geoseg.predict.forward import batch_inputs, compute_batch, forward_batch
 from geoseg.predict.placement import place_inference
@@ -173,6 +174,20 @@ def test_labels_are_byte_identical_for_any_chunk_size(
     assert outputs[0] == outputs[1] == outputs[2]
     with rasterio.open(tmp_path / "labels_64.tif") as dataset:
         assert len(np.unique(dataset.read(1))) >= 3  # the model is not constant
+
+
+def test_outputs_are_byte_identical_whatever_the_strips_a_chunk_is_stitched_by(
+    scene: Path, model_dir: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs = []
+    for strip_bytes in (assemble.ASSEMBLE_STRIP_BYTES, 4 * 3 * 100 * 16):  # whole, 16-row strips
+        monkeypatch.setattr(assemble, "ASSEMBLE_STRIP_BYTES", strip_bytes)
+        labels = tmp_path / f"labels_{strip_bytes}.tif"
+        probabilities = tmp_path / f"probabilities_{strip_bytes}.tif"
+        run(scene, model_dir, labels, client, chunk_size=100, probabilities_out=probabilities)
+        outputs.append((labels.read_bytes(), probabilities.read_bytes()))
+    assert len(assemble.assemble_strips(PixelWindow(0, 0, 100, 100), 3)) == 7
+    assert outputs[0] == outputs[1]
 
 
 def test_output_keeps_georeferencing_and_carries_classes(
