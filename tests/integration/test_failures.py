@@ -281,12 +281,17 @@ def test_second_run_on_a_held_work_folder_refuses_and_other_outputs_run(
 
 
 def test_ctrl_c_prints_one_line_and_keeps_the_work_folder(tmp_path: Path, model_dir: Path) -> None:
-    # 2000 px in 128 px chunks: 256 chunks, several seconds of work left when the first is done
-    source = _scene(tmp_path / "scene.tif", 2000)
+    source = _scene(tmp_path / "scene.tif", 1200)
     out = tmp_path / "out"
     out.mkdir()
     arguments = ("predict", str(source), "--model", str(model_dir), "--chunk-size", "128")
-    run = _geoseg(*arguments, "--out", str(out / "l.tif"), start_new_session=True)
+    # started as a terminal's foreground job is: with Ctrl-C handled, even where these tests
+    # run in a background job (whose commands inherit SIGINT ignored, as geoseg then keeps it)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run = _geoseg(*arguments, "--out", str(out / "l.tif"), start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _wait_for(lambda: any(out.glob(".geoseg-work-*/summary_*.json")), run)
     os.killpg(run.pid, signal.SIGINT)  # as the terminal does: every process of the group
     status, lines = _finish(run)
