@@ -393,5 +393,19 @@ def prepare_work_dir(work_dir: Path, description: dict[str, Any]) -> None:
 
 
 def remove_work_dir(work_dir: Path) -> None:
-    """Delete the work directory and everything in it."""
-    shutil.rmtree(work_dir, ignore_errors=True)
+    """Delete the work directory and everything in it.
+
+    It is first renamed out of the way: after a failure, tasks of the run
+    still running on the cluster (cancelling a running Dask task lets it run
+    to its end) write by its old path and find it gone, instead of putting new
+    files into it while it is being deleted (which left the directory behind
+    with their batch files).
+    """
+    doomed = work_dir.with_name(f"{work_dir.name}.removed-{uuid.uuid4().hex}")
+    try:
+        os.rename(work_dir, doomed)
+    except FileNotFoundError:
+        return
+    except OSError:  # e.g. not allowed to rename here: delete in place
+        doomed = work_dir
+    shutil.rmtree(doomed, ignore_errors=True)

@@ -3,6 +3,7 @@ in place, read back by offset and by rows."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from geoseg.io.workdir import (
     batch_path,
     read_tile_batch,
     recycle_tile_batch,
+    remove_work_dir,
     tile_batch_writer,
     write_tile_batch,
 )
@@ -145,3 +147,26 @@ def test_parts_of_a_batch_file_are_read_by_offset_and_by_rows(
         path.write_bytes(path.read_bytes()[:200])  # replaced by a short file meanwhile
         with pytest.raises(OutputError, match="file ends early"):
             batch.read_solo(0, np.empty(100, dtype=np.uint8))
+
+
+def test_a_task_writing_while_the_work_folder_is_removed_finds_it_gone(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work_dir = tmp_path / ".geoseg-work-abc"
+    work_dir.mkdir()
+    write_tile_batch(batch_path(work_dir, 0), *_batch(rng, 2))
+    real_rmtree = shutil.rmtree
+    late: list[BaseException] = []
+
+    def rmtree_with_a_late_task(path: Path, ignore_errors: bool = False) -> None:
+        try:  # a cancelled task still running writes its batch meanwhile
+            write_tile_batch(batch_path(work_dir, 9), *_batch(rng, 2))
+        except OutputError as error:
+            late.append(error)
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_with_a_late_task)
+    remove_work_dir(work_dir)
+    assert len(late) == 1  # it found no folder to write into
+    assert list(tmp_path.iterdir()) == []
+    remove_work_dir(work_dir)  # gone already: nothing to do
