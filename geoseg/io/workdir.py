@@ -92,13 +92,27 @@ def _batch_header(band_values: int, solo_values: int, tiles: int, tile: int) -> 
     return (BATCH_MAGIC + counts).ljust(BATCH_HEADER_BYTES, b"\0")
 
 
+@dataclass(frozen=True)
+class _BatchLayout:
+    """Byte offsets of a batch file's solo results and validity, and its size."""
+
+    solo_start: int
+    valid_start: int
+    size: int
+
+    @classmethod
+    def of(cls, band_values: int, solo_values: int, tiles: int, tile: int) -> _BatchLayout:
+        solo_start = BATCH_HEADER_BYTES + 4 * band_values
+        valid_start = solo_start + solo_values
+        return cls(solo_start, valid_start, valid_start + tiles * tile * ((tile + 7) // 8))
+
+
 class TileBatchWriter:
     """Positioned writes into a batch file being written (see :func:`tile_batch_writer`)."""
 
-    def __init__(self, handle: Any, band_values: int, solo_values: int) -> None:
+    def __init__(self, handle: Any, layout: _BatchLayout) -> None:
         self._fd: int = handle.fileno()
-        self._solo_start = BATCH_HEADER_BYTES + 4 * band_values
-        self._valid_start = self._solo_start + solo_values
+        self._layout = layout
 
     def _write(self, array: NDArray[Any], offset: int) -> None:
         if array.nbytes == 0:
@@ -114,11 +128,11 @@ class TileBatchWriter:
 
     def write_solo(self, start: int, values: NDArray[np.uint8]) -> None:
         """Write uint8 ``values`` at value ``start`` of the flat solo results."""
-        self._write(values, self._solo_start + start)
+        self._write(values, self._layout.solo_start + start)
 
     def write_valid(self, valid: NDArray[np.bool_]) -> None:
         """Write the validity of every tile pixel ``(tiles, tile, tile)``, 8 pixels a byte."""
-        self._write(np.packbits(valid, axis=-1), self._valid_start)
+        self._write(np.packbits(valid, axis=-1), self._layout.valid_start)
 
 
 @contextlib.contextmanager
@@ -142,14 +156,14 @@ def tile_batch_writer(
     partial file; after a machine crash, delete the work directory.
     """
     header = _batch_header(band_values, solo_values, tiles, tile)
-    size = BATCH_HEADER_BYTES + 4 * band_values + solo_values + tiles * tile * ((tile + 7) // 8)
+    layout = _BatchLayout.of(band_values, solo_values, tiles, tile)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         mode = "r+b" if _claim_spare(path.parent, temporary) else "wb"
         with open(temporary, mode, buffering=0) as handle:
             handle.write(header)
-            yield TileBatchWriter(handle, band_values, solo_values)
-            handle.truncate(size)
+            yield TileBatchWriter(handle, layout)
+            handle.truncate(layout.size)
         os.replace(temporary, path)
     except OSError as error:
         failure = from_os_error(error, path)
@@ -201,17 +215,14 @@ class TileBatchFile:
         counts = np.frombuffer(header, dtype="<u8", count=4, offset=len(BATCH_MAGIC))
         band_values, solo_values, tiles, stored_tile = (int(value) for value in counts)
         self.row_bytes = (stored_tile + 7) // 8
-        expected = BATCH_HEADER_BYTES + 4 * band_values + solo_values
-        expected += tiles * stored_tile * self.row_bytes
-        if stored_tile != tile or size != expected:
+        self._layout = _BatchLayout.of(band_values, solo_values, tiles, stored_tile)
+        if stored_tile != tile or size != self._layout.size:
             self.close()
             raise self._damaged(f"{size} bytes, tile {stored_tile}; expected tile {tile}")
         self.band_values = band_values
         self.solo_values = solo_values
         self.tiles = tiles
         self.tile = tile
-        self._solo_start = BATCH_HEADER_BYTES + 4 * band_values
-        self._valid_start = self._solo_start + solo_values
 
     def _damaged(self, reason: str) -> OutputError:
         return OutputError(
@@ -250,13 +261,14 @@ class TileBatchFile:
 
     def read_solo(self, start: int, out: NDArray[np.uint8]) -> None:
         """Fill the contiguous ``out`` from value ``start`` of the flat solo results on."""
-        self._read_into(out, self._solo_start + start)
+        self._read_into(out, self._layout.solo_start + start)
 
     def read_valid(self, position: int, rows: slice) -> NDArray[np.bool_]:
         """Validity of rows ``rows`` (a step-1 slice) of the batch's tile at ``position``."""
         first, stop, _ = rows.indices(self.tile)
         packed = np.empty((max(0, stop - first), self.row_bytes), dtype=np.uint8)
-        self._read_into(packed, self._valid_start + (position * self.tile + first) * self.row_bytes)
+        offset = self._layout.valid_start + (position * self.tile + first) * self.row_bytes
+        self._read_into(packed, offset)
         valid: NDArray[np.bool_] = np.unpackbits(packed, axis=-1, count=self.tile).view(bool)
         return valid
 
@@ -279,13 +291,9 @@ def read_tile_batch(
         solo = np.empty(batch.solo_values, dtype=np.uint8)
         batch.read_bands(0, bands)
         batch.read_solo(0, solo)
-        valid = (
-            np.stack(
-                [batch.read_valid(position, slice(0, tile)) for position in range(batch.tiles)]
-            )
-            if batch.tiles
-            else np.zeros((0, tile, tile), dtype=bool)
-        )
+        valid = np.empty((batch.tiles, tile, tile), dtype=bool)
+        for position in range(batch.tiles):
+            valid[position] = batch.read_valid(position, slice(0, tile))
     return bands, solo, valid
 
 
