@@ -322,20 +322,19 @@ def predict_source(
     for path in outputs.paths:
         check_output(path)
     card = read_card(resolve_model_dir(model))
-    # a card_pixel_size card reads a finer scene as block means at its pixel size
-    source, resampling = at_card_pixel_size(source, card)
-    extra_tags = run_tags(model_name(model, card), resampling)
-    placement = placement or model_placement(settings, card, client)
-    plan = make_plan(
+    source, resampling, placement, plan = plan_run(
         source,
         model,
+        card,
         settings,
-        placement,
-        work_root=Path(work_dir) if work_dir is not None else outputs.labels.parent,
-        write_probabilities=outputs.probabilities is not None,
+        outputs.paths,
+        work_dir=work_dir,
+        client=client,
+        placement=placement,
         sensor=sensor,
-        destination=[str(path.resolve()) for path in outputs.paths],
+        write_probabilities=outputs.probabilities is not None,
     )
+    extra_tags = run_tags(model_name(model, card), resampling)
     with locked_work_dir(plan.work_dir):
         try:
             return _predict_planned(
@@ -351,20 +350,58 @@ def predict_source(
                 stage,
             )
         except BaseException as error:
-            _keep_or_remove(plan, error)
+            done = finished_chunks(plan.work_dir)
+            keep_or_remove(plan.work_dir, error, done, f"{done} of {len(plan.chunks)} chunks done")
             raise
 
 
-def _keep_or_remove(plan: PredictPlan, error: BaseException) -> None:
-    """After a failure: remove a work folder with no finished chunk, else say it is kept."""
-    done = finished_chunks(plan.work_dir)
+def plan_run(
+    source: RasterSource,
+    model: str | Path,
+    card: ModelCard,
+    settings: InferenceSettings,
+    outputs: Sequence[Path],
+    *,
+    work_dir: Path | None,
+    client: Client | None,
+    placement: InferencePlacement | None,
+    sensor: str,
+    write_probabilities: bool,
+) -> tuple[RasterSource, Resampling | None, InferencePlacement, PredictPlan]:
+    """The scene as ``card`` reads it, the model's placement and the plan of a run.
+
+    A ``card_pixel_size`` card reads a finer scene as block means at its pixel
+    size; the placement is asked of the cluster unless given; the work
+    directory lies in ``work_dir`` (default: the first output's folder).
+    """
+    source, resampling = at_card_pixel_size(source, card)
+    placement = placement or model_placement(settings, card, client)
+    plan = make_plan(
+        source,
+        model,
+        settings,
+        placement,
+        work_root=Path(work_dir) if work_dir is not None else Path(outputs[0]).parent,
+        write_probabilities=write_probabilities,
+        sensor=sensor,
+        destination=[str(Path(path).resolve()) for path in outputs],
+    )
+    return source, resampling, placement, plan
+
+
+def keep_or_remove(work_dir: Path, error: BaseException, done: int, progress: str) -> None:
+    """After a failure: remove a work folder with nothing ``done``, else say it is kept.
+
+    ``progress`` says what is done (e.g. ``3 of 16 chunks done``), in the note
+    added to ``error``.
+    """
     if done == 0:
-        remove_work_dir(plan.work_dir)
+        remove_work_dir(work_dir)
         return
-    size = folder_bytes(plan.work_dir) / 2**20
+    size = folder_bytes(work_dir) / 2**20
     error.add_note(
-        f"the work folder {plan.work_dir} ({size:.1f} MiB, {done} of {len(plan.chunks)} chunks "
-        "done) is kept: run the same command again to resume, or delete it to start over"
+        f"the work folder {work_dir} ({size:.1f} MiB, {progress}) is kept: run the same "
+        "command again to resume, or delete it to start over"
     )
 
 

@@ -55,7 +55,6 @@ from geoseg.io.instances import (
 from geoseg.io.raster import read_info
 from geoseg.io.workdir import (
     chunk_path,
-    folder_bytes,
     locked_work_dir,
     prepare_work_dir,
     remove_work_dir,
@@ -73,14 +72,20 @@ from geoseg.predict.instances import (
 )
 from geoseg.predict.paint import ID_KIND, paint_chunk
 from geoseg.predict.placement import InferencePlacement
-from geoseg.predict.plan import PredictPlan, make_plan
-from geoseg.predict.resampling import at_card_pixel_size
+from geoseg.predict.plan import PredictPlan
 from geoseg.predict.settings import InferenceSettings
 from geoseg.predict.sources import RasterSource
 from geoseg.report.progress import Progress, stages
 from geoseg.vector.instances import instance_polygons
-from workflows.cluster import dask_client, model_placement
-from workflows.predict import check_output, open_scene, overview_levels, run_tags
+from workflows.cluster import dask_client
+from workflows.predict import (
+    check_output,
+    keep_or_remove,
+    open_scene,
+    overview_levels,
+    plan_run,
+    run_tags,
+)
 from workflows.tasks import geoseg_task
 
 
@@ -169,18 +174,17 @@ def predict_instances_source(
             f"model {card.name} is a {card.task} model; instance prediction needs one whose "
             "card says task: instance (e.g. buildings-atlanta)"
         )
-    source, resampling = at_card_pixel_size(source, card)
-    settings = detector_settings(settings)
-    placement = placement or model_placement(settings, card, client)
-    plan = make_plan(
+    source, resampling, placement, plan = plan_run(
         source,
         model,
-        settings,
-        placement,
-        work_root=Path(work_dir) if work_dir is not None else Path(raster).parent,
-        write_probabilities=False,
+        card,
+        detector_settings(settings),
+        [Path(path) for path in (raster, polygons) if path is not None],
+        work_dir=work_dir,
+        client=client,
+        placement=placement,
         sensor=sensor,
-        destination=[str(Path(path).resolve()) for path in (raster, polygons) if path is not None],
+        write_probabilities=False,
     )
     display = stages(progress)
     with locked_work_dir(plan.work_dir):
@@ -212,7 +216,9 @@ def predict_instances_source(
                     write_instance_polygons(Path(polygons), frame)
                     writing.advance()
         except BaseException as error:
-            _keep_or_remove(plan, error)
+            done = sum(1 for _ in plan.work_dir.glob("detections_*.npz"))
+            progress_text = f"detections of {done} of {len(plan.batches)} batches"
+            keep_or_remove(plan.work_dir, error, done, progress_text)
             raise
         remove_work_dir(plan.work_dir)
     return InstancePrediction(
@@ -231,20 +237,6 @@ def settings_tag(settings: InstanceSettings) -> str:
     """A short digest of the instance settings, in the names of the kept detections."""
     text = json.dumps(dataclasses.asdict(settings), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _keep_or_remove(plan: PredictPlan, error: BaseException) -> None:
-    """After a failure: remove a work folder without kept detections, else say it is kept."""
-    done = sum(1 for _ in plan.work_dir.glob("detections_*.npz"))
-    if done == 0:
-        remove_work_dir(plan.work_dir)
-        return
-    size = folder_bytes(plan.work_dir) / 2**20
-    error.add_note(
-        f"the work folder {plan.work_dir} ({size:.1f} MiB, detections of {done} of "
-        f"{len(plan.batches)} batches) is kept: run the same command again to resume, or "
-        "delete it to start over"
-    )
 
 
 def _detect(
