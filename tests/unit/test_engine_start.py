@@ -17,7 +17,7 @@ from geoseg.models import export
 from geoseg.models.card import CpuSpeeds, OnnxRecord
 from geoseg.predict import hardware, onnx_runtime
 from geoseg.predict.engines import CPU_SPEED_ORDER, cpu_order, select_engine
-from geoseg.predict.inference import DeviceSupport, model_key
+from geoseg.predict.inference import DeviceSupport, ModelKey, model_key
 from geoseg.training.quantize import cpu_speeds
 from tests.conftest import write_geotiff
 from tests.unit.test_predict import DESCRIPTIONS, landscape
@@ -86,12 +86,17 @@ def test_submitting_a_run_imports_neither_torch_nor_smp() -> None:
 # --- the fp32 graph cache ------------------------------------------------------------
 
 
+def _forest_in_a_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ModelKey, Path]:
+    """``forest``'s model key, with the ONNX cache in ``tmp_path``, and its cache file."""
+    monkeypatch.setenv(onnx_runtime.CACHE_ENV, str(tmp_path / "cache"))
+    key = model_key("forest", "cpu")
+    return key, onnx_runtime.onnx_cache_dir() / f"{key.weights_sha256}-fp32.onnx"
+
+
 def test_the_fp32_graph_is_exported_once_then_read_from_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(onnx_runtime.CACHE_ENV, str(tmp_path / "cache"))
-    key = model_key("forest", "cpu")
-    cached = onnx_runtime.onnx_cache_dir() / f"{key.weights_sha256}-fp32.onnx"
+    key, cached = _forest_in_a_cache(tmp_path, monkeypatch)
     assert not cached.exists()
     first = onnx_runtime.fp32_session(key, 1)
     assert cached.is_file()
@@ -126,9 +131,7 @@ def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_a_damaged_cache_file_is_exported_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(onnx_runtime.CACHE_ENV, str(tmp_path / "cache"))
-    key = model_key("forest", "cpu")
-    cached = onnx_runtime.onnx_cache_dir() / f"{key.weights_sha256}-fp32.onnx"
+    key, cached = _forest_in_a_cache(tmp_path, monkeypatch)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not an onnx graph")
     session = onnx_runtime.fp32_session(key, 1)

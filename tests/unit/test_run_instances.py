@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,6 +27,7 @@ from tests.predict_fixtures import make_maskrcnn_dir, make_model_dir
 from tests.unit.test_predict_instances import PIXEL
 from workflows.run_bbox import run_bbox
 from workflows.run_change import run_change
+from workflows.staging import RunOutputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:scene .* has no quality band")
 
@@ -85,24 +87,32 @@ def _bbox() -> object:
     return make_bbox((x, y - 64.0, x + 88.0, y), UTM_CRS)
 
 
+def _run(
+    catalog: Path, out: Path, model: Path, client: Client, instance_model: Path, **options: Any
+) -> RunOutputs:
+    """``geoseg run`` over the test bbox at 2024-06-01 with an instance model."""
+    return run_bbox(
+        _bbox(),  # type: ignore[arg-type]
+        "2024-06-01",
+        out=out,
+        model=model,
+        catalog=catalog,
+        settings=SETTINGS,
+        progress=False,
+        client=client,
+        instance_model=instance_model,
+        **options,
+    )
+
+
 def test_run_writes_the_instances_layer_and_id_raster(
     data_dir: Path, models: tuple[Path, Path], client: Client, tmp_path: Path
 ) -> None:
     catalog = _catalog(data_dir, [*COLOUR, PAN])
     out = tmp_path / "run.gpkg"
     lines: list[str] = []
-    outputs = run_bbox(
-        _bbox(),  # type: ignore[arg-type]
-        "2024-06-01",
-        out=out,
-        model=models[0],
-        catalog=catalog,
-        settings=SETTINGS,
-        progress=False,
-        client=client,
-        report=lines.append,
-        instance_model=models[1],
-        instance_settings=DETECTOR,
+    outputs = _run(
+        catalog, out, models[0], client, models[1], report=lines.append, instance_settings=DETECTOR
     )
     layers = dict(pyogrio.list_layers(out))
     assert layers["instances"] == "MultiPolygon" and "classes" in layers
@@ -167,30 +177,10 @@ def test_scenes_without_the_detectors_band_are_refused_in_one_line(
 ) -> None:
     catalog = _catalog(data_dir, [*COLOUR, Band("swir", "swir16", 1.0, 0.0, "dn", "swir")])
     with pytest.raises(CatalogError) as refused:
-        run_bbox(
-            _bbox(),  # type: ignore[arg-type]
-            "2024-06-01",
-            out=tmp_path / "run.gpkg",
-            model=models[0],
-            catalog=catalog,
-            settings=SETTINGS,
-            progress=False,
-            client=client,
-            instance_model=models[1],
-        )
+        _run(catalog, tmp_path / "run.gpkg", models[0], client, models[1])
     message = str(refused.value)
     assert "\n" not in message
     assert "reads band(s) panchromatic" in message and "use a catalog whose scenes" in message
     assert not list(tmp_path.glob("run*"))
     with pytest.raises(ConfigError, match="name an instance model"):
-        run_bbox(
-            _bbox(),  # type: ignore[arg-type]
-            "2024-06-01",
-            out=tmp_path / "run.gpkg",
-            model=models[0],
-            catalog=catalog,
-            settings=SETTINGS,
-            progress=False,
-            client=client,
-            instance_model=models[0],
-        )
+        _run(catalog, tmp_path / "run.gpkg", models[0], client, models[0])
